@@ -1,0 +1,381 @@
+"""The engine: Function and its Context (the graph node), apply(), and the backward walk.
+
+A ``Function`` has a ``forward`` on backend arrays and a ``backward`` written with the
+engine's own differentiable ops. ``apply`` runs forward and, when a gradient is wanted,
+records a ``Context`` node as the output's ``grad_fn``. ``backward`` walks the nodes in
+reverse topological order without recursion.
+"""
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .errors import BackendError, GraphError, ShapeError, shape_str
+
+_grad_enabled = True
+
+# Callables told of every backward step, as (node, grad_output, input_grads).
+# The step-by-step renderer listens here; the list is empty otherwise.
+step_observers: list[Callable[[Any, Any, tuple], None]] = []
+
+
+def is_grad_enabled() -> bool:
+    """True while operations record the graph."""
+    return _grad_enabled
+
+
+class set_grad_enabled:
+    """Turn graph recording on or off; works as a call or as a ``with`` block."""
+
+    def __init__(self, mode: bool) -> None:
+        global _grad_enabled
+        self.previous = _grad_enabled
+        _grad_enabled = bool(mode)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        global _grad_enabled
+        _grad_enabled = self.previous
+
+
+class no_grad(set_grad_enabled):
+    """``with ag.no_grad():`` runs ops without recording a graph (inference, updates)."""
+
+    def __init__(self) -> None:
+        self.previous = None
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self.previous = _grad_enabled
+        _grad_enabled = False
+
+    def __call__(self, func: Callable) -> Callable:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return func(*args, **kwargs)
+        wrapper.__name__ = getattr(func, "__name__", "wrapper")
+        wrapper.__doc__ = func.__doc__
+        return wrapper
+
+
+class enable_grad(no_grad):
+    """``with ag.enable_grad():`` records the graph even inside ``no_grad``."""
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self.previous = _grad_enabled
+        _grad_enabled = True
+
+
+_OUTPUT = object()  # marks "the op's own output" among saved values
+
+
+class Context:
+    """What forward leaves for backward. It is also the graph node: ``tensor.grad_fn``.
+
+    ``inputs`` are the input tensors, ``saved_tensors`` the values forward saved (as
+    tensors, so a ``create_graph=True`` backward can differentiate through them), and
+    any attribute forward sets (``ctx.axis = axis``) is there for backward and the renderer.
+    """
+
+    def __init__(self, fn: type, backend: Any) -> None:
+        self.fn = fn
+        self.backend = backend
+        self.inputs: tuple = ()
+        self.needs_input_grad: tuple = ()
+        self.params: dict = {}
+        self._saved: tuple | None = ()
+        self._output: Any = None
+        self.freed = False
+
+    @property
+    def xp(self) -> Any:
+        return self.backend.xp
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    def save_for_backward(self, *values: Any) -> None:
+        """Keep arrays (inputs, the output, or others) for backward."""
+        self._saved = values
+
+    @property
+    def saved_tensors(self) -> tuple:
+        if self.freed:
+            raise GraphError(
+                f"{self.name}: its saved values were freed by an earlier backward(). "
+                "Pass retain_graph=True to the first backward() to run backward twice.")
+        out = []
+        for value in self._saved:
+            if value is _OUTPUT:
+                value = self.output
+            elif not isinstance(value, _Tensor):
+                value = _Tensor(value, self.backend)
+            out.append(value)
+        return tuple(out)
+
+    @property
+    def output(self) -> Any:
+        """The tensor this node made (a constant copy if the tensor is gone)."""
+        tensor = self._output() if self._output is not None else None
+        if tensor is None:
+            raise GraphError(f"{self.name}: its output tensor no longer exists")
+        return tensor
+
+    def __repr__(self) -> str:
+        return f"<{self.name}Backward>"
+
+
+class Function:
+    """An op: ``forward(ctx, *arrays, **params)`` and ``backward(ctx, grad) -> grads``."""
+
+    # False for ops whose output carries no gradient (comparisons, argmax, one-hot).
+    differentiable = True
+
+    @staticmethod
+    def forward(ctx: Context, *args: Any, **params: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Any, **params: Any) -> Any:
+        tensors = _as_tensors(cls.__name__, inputs)
+        backend = tensors[0]._backend
+        for t in tensors:
+            if t._backend is not backend:
+                raise BackendError(
+                    f"{cls.__name__}: inputs live on two backends, {backend.name} and "
+                    f"{t._backend.name}. Move one with .to({backend.name!r}) or "
+                    f".to({t._backend.name!r}); nothing is copied behind your back.")
+        ctx = Context(cls, backend)
+        ctx.params = params
+        arrays = [t.data for t in tensors]
+        try:
+            out = cls.forward(ctx, *arrays, **params)
+        except (ShapeError, BackendError, GraphError):
+            raise
+        except (ValueError, TypeError, IndexError) as err:
+            shapes = ", ".join(shape_str(t.shape) for t in tensors)
+            raise ShapeError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes}: {err}") from None
+        requires_grad = _grad_enabled and cls.differentiable and any(t.requires_grad for t in tensors)
+        result = _Tensor(out, getattr(ctx, "out_backend", backend), requires_grad=requires_grad)
+        if requires_grad:
+            ctx.inputs = tuple(tensors)
+            ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
+            ctx._output = weakref.ref(result)
+            # Saved inputs are kept as the input tensors, the output as a marker:
+            # a create_graph backward then differentiates through them.
+            if ctx._saved:
+                ctx._saved = tuple(_link_saved(v, arrays, tensors, out) for v in ctx._saved)
+            result.grad_fn = ctx
+        return result
+
+
+def _link_saved(value: Any, arrays: list, tensors: list, out: Any) -> Any:
+    if value is out:
+        return _OUTPUT
+    for array, tensor in zip(arrays, tensors):
+        if value is array:
+            return tensor
+    return value
+
+
+_Tensor: Any = None  # set by tensor.py, which imports this module first
+
+
+def _as_tensors(op: str, inputs: Sequence[Any]) -> list:
+    """Inputs as tensors; Python numbers take the dtype of the op's float tensor input."""
+    tensors = [x if isinstance(x, _Tensor) else None for x in inputs]
+    like = next((t for t in tensors if t is not None), None)
+    if like is None:
+        from .backends import get_backend
+        backend, dtype = get_backend(), None
+    else:
+        backend = like._backend
+        floats = [t for t in tensors if t is not None and t.data.dtype.kind in "fc"]
+        dtype = floats[0].data.dtype if floats else None
+    for i, x in enumerate(inputs):
+        if tensors[i] is None:
+            tensors[i] = _constant(op, x, backend, dtype)
+    return tensors
+
+
+def _constant(op: str, x: Any, backend: Any, dtype: Any) -> Any:
+    if isinstance(x, (bool, int, float)):
+        array = backend.xp.asarray(x, dtype=dtype if dtype is not None else
+                                   ("float32" if isinstance(x, float) else None))
+        return _Tensor(array, backend)
+    if backend.is_array(x):
+        return _Tensor(x, backend)
+    if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
+        if type(x).__module__.startswith("cupy") and backend.name != "cupy":
+            raise BackendError(f"{op}: got a CuPy array while the other inputs are on {backend.name}")
+        return _Tensor(backend.asarray(x), backend)
+    raise TypeError(f"{op}: cannot use an input of type {type(x).__name__}; pass a Tensor, "
+                    "an array or a number")
+
+
+# --------------------------------------------------------------------------- backward
+
+
+def _topological_order(roots: Iterable[Context]) -> list:
+    """Nodes reachable from ``roots``, each after every node that consumes its output."""
+    order, visited = [], set()
+    stack = [(node, False) for node in roots]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for t in node.inputs:
+            parent = t.grad_fn
+            if parent is not None and id(parent) not in visited:
+                stack.append((parent, False))
+    order.reverse()  # consumers before producers
+    return order
+
+
+def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: bool = False,
+                 create_graph: bool = False, inputs: Sequence[Any] | None = None) -> list | None:
+    """Propagate ``grads`` from ``outputs`` back through the graph.
+
+    With ``inputs`` None, gradients accumulate into ``.grad`` of leaves (and of tensors
+    that called ``retain_grad()``). Otherwise the gradients of ``inputs`` are returned
+    and no ``.grad`` is touched (``ag.grad``).
+    """
+    global _grad_enabled
+    from .ops.reduce import sum_to  # the engine's one op: un-broadcasting
+
+    wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
+    found: list = [None] * len(inputs) if inputs is not None else []
+    pending: dict[int, Any] = {}
+    roots = []
+    for out, g in zip(outputs, grads):
+        if out.grad_fn is None:
+            _deliver(out, g, wanted, found)
+            continue
+        key = id(out.grad_fn)
+        pending[key] = g if key not in pending else pending[key] + g
+        roots.append(out.grad_fn)
+
+    previous = _grad_enabled
+    _grad_enabled = create_graph
+    try:
+        for node in _topological_order(roots):
+            grad = pending.pop(id(node), None)
+            if grad is None:
+                continue
+            output = node._output() if node._output is not None else None
+            if output is not None and (output._retains_grad or (wanted is not None and id(output) in wanted)):
+                _deliver(output, grad, wanted, found)
+            input_grads = node.fn.backward(node, grad)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            if len(input_grads) != len(node.inputs):
+                raise GraphError(f"{node.name}.backward returned {len(input_grads)} gradients "
+                                 f"for {len(node.inputs)} inputs")
+            input_grads = tuple(
+                _fit_grad(node, i, t, g, sum_to) if g is not None and t.requires_grad else None
+                for i, (t, g) in enumerate(zip(node.inputs, input_grads)))
+            for observer in step_observers:
+                observer(node, grad, input_grads)
+            for t, g in zip(node.inputs, input_grads):
+                if g is None:
+                    continue
+                if t.grad_fn is None:
+                    _deliver(t, g, wanted, found)
+                else:
+                    key = id(t.grad_fn)
+                    pending[key] = g if key not in pending else pending[key] + g
+            if not retain_graph:
+                node._saved = None
+                node.freed = True
+    finally:
+        _grad_enabled = previous
+    return found if inputs is not None else None
+
+
+def _fit_grad(node: Context, i: int, t: Any, g: Any, sum_to: Callable) -> Any:
+    """Sum a broadcast gradient back to its input's shape, then check the shape."""
+    if not isinstance(g, _Tensor):
+        g = _Tensor(g, node.backend)
+    if g.shape != t.shape:
+        g = sum_to(g, t.shape)
+    if g.shape != t.shape:
+        raise ShapeError(f"{node.name}.backward: gradient for input {i} has shape "
+                         f"{shape_str(g.shape)}, expected {shape_str(t.shape)}")
+    if g.data.dtype != t.data.dtype and t.data.dtype.kind == "f":
+        g = g.astype(t.data.dtype)
+    return g
+
+
+def _deliver(t: Any, g: Any, wanted: dict | None, found: list) -> None:
+    """Hand a finished gradient to ``t``: into ``found`` for ag.grad, else into ``t.grad``."""
+    if wanted is not None:
+        i = wanted.get(id(t))
+        if i is not None:
+            found[i] = g if found[i] is None else found[i] + g
+        return
+    if not t.requires_grad:
+        return
+    if not _grad_enabled:
+        g = g.detach()
+    t.grad = g if t.grad is None else t.grad + g
+
+
+def backward(tensor: Any, grad: Any = None, retain_graph: bool = False,
+             create_graph: bool = False) -> None:
+    """``tensor.backward()``: fill ``.grad`` of the leaves that ``tensor`` depends on."""
+    if not tensor.requires_grad:
+        raise GraphError("backward(): this tensor does not require grad and has no grad_fn; "
+                         "create the inputs with requires_grad=True")
+    grad = _initial_grad(tensor, grad)
+    run_backward([tensor], [grad], retain_graph=retain_graph, create_graph=create_graph)
+
+
+def _initial_grad(tensor: Any, grad: Any) -> Any:
+    if grad is None:
+        if tensor.data.size != 1:
+            raise GraphError(
+                f"backward(): the tensor has shape {shape_str(tensor.shape)}, not a scalar; "
+                "reduce it first (e.g. loss.sum() or loss.mean()) or pass "
+                "grad= a tensor of that shape")
+        return _Tensor(tensor._backend.xp.ones_like(tensor.data), tensor._backend)
+    if not isinstance(grad, _Tensor):
+        grad = _Tensor(tensor._backend.asarray(grad, dtype=tensor.data.dtype), tensor._backend)
+    if grad.shape != tensor.shape:
+        raise ShapeError(f"backward(): grad has shape {shape_str(grad.shape)}, "
+                         f"the tensor {shape_str(tensor.shape)}")
+    return grad
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned, not stored in ``.grad``."""
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    grads = [_initial_grad(o, g) for o, g in zip(outputs, grad_outputs)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    found = run_backward(outputs, grads, retain_graph=retain_graph,
+                         create_graph=create_graph, inputs=inputs)
+    for i, g in enumerate(found):
+        if g is None and not allow_unused:
+            raise GraphError(f"grad(): input {i} was not used to compute the outputs; "
+                             "pass allow_unused=True to get None for it")
+    return tuple(found)

@@ -1,0 +1,124 @@
+"""The backend registry: AUTOGRAD_CNN_BACKEND, set_backend, use_backend, get_backend.
+
+The variable is read once, at import, to choose the default backend for new tensors;
+ops follow the backend of their inputs.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import BackendError
+from .base import Backend
+from .numpy_backend import NumpyBackend
+
+ENV_VAR = "AUTOGRAD_CNN_BACKEND"
+GPU_INSTALL_HINT = "pip install 'autograd-cnn[gpu]'"
+
+# Every spelling a user may type, mapped to the backend's one name.
+ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
+           "cupy": "cupy", "gpu": "cupy", "cuda": "cupy", "auto": "auto"}
+
+_instances: dict[str, Backend] = {"numpy": NumpyBackend()}
+_default: Backend = _instances["numpy"]
+
+
+def _load_cupy() -> Backend:
+    """Import CuPy on first use only, so `import autograd_cnn` stays light."""
+    if "cupy" not in _instances:
+        from .cupy_backend import CupyBackend  # imports cupy; raises BackendError if unusable
+
+        _instances["cupy"] = CupyBackend()
+    return _instances["cupy"]
+
+
+def cupy_usable() -> tuple[bool, str]:
+    """(True, "") where CuPy imports and sees a GPU, else (False, the reason)."""
+    try:
+        _load_cupy()
+    except BackendError as err:
+        return False, str(err)
+    return True, ""
+
+
+def _resolve(name: str, source: str) -> Backend:
+    key = ALIASES.get(str(name).strip().lower())
+    if key is None:
+        raise BackendError(
+            f"{source}: unknown backend {name!r}. Choose one of: numpy (or cpu), "
+            f"cupy (or gpu, cuda), auto.")
+    if key == "numpy":
+        return _instances["numpy"]
+    if key == "auto":
+        ok, _ = cupy_usable()
+        return _instances["cupy"] if ok else _instances["numpy"]
+    try:
+        return _load_cupy()
+    except BackendError as err:
+        raise BackendError(f"{source}: backend {name!r} cannot be used: {err}") from None
+
+
+def get_backend(name: str | Backend | None = None) -> Backend:
+    """The backend called ``name``, or the current default when ``name`` is None."""
+    if name is None:
+        return _default
+    if isinstance(name, Backend):
+        return name
+    return _resolve(name, "get_backend")
+
+
+def set_backend(name: str | Backend) -> Backend:
+    """Make ``name`` the default backend for new tensors; returns it."""
+    global _default
+    _default = name if isinstance(name, Backend) else _resolve(name, "set_backend")
+    return _default
+
+
+@contextmanager
+def use_backend(name: str | Backend) -> Iterator[Backend]:
+    """``with ag.use_backend("cupy"):`` new tensors go to that backend inside the block."""
+    global _default
+    previous = _default
+    set_backend(name)
+    try:
+        yield _default
+    finally:
+        _default = previous
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that work on this machine (numpy always)."""
+    names = ["numpy"]
+    if cupy_usable()[0]:
+        names.append("cupy")
+    return names
+
+
+def backend_of(array: Any) -> Backend:
+    """The backend whose array type ``array`` is."""
+    numpy_backend = _instances["numpy"]
+    if numpy_backend.is_array(array):
+        return numpy_backend
+    cupy_backend = _instances.get("cupy")
+    if cupy_backend is not None and cupy_backend.is_array(array):
+        return cupy_backend
+    if type(array).__module__.startswith("cupy"):
+        return _load_cupy()
+    raise BackendError(f"no backend holds arrays of type {type(array).__name__}")
+
+
+def all_loaded() -> list[Backend]:
+    """Backends instantiated so far (manual_seed seeds each of them)."""
+    return list(_instances.values())
+
+
+def _init_from_env() -> None:
+    value = os.environ.get(ENV_VAR)
+    if value is None or value.strip() == "":
+        return
+    set_backend(_resolve(value, f"{ENV_VAR}={value}"))
+
+
+_init_from_env()

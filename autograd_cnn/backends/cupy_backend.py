@@ -1,0 +1,47 @@
+"""The CuPy (GPU) backend. Imported only when asked for, so CuPy stays optional."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import BackendError
+from .base import Backend
+
+try:
+    import cupy
+except ImportError as _err:  # the registry turns this into a message naming the variable
+    raise BackendError(
+        f"CuPy is not installed ({_err}). Install it with: pip install 'autograd-cnn[gpu]' "
+        "(or a cupy-cudaXXx wheel matching your CUDA), or use the numpy backend.") from None
+
+try:
+    _gpu_count = cupy.cuda.runtime.getDeviceCount()
+except Exception as _err:  # CUDA driver missing or broken: CuPy imports but cannot run
+    raise BackendError(
+        f"CuPy is installed but no GPU is visible ({_err}). Check the NVIDIA driver and "
+        "CUDA_VISIBLE_DEVICES, or use the numpy backend.") from None
+if _gpu_count == 0:
+    raise BackendError("CuPy is installed but no GPU is visible; use the numpy backend.")
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+    xp = cupy
+
+    def is_array(self, obj: Any) -> bool:
+        return isinstance(obj, cupy.ndarray)
+
+    def to_host(self, array: Any) -> Any:
+        return cupy.asnumpy(array)
+
+    def from_host(self, array: Any) -> Any:
+        return cupy.asarray(array)
+
+    def synchronize(self) -> None:
+        cupy.cuda.get_current_stream().synchronize()
+
+    def describe(self) -> dict:
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = props["name"]
+        return {"backend": self.name, "cupy": cupy.__version__,
+                "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+                "device": name.decode() if isinstance(name, bytes) else str(name)}

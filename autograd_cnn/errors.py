@@ -1,0 +1,23 @@
+"""The error types autograd_cnn raises; each message names the op, the shapes and what to do."""
+from __future__ import annotations
+
+
+class AutogradError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ShapeError(AutogradError, ValueError):
+    """Inputs whose shapes an op cannot accept."""
+
+
+class BackendError(AutogradError, RuntimeError):
+    """An unknown, missing or mismatched array backend."""
+
+
+class GraphError(AutogradError, RuntimeError):
+    """A misuse of the graph: backward twice, backward on a non-scalar, and the like."""
+
+
+def shape_str(shape: tuple) -> str:
+    """(2, 3) rather than Python's (2, 3) with a trailing comma for 1-tuples."""
+    return "(" + ", ".join(str(s) for s in shape) + ")"

@@ -1,0 +1,178 @@
+"""Activations and the softmax family (numerically stable)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..autograd import Function
+from .elementwise import exp, where
+
+
+class ReLU(Function):
+    """y = max(x, 0)"""
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.maximum(x, 0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy * (y > 0).astype(gy.dtype)
+
+
+class LeakyReLU(Function):
+    """y = x if x > 0 else slope * x"""
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        ctx.slope = negative_slope
+        ctx.save_for_backward(x)
+        return ctx.xp.where(x > 0, x, x * x.dtype.type(negative_slope))
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        return where(x > 0, gy, gy * ctx.slope)
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + e^-x)"""
+    @staticmethod
+    def forward(ctx, x):
+        xp = ctx.xp
+        # exp of a non-positive number never overflows: split by sign.
+        z = xp.exp(-xp.abs(x))
+        y = xp.where(x >= 0, 1 / (1 + z), z / (1 + z))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy * y * (1 - y)
+
+
+class Tanh(Function):
+    """y = tanh x"""
+    @staticmethod
+    def forward(ctx, x):
+        y = ctx.xp.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy * (1 - y * y)
+
+
+class Gelu(Function):
+    """y = x * Phi(x) (erf form) or its tanh approximation"""
+    @staticmethod
+    def forward(ctx, x, approximate="none"):
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            c = math.sqrt(2 / math.pi)
+            return 0.5 * x * (1 + ctx.xp.tanh(c * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + ctx.backend.erf(x / math.sqrt(2)))
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        if ctx.approximate == "tanh":
+            c = math.sqrt(2 / math.pi)
+            t = tanh(c * (x + 0.044715 * x ** 3))
+            return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
+        cdf = 0.5 * (1 + Erf.apply(x / math.sqrt(2)))
+        pdf = exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return gy * (cdf + x * pdf)
+
+
+class Erf(Function):
+    """y = erf x"""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return ctx.backend.erf(x)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        return gy * (2 / math.sqrt(math.pi)) * exp(-x * x)
+
+
+class Softmax(Function):
+    """y_i = e^x_i / sum_j e^x_j along an axis"""
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        xp = ctx.xp
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
+        y = e / e.sum(axis=axis, keepdims=True)
+        ctx.axis = axis
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return y * (gy - (gy * y).sum(axis=ctx.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y_i = x_i - log sum_j e^x_j along an axis"""
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        ctx.axis = axis
+        y = _log_softmax(ctx.xp, x, axis)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy - exp(y) * gy.sum(axis=ctx.axis, keepdims=True)
+
+
+def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def relu(x: Any) -> Any:
+    """max(x, 0); the gradient at 0 is 0, as in PyTorch."""
+    return ReLU.apply(x)
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
+    return LeakyReLU.apply(x, negative_slope=negative_slope)
+
+
+def sigmoid(x: Any) -> Any:
+    return Sigmoid.apply(x)
+
+
+def tanh(x: Any) -> Any:
+    return Tanh.apply(x)
+
+
+def gelu(x: Any, approximate: str = "none") -> Any:
+    """GELU: the exact erf form by default, ``approximate="tanh"`` for the tanh form."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(x, approximate=approximate)
+
+
+def erf(x: Any) -> Any:
+    return Erf.apply(x)
+
+
+def softmax(x: Any, axis: int = -1) -> Any:
+    """Probabilities along ``axis``; stable for large inputs."""
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x: Any, axis: int = -1) -> Any:
+    """Log-probabilities along ``axis``; stable for large inputs."""
+    return LogSoftmax.apply(x, axis=axis)

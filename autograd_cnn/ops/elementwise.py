@@ -1,0 +1,304 @@
+"""Elementwise arithmetic with broadcasting. The engine sums broadcast gradients back."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function
+from ..errors import ShapeError, shape_str
+
+
+def _check_broadcast(op: str, a: Any, b: Any) -> None:
+    """Name the op and both shapes, instead of NumPy's own broadcasting message."""
+    for x, y in zip(reversed(a.shape), reversed(b.shape)):
+        if x != y and x != 1 and y != 1:
+            raise ShapeError(f"{op}: shapes {shape_str(a.shape)} and {shape_str(b.shape)} do "
+                             "not broadcast; each trailing dimension must match or be 1")
+
+
+class Add(Function):
+    """y = a + b"""
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("Add", a, b)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy, gy
+
+
+class Sub(Function):
+    """y = a - b"""
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("Sub", a, b)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy, -gy
+
+
+class Mul(Function):
+    """y = a * b"""
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("Mul", a, b)
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, gy):
+        a, b = ctx.saved_tensors
+        return gy * b, gy * a
+
+
+class Div(Function):
+    """y = a / b"""
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("Div", a, b)
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, gy):
+        a, b = ctx.saved_tensors
+        ga = gy / b
+        return ga, -ga * a / b
+
+
+class Pow(Function):
+    """y = a ** b"""
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("Pow", a, b)
+        y = a ** b
+        ctx.save_for_backward(a, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        a, b, y = ctx.saved_tensors
+        ga = gy * b * a ** (b - 1) if ctx.needs_input_grad[0] else None
+        # d(a^b)/db = a^b log a, defined where a > 0; elsewhere 0 as in PyTorch's mask.
+        gb = gy * y * log(where(a > 0, a, 1)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    """y = -a"""
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, gy):
+        return -gy
+
+
+class Exp(Function):
+    """y = e^a"""
+    @staticmethod
+    def forward(ctx, a):
+        y = ctx.xp.exp(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy * y
+
+
+class Log(Function):
+    """y = ln a"""
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return ctx.xp.log(a)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (a,) = ctx.saved_tensors
+        return gy / a
+
+
+class Sqrt(Function):
+    """y = sqrt(a)"""
+    @staticmethod
+    def forward(ctx, a):
+        y = ctx.xp.sqrt(a)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (y,) = ctx.saved_tensors
+        return gy / (2 * y)
+
+
+class Abs(Function):
+    """y = |a|"""
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return ctx.xp.abs(a)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (a,) = ctx.saved_tensors
+        return gy * sign(a)
+
+
+class Sign(Function):
+    """y = sign(a); zero gradient almost everywhere"""
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a):
+        return ctx.xp.sign(a)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy * 0
+
+
+class Where(Function):
+    """y = a where cond else b (cond gets no gradient)"""
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        return ctx.xp.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (cond,) = ctx.saved_tensors
+        zero = gy * 0
+        return None, where(cond, gy, zero), where(cond, zero, gy)
+
+
+class Maximum(Function):
+    """y = max(a, b) elementwise; a tie sends the gradient to a"""
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("Maximum", a, b)
+        ctx.save_for_backward(a >= b)
+        return ctx.xp.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (pick_a,) = ctx.saved_tensors
+        zero = gy * 0
+        return where(pick_a, gy, zero), where(pick_a, zero, gy)
+
+
+class Minimum(Function):
+    """y = min(a, b) elementwise; a tie sends the gradient to a"""
+    @staticmethod
+    def forward(ctx, a, b):
+        _check_broadcast("Minimum", a, b)
+        ctx.save_for_backward(a <= b)
+        return ctx.xp.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (pick_a,) = ctx.saved_tensors
+        zero = gy * 0
+        return where(pick_a, gy, zero), where(pick_a, zero, gy)
+
+
+class AsType(Function):
+    """y = a converted to another float dtype"""
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.dtype_in = a.dtype
+        return a.astype(dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return astype(gy, ctx.dtype_in)
+
+
+_COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
+            "gt": "greater", "ge": "greater_equal"}
+
+
+class Compare(Function):
+    """y = a <op> b as booleans; no gradient"""
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, a, b, how):
+        _check_broadcast("Compare", a, b)
+        return getattr(ctx.xp, _COMPARE[how])(a, b)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return None, None
+
+
+def add(a: Any, b: Any) -> Any:
+    return Add.apply(a, b)
+
+
+def sub(a: Any, b: Any) -> Any:
+    return Sub.apply(a, b)
+
+
+def mul(a: Any, b: Any) -> Any:
+    return Mul.apply(a, b)
+
+
+def div(a: Any, b: Any) -> Any:
+    return Div.apply(a, b)
+
+
+def pow(a: Any, b: Any) -> Any:  # noqa: A001 (the operator's own name)
+    return Pow.apply(a, b)
+
+
+def neg(a: Any) -> Any:
+    return Neg.apply(a)
+
+
+def exp(a: Any) -> Any:
+    return Exp.apply(a)
+
+
+def log(a: Any) -> Any:
+    return Log.apply(a)
+
+
+def sqrt(a: Any) -> Any:
+    return Sqrt.apply(a)
+
+
+def abs(a: Any) -> Any:  # noqa: A001
+    return Abs.apply(a)
+
+
+def sign(a: Any) -> Any:
+    return Sign.apply(a)
+
+
+def where(cond: Any, a: Any, b: Any) -> Any:
+    """Elements of ``a`` where ``cond`` holds, else of ``b`` (broadcasting all three)."""
+    return Where.apply(cond, a, b)
+
+
+def maximum(a: Any, b: Any) -> Any:
+    return Maximum.apply(a, b)
+
+
+def minimum(a: Any, b: Any) -> Any:
+    return Minimum.apply(a, b)
+
+
+def astype(a: Any, dtype: Any) -> Any:
+    return AsType.apply(a, dtype=dtype)
+
+
+def compare(a: Any, b: Any, how: str) -> Any:
+    return Compare.apply(a, b, how=how)
+

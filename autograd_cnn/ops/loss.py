@@ -1,0 +1,145 @@
+"""Losses. Softmax cross-entropy is one op, so its gradient is the lecture's z - z*."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function
+from ..errors import ShapeError, shape_str
+from .activation import _log_softmax, log_softmax, sigmoid, softmax
+from .shape import getitem
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(op: str, losses: Any, reduction: str) -> Any:
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "none":
+        return losses
+    raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+class SoftmaxCrossEntropy(Function):
+    """loss_n = -sum_c q_nc log softmax(z_n)_c; dL/dz = softmax(z) - q when q sums to 1"""
+    @staticmethod
+    def forward(ctx, logits, q, q_sums_to_one=False):
+        ctx.q_sums_to_one = q_sums_to_one
+        ctx.save_for_backward(logits, q)
+        return -(q * _log_softmax(ctx.xp, logits, -1)).sum(axis=-1)
+
+    @staticmethod
+    def backward(ctx, gy):
+        z, q = ctx.saved_tensors
+        g = gy.reshape(gy.shape + (1,))
+        gz = None
+        if ctx.needs_input_grad[0]:
+            p = softmax(z) if ctx.q_sums_to_one else softmax(z) * q.sum(axis=-1, keepdims=True)
+            gz = (p - q) * g
+        gq = -log_softmax(z) * g if ctx.needs_input_grad[1] else None
+        return gz, gq
+
+
+class OneHot(Function):
+    """y = one-hot rows of ``classes`` columns, smoothed by ``smoothing``; no gradient"""
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx, target, classes, smoothing=0.0, dtype="float32"):
+        xp = ctx.xp
+        if target.size and (int(target.min()) < 0 or int(target.max()) >= classes):
+            raise ShapeError(f"cross_entropy: class indices must lie in [0, {classes - 1}], "
+                             f"got values from {int(target.min())} to {int(target.max())}")
+        q = xp.zeros(target.shape + (classes,), dtype=dtype)
+        xp.put_along_axis(q, target[..., None].astype(xp.int64), 1, axis=-1)
+        if smoothing:
+            q = q * (1 - smoothing) + smoothing / classes
+        return q
+
+    @staticmethod
+    def backward(ctx, gy):
+        return None
+
+
+class BCEWithLogits(Function):
+    """loss = max(z, 0) - z t + log(1 + e^-|z|); dL/dz = sigmoid(z) - t"""
+    @staticmethod
+    def forward(ctx, z, t):
+        xp = ctx.xp
+        ctx.save_for_backward(z, t)
+        return xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+
+    @staticmethod
+    def backward(ctx, gy):
+        z, t = ctx.saved_tensors
+        gz = gy * (sigmoid(z) - t) if ctx.needs_input_grad[0] else None
+        gt = -gy * z if ctx.needs_input_grad[1] else None
+        return gz, gt
+
+
+def _classes_last(op: str, logits: Any) -> Any:
+    """(N, C, d1, ...) -> (N, d1, ..., C) so the class axis is last, as PyTorch's layout."""
+    if logits.ndim < 2:
+        raise ShapeError(f"{op}: logits need shape (N, C) or (N, C, ...), got {shape_str(logits.shape)}")
+    if logits.ndim == 2:
+        return logits
+    axes = (0,) + tuple(range(2, logits.ndim)) + (1,)
+    return logits.transpose(axes)
+
+
+def cross_entropy(logits: Any, target: Any, label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> Any:
+    """Softmax cross-entropy on logits (N, C[, ...]).
+
+    ``target`` holds class indices (N[, ...]) (Keras's sparse categorical cross-entropy)
+    or class probabilities of the logits' shape.
+    """
+    from ..tensor import Tensor
+
+    z = _classes_last("cross_entropy", logits)
+    classes = z.shape[-1]
+    target_t = target if isinstance(target, Tensor) else Tensor(logits._backend.asarray(target), logits._backend)
+    if target_t.dtype.kind in "iub":
+        if target_t.shape != z.shape[:-1]:
+            raise ShapeError(f"cross_entropy: logits {shape_str(logits.shape)} need class-index "
+                             f"targets of shape {shape_str(z.shape[:-1])}, got {shape_str(target_t.shape)}")
+        q = OneHot.apply(target_t, classes=classes, smoothing=label_smoothing, dtype=logits.dtype)
+    else:
+        if target_t.shape != logits.shape:
+            raise ShapeError(f"cross_entropy: probability targets must have the logits' shape "
+                             f"{shape_str(logits.shape)}, got {shape_str(target_t.shape)}")
+        q = _classes_last("cross_entropy", target_t)
+        if label_smoothing:
+            q = q * (1 - label_smoothing) + label_smoothing / classes
+    losses = SoftmaxCrossEntropy.apply(z, q, q_sums_to_one=target_t.dtype.kind in "iub")
+    return _reduce("cross_entropy", losses, reduction)
+
+
+def nll_loss(log_probs: Any, target: Any, reduction: str = "mean") -> Any:
+    """Negative log-likelihood of class indices, given log-probabilities (N, C)."""
+    xp = log_probs._backend.xp
+    t = target.data if hasattr(target, "data") else log_probs._backend.asarray(target)
+    if log_probs.ndim != 2 or t.shape != log_probs.shape[:1]:
+        raise ShapeError(f"nll_loss: log_probs (N, C) and target (N,) expected, got "
+                         f"{shape_str(log_probs.shape)} and {shape_str(t.shape)}")
+    picked = getitem(log_probs, (xp.arange(t.shape[0]), t.astype(xp.int64)))
+    return _reduce("nll_loss", -picked, reduction)
+
+
+def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Any:
+    """Mean squared error."""
+    if hasattr(target, "shape") and tuple(target.shape) != tuple(pred.shape):
+        raise ShapeError(f"mse_loss: pred {shape_str(pred.shape)} and target "
+                         f"{shape_str(tuple(target.shape))} must have the same shape")
+    diff = pred - target
+    return _reduce("mse_loss", diff * diff, reduction)
+
+
+def binary_cross_entropy_with_logits(logits: Any, target: Any, reduction: str = "mean") -> Any:
+    """Sigmoid + binary cross-entropy in one stable op."""
+    if hasattr(target, "shape") and tuple(target.shape) != tuple(logits.shape):
+        raise ShapeError(f"binary_cross_entropy_with_logits: logits {shape_str(logits.shape)} and "
+                         f"target {shape_str(tuple(target.shape))} must have the same shape")
+    return _reduce("binary_cross_entropy_with_logits", BCEWithLogits.apply(logits, target), reduction)
+

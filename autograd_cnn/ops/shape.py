@@ -1,0 +1,213 @@
+"""Ops that move elements without arithmetic: reshape, transpose, indexing, concat, pad."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function
+from ..errors import ShapeError, shape_str
+
+
+class Reshape(Function):
+    """y = a with a new shape"""
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.in_shape = a.shape
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ShapeError(f"Reshape: cannot reshape {shape_str(a.shape)} ({a.size} elements) "
+                             f"to {shape_str(shape)}") from None
+
+    @staticmethod
+    def backward(ctx, gy):
+        return gy.reshape(ctx.in_shape)
+
+
+class Transpose(Function):
+    """y = a with its axes permuted (reversed when axes is None)"""
+    @staticmethod
+    def forward(ctx, a, axes=None):
+        if axes is not None and sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
+            raise ShapeError(f"Transpose: axes {tuple(axes)} are not a permutation of "
+                             f"the {a.ndim} axes of {shape_str(a.shape)}")
+        ctx.axes = axes
+        return a.transpose(axes)
+
+    @staticmethod
+    def backward(ctx, gy):
+        if ctx.axes is None:
+            return gy.transpose()
+        inverse = [0] * len(ctx.axes)
+        for i, ax in enumerate(ctx.axes):
+            inverse[ax % len(ctx.axes)] = i
+        return gy.transpose(tuple(inverse))
+
+
+def _plain_index(index: Any) -> Any:
+    """Tensors and lists inside an index become arrays the backend can use."""
+    from ..tensor import Tensor
+
+    if isinstance(index, tuple):
+        return tuple(_plain_index(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.data
+    return index
+
+
+class GetItem(Function):
+    """y = a[index] (slices, integers, integer arrays, None, Ellipsis)"""
+    @staticmethod
+    def forward(ctx, a, index):
+        ctx.in_shape = a.shape
+        try:
+            return a[index]
+        except IndexError as err:
+            raise ShapeError(f"GetItem: index {index!r} does not fit shape {shape_str(a.shape)}: {err}") from None
+
+    @staticmethod
+    def backward(ctx, gy):
+        return ScatterAdd.apply(gy, shape=ctx.in_shape, index=ctx.params["index"])
+
+
+class ScatterAdd(Function):
+    """y = zeros(shape) with g added at index (the backward of a[index])"""
+    @staticmethod
+    def forward(ctx, g, shape, index):
+        out = ctx.xp.zeros(shape, dtype=g.dtype)
+        ctx.backend.scatter_add(out, index, g)
+        return out
+
+    @staticmethod
+    def backward(ctx, gy):
+        return getitem(gy, ctx.params["index"])
+
+
+class Concat(Function):
+    """y = a_1, a_2, ... joined along an existing axis"""
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        _same_rank("Concat", arrays, axis)
+        ctx.axis = axis
+        ctx.sizes = [a.shape[axis] for a in arrays]
+        return ctx.xp.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, gy):
+        grads, start = [], 0
+        for size in ctx.sizes:
+            index = [slice(None)] * gy.ndim
+            index[ctx.axis] = slice(start, start + size)
+            grads.append(gy[tuple(index)])
+            start += size
+        return tuple(grads)
+
+
+class Stack(Function):
+    """y = a_1, a_2, ... joined along a new axis"""
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        shapes = {a.shape for a in arrays}
+        if len(shapes) != 1:
+            raise ShapeError("Stack: every tensor needs the same shape, got "
+                             + ", ".join(shape_str(a.shape) for a in arrays))
+        ctx.axis = axis
+        return ctx.xp.stack(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, gy):
+        index = [slice(None)] * gy.ndim
+        grads = []
+        for i in range(gy.shape[ctx.axis]):
+            index[ctx.axis] = i
+            grads.append(gy[tuple(index)])
+        return tuple(grads)
+
+
+def _same_rank(op: str, arrays: Any, axis: int) -> None:
+    if not arrays:
+        raise ShapeError(f"{op}: needs at least one tensor")
+    first = arrays[0]
+    for a in arrays[1:]:
+        rest_a = [n for i, n in enumerate(a.shape) if i != axis % a.ndim]
+        rest_f = [n for i, n in enumerate(first.shape) if i != axis % first.ndim]
+        if a.ndim != first.ndim or rest_a != rest_f:
+            raise ShapeError(f"{op}: shapes {shape_str(first.shape)} and {shape_str(a.shape)} "
+                             f"differ outside axis {axis}")
+
+
+class Pad(Function):
+    """y = a with ``value`` added around it, pad_width as in numpy.pad"""
+    @staticmethod
+    def forward(ctx, a, pad_width, value=0.0):
+        ctx.pad_width = pad_width
+        return ctx.xp.pad(a, pad_width, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx, gy):
+        index = tuple(slice(lo, n - hi) for (lo, hi), n in zip(ctx.pad_width, gy.shape))
+        return gy[index]
+
+
+class ToBackend(Function):
+    """y = a copied to another backend (host <-> GPU)"""
+    @staticmethod
+    def forward(ctx, a, target):
+        ctx.source = ctx.backend
+        ctx.out_backend = target
+        return target.from_host(ctx.backend.to_host(a))
+
+    @staticmethod
+    def backward(ctx, gy):
+        return to_backend(gy, ctx.source)
+
+
+def reshape(a: Any, shape: tuple) -> Any:
+    shape = tuple(int(n) for n in shape)
+    return Reshape.apply(a, shape=shape)
+
+
+def transpose(a: Any, axes: tuple | None = None) -> Any:
+    return Transpose.apply(a, axes=tuple(axes) if axes is not None else None)
+
+
+def flatten(a: Any, start_axis: int = 0) -> Any:
+    """Join the axes from ``start_axis`` on into one."""
+    shape = a.shape
+    start = start_axis % max(len(shape), 1)
+    lead = shape[:start]
+    rest = 1
+    for n in shape[start:]:
+        rest *= n
+    return reshape(a, lead + (rest,))
+
+
+def getitem(a: Any, index: Any) -> Any:
+    return GetItem.apply(a, index=_plain_index(index))
+
+
+def concat(tensors: Any, axis: int = 0) -> Any:
+    """Join tensors along an existing axis."""
+    return Concat.apply(*tensors, axis=axis)
+
+
+def stack(tensors: Any, axis: int = 0) -> Any:
+    """Join same-shaped tensors along a new axis."""
+    return Stack.apply(*tensors, axis=axis)
+
+
+def pad(a: Any, pad_width: Any, value: float = 0.0) -> Any:
+    """Pad with a constant; ``pad_width`` is an int, a (before, after) pair, or one per axis."""
+    ndim = len(a.shape)
+    if isinstance(pad_width, int):
+        pad_width = ((pad_width, pad_width),) * ndim
+    elif len(pad_width) == 2 and all(isinstance(p, int) for p in pad_width):
+        pad_width = (tuple(pad_width),) * ndim
+    pad_width = tuple((int(lo), int(hi)) for lo, hi in pad_width)
+    if len(pad_width) != ndim or any(lo < 0 or hi < 0 for lo, hi in pad_width):
+        raise ShapeError(f"pad: pad_width {pad_width} needs one non-negative (before, after) "
+                         f"pair per axis of {shape_str(a.shape)}")
+    return Pad.apply(a, pad_width=pad_width, value=value)
+
+
+def to_backend(a: Any, target: Any) -> Any:
+    return ToBackend.apply(a, target=target)

@@ -1,0 +1,381 @@
+"""Tensor: an array on a backend, its gradient, and the node that made it.
+
+Operators call the op wrappers in ``ops/`` by name; nothing here does array math.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import autograd
+from .backends import Backend, backend_of, get_backend
+from .errors import GraphError, shape_str
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it."""
+
+    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "name", "_backend",
+                 "_retains_grad", "__weakref__")
+    __array_priority__ = 1000  # ndarray * Tensor calls Tensor.__rmul__, not numpy's loop
+
+    def __init__(self, data: Any, backend: Backend | None = None, requires_grad: bool = False,
+                 name: str | None = None) -> None:
+        self.data = data
+        self._backend = backend if backend is not None else backend_of(data)
+        self.grad: Tensor | None = None
+        self.requires_grad = requires_grad
+        self.grad_fn = None
+        self.name = name
+        self._retains_grad = False
+
+    # --- attributes -------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def T(self) -> Tensor:
+        return ops.shape.transpose(self)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        values = str(self.numpy()).replace("\n", "\n       ")
+        extra = f", grad_fn=<{self.grad_fn.name}Backward>" if self.grad_fn is not None else (
+            ", requires_grad=True" if self.requires_grad else "")
+        where = "" if self.backend == "numpy" else f", backend={self.backend!r}"
+        return f"tensor({values}, dtype={self.dtype}{where}{extra})"
+
+    # --- conversion -------------------------------------------------------
+    def numpy(self) -> Any:
+        """The values as a host NumPy array (copied from the GPU when needed)."""
+        return self._backend.to_host(self.data)
+
+    def item(self) -> float | int:
+        if self.data.size != 1:
+            raise ValueError(f"item(): only a one-element tensor has an item, "
+                             f"this one has shape {shape_str(self.shape)}")
+        return self.data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {shape_str(self.shape)} "
+                             "is ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    def detach(self) -> Tensor:
+        """The same values, cut from the graph."""
+        return Tensor(self.data, self._backend)
+
+    def to(self, backend: str | Backend) -> Tensor:
+        """This tensor on another backend (differentiable); itself when already there."""
+        target = get_backend(backend)
+        if target is self._backend:
+            return self
+        return ops.shape.to_backend(self, target)
+
+    def cpu(self) -> Tensor:
+        return self.to("numpy")
+
+    def astype(self, dtype: Any) -> Tensor:
+        return ops.elementwise.astype(self, dtype)
+
+    def float(self) -> Tensor:
+        return self.astype("float32")
+
+    def double(self) -> Tensor:
+        return self.astype("float64")
+
+    # --- autograd ---------------------------------------------------------
+    def backward(self, grad: Any = None, retain_graph: bool = False,
+                 create_graph: bool = False) -> None:
+        """Compute the gradient of this tensor with respect to the graph's leaves."""
+        autograd.backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        if not self.requires_grad:
+            raise GraphError("retain_grad(): this tensor does not require grad")
+        self._retains_grad = True
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        if self.grad_fn is not None and not flag:
+            raise GraphError("requires_grad_(False) on a non-leaf tensor; use detach()")
+        self.requires_grad = flag
+        return self
+
+    # --- arithmetic -------------------------------------------------------
+    def __add__(self, other: Any) -> Tensor:
+        return ops.elementwise.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return ops.elementwise.add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return ops.elementwise.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return ops.elementwise.sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return ops.elementwise.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return ops.elementwise.mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return ops.elementwise.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return ops.elementwise.div(other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return ops.elementwise.pow(self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return ops.elementwise.pow(other, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return ops.matmul.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return ops.matmul.matmul(other, self)
+
+    def __neg__(self) -> Tensor:
+        return ops.elementwise.neg(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return ops.elementwise.abs(self)
+
+    # Comparisons give boolean tensors without gradient, as in PyTorch.
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return ops.elementwise.compare(self, other, "eq")
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return ops.elementwise.compare(self, other, "ne")
+
+    def __lt__(self, other: Any) -> Tensor:
+        return ops.elementwise.compare(self, other, "lt")
+
+    def __le__(self, other: Any) -> Tensor:
+        return ops.elementwise.compare(self, other, "le")
+
+    def __gt__(self, other: Any) -> Tensor:
+        return ops.elementwise.compare(self, other, "gt")
+
+    def __ge__(self, other: Any) -> Tensor:
+        return ops.elementwise.compare(self, other, "ge")
+
+    __hash__ = object.__hash__  # tensors stay usable as dict keys despite __eq__
+
+    # --- methods that name ops ----------------------------------------------
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.reduce.sum(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.reduce.mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.reduce.max(self, axis, keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.reduce.min(self, axis, keepdims)
+
+    def var(self, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+        return ops.reduce.var(self, axis, keepdims, ddof)
+
+    def argmax(self, axis: int | None = None) -> Tensor:
+        return ops.reduce.argmax(self, axis)
+
+    def argmin(self, axis: int | None = None) -> Tensor:
+        return ops.reduce.argmin(self, axis)
+
+    def any(self) -> bool:
+        return bool(self.data.any())
+
+    def all(self) -> bool:
+        return bool(self.data.all())
+
+    def exp(self) -> Tensor:
+        return ops.elementwise.exp(self)
+
+    def log(self) -> Tensor:
+        return ops.elementwise.log(self)
+
+    def sqrt(self) -> Tensor:
+        return ops.elementwise.sqrt(self)
+
+    def abs(self) -> Tensor:
+        return ops.elementwise.abs(self)
+
+    def relu(self) -> Tensor:
+        return ops.activation.relu(self)
+
+    def sigmoid(self) -> Tensor:
+        return ops.activation.sigmoid(self)
+
+    def tanh(self) -> Tensor:
+        return ops.activation.tanh(self)
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        return ops.activation.softmax(self, axis)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return ops.activation.log_softmax(self, axis)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return ops.shape.reshape(self, shape)
+
+    def view(self, *shape: Any) -> Tensor:
+        return self.reshape(*shape)
+
+    def transpose(self, *axes: Any) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return ops.shape.transpose(self, axes or None)
+
+    def flatten(self, start_axis: int = 0) -> Tensor:
+        return ops.shape.flatten(self, start_axis)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return ops.shape.getitem(self, index)
+
+
+autograd._Tensor = Tensor
+
+from . import ops  # noqa: E402  (the ops import Tensor, so they come after it)
+
+# --------------------------------------------------------------------------- factories
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
+           backend: str | Backend | None = None, name: str | None = None) -> Tensor:
+    """A new leaf tensor from a number, a list, a NumPy or CuPy array, or a tensor.
+
+    Python floats and lists of them become float32; arrays keep their dtype; integer
+    data stays integer (labels). ``dtype=`` overrides; ``backend=`` places it.
+    """
+    import numpy as np
+
+    if isinstance(data, Tensor):
+        data = data.data
+    target = get_backend(backend) if backend is not None else None
+    is_array = hasattr(data, "dtype") and hasattr(data, "shape")
+    if is_array:
+        source = backend_of(data) if not isinstance(data, np.generic) else get_backend("numpy")
+        target = target or source
+        array = data if source is target else target.from_host(source.to_host(data))
+        array = target.xp.array(array, dtype=dtype, copy=True)
+    else:
+        target = target or get_backend()
+        host = np.asarray(data)
+        if dtype is None and host.dtype == np.float64:
+            host = host.astype(np.float32)  # Python floats become float32, as torch.tensor
+        if host.dtype == object:
+            raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__} data; "
+                            "pass numbers, nested lists of equal length, or an array")
+        array = target.from_host(host.astype(dtype) if dtype is not None else host)
+    if requires_grad and array.dtype.kind not in "fc":
+        raise TypeError(f"tensor(): only floating-point tensors can require grad, got {array.dtype}")
+    return Tensor(array, target, requires_grad=requires_grad, name=name)
+
+
+def from_numpy(array: Any, requires_grad: bool = False) -> Tensor:
+    """A tensor on the default backend from a NumPy array (its dtype kept)."""
+    return tensor(array, requires_grad=requires_grad)
+
+
+def _make(fill: str, shape: tuple, dtype: Any, requires_grad: bool, backend: Any) -> Tensor:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    b = get_backend(backend)
+    array = getattr(b.xp, fill)(shape, dtype=dtype or "float32")
+    return Tensor(array, b, requires_grad=requires_grad)
+
+
+def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
+    return _make("zeros", shape, dtype, requires_grad, backend)
+
+
+def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
+    return _make("ones", shape, dtype, requires_grad, backend)
+
+
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(t._backend.xp.zeros(t.shape, dtype=dtype or t.dtype), t._backend,
+                  requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(t._backend.xp.ones(t.shape, dtype=dtype or t.dtype), t._backend,
+                  requires_grad=requires_grad)
+
+
+def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
+    """Standard normal samples from the backend's seeded generator."""
+    from .random import backend_rng
+
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    b = get_backend(backend)
+    array = backend_rng(b).standard_normal(shape, dtype=dtype or "float32")
+    return Tensor(array, b, requires_grad=requires_grad)
+
+
+def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
+    """Uniform samples in [0, 1) from the backend's seeded generator."""
+    from .random import backend_rng
+
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    b = get_backend(backend)
+    array = backend_rng(b).random(shape, dtype=dtype or "float32")
+    return Tensor(array, b, requires_grad=requires_grad)
+
+
+def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, backend: Any = None) -> Tensor:
+    b = get_backend(backend)
+    if stop is None:
+        start, stop = 0, start
+    return Tensor(b.xp.arange(start, stop, step, dtype=dtype), b)

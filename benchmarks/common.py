@@ -1,0 +1,85 @@
+"""Shared helpers for the benchmarks: timing, PyTorch lookup, machine description.
+
+Every figure is a ratio against PyTorch CPU measured in the same run on the same machine.
+Run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, as on a user's machine:
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def torch_or_none() -> Any:
+    """PyTorch where installed, else None (ratios are then skipped, never invented)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch
+
+
+def median_time(fn: Callable[[], Any], repeat: int = 20, warmup: int = 3,
+                sync: Callable[[], None] | None = None) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    """One line naming the machine, Python, NumPy, BLAS and the OpenBLAS variables."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    blas = "unknown BLAS"
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            p = pools[0]
+            blas = f"{p.get('internal_api')} {p.get('version')} kernel={p.get('architecture')} threads={p.get('num_threads')}"
+    except ImportError:
+        pass
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env_text = ", ".join(f"{k}={'unset' if v is None else v}" for k, v in env.items())
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; "
+            f"NumPy {np.__version__}; {blas}; {env_text}")
+
+
+def report(rows: list[tuple[str, float, float | None]], title: str) -> str:
+    """A Markdown table of (case, ours in ms, PyTorch in ms or None) with the ratio."""
+    lines = [f"### {title}", "", "| case | autograd_cnn (ms) | PyTorch CPU (ms) | ratio |",
+             "| --- | ---: | ---: | ---: |"]
+    for name, ours, theirs in rows:
+        ratio = f"{ours / theirs:.2f}x" if theirs else "n/a"
+        theirs_text = f"{theirs * 1e3:.2f}" if theirs else "not installed"
+        lines.append(f"| {name} | {ours * 1e3:.2f} | {theirs_text} | {ratio} |")
+    text = "\n".join(lines)
+    print(text)
+    sys.stdout.flush()
+    return text
