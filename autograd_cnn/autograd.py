@@ -20,6 +20,31 @@ _grad_enabled = True
 step_observers: list[Callable[[Any, Any, tuple], None]] = []
 
 
+# The module path (e.g. "features.0") of the nn.Module whose forward is running; each
+# recorded node keeps it as ``ctx.scope`` so the renderer can collapse a graph by layer.
+_scope: str = ""
+
+
+class scope:
+    """``with scope("features.0"):`` tags the nodes recorded inside with that path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        global _scope
+        self.previous = _scope
+        _scope = self.path
+
+    def __exit__(self, *exc: object) -> None:
+        global _scope
+        _scope = self.previous
+
+
+def current_scope() -> str:
+    return _scope
+
+
 def is_grad_enabled() -> bool:
     """True while operations record the graph."""
     return _grad_enabled
@@ -90,6 +115,7 @@ class Context:
         self._saved: tuple | None = ()
         self._output: Any = None
         self.freed = False
+        self.scope = _scope
 
     @property
     def xp(self) -> Any:

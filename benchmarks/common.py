@@ -62,7 +62,8 @@ def machine() -> str:
         pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
         if pools:
             p = pools[0]
-            blas = f"{p.get('internal_api')} {p.get('version')} kernel={p.get('architecture')} threads={p.get('num_threads')}"
+            blas = (f"{p.get('internal_api')} {p.get('version')} kernel={p.get('architecture')} "
+                    f"threads={p.get('num_threads')}")
     except ImportError:
         pass
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
