@@ -20,7 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q 'torch==2.13.0' || $(PY) -m pip install -q torch || echo "PyTorch not installed: ratios against it are skipped"
-	$(PY) -m autograd_cnn bench
+	$(PY) benchmarks/run_all.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check autograd_cnn tests examples benchmarks

@@ -11,7 +11,9 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .errors import BackendError, GraphError, ShapeError, shape_str
+import numpy as np
+
+from .errors import AutogradError, BackendError, GraphError, ShapeError, shape_str
 
 _grad_enabled = True
 
@@ -95,6 +97,7 @@ class enable_grad(no_grad):
         _grad_enabled = True
 
 
+_FLOAT32 = np.dtype("float32")  # what Python floats become, as in PyTorch
 _OUTPUT = object()  # marks "the op's own output" among saved values
 
 
@@ -106,16 +109,22 @@ class Context:
     any attribute forward sets (``ctx.axis = axis``) is there for backward and the renderer.
     """
 
-    def __init__(self, fn: type, backend: Any) -> None:
+    # The engine's own fields live in slots (fast, and a backward that frees saved values
+    # does not grow each node's __dict__); an op's own attributes (ctx.axis) go in __dict__.
+    __slots__ = ("fn", "backend", "params", "scope", "inputs", "needs_input_grad", "_saved",
+                 "_output", "freed", "out_backend", "__dict__", "__weakref__")
+
+    def __init__(self, fn: type, backend: Any, params: dict | None = None) -> None:
         self.fn = fn
         self.backend = backend
-        self.inputs: tuple = ()
-        self.needs_input_grad: tuple = ()
-        self.params: dict = {}
-        self._saved: tuple | None = ()
-        self._output: Any = None
-        self.freed = False
+        self.params = params if params is not None else {}
         self.scope = _scope
+        self.inputs: tuple = ()  # apply fills these three when it records the node
+        self.needs_input_grad: tuple = ()
+        self._output: Any = None
+        self._saved: tuple | None = ()
+        self.freed = False
+        self.out_backend: Any = None  # an op whose output lives elsewhere (ToBackend) sets this
 
     @property
     def xp(self) -> Any:
@@ -146,7 +155,7 @@ class Context:
 
     @property
     def output(self) -> Any:
-        """The tensor this node made (a constant copy if the tensor is gone)."""
+        """The tensor this node made (an error if it no longer exists)."""
         tensor = self._output() if self._output is not None else None
         if tensor is None:
             raise GraphError(f"{self.name}: its output tensor no longer exists")
@@ -172,72 +181,91 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
-        tensors = _as_tensors(cls.__name__, inputs)
+        """Run ``forward`` on the inputs' arrays; record the node when a gradient is wanted."""
+        tensors = inputs
+        for x in inputs:
+            if not isinstance(x, _Tensor):  # numbers and arrays become constant tensors
+                tensors = _as_tensors(cls.__name__, inputs)
+                break
+        if not tensors:
+            raise GraphError(f"{cls.__name__}: needs at least one tensor input")
         backend = tensors[0]._backend
+        arrays = []
+        any_requires_grad = False
         for t in tensors:
             if t._backend is not backend:
-                raise BackendError(
-                    f"{cls.__name__}: inputs live on two backends, {backend.name} and "
-                    f"{t._backend.name}. Move one with .to({backend.name!r}) or "
-                    f".to({t._backend.name!r}); nothing is copied behind your back.")
-        ctx = Context(cls, backend)
-        ctx.params = params
-        arrays = [t.data for t in tensors]
+                raise _two_backends(cls.__name__, backend, t._backend)
+            arrays.append(t.data)
+            any_requires_grad = any_requires_grad or t.requires_grad
+        ctx = Context(cls, backend, params)
         try:
             out = cls.forward(ctx, *arrays, **params)
-        except (ShapeError, BackendError, GraphError):
-            raise
+        except AutogradError:
+            raise  # our own errors already say what went wrong
         except (ValueError, TypeError, IndexError) as err:
             shapes = ", ".join(shape_str(t.shape) for t in tensors)
-            raise ShapeError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes}: {err}") from None
-        requires_grad = _grad_enabled and cls.differentiable and any(t.requires_grad for t in tensors)
-        result = _Tensor(out, getattr(ctx, "out_backend", backend), requires_grad=requires_grad)
+            raise ShapeError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} "
+                             f"({type(err).__name__}: {err})") from None
+        requires_grad = any_requires_grad and _grad_enabled and cls.differentiable
+        result = _Tensor(out, ctx.out_backend or backend, requires_grad)
         if requires_grad:
             ctx.inputs = tuple(tensors)
-            ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
+            ctx.needs_input_grad = tuple([t.requires_grad for t in tensors])
             ctx._output = weakref.ref(result)
-            # Saved inputs are kept as the input tensors, the output as a marker:
-            # a create_graph backward then differentiates through them.
             if ctx._saved:
-                ctx._saved = tuple(_link_saved(v, arrays, tensors, out) for v in ctx._saved)
+                ctx._saved = _link_saved(ctx._saved, arrays, tensors, out)
             result.grad_fn = ctx
         return result
 
 
-def _link_saved(value: Any, arrays: list, tensors: list, out: Any) -> Any:
-    if value is out:
-        return _OUTPUT
-    for array, tensor in zip(arrays, tensors):
-        if value is array:
-            return tensor
-    return value
+def _two_backends(op: str, first: Any, second: Any) -> BackendError:
+    return BackendError(
+        f"{op}: inputs live on two backends, {first.name} and {second.name}. Move one with "
+        f".to({first.name!r}) or .to({second.name!r}); nothing is copied behind your back.")
+
+
+def _link_saved(values: tuple, arrays: list, tensors: Sequence[Any], out: Any) -> tuple:
+    """Saved input arrays become their input tensors, the output array a marker, so
+    that a create_graph backward differentiates through them; other arrays stay constants."""
+    linked = []
+    for value in values:
+        if value is out:
+            value = _OUTPUT
+        else:
+            for array, tensor in zip(arrays, tensors):
+                if value is array:
+                    value = tensor
+                    break
+        linked.append(value)
+    return tuple(linked)
 
 
 _Tensor: Any = None  # set by tensor.py, which imports this module first
 
 
 def _as_tensors(op: str, inputs: Sequence[Any]) -> list:
-    """Inputs as tensors; Python numbers take the dtype of the op's float tensor input."""
-    tensors = [x if isinstance(x, _Tensor) else None for x in inputs]
-    like = next((t for t in tensors if t is not None), None)
+    """Inputs as tensors; Python numbers take the dtype of the op's first float tensor input."""
+    like = dtype = None
+    for x in inputs:
+        if isinstance(x, _Tensor):
+            if like is None:
+                like = x
+            if x.data.dtype.kind in "fc":
+                dtype = x.data.dtype
+                break
     if like is None:
         from .backends import get_backend
-        backend, dtype = get_backend(), None
+        backend = get_backend()
     else:
         backend = like._backend
-        floats = [t for t in tensors if t is not None and t.data.dtype.kind in "fc"]
-        dtype = floats[0].data.dtype if floats else None
-    for i, x in enumerate(inputs):
-        if tensors[i] is None:
-            tensors[i] = _constant(op, x, backend, dtype)
-    return tensors
+    return [x if isinstance(x, _Tensor) else _constant(op, x, backend, dtype) for x in inputs]
 
 
 def _constant(op: str, x: Any, backend: Any, dtype: Any) -> Any:
-    if isinstance(x, (bool, int, float)):
-        array = backend.xp.asarray(x, dtype=dtype if dtype is not None else
-                                   ("float32" if isinstance(x, float) else None))
-        return _Tensor(array, backend)
+    if isinstance(x, float):  # a float32 graph stays float32: 2.5 * x is not an upcast
+        return _Tensor(backend.xp.asarray(x, dtype=dtype if dtype is not None else _FLOAT32), backend)
+    if isinstance(x, (bool, int)):
+        return _Tensor(backend.xp.asarray(x, dtype=dtype), backend)
     if backend.is_array(x):
         return _Tensor(x, backend)
     if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
@@ -260,13 +288,13 @@ def _topological_order(roots: Iterable[Context]) -> list:
         if children_done:
             order.append(node)
             continue
-        if id(node) in visited:
+        if node in visited:
             continue
-        visited.add(id(node))
+        visited.add(node)
         stack.append((node, True))
         for t in node.inputs:
             parent = t.grad_fn
-            if parent is not None and id(parent) not in visited:
+            if parent is not None and parent not in visited:
                 stack.append((parent, False))
     order.reverse()  # consumers before producers
     return order
@@ -281,49 +309,37 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
     and no ``.grad`` is touched (``ag.grad``).
     """
     global _grad_enabled
-    from .ops.reduce import sum_to  # the engine's one op: un-broadcasting
-
     wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
     found: list = [None] * len(inputs) if inputs is not None else []
-    pending: dict[int, Any] = {}
+    pending: dict[Context, Any] = {}  # node -> the gradient of its output, summed so far
     roots = []
     for out, g in zip(outputs, grads):
         if out.grad_fn is None:
             _deliver(out, g, wanted, found)
             continue
-        key = id(out.grad_fn)
-        pending[key] = g if key not in pending else pending[key] + g
+        pending[out.grad_fn] = _accumulate(pending.get(out.grad_fn), g)
         roots.append(out.grad_fn)
 
     previous = _grad_enabled
     _grad_enabled = create_graph
     try:
         for node in _topological_order(roots):
-            grad = pending.pop(id(node), None)
+            grad = pending.pop(node, None)
             if grad is None:
                 continue
-            output = node._output() if node._output is not None else None
+            output = node._output()
             if output is not None and (output._retains_grad or (wanted is not None and id(output) in wanted)):
                 _deliver(output, grad, wanted, found)
-            input_grads = node.fn.backward(node, grad)
-            if not isinstance(input_grads, tuple):
-                input_grads = (input_grads,)
-            if len(input_grads) != len(node.inputs):
-                raise GraphError(f"{node.name}.backward returned {len(input_grads)} gradients "
-                                 f"for {len(node.inputs)} inputs")
-            input_grads = tuple(
-                _fit_grad(node, i, t, g, sum_to) if g is not None and t.requires_grad else None
-                for i, (t, g) in enumerate(zip(node.inputs, input_grads)))
-            for observer in step_observers:
-                observer(node, grad, input_grads)
-            for t, g in zip(node.inputs, input_grads):
+            for t, g in zip(node.inputs, _step(node, grad)):
                 if g is None:
                     continue
-                if t.grad_fn is None:
+                parent = t.grad_fn
+                if parent is None:
                     _deliver(t, g, wanted, found)
+                elif parent in pending:  # a tensor that fed several ops: sum its gradients
+                    pending[parent] = _accumulate(pending[parent], g)
                 else:
-                    key = id(t.grad_fn)
-                    pending[key] = g if key not in pending else pending[key] + g
+                    pending[parent] = g
             if not retain_graph:
                 node._saved = None
                 node.freed = True
@@ -332,17 +348,47 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
     return found if inputs is not None else None
 
 
-def _fit_grad(node: Context, i: int, t: Any, g: Any, sum_to: Callable) -> Any:
-    """Sum a broadcast gradient back to its input's shape, then check the shape."""
+def _step(node: Context, grad: Any) -> tuple:
+    """One node's backward: its inputs' gradients, un-broadcast and checked (None where unused)."""
+    input_grads = node.fn.backward(node, grad)
+    if type(input_grads) is not tuple:
+        input_grads = tuple(input_grads) if isinstance(input_grads, list) else (input_grads,)
+    inputs = node.inputs
+    if len(input_grads) != len(inputs):
+        raise GraphError(f"{node.name}.backward returned {len(input_grads)} gradients "
+                         f"for {len(inputs)} inputs")
+    fitted = []
+    for i, (t, g) in enumerate(zip(inputs, input_grads)):
+        if g is None or not t.requires_grad:
+            g = None
+        elif type(g) is not _Tensor or g.data.shape != t.data.shape or g.data.dtype is not t.data.dtype:
+            g = _fit_grad(node, i, t, g)  # the rare case: un-broadcast, or a dtype or type to fix
+        fitted.append(g)
+    input_grads = tuple(fitted)
+    for observer in step_observers:
+        observer(node, grad, input_grads)
+    return input_grads
+
+
+def _fit_grad(node: Context, i: int, t: Any, g: Any) -> Any:
+    """Sum a broadcast gradient back to its input's shape, then check its shape and dtype."""
     if not isinstance(g, _Tensor):
         g = _Tensor(g, node.backend)
-    if g.shape != t.shape:
-        g = sum_to(g, t.shape)
-    if g.shape != t.shape:
-        raise ShapeError(f"{node.name}.backward: gradient for input {i} has shape "
-                         f"{shape_str(g.shape)}, expected {shape_str(t.shape)}")
-    if g.data.dtype != t.data.dtype and t.data.dtype.kind == "f":
-        g = g.astype(t.data.dtype)
+    have, want = g.data, t.data
+    if have.shape != want.shape:
+        from .ops.reduce import sum_to  # the engine's one op: un-broadcasting
+
+        try:
+            g = sum_to(g, want.shape)
+        except ShapeError:
+            g = None
+        if g is None or g.data.shape != want.shape:
+            raise ShapeError(f"{node.name}.backward: gradient for input {i} has shape "
+                             f"{shape_str(have.shape)}, expected {shape_str(want.shape)}") from None
+        have = g.data
+    # A float32 input gets a float32 gradient even if backward mixed in float64 values.
+    if have.dtype is not want.dtype and have.dtype != want.dtype and want.dtype.kind == "f":
+        g = g.astype(want.dtype)
     return g
 
 
@@ -351,13 +397,32 @@ def _deliver(t: Any, g: Any, wanted: dict | None, found: list) -> None:
     if wanted is not None:
         i = wanted.get(id(t))
         if i is not None:
-            found[i] = g if found[i] is None else found[i] + g
+            found[i] = _accumulate(found[i], g)
         return
     if not t.requires_grad:
         return
     if not _grad_enabled:
-        g = g.detach()
-    t.grad = g if t.grad is None else t.grad + g
+        if g.requires_grad:
+            g = g.detach()  # the caller's own grad= tensor passed straight through
+        if t.grad is None and _is_view_to_copy(g.data):
+            g = _Tensor(g.data.copy(), g._backend)
+    t.grad = _accumulate(t.grad, g)
+
+
+def _is_view_to_copy(array: Any) -> bool:
+    """True for a broadcast or strided view (a sum's gradient): .grad must be safe to update
+    in place, and NumPy marks broadcast views read-only (CuPy's flags have no 'writeable')."""
+    flags = array.flags
+    return not flags.c_contiguous or not getattr(flags, "writeable", True)
+
+
+def _accumulate(total: Any, g: Any) -> Any:
+    """total + g; on plain arrays when no graph is being recorded (the usual backward)."""
+    if total is None:
+        return g
+    if _grad_enabled:
+        return total + g
+    return _Tensor(total.data + g.data, total._backend)
 
 
 def backward(tensor: Any, grad: Any = None, retain_graph: bool = False,

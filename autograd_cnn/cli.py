@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import platform
+import subprocess
 import sys
-from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -34,35 +36,266 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    """A worked example: a neuron, its loss, and the gradients backprop gives."""
-    import autograd_cnn as ag
-    import autograd_cnn.functional as F
+# --------------------------------------------------------------------------- train and demo
 
-    x = ag.tensor([[1.0, -2.0, 3.0]], name="x")
-    w = ag.tensor([[0.5, -0.25, 0.1], [0.2, 0.4, -0.3]], requires_grad=True, name="w")
-    b = ag.tensor([0.1, -0.1], requires_grad=True, name="b")
-    z = F.linear(x, w, b)
-    loss = F.cross_entropy(z, ag.tensor([1]))
-    loss.backward()
-    print("z =", z.numpy().round(4), " loss =", round(loss.item(), 4))
-    print("dL/dz = softmax(z) - onehot =", (F.softmax(z).numpy() - [[0, 1]]).round(4))
-    print("dL/dw =", w.grad.numpy().round(4).tolist())
-    print("dL/db =", b.grad.numpy().round(4).tolist())
+def _positive(text: str) -> int:
+    """argparse type: an int of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _prepare(x: Any, input_shape: tuple[int, ...]) -> Any:
+    """uint8 images -> float32 in [0, 1] shaped (N, *input_shape), as the lectures prepare them."""
+    return x.reshape(len(x), *input_shape).astype("float32") / 255
+
+
+def _load(dataset: str, limit: int | None) -> tuple[Any, Any, Any, Any]:
+    """(x_train, y_train, x_test, y_test) of a data set, each cut to ``limit`` rows when given."""
+    from . import data
+
+    (x_train, y_train), (x_test, y_test) = data.load_dataset(dataset)
+    if limit:
+        x_train, y_train, x_test, y_test = x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit]
+    return x_train, y_train, x_test, y_test
+
+
+def _optimizer(name: str, lr: float | None, model: Any) -> Any:
+    """The optimizer's name as ``compile`` takes it, or an object when a learning rate is given."""
+    if lr is None:
+        return name
+    from . import optim
+
+    classes = {"sgd": optim.SGD, "rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW,
+               "adadelta": optim.Adadelta}
+    return classes[name](model.parameters(), lr=lr)
+
+
+def _train(args: argparse.Namespace) -> Any:
+    """Load, build, summarise, compile, fit, evaluate and save: the lecture workflow. Returns the model."""
+    import autograd_cnn as ag
+
+    from .models import MODELS
+
+    build, input_shape = MODELS[args.model]
+    x_train, y_train, x_test, y_test = _load(args.dataset, args.limit)
+    x_train, x_test = _prepare(x_train, input_shape), _prepare(x_test, input_shape)
+    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, "
+          f"backend {ag.get_backend().name}")
+    ag.manual_seed(args.seed)
+    model = build()
+    model.summary(input_shape)
+    model.compile(optimizer=_optimizer(args.optimizer, args.lr, model),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size)
+    test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=args.batch_size)
+    print(f"test accuracy: {test_acc:.4f}  (test loss {test_loss:.4f})")
+    if args.save:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        model.save(args.save)
+        print(f"saved the trained weights to {args.save} "
+              f"(restore: model.load_state_dict(ag.load({str(args.save)!r})))")
+    return model
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    from .data import DataError
+
+    try:
+        _train(args)
+    except DataError as e:
+        print(f"autograd-cnn train: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    from .models import MODELS
+
+    parser.add_argument("--model", default="lecture-cnn", choices=list(MODELS), help="default: %(default)s")
+    parser.add_argument("--dataset", default="sample", choices=["sample", "mnist", "fashion-mnist"],
+                        help="sample: the 5,000 MNIST digits shipped with the package (4,000 train / "
+                             "1,000 test); mnist and fashion-mnist are downloaded when not found "
+                             "(default: %(default)s)")
+    parser.add_argument("--epochs", type=_positive, default=5, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=_positive, default=128, help="default: %(default)s")
+    parser.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "sgd", "adam", "adamw", "adadelta"],
+                        help="default: %(default)s, with its Keras default settings")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
+    parser.add_argument("--limit", type=_positive, default=None, metavar="N",
+                        help="use at most N training and N test images (quick runs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and shuffling")
+    parser.add_argument("--save", default=None, metavar="PATH", help="write the trained weights to PATH (.npz)")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Train the lecture CNN on the shipped digits, save it, and draw one training step's graphs."""
+    out = Path(args.out)
+    args.model, args.dataset, args.optimizer, args.lr, args.seed = "lecture-cnn", "sample", "rmsprop", None, 0
+    args.batch_size, args.save = 128, str(out / "lecture_cnn.npz")
+    print("The lecture CNN on 5,000 real MNIST digits that ship with the package (4,000 train / 1,000 test).\n")
+    model = _train(args)
+    if not args.no_graphs:
+        _draw_training_step(model, out)
+    print(f"\nNext: python examples/what_the_cnn_sees.py --weights {args.save} shows its filters and feature maps.")
+    return 0
+
+
+def _draw_training_step(model: Any, out: Path) -> None:
+    """Save the forward, backward and combined graphs of one step on 4 digits; never fails the demo."""
+    import autograd_cnn as ag
+    import autograd_cnn.functional as F
+
+    from . import data
+
+    try:
+        from . import visual
+    except ImportError as e:
+        print(f"graph pictures skipped: the graph renderer is not available ({e})")
+        return
+    (x, y), _ = data.load_sample(split=True, seed=0)
+    model.train()
+    backend = ag.get_backend()  # NumPy arrays would otherwise stay on the host
+    batch = ag.tensor(_prepare(x[:4], (1, 28, 28)), backend=backend, name="digits")
+    loss = F.cross_entropy(model[:-1](batch) if _ends_in_softmax(model) else model(batch),
+                           ag.tensor(y[:4].astype("int64"), backend=backend, name="labels"))
+    loss.backward(retain_graph=True)
+    print()
+    kinds = (("forward", "forward"), ("backward", "backward"), ("both", "forward and backward"))
+    try:
+        for kind, what in kinds:
+            written = visual.save(loss, str(out / f"lecture_cnn_{kind}"), kind=kind, format="svg")
+            print(f"{what} graph of one training step: {written}")
+    except visual.RenderError as e:  # no `dot`: keep the training output, write the graphs as DOT text
+        print(f"graph pictures skipped: {e}")
+        for kind, what in kinds:
+            written = visual.save(loss, str(out / f"lecture_cnn_{kind}"), kind=kind, format="dot")
+            print(f"{what} graph as DOT text (render it with `dot -Tsvg`): {written}")
+
+
+def _ends_in_softmax(model: Any) -> bool:
+    from . import nn
+
+    return isinstance(model, nn.Sequential) and isinstance(model[-1], nn.Softmax)
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=_positive, default=5, help="default: %(default)s, as in the lecture")
+    parser.add_argument("--limit", type=_positive, default=None, metavar="N",
+                        help="use at most N training and N test digits (quick runs)")
+    parser.add_argument("--out", default="out", help="folder for the checkpoint and the graphs (default: %(default)s)")
+    parser.add_argument("--no-graphs", action="store_true", help="do not draw the graphs")
+
+
+# --------------------------------------------------------------------------- bench
+
+# Where the benchmark suite is in a source checkout; an installed package has none.
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Run benchmarks/run_all.py from a source checkout."""
+    script = BENCHMARKS
+    if not script.is_file():
+        print("autograd-cnn bench: the benchmarks live in the source repository, not in the installed "
+              "package; clone it and run `make bench` there", file=sys.stderr)
+        return 1
+    extra = (["--quick"] if args.quick else []) + (["--only", *args.only] if args.only else [])
+    return subprocess.call([sys.executable, str(script), *extra])
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="the shorter version of each benchmark")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (e.g. accuracy)")
+
+
+# --------------------------------------------------------------------------- graph
+
+def _graph_loss(args: argparse.Namespace) -> Any:
+    """The loss to draw: one training step of a lecture model on shipped digits, or a script's build()."""
+    import autograd_cnn as ag
+    import autograd_cnn.functional as F
+
+    if args.script:
+        import runpy
+
+        build = runpy.run_path(args.script).get("build")
+        if not callable(build):
+            raise SystemExit(f"autograd-cnn graph: {args.script} defines no build() function returning a loss tensor")
+        loss = build()
+        if not isinstance(loss, ag.Tensor):
+            raise SystemExit(f"autograd-cnn graph: build() in {args.script} returned "
+                             f"{type(loss).__name__}, not a Tensor")
+        return loss
+    from . import data
+    from .models import MODELS
+
+    build_model, input_shape = MODELS[args.model]
+    ag.manual_seed(0)
+    model = build_model()
+    (x, y), _ = data.load_sample(split=True, seed=0)
+    batch = ag.tensor(_prepare(x[:args.batch], input_shape), backend=ag.get_backend(), name="images")
+    logits = model[:-1](batch) if _ends_in_softmax(model) else model(batch)
+    return F.cross_entropy(logits, ag.tensor(y[:args.batch].astype("int64"), backend=ag.get_backend(), name="labels"))
+
+
+def _graph(args: argparse.Namespace) -> int:
+    """Draw the forward, backward or both graphs of a lecture model's training step (or a script's loss)."""
+    from . import visual
+
+    loss = _graph_loss(args)
+    try:
+        if args.frames:
+            visual.backprop_frames(loss, args.frames, format="png" if args.format == "png" else "svg")
+            print(f"backward pass step by step: {Path(args.frames) / 'index.html'}")
+        written = visual.save(loss, args.out, kind=args.kind, format=args.format, collapse=args.collapse,
+                              collapse_depth=args.collapse_depth, rankdir=args.rankdir,
+                              **({"flow": True} if args.flow and args.kind != "forward" else {}))
+    except visual.RenderError as e:
+        print(f"autograd-cnn graph: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.kind} graph: {written}")
+    return 0
+
+
+def _graph_arguments(parser: argparse.ArgumentParser) -> None:
+    from .models import MODELS
+
+    parser.add_argument("--model", default="lecture-cnn", choices=list(MODELS), help="default: %(default)s")
+    parser.add_argument("--script", default=None, metavar="PATH.py",
+                        help="draw the loss returned by build() in this Python file instead of a model")
+    parser.add_argument("--batch", type=int, default=2, help="digits in the drawn training step (default: %(default)s)")
+    parser.add_argument("--kind", default="both", choices=["forward", "backward", "both"], help="default: %(default)s")
+    parser.add_argument("--out", default="out/graph.svg", help="default: %(default)s")
+    parser.add_argument("--format", default=None, choices=["svg", "png", "pdf", "dot"],
+                        help="default: from the suffix of --out, else svg")
+    parser.add_argument("--collapse", default=None, choices=["module"], help="one node per nn.Module layer")
+    parser.add_argument("--collapse-depth", type=int, default=None, metavar="N",
+                        help="with --collapse module: cut module paths to N parts")
+    parser.add_argument("--rankdir", default="TB", choices=["TB", "LR"], help="layout direction (default: %(default)s)")
+    parser.add_argument("--flow", action="store_true", help="edge width and colour by the gradient's size")
+    parser.add_argument("--frames", default=None, metavar="FOLDER",
+                        help="also write the backward pass step by step (pictures and index.html) to FOLDER")
+
+
+# name: (function, one-line help[, function that adds the command's options])
+COMMANDS: dict[str, tuple[Any, ...]] = {
+    "demo": (_demo, "train the lecture CNN on the shipped digits and draw its graphs", _demo_arguments),
+    "train": (_train_command, "train a lecture model on a data set", _train_arguments),
     "info": (_info, "version, backends, devices, BLAS"),
-    "demo": (_demo, "a worked example of backpropagation"),
+    "bench": (_bench, "run the benchmark suite (from a source checkout)", _bench_arguments),
+    "graph": (_graph, "render a model's forward/backward graphs to a file", _graph_arguments),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autograd-cnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (_, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text)
+    for name, (_, help_text, *add_arguments) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        for add in add_arguments:
+            add(command)
     return parser
 
 

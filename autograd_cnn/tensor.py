@@ -294,7 +294,8 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
     """A new leaf tensor from a number, a list, a NumPy or CuPy array, or a tensor.
 
     Python floats and lists of them become float32; arrays keep their dtype; integer
-    data stays integer (labels). ``dtype=`` overrides; ``backend=`` places it.
+    data stays integer (labels). ``dtype=`` overrides; ``backend=`` places it, else host
+    data (lists, numbers, NumPy arrays) goes to the default backend and a CuPy array stays.
     """
     import numpy as np
 
@@ -304,17 +305,22 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
     is_array = hasattr(data, "dtype") and hasattr(data, "shape")
     if is_array:
         source = backend_of(data) if not isinstance(data, np.generic) else get_backend("numpy")
-        target = target or source
+        if target is None:
+            # Host data goes to the default backend, as lists do; a GPU array stays on the GPU.
+            target = get_backend() if source.name == "numpy" else source
         array = data if source is target else target.from_host(source.to_host(data))
         array = target.xp.array(array, dtype=dtype, copy=True)
     else:
         target = target or get_backend()
-        host = np.asarray(data)
-        if dtype is None and host.dtype == np.float64:
-            host = host.astype(np.float32)  # Python floats become float32, as torch.tensor
-        if host.dtype == object:
+        try:
+            host = np.asarray(data)
+        except (ValueError, TypeError):
+            host = None  # ragged nested lists
+        if host is None or host.dtype.kind not in "biufc":
             raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__} data; "
                             "pass numbers, nested lists of equal length, or an array")
+        if dtype is None and host.dtype == np.float64:
+            host = host.astype(np.float32)  # Python floats become float32, as torch.tensor
         array = target.from_host(host.astype(dtype) if dtype is not None else host)
     if requires_grad and array.dtype.kind not in "fc":
         raise TypeError(f"tensor(): only floating-point tensors can require grad, got {array.dtype}")
@@ -375,7 +381,11 @@ def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: A
 
 
 def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, backend: Any = None) -> Tensor:
+    """Evenly spaced values in [start, stop): integers stay int64, float steps give float32."""
     b = get_backend(backend)
     if stop is None:
         start, stop = 0, start
-    return Tensor(b.xp.arange(start, stop, step, dtype=dtype), b)
+    array = b.xp.arange(start, stop, step, dtype=dtype)
+    if dtype is None and array.dtype.kind == "f":
+        array = array.astype("float32")  # as Python floats elsewhere (torch.arange does the same)
+    return Tensor(array, b)

@@ -32,6 +32,13 @@ class Backend:
     def __hash__(self) -> int:
         return hash(self.name)
 
+    def __reduce__(self) -> tuple:
+        # One instance per backend: copy.deepcopy and pickle of tensors and models resolve
+        # to the registry's instance, so ops never see "numpy and numpy" as two backends.
+        from . import get_backend
+
+        return (get_backend, (self.name,))
+
     # --- arrays -----------------------------------------------------------
     def is_array(self, obj: Any) -> bool:
         """True when ``obj`` is this backend's array type."""
@@ -82,3 +89,209 @@ class Backend:
         host = self.to_host(x)
         out = np.frompyfunc(math.erf, 1, 1)(host).astype(host.dtype)
         return self.from_host(out)
+
+    # --- convolution and pooling kernels ------------------------------------
+    # Images are (N, C, H, W) to the user, but the kernels work channels-last: they read
+    # x.transpose(0, 2, 3, 1) and return NCHW-shaped transposes of NHWC arrays. A conv's
+    # output then feeds the next layer's im2col without a copy (as PyTorch's channels_last),
+    # and one GEMM per conv covers the whole batch. ``padding`` is ((top, bottom), (left, right)).
+
+    def _nhwc_padded(self, x: Any, padding: tuple, value: float = 0.0) -> Any:
+        """x (N, C, H, W) as an (N, H + pads, W + pads, C) array; a view when there is no padding."""
+        xh = x.transpose(0, 2, 3, 1)
+        (top, bottom), (left, right) = padding
+        if top == bottom == left == right == 0:
+            return xh
+        n, h, w, c = xh.shape
+        out = self.xp.full((n, h + top + bottom, w + left + right, c), value, dtype=x.dtype)
+        out[:, top:top + h, left:left + w, :] = xh
+        return out
+
+    @staticmethod
+    def _window_slice(i: int, j: int, stride: tuple, dilation: tuple, out_hw: tuple) -> tuple:
+        """The NHWC index of kernel offset (i, j) in every window: one strided slice."""
+        (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
+        return (slice(None), slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                slice(j * dw, j * dw + sw * (ow - 1) + 1, sw), slice(None))
+
+    def im2col(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
+               out_hw: tuple) -> Any:
+        """The (N, OH, OW, KH, KW, C) windows of x (N, C, H, W): a strided view, no copy."""
+        xh = self._nhwc_padded(x, padding)
+        (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel_size, stride, dilation, out_hw
+        n, _, _, c = xh.shape
+        s_n, s_h, s_w, s_c = xh.strides
+        return self.xp.lib.stride_tricks.as_strided(
+            xh, (n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
+
+    def col2im(self, cols: Any, in_shape: tuple, stride: tuple, padding: tuple,
+               dilation: tuple) -> Any:
+        """The adjoint of im2col: add the (N, OH, OW, KH, KW, C) windows back into an (N, C, H, W) image."""
+        n, oh, ow, kh, kw, c = cols.shape
+        (top, bottom), (left, right) = padding
+        h, w = in_shape[2], in_shape[3]
+        out = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=cols.dtype)
+        # One strided slice per kernel offset; windows at one offset never overlap.
+        for i in range(kh):
+            for j in range(kw):
+                out[self._window_slice(i, j, stride, dilation, (oh, ow))] += cols[:, :, :, i, j, :]
+        return out[:, top:top + h, left:left + w, :].transpose(0, 3, 1, 2)
+
+    def _cols_by_group(self, windows: Any, groups: int) -> Any:
+        """Windows (N, OH, OW, KH, KW, C) as GEMM rows: (M, K) for one group, else (G, M, K/G)."""
+        n, oh, ow, kh, kw, c = windows.shape
+        if groups == 1:
+            return windows.reshape(n * oh * ow, kh * kw * c)
+        per_group = windows.reshape(n, oh, ow, kh, kw, groups, c // groups)
+        return per_group.transpose(5, 0, 1, 2, 3, 4, 6).reshape(groups, n * oh * ow, kh * kw * (c // groups))
+
+    @staticmethod
+    def _weight_rows(weight: Any, groups: int) -> Any:
+        """Weight (O, C/G, KH, KW) as (G, O/G, KH*KW*C/G), matching the channels-last columns."""
+        o, cg, kh, kw = weight.shape
+        return weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(
+            groups, o // groups, kh * kw * cg)
+
+    def conv2d(self, x: Any, weight: Any, bias: Any, stride: tuple, padding: tuple, dilation: tuple,
+               groups: int, out_hw: tuple) -> Any:
+        """Cross-correlation of x (N, C, H, W) with weight (O, C/G, KH, KW): one GEMM (per group)."""
+        n = x.shape[0]
+        o, oh, ow = weight.shape[0], out_hw[0], out_hw[1]
+        cols = self._cols_by_group(self.im2col(x, weight.shape[2:], stride, padding, dilation, out_hw), groups)
+        rows = self._weight_rows(weight, groups)
+        if groups == 1:
+            y = cols @ rows[0].T
+        else:
+            y = self.xp.matmul(cols, rows.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(n * oh * ow, o)
+        if bias is not None:
+            y += bias
+        return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+
+    def _grad_rows(self, gy: Any, groups: int) -> Any:
+        """gy (N, O, OH, OW) as (M, O) for one group, else (G, M, O/G)."""
+        n, o, oh, ow = gy.shape
+        rows = gy.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)
+        if groups == 1:
+            return rows
+        return rows.reshape(n * oh * ow, groups, o // groups).transpose(1, 0, 2)
+
+    def conv2d_grad_input(self, gy: Any, weight: Any, in_shape: tuple, stride: tuple, padding: tuple,
+                          dilation: tuple, groups: int) -> Any:
+        """The adjoint of conv2d in x (the transposed convolution): gy (N, O, OH, OW) to (N, C, H, W).
+
+        col2im fused with the GEMM: one product per kernel offset, added straight into that
+        offset's strided slice of the image. Each product is small enough to stay in cache,
+        and the full (M, KH*KW*C) column matrix is never held.
+        """
+        n, o, oh, ow = gy.shape
+        _, cg, kh, kw = weight.shape
+        (top, bottom), (left, right) = padding
+        h, w, c = in_shape[2], in_shape[3], cg * groups
+        g_rows = self._grad_rows(gy, groups)
+        out = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                if groups == 1:
+                    part = g_rows @ weight[:, :, i, j]
+                else:
+                    part = self.xp.matmul(g_rows, weight[:, :, i, j].reshape(groups, o // groups, cg))
+                    part = part.transpose(1, 0, 2).reshape(n * oh * ow, c)
+                out[self._window_slice(i, j, stride, dilation, (oh, ow))] += part.reshape(n, oh, ow, c)
+        return out[:, top:top + h, left:left + w, :].transpose(0, 3, 1, 2)
+
+    def conv2d_grad_weight(self, x: Any, gy: Any, kernel_size: tuple, stride: tuple, padding: tuple,
+                           dilation: tuple, groups: int) -> Any:
+        """The gradient of conv2d in the weight: (O, C/G, KH, KW) from x and gy."""
+        o, c = gy.shape[1], x.shape[1]
+        kh, kw = kernel_size
+        cols = self._cols_by_group(self.im2col(x, kernel_size, stride, padding, dilation, gy.shape[2:]), groups)
+        g_rows = self._grad_rows(gy, groups)
+        if groups == 1:
+            gw = (g_rows.T @ cols)[None]
+        else:
+            gw = self.xp.matmul(g_rows.transpose(0, 2, 1), cols)
+        gw = gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2)
+        return self.xp.ascontiguousarray(gw)
+
+    def _windows_by_offset(self, xh: Any, kernel_size: tuple, stride: tuple, dilation: tuple,
+                           out_hw: tuple) -> list:
+        """The strided slice of every kernel offset, in row-major order: window element k of all windows."""
+        kh, kw = kernel_size
+        return [xh[self._window_slice(k // kw, k % kw, stride, dilation, out_hw)] for k in range(kh * kw)]
+
+    def max_pool2d(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
+                   out_hw: tuple) -> Any:
+        """The maximum of each window: a running maximum over the kernel offsets' strided slices."""
+        xh = self._nhwc_padded(x, padding, value=-self.xp.inf)
+        windows = self._windows_by_offset(xh, kernel_size, stride, dilation, out_hw)
+        if len(windows) == 1:
+            return windows[0].copy().transpose(0, 3, 1, 2)
+        y = self.xp.maximum(windows[0], windows[1])
+        for window in windows[2:]:
+            self.xp.maximum(y, window, out=y)
+        return y.transpose(0, 3, 1, 2)
+
+    def max_pool2d_mask(self, x: Any, y: Any, kernel_size: tuple, stride: tuple, padding: tuple,
+                        dilation: tuple) -> Any:
+        """Which element each window sends its gradient to: the first maximum, as PyTorch.
+
+        A bool array (KH * KW, N, OH, OW, C): mask[k] marks the windows whose first maximum
+        is at kernel offset k.
+        """
+        xh = self._nhwc_padded(x, padding, value=-self.xp.inf)
+        yh = y.transpose(0, 2, 3, 1)
+        windows = self._windows_by_offset(xh, kernel_size, stride, dilation, yh.shape[1:3])
+        mask = self.xp.empty((len(windows),) + yh.shape, dtype=bool)
+        self.xp.equal(windows[0], yh, out=mask[0])
+        taken = mask[0].copy()
+        for k in range(1, len(windows)):
+            self.xp.equal(windows[k], yh, out=mask[k])
+            mask[k] &= ~taken  # a later tie loses to the earlier maximum
+            taken |= mask[k]
+        return mask
+
+    def max_pool2d_scatter(self, gy: Any, mask: Any, in_shape: tuple, kernel_size: tuple, stride: tuple,
+                           padding: tuple, dilation: tuple) -> Any:
+        """gy (N, C, OH, OW) sent to each window's chosen element: an (N, C, H, W) gradient."""
+        gyh = gy.transpose(0, 2, 3, 1)
+        (top, bottom), (left, right) = padding
+        n, h, w, c = in_shape[0], in_shape[2], in_shape[3], in_shape[1]
+        gx = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
+        windows = self._windows_by_offset(gx, kernel_size, stride, dilation, gyh.shape[1:3])
+        # Windows that tile the image never share an element: write each offset's slice
+        # once; overlapping windows add up.
+        tiles = tuple(kernel_size) == tuple(stride) and tuple(dilation) == (1, 1)
+        for k, window in enumerate(windows):
+            if tiles:
+                self.xp.multiply(mask[k], gyh, out=window)
+            else:
+                window += mask[k] * gyh
+        return gx[:, top:top + h, left:left + w, :].transpose(0, 3, 1, 2)
+
+    def max_pool2d_gather(self, x: Any, mask: Any, kernel_size: tuple, stride: tuple, padding: tuple,
+                          dilation: tuple) -> Any:
+        """Each window's chosen element of x (the adjoint of max_pool2d_scatter)."""
+        xh = self._nhwc_padded(x, padding)
+        windows = self._windows_by_offset(xh, kernel_size, stride, dilation, mask.shape[2:4])
+        y = self.xp.zeros(mask.shape[1:], dtype=x.dtype)
+        for k, window in enumerate(windows):
+            y += mask[k] * window
+        return y.transpose(0, 3, 1, 2)
+
+    def sum_pool2d(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, out_hw: tuple) -> Any:
+        """The sum of each window (zeros in the padding), summed over the kernel's strided slices."""
+        xh = self._nhwc_padded(x, padding)
+        kh, kw = kernel_size
+        y = self.xp.zeros((xh.shape[0],) + tuple(out_hw) + (xh.shape[3],), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                y += xh[self._window_slice(i, j, stride, (1, 1), out_hw)]
+        return y.transpose(0, 3, 1, 2)
+
+    def sum_pool2d_spread(self, gy: Any, in_shape: tuple, kernel_size: tuple, stride: tuple,
+                          padding: tuple) -> Any:
+        """The adjoint of sum_pool2d: each window's gradient added to all its elements."""
+        gyh = gy.transpose(0, 2, 3, 1)
+        kh, kw = kernel_size
+        cols = self.xp.broadcast_to(gyh[:, :, :, None, None, :], gyh.shape[:3] + (kh, kw, gyh.shape[3]))
+        return self.col2im(cols, in_shape, stride, padding, (1, 1))

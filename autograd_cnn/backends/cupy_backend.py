@@ -39,6 +39,16 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         cupy.cuda.get_current_stream().synchronize()
 
+    def scatter_add(self, out: Any, index: Any, values: Any) -> None:
+        import cupyx
+
+        cupyx.scatter_add(out, index, values)
+
+    def erf(self, x: Any) -> Any:
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
+
     def describe(self) -> dict:
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
         name = props["name"]

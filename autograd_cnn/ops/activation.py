@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from ..autograd import Function
+from ..errors import ShapeError, shape_str
 from .elementwise import exp, where
 
 
@@ -12,14 +13,14 @@ class ReLU(Function):
     """y = max(x, 0)"""
     @staticmethod
     def forward(ctx, x):
-        y = ctx.xp.maximum(x, 0)
-        ctx.save_for_backward(y)
-        return y
+        # A boolean mask is all backward needs (and a quarter of float32's memory).
+        ctx.save_for_backward(x > 0)
+        return ctx.xp.maximum(x, 0)
 
     @staticmethod
     def backward(ctx, gy):
-        (y,) = ctx.saved_tensors
-        return gy * (y > 0).astype(gy.dtype)
+        (positive,) = ctx.saved_tensors
+        return gy * positive
 
 
 class LeakyReLU(Function):
@@ -107,6 +108,7 @@ class Softmax(Function):
     """y_i = e^x_i / sum_j e^x_j along an axis"""
     @staticmethod
     def forward(ctx, x, axis=-1):
+        _check_axis("Softmax", x, axis)
         xp = ctx.xp
         e = xp.exp(x - x.max(axis=axis, keepdims=True))
         y = e / e.sum(axis=axis, keepdims=True)
@@ -124,6 +126,7 @@ class LogSoftmax(Function):
     """y_i = x_i - log sum_j e^x_j along an axis"""
     @staticmethod
     def forward(ctx, x, axis=-1):
+        _check_axis("LogSoftmax", x, axis)
         ctx.axis = axis
         y = _log_softmax(ctx.xp, x, axis)
         ctx.save_for_backward(y)
@@ -133,6 +136,12 @@ class LogSoftmax(Function):
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
         return gy - exp(y) * gy.sum(axis=ctx.axis, keepdims=True)
+
+
+def _check_axis(op: str, x: Any, axis: int) -> None:
+    if not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"{op}: axis {axis!r} is out of range for a tensor of shape {shape_str(x.shape)}; "
+                         f"use an int from {-x.ndim} to {x.ndim - 1}")
 
 
 def _log_softmax(xp: Any, x: Any, axis: int) -> Any:

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..autograd import Function
 from ..errors import ShapeError, shape_str
 
 
 def _check_broadcast(op: str, a: Any, b: Any) -> None:
     """Name the op and both shapes, instead of NumPy's own broadcasting message."""
+    if a.shape == b.shape or a.ndim == 0 or b.ndim == 0:
+        return  # the common cases, checked first because every binary op passes here
     for x, y in zip(reversed(a.shape), reversed(b.shape)):
         if x != y and x != 1 and y != 1:
             raise ShapeError(f"{op}: shapes {shape_str(a.shape)} and {shape_str(b.shape)} do "
@@ -168,6 +172,12 @@ class Where(Function):
     """y = a where cond else b (cond gets no gradient)"""
     @staticmethod
     def forward(ctx, cond, a, b):
+        if not (cond.shape == a.shape == b.shape):
+            try:
+                np.broadcast_shapes(cond.shape, a.shape, b.shape)  # shapes only: host tuples
+            except ValueError:
+                raise ShapeError(f"Where: condition {shape_str(cond.shape)}, a {shape_str(a.shape)} and "
+                                 f"b {shape_str(b.shape)} do not broadcast to one shape") from None
         ctx.save_for_backward(cond)
         return ctx.xp.where(cond, a, b)
 

@@ -156,6 +156,8 @@ class ArgMax(Function):
 
     @staticmethod
     def forward(ctx, a, axis=None):
+        if axis is not None:
+            _axes("ArgMax", axis, a.ndim)  # names the op and the axis when out of range
         return a.argmax(axis=axis)
 
     @staticmethod
@@ -169,6 +171,8 @@ class ArgMin(Function):
 
     @staticmethod
     def forward(ctx, a, axis=None):
+        if axis is not None:
+            _axes("ArgMin", axis, a.ndim)  # names the op and the axis when out of range
         return a.argmin(axis=axis)
 
     @staticmethod

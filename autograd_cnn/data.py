@@ -1,0 +1,410 @@
+"""Data sets and mini-batches.
+
+    (x_train, y_train), (x_test, y_test) = load_mnist()        # like keras.datasets.mnist
+    (x_train, y_train), (x_test, y_test) = load_sample(split=True)   # ships with the package
+    for xb, yb in DataLoader(x_train, y_train, batch_size=128): ...
+
+Every loader looks for its files, in order, in ``$AUTOGRAD_CNN_DATA`` (the folder itself or its
+``<name>/`` subfolder), in the cache folder (``$XDG_CACHE_HOME/autograd_cnn/<name>``, by default
+``~/.cache/autograd_cnn/<name>``) and in Debian's ``/usr/share/datasets/<name>``. A file counts only
+when its SHA-256 is the published one. With nothing found it downloads from the public mirrors into
+the cache: to a temporary file, checked, then renamed, so a failed download leaves nothing behind.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import io
+import math
+import os
+import pickle
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import AutogradError
+
+DATA_ENV = "AUTOGRAD_CNN_DATA"
+DEBIAN_DATA = Path("/usr/share/datasets")
+SAMPLE_DIR = Path(__file__).parent / "datasets"
+
+
+class DataError(AutogradError, OSError):
+    """A data file that is missing, truncated, foreign or failed its checksum."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One published file: its name, size in bytes and SHA-256."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """A named set of published files, the mirrors that serve them and how else to get them."""
+
+    name: str
+    files: tuple[RemoteFile, ...]
+    mirrors: tuple[str, ...]
+    apt_package: str | None = None
+
+
+# Checksums as published alongside each data set (MNIST and CIFAR-10: the values that
+# TensorFlow Datasets, Keras and torchvision check; Fashion-MNIST: Debian's package files).
+DATASETS: dict[str, DataSet] = {
+    "mnist": DataSet("mnist", (
+        RemoteFile("train-images-idx3-ubyte.gz", 9912422,
+                   "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        RemoteFile("train-labels-idx1-ubyte.gz", 28881,
+                   "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        RemoteFile("t10k-images-idx3-ubyte.gz", 1648877,
+                   "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        RemoteFile("t10k-labels-idx1-ubyte.gz", 4542,
+                   "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    ), ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/")),
+    "fashion-mnist": DataSet("fashion-mnist", (
+        RemoteFile("train-images-idx3-ubyte.gz", 26421856,
+                   "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7"),
+        RemoteFile("train-labels-idx1-ubyte.gz", 29491,
+                   "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056"),
+        RemoteFile("t10k-images-idx3-ubyte.gz", 4422079,
+                   "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"),
+        RemoteFile("t10k-labels-idx1-ubyte.gz", 5125,
+                   "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"),
+    ), ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",), apt_package="dataset-fashion-mnist"),
+    "cifar10": DataSet("cifar10", (
+        RemoteFile("cifar-10-python.tar.gz", 170498071,
+                   "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
+    ), ("https://www.cs.toronto.edu/~kriz/",)),
+}
+
+# --------------------------------------------------------------------------- IDX files
+
+# The third byte of an IDX magic number names the element type (big-endian on disk).
+_IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
+              0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, un-gzipped when it starts with the gzip magic (whatever its name)."""
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as e:  # a cut-off download ends mid-stream
+        raise DataError(f"read_idx: {path} is a damaged gzip file ({e}); delete it and download it again") from e
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, into a NumPy array.
+
+    The header is checked: two zero bytes, a type code, the number of dimensions, then each
+    size as a big-endian uint32; the data must hold exactly that many elements.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"read_idx: no file at {path}")
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        raise DataError(f"read_idx: {path} is not an IDX file (its first bytes are {raw[:4].hex() or 'missing'}; "
+                        "an IDX file starts 0000 then a type code 08-0e and the number of dimensions)")
+    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"read_idx: {path} is truncated inside its header ({len(raw)} of {header} bytes)")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = math.prod(shape) * dtype.itemsize
+    found = len(raw) - header
+    if found != expected:
+        what = "truncated" if found < expected else "longer than its header says"
+        raise DataError(f"read_idx: {path} is {what}: shape {shape} needs {expected} bytes of data, "
+                        f"the file has {found}; delete it and get it again")
+    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))  # native byte order, and a writable copy
+
+
+# --------------------------------------------------------------------------- finding files
+
+def cache_dir() -> Path:
+    """The user cache folder for downloads: ``$XDG_CACHE_HOME/autograd_cnn`` or ``~/.cache/autograd_cnn``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "autograd_cnn"
+
+
+def search_dirs(name: str) -> list[Path]:
+    """The folders a loader looks in for data set ``name``, in order."""
+    dirs = []
+    env = os.environ.get(DATA_ENV)
+    if env:
+        dirs += [Path(env) / name, Path(env)]
+    dirs += [cache_dir() / name, DEBIAN_DATA / name]
+    return dirs
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_published(path: Path, remote: RemoteFile) -> bool:
+    # The size first: it rules out most foreign files without reading them.
+    return path.is_file() and path.stat().st_size == remote.size and sha256_of(path) == remote.sha256
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str, size: int | None = None,
+             progress: bool = True, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest``, checking its SHA-256; nothing is left at ``dest`` on failure.
+
+    The bytes go to a temporary file in the same folder, which is renamed to ``dest`` only
+    once its size and checksum match.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest, got = hashlib.sha256(), 0
+        request = urllib.request.Request(url, headers={"User-Agent": "autograd-cnn"})
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+            total = size or int(response.headers.get("Content-Length") or 0) or None
+            with _progress_bar(total, dest.name, progress) as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    out.write(block)
+                    digest.update(block)
+                    got += len(block)
+                    bar.update(len(block))
+        if size is not None and got != size:
+            raise DataError(f"download: {url} gave {got} bytes, expected {size}; nothing was saved")
+        if digest.hexdigest() != sha256:
+            raise DataError(f"download: {url} failed its checksum (SHA-256 {digest.hexdigest()}, "
+                            f"expected {sha256}); the file was corrupted on the way and nothing was saved")
+        os.replace(tmp, dest)
+        return dest
+    except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
+        if isinstance(e, DataError):
+            raise
+        why = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
+        raise DataError(f"download: could not get {url}: {why}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _progress_bar(total: int | None, name: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm  # imported here: `import autograd_cnn` stays light
+
+    return tqdm(total=total, desc=f"downloading {name}", unit="B", unit_scale=True, unit_divisor=1024,
+                disable=not enabled, leave=False)
+
+
+def fetch(name: str, mirrors: Sequence[str] | None = None, download_missing: bool = True,
+          progress: bool = True) -> dict[str, Path]:
+    """The verified local path of each file of data set ``name``, downloading what is missing.
+
+    ``mirrors`` replaces the data set's list of base URLs (each ends with ``/``).
+    """
+    if name not in DATASETS:
+        raise DataError(f"fetch: unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    dataset = DATASETS[name]
+    found: dict[str, Path] = {}
+    failures: list[str] = []
+    for remote in dataset.files:
+        for folder in search_dirs(name):
+            path = folder / remote.name
+            if _is_published(path, remote):
+                found[remote.name] = path
+                break
+            if path.is_file():  # e.g. Fashion-MNIST's file of the same name in a folder searched for MNIST
+                failures.append(f"{path} is not the published {name} file (its size or SHA-256 differs)")
+    missing = [f for f in dataset.files if f.name not in found]
+    if missing and download_missing:
+        for remote in missing:
+            for base in mirrors or dataset.mirrors:
+                try:
+                    found[remote.name] = download(base + remote.name, cache_dir() / name / remote.name,
+                                                  remote.sha256, remote.size, progress=progress)
+                    break
+                except DataError as e:
+                    failures.append(str(e))
+    still_missing = [f.name for f in dataset.files if f.name not in found]
+    if still_missing:
+        if not download_missing:
+            failures.append("no download was tried (download_missing=False)")
+        raise DataError(_not_found_message(dataset, still_missing, failures, mirrors))
+    return found
+
+
+def _not_found_message(dataset: DataSet, missing: list[str], failures: list[str],
+                       mirrors: Sequence[str] | None) -> str:
+    lines = [f"{dataset.name}: could not find {', '.join(missing)}.", "Looked in (a file counts only "
+             "when its SHA-256 is the published one):"]
+    lines += [f"  {d}" for d in search_dirs(dataset.name)]
+    lines += ["What went wrong:"] + [f"  {f}" for f in failures]
+    lines += ["To get the files: download them from "
+              + " or ".join(mirrors or dataset.mirrors)
+              + f" into {cache_dir() / dataset.name}, or set {DATA_ENV} to a folder that holds them"]
+    if dataset.apt_package:
+        lines[-1] += f", or on Debian/Ubuntu: sudo apt-get install {dataset.apt_package}"
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the data sets
+
+_Split = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _load_idx_set(name: str, **fetch_args: Any) -> _Split:
+    paths = fetch(name, **fetch_args)
+    x_train, y_train, x_test, y_test = (read_idx(paths[f.name]) for f in DATASETS[name].files)
+    return (x_train, y_train), (x_test, y_test)
+
+
+def load_mnist(**fetch_args: Any) -> _Split:
+    """MNIST handwritten digits as ``((x_train, y_train), (x_test, y_test))``, like Keras.
+
+    x: uint8 (60000, 28, 28) and (10000, 28, 28); y: uint8 labels 0-9. ``fetch_args`` go to
+    :func:`fetch` (``mirrors=``, ``download_missing=``, ``progress=``).
+    """
+    return _load_idx_set("mnist", **fetch_args)
+
+
+def load_fashion_mnist(**fetch_args: Any) -> _Split:
+    """Fashion-MNIST (Zalando): 10 kinds of clothing, shaped and typed as :func:`load_mnist`."""
+    return _load_idx_set("fashion-mnist", **fetch_args)
+
+
+def read_cifar10(path: str | os.PathLike) -> _Split:
+    """Read the CIFAR-10 python tarball: x uint8 (N, 32, 32, 3) as Keras, y uint8 (N,).
+
+    The batches inside are Python pickles; only open a tarball whose checksum you trust
+    (:func:`load_cifar10` checks it).
+    """
+    def batch(archive: tarfile.TarFile, member: str) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            f = archive.extractfile(f"cifar-10-batches-py/{member}")
+        except KeyError as e:
+            raise DataError(f"read_cifar10: {path} has no cifar-10-batches-py/{member}; "
+                            "is it cifar-10-python.tar.gz?") from e
+        d = pickle.load(io.BytesIO(f.read()), encoding="bytes")
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return np.ascontiguousarray(x), np.asarray(d[b"labels"], dtype=np.uint8)
+
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            train = [batch(archive, f"data_batch_{i}") for i in range(1, 6)]
+            x_test, y_test = batch(archive, "test_batch")
+    except (tarfile.TarError, EOFError, OSError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"read_cifar10: {path} is not a readable tar.gz ({e}); delete it and get it again") from e
+    x_train = np.concatenate([x for x, _ in train])
+    y_train = np.concatenate([y for _, y in train])
+    return (x_train, y_train), (x_test, y_test)
+
+
+def load_cifar10(**fetch_args: Any) -> _Split:
+    """CIFAR-10: 50,000 + 10,000 colour images, x uint8 (N, 32, 32, 3), y uint8 (N,) labels 0-9.
+
+    Keras gives the labels shaped (N, 1); here they are flat, like MNIST's.
+    """
+    paths = fetch("cifar10", **fetch_args)
+    return read_cifar10(paths["cifar-10-python.tar.gz"])
+
+
+def load_sample(split: bool = False, seed: int = 0, test_size: int = 1000) -> Any:
+    """The 5,000 real MNIST digits that ship with the package (500 of each, sorted by label).
+
+    ``split=False``: ``(x, y)``, x uint8 (5000, 28, 28), y uint8. ``split=True``: shuffled with
+    ``seed`` and split into ``((x_train, y_train), (x_test, y_test))``, 4,000 / 1,000 by default.
+    """
+    x = read_idx(SAMPLE_DIR / "images-idx3-ubyte.gz")
+    y = read_idx(SAMPLE_DIR / "labels-idx1-ubyte.gz")
+    if not split:
+        return x, y
+    if not 0 < test_size < len(x):
+        raise ValueError(f"load_sample: test_size must lie in [1, {len(x) - 1}], got {test_size}")
+    order = np.random.default_rng(seed).permutation(len(x))  # sorted by label: shuffle first
+    train, test = order[:-test_size], order[-test_size:]
+    return (x[train], y[train]), (x[test], y[test])
+
+
+DATA_LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
+
+
+def load_dataset(name: str, **fetch_args: Any) -> _Split:
+    """A data set by name: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``, or ``"sample"`` (split 4,000 / 1,000)."""
+    if name == "sample":
+        return load_sample(split=True)
+    if name not in DATA_LOADERS:
+        raise DataError(f"load_dataset: unknown data set {name!r}; known: sample, {', '.join(DATA_LOADERS)}")
+    return DATA_LOADERS[name](**fetch_args)
+
+
+# --------------------------------------------------------------------------- mini-batches
+
+class DataLoader:
+    """Mini-batches of ``(x, y)`` (or of ``x`` alone) as tensors on the active backend.
+
+    ``x`` and ``y`` are NumPy arrays or tensors with the same first dimension. Each pass
+    shuffles anew when ``shuffle`` is set: with its own generator when ``seed`` is given,
+    else with the one ``ag.manual_seed`` seeds. The last batch may be smaller unless
+    ``drop_last``.
+    """
+
+    def __init__(self, x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = True,
+                 seed: int | None = None, drop_last: bool = False) -> None:
+        self.x = _host_array(x)
+        self.y = None if y is None else _host_array(y)
+        if self.y is not None and len(self.y) != len(self.x):
+            raise ValueError(f"DataLoader: x has {len(self.x)} rows but y has {len(self.y)}; "
+                             "they must pair up one to one")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self._rng = np.random.default_rng(seed) if seed is not None else None
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        from . import random
+        from .backends import get_backend
+        from .tensor import Tensor
+
+        backend = get_backend()
+        n = len(self.x)
+        order = None
+        if self.shuffle:
+            order = (self._rng or random.host_rng()).permutation(n)
+        for i in range(len(self)):
+            index = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            rows = order[index] if order is not None else index
+            xb = Tensor(backend.from_host(np.ascontiguousarray(self.x[rows])), backend)
+            if self.y is None:
+                yield xb
+            else:
+                yield xb, Tensor(backend.from_host(np.ascontiguousarray(self.y[rows])), backend)
+
+
+def _host_array(a: Any) -> np.ndarray:
+    """A NumPy array from an array, a tensor or a list; batches move to the backend one at a time."""
+    if hasattr(a, "numpy") and callable(a.numpy):
+        return a.numpy()
+    return np.asarray(a)

@@ -1,0 +1,144 @@
+"""Keras-style callbacks for ``Module.fit``: History, EarlyStopping, ModelCheckpoint.
+
+A callback subclasses ``Callback`` and overrides the hooks it needs; ``fit`` calls
+them in order. ``logs`` holds the epoch's figures ("loss", "accuracy", "val_loss", ...).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+
+class Callback:
+    """Base class: every hook does nothing. ``self.model`` is the Module being trained."""
+
+    model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        pass
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        pass
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        pass
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """After each optimizer step; ``logs`` has "batch" and "size" (no loss: reading it would sync the GPU)."""
+
+
+class History(Callback):
+    """What ``fit`` returns: ``history[name]`` is the list of per-epoch values."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.interrupted = False  # True when Ctrl-C stopped fit early
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch.append(epoch)
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(value)
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+class _Monitor(Callback):
+    """Shared by callbacks that watch one logged figure for improvement."""
+
+    def __init__(self, monitor: str, mode: str, min_delta: float = 0.0) -> None:
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if mode == "auto":  # accuracies grow, losses shrink
+            mode = "max" if "acc" in monitor else "min"
+        self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
+        self.best = math.inf if mode == "min" else -math.inf
+        self._warned = False
+
+    def _current(self, logs: dict | None) -> float | None:
+        value = (logs or {}).get(self.monitor)
+        if value is None and not self._warned:
+            self._warned = True
+            warnings.warn(f"{type(self).__name__}: {self.monitor!r} is not among the logged figures "
+                          f"{sorted(logs or {})}; pass validation_data to fit for 'val_' figures",
+                          stacklevel=3)
+        return value
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+
+class EarlyStopping(_Monitor):
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs.
+
+    With ``restore_best_weights=True`` the model gets back the weights of its best
+    epoch when training ends.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, restore_best_weights: bool = False,
+                 min_delta: float = 0.0, mode: str = "auto", verbose: int = 0) -> None:
+        super().__init__(monitor, mode, min_delta)
+        self.patience, self.restore_best_weights, self.verbose = patience, restore_best_weights, verbose
+        self.best_weights: dict | None = None
+        self.best_epoch = self.stopped_epoch = None
+        self.wait = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.wait, self.best_weights, self.stopped_epoch = 0, None, None
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = self._current(logs)
+        if value is None:
+            return
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = {k: t._backend.xp.copy(t.data) for k, t in self.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: early stopping ({self.monitor} best {self.best:.4f} "
+                      f"at epoch {self.best_epoch + 1})")
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+
+
+class ModelCheckpoint(_Monitor):
+    """Save the model's state dict after each epoch (or only when ``monitor`` improves).
+
+    ``path`` may hold fields filled from the epoch number and logs, as in Keras:
+    ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``.
+    """
+
+    def __init__(self, path: str, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto", verbose: int = 0) -> None:
+        super().__init__(monitor, mode)
+        self.path, self.save_best_only, self.verbose = str(path), save_best_only, verbose
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        path = self.path.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            value = self._current(logs)
+            if value is None or not self._improved(value):
+                return
+            self.best = value
+        self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved the model to {path}")

@@ -1,0 +1,473 @@
+"""The layers: each checks its input's shape (naming itself and its place in the model), then
+calls one functional op. Weights start as PyTorch's do (Kaiming-uniform, a = sqrt(5))."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .. import functional as F
+from ..backends import get_backend
+from ..errors import ShapeError, shape_str
+from . import init
+from .module import Module, Parameter
+
+
+def _ntuple(value: Any, n: int) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def _pair(value: Any) -> tuple:
+    return _ntuple(value, 2)
+
+
+def _empty(*shape: int) -> Parameter:
+    backend = get_backend()
+    return Parameter(backend.xp.zeros(shape, dtype="float32"))
+
+
+class _Layer(Module):
+    """A module with one input whose rank and channel (or feature) count it checks."""
+
+    def _expect(self, x: Any, ndim: int | tuple, layout: str, axis: int | None = None,
+                size: int | None = None) -> None:
+        ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        shape = getattr(x, "shape", None)
+        if shape is None:
+            raise TypeError(f"{self!r}{self._where()} expects a Tensor, got {type(x).__name__}")
+        if len(shape) not in ranks or (axis is not None and shape[axis] != size):
+            raise ShapeError(f"{self!r}{self._where()} expects input {layout}, got {shape_str(shape)}")
+
+
+# --------------------------------------------------------------------------- dense
+
+
+class Linear(_Layer):
+    """y = x @ weight.T + bias; weight (out_features, in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = init.kaiming_uniform_(_empty(out_features, in_features))
+        self.bias = init.bias_uniform_(_empty(out_features), in_features) if bias else None
+
+    def forward(self, x: Any) -> Any:
+        self._expect(x, range(1, 9), f"(N, {self.in_features})", -1, self.in_features)
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}" + ("" if self.bias is not None else ", bias=False")
+
+
+# --------------------------------------------------------------------------- convolutions
+
+
+class _Conv(_Layer):
+    """Shared by Conv1d and Conv2d: weight (out, in / groups, *kernel), PyTorch's initialisation."""
+
+    dims = 2
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+                 dilation: Any = 1, groups: int = 1, bias: bool = True) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{type(self).__name__}: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        kernel = _ntuple(kernel_size, self.dims)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.weight = init.kaiming_uniform_(_empty(out_channels, in_channels // groups, *kernel))
+        fan = init.fan_in(self.weight)
+        self.bias = init.bias_uniform_(_empty(out_channels), fan) if bias else None
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        for name, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)):
+            value = getattr(self, name)
+            if value != default and value != (default,) * self.dims:
+                text += f", {name}={value!r}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_Conv):
+    """2-D convolution (cross-correlation) of (N, C, H, W) images."""
+
+    def forward(self, x: Any) -> Any:
+        self._expect(x, 4, f"(N, {self.in_channels}, H, W)", 1, self.in_channels)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Conv1d(_Conv):
+    """1-D convolution (cross-correlation) of (N, C, W) sequences."""
+
+    dims = 1
+
+    def forward(self, x: Any) -> Any:
+        self._expect(x, 3, f"(N, {self.in_channels}, W)", 1, self.in_channels)
+        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ConvTranspose2d(_Layer):
+    """Transposed convolution (the gradient of Conv2d in its input): upsamples (N, C, H, W)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+                 output_padding: Any = 0, groups: int = 1, bias: bool = True, dilation: Any = 1) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"ConvTranspose2d: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
+        self.groups, self.dilation = groups, dilation
+        self.weight = init.kaiming_uniform_(_empty(in_channels, out_channels // groups, *_pair(kernel_size)))
+        fan = init.fan_in(self.weight)  # PyTorch takes it from axis 1: out_channels / groups * kernel area
+        self.bias = init.bias_uniform_(_empty(out_channels), fan) if bias else None
+
+    def forward(self, x: Any) -> Any:
+        self._expect(x, 4, f"(N, {self.in_channels}, H, W)", 1, self.in_channels)
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                                  self.groups, self.dilation)
+
+    def extra_repr(self) -> str:
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        for name, default in (("stride", 1), ("padding", 0), ("output_padding", 0), ("groups", 1),
+                              ("dilation", 1)):
+            if getattr(self, name) not in (default, (default, default)):
+                text += f", {name}={getattr(self, name)!r}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class LocallyConnected2d(_Layer):
+    """A convolution without weight sharing: every output position has its own kernel.
+
+    weight (OH, OW, out_channels, in_channels, KH, KW), bias (out_channels, OH, OW); the
+    input's height and width (``input_size``) fix OH, OW. No padding.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, input_size: Any, stride: Any = 1,
+                 bias: bool = True) -> None:
+        super().__init__()
+        (kh, kw), (h, w), (sh, sw) = _pair(kernel_size), _pair(input_size), _pair(stride)
+        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"LocallyConnected2d: kernel {(kh, kw)} does not fit input_size {(h, w)}")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.input_size, self.stride, self.output_size = (h, w), stride, (oh, ow)
+        fan = in_channels * kh * kw
+        self.weight = init.kaiming_uniform_(_empty(oh, ow, out_channels, in_channels, kh, kw), fan=fan)
+        self.bias = init.bias_uniform_(_empty(out_channels, oh, ow), fan) if bias else None
+
+    def forward(self, x: Any) -> Any:
+        h, w = self.input_size
+        layout = f"(N, {self.in_channels}, {h}, {w})"
+        self._expect(x, 4, layout, 1, self.in_channels)
+        if tuple(x.shape[2:]) != self.input_size:
+            raise ShapeError(f"{self!r}{self._where()} expects input {layout}, got {shape_str(x.shape)}")
+        return F.locally_connected2d(x, self.weight, self.bias, self.stride)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"input_size={self.input_size}" + (f", stride={self.stride}" if self.stride != 1 else "")
+                + ("" if self.bias is not None else ", bias=False"))
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+class _Pool2d(_Layer):
+    dims, layout = 2, "(N, C, H, W)"
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, **options: Any) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.options = kernel_size, stride, padding, options
+
+    def _check(self, x: Any) -> None:
+        self._expect(x, self.dims + 2, self.layout)
+
+    def extra_repr(self) -> str:
+        text = f"kernel_size={self.kernel_size}"
+        if self.stride is not None and self.stride != self.kernel_size:
+            text += f", stride={self.stride}"
+        if self.padding != 0:
+            text += f", padding={self.padding}"
+        return text + "".join(f", {k}={v!r}" for k, v in self.options.items())
+
+
+class MaxPool2d(_Pool2d):
+    """The largest value of each window."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                 ceil_mode: bool = False) -> None:
+        options = {k: v for k, v in (("dilation", dilation), ("ceil_mode", ceil_mode)) if v not in (1, False)}
+        super().__init__(kernel_size, stride, padding, **options)
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def forward(self, x: Any) -> Any:
+        self._check(x)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+
+class AvgPool2d(_Pool2d):
+    """The mean of each window."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True) -> None:
+        options = {"ceil_mode": ceil_mode} if ceil_mode else {}
+        if not count_include_pad:
+            options["count_include_pad"] = False
+        super().__init__(kernel_size, stride, padding, **options)
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, x: Any) -> Any:
+        self._check(x)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+
+class MaxPool1d(MaxPool2d):
+    """The largest value of each window of (N, C, W) sequences."""
+
+    dims, layout = 1, "(N, C, W)"
+
+    def forward(self, x: Any) -> Any:
+        self._check(x)
+        return F.max_pool1d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+
+class AvgPool1d(AvgPool2d):
+    """The mean of each window of (N, C, W) sequences."""
+
+    dims, layout = 1, "(N, C, W)"
+
+    def forward(self, x: Any) -> Any:
+        self._check(x)
+        return F.avg_pool1d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+
+class GlobalAvgPool2d(_Layer):
+    """(N, C, H, W) -> (N, C): the mean of each channel."""
+
+    def forward(self, x: Any) -> Any:
+        self._expect(x, 4, "(N, C, H, W)")
+        return F.global_avg_pool2d(x)
+
+
+class GlobalMaxPool2d(_Layer):
+    """(N, C, H, W) -> (N, C): the largest value of each channel."""
+
+    def forward(self, x: Any) -> Any:
+        self._expect(x, 4, "(N, C, H, W)")
+        return F.global_max_pool2d(x)
+
+
+class AdaptiveAvgPool2d(_Layer):
+    """Average-pool to a fixed (OH, OW) whatever the input's size."""
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x: Any) -> Any:
+        self._expect(x, 4, "(N, C, H, W)")
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+# --------------------------------------------------------------------------- shape and activations
+
+
+class Flatten(_Layer):
+    """(N, C, H, W) -> (N, C*H*W): join every axis from ``start_axis`` on."""
+
+    def __init__(self, start_axis: int = 1) -> None:
+        super().__init__()
+        self.start_axis = start_axis
+
+    def forward(self, x: Any) -> Any:
+        if x.ndim <= self.start_axis:
+            raise ShapeError(f"{self!r}{self._where()} expects at least {self.start_axis + 1} dimensions, "
+                             f"got {shape_str(x.shape)}")
+        return F.flatten(x, self.start_axis)
+
+    def extra_repr(self) -> str:
+        return "" if self.start_axis == 1 else f"start_axis={self.start_axis}"
+
+
+class Identity(Module):
+    """y = x (a placeholder, e.g. for a removed layer)."""
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+
+class ReLU(Module):
+    """y = max(x, 0)"""
+
+    def forward(self, x: Any) -> Any:
+        return F.relu(x)
+
+
+class LeakyReLU(Module):
+    """y = x if x > 0 else negative_slope * x"""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Any) -> Any:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(Module):
+    """y = 1 / (1 + e^-x)"""
+
+    def forward(self, x: Any) -> Any:
+        return F.sigmoid(x)
+
+
+class Tanh(Module):
+    """y = tanh x"""
+
+    def forward(self, x: Any) -> Any:
+        return F.tanh(x)
+
+
+class GELU(Module):
+    """y = x Phi(x) (``approximate="tanh"`` for the tanh form)"""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x: Any) -> Any:
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return "" if self.approximate == "none" else f"approximate={self.approximate!r}"
+
+
+class Softmax(Module):
+    """Probabilities along ``axis``. As a model's last layer, compile's loss reads its input."""
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        self.axis = axis
+        self._emit_logits = False  # set by fit/evaluate while the loss reads the logits
+
+    def forward(self, x: Any) -> Any:
+        return x if self._emit_logits else F.softmax(x, self.axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+# --------------------------------------------------------------------------- regularisation
+
+
+class Dropout(Module):
+    """Zero each element with probability p while training (scaling the rest by 1 / (1 - p))."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must lie in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: Any) -> Any:
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class _BatchNorm(_Layer):
+    ndims: tuple = (2,)
+    layout = "(N, C)"
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        xp = get_backend().xp
+        self.weight = Parameter(xp.ones(num_features, dtype="float32")) if affine else None
+        self.bias = Parameter(xp.zeros(num_features, dtype="float32")) if affine else None
+        from ..tensor import Tensor
+
+        self.register_buffer("running_mean", Tensor(xp.zeros(num_features, dtype="float32")))
+        self.register_buffer("running_var", Tensor(xp.ones(num_features, dtype="float32")))
+
+    def forward(self, x: Any) -> Any:
+        self._expect(x, self.ndims, self.layout.replace("C", str(self.num_features)), 1, self.num_features)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            self.training, self.momentum, self.eps)
+
+    def extra_repr(self) -> str:
+        text = f"{self.num_features}"
+        if self.eps != 1e-5:
+            text += f", eps={self.eps}"
+        if self.momentum != 0.1:
+            text += f", momentum={self.momentum}"
+        return text + ("" if self.affine else ", affine=False")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) features or (N, C, L) sequences, per channel."""
+
+    ndims, layout = (2, 3), "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) images, per channel."""
+
+    ndims, layout = (4,), "(N, C, H, W)"
+
+
+# --------------------------------------------------------------------------- containers
+
+
+class Sequential(Module):
+    """Layers applied in order: ``Sequential(Conv2d(1, 32, 3), ReLU(), ...)``.
+
+    Supports ``model[i]``, ``model[a:b]`` (a new Sequential sharing the layers), ``len``,
+    iteration and ``append``.
+    """
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], dict):
+            for name, layer in layers[0].items():
+                self.add_module(str(name), layer)
+            return
+        for layer in layers:
+            self.append(layer)
+
+    def append(self, layer: Module) -> Sequential:
+        if not isinstance(layer, Module):
+            raise TypeError(f"Sequential: every layer must be a Module, got {type(layer).__name__}")
+        self.add_module(str(len(self._modules)), layer)
+        return self
+
+    def __getitem__(self, index: int | slice) -> Any:
+        layers = list(self._modules.values())
+        if isinstance(index, slice):
+            part = Sequential()
+            for i, layer in enumerate(layers[index]):  # shared, and still parented by this model
+                part._modules[str(i)] = layer
+                object.__setattr__(part, str(i), layer)
+            return part
+        if not -len(layers) <= index < len(layers):
+            raise IndexError(f"Sequential: index {index} out of range for {len(layers)} layers")
+        return layers[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def forward(self, x: Any) -> Any:
+        for layer in self._modules.values():
+            x = layer(x)
+        return x

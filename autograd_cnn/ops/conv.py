@@ -1,0 +1,268 @@
+"""Convolutions: conv1d, conv2d, conv_transpose2d, and the locally connected (unshared) layer.
+
+conv2d, its input gradient (the transposed convolution) and its weight gradient are three
+Functions whose backwards call one another, so every order of derivative is a real op and
+the renderer draws the backward pass as convolutions. The kernels live in the backend.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Function
+from ..errors import ShapeError, shape_str
+from .matmul import matmul
+from .shape import reshape, transpose
+
+# ---------------------------------------------------------------- geometry helpers
+
+
+def pair(op: str, name: str, value: Any, minimum: int = 1) -> tuple:
+    """An int or a pair of ints as an (h, w) pair, each at least ``minimum``."""
+    if isinstance(value, int):
+        value = (value, value)
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, int) and v >= minimum for v in value)):
+        raise ShapeError(f"{op}: {name} must be an int or a pair of ints, each >= {minimum}; got {value!r}")
+    return tuple(value)
+
+
+def conv_padding(op: str, padding: Any, kernel_size: tuple, stride: tuple, dilation: tuple) -> tuple:
+    """padding (int, pair, "valid" or "same") as ((top, bottom), (left, right))."""
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "same":
+        if stride != (1, 1):
+            raise ShapeError(f"{op}: padding='same' needs stride 1, got stride {stride}; "
+                             "give the padding as numbers instead")
+        # An even kernel cannot be centred: the extra row and column go bottom and right.
+        totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+        return tuple((t // 2, t - t // 2) for t in totals)
+    if isinstance(padding, str):
+        raise ShapeError(f"{op}: padding must be an int, a pair, 'valid' or 'same'; got {padding!r}")
+    ph, pw = pair(op, "padding", padding, minimum=0)
+    return ((ph, ph), (pw, pw))
+
+
+def out_size(op: str, in_shape: tuple, kernel_size: tuple, stride: tuple, padding: tuple,
+             dilation: tuple) -> tuple:
+    """Output height and width, O = (I + pads - dilation * (K - 1) - 1) // S + 1."""
+    out = []
+    for size, k, s, (lo, hi), d in zip(in_shape[2:], kernel_size, stride, padding, dilation):
+        span = d * (k - 1) + 1
+        if span > size + lo + hi:
+            raise ShapeError(f"{op}: the kernel {shape_str(tuple(kernel_size))} (dilation {dilation}) "
+                             f"spans {span}, more than the padded input {shape_str(in_shape)} with "
+                             f"padding {padding} allows; use a smaller kernel or more padding")
+        out.append((size + lo + hi - span) // s + 1)
+    return tuple(out)
+
+
+def _check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -> None:
+    if x.ndim != ndim:
+        raise ShapeError(f"{op}: input must be {ndim}-D {layout}, got shape {shape_str(x.shape)}")
+
+
+# ---------------------------------------------------------------- Functions
+
+
+class Conv2d(Function):
+    """y[n, o] = sum_c x[n, c] ⋆ w[o, c] + b[o]  (cross-correlation)"""
+    @staticmethod
+    def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups):
+        ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
+        ctx.save_for_backward(x, weight)
+        hw = out_size("Conv2d", x.shape, weight.shape[2:], stride, padding, dilation)
+        return ctx.backend.conv2d(x, weight, bias, stride, padding, dilation, groups, hw)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        geometry = dict(stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation, groups=ctx.groups)
+        needs = ctx.needs_input_grad
+        gx = ConvTranspose2d.apply(gy, weight, out_hw=x.shape[2:], **geometry) if needs[0] else None
+        gw = Conv2dGradWeight.apply(x, gy, kernel_size=weight.shape[2:], **geometry) if needs[1] else None
+        if len(needs) == 2:
+            return gx, gw
+        return gx, gw, (gy.sum(axis=(0, 2, 3)) if needs[2] else None)
+
+
+class ConvTranspose2d(Function):
+    """y = conv2d's adjoint in x: each x[n, c, i, j] adds x * w[c] into the output window at (i, j)"""
+    @staticmethod
+    def forward(ctx, x, weight, *, out_hw, stride, padding, dilation, groups):
+        ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
+        ctx.save_for_backward(x, weight)
+        in_shape = (x.shape[0], weight.shape[1] * groups) + tuple(out_hw)
+        return ctx.backend.conv2d_grad_input(x, weight, in_shape, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        geometry = dict(stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation, groups=ctx.groups)
+        needs = ctx.needs_input_grad
+        gx = Conv2d.apply(gy, weight, **geometry) if needs[0] else None
+        gw = Conv2dGradWeight.apply(gy, x, kernel_size=weight.shape[2:], **geometry) if needs[1] else None
+        return gx, gw
+
+
+class Conv2dGradWeight(Function):
+    """gw[o, c] = sum_n gy[n, o] ⋆ x[n, c]  (conv2d's gradient in its weight)"""
+    @staticmethod
+    def forward(ctx, x, gy, *, kernel_size, stride, padding, dilation, groups):
+        ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
+        ctx.save_for_backward(x, gy)
+        return ctx.backend.conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, ggw):
+        x, gy = ctx.saved_tensors
+        geometry = dict(stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation, groups=ctx.groups)
+        needs = ctx.needs_input_grad
+        gx = ConvTranspose2d.apply(gy, ggw, out_hw=x.shape[2:], **geometry) if needs[0] else None
+        ggy = Conv2d.apply(x, ggw, **geometry) if needs[1] else None
+        return gx, ggy
+
+
+class Unfold(Function):
+    """y[n, i, j, c, ki, kj] = x[n, c, i * s + ki, j * s + kj]  (the windows, copied out)"""
+    @staticmethod
+    def forward(ctx, x, *, kernel_size, stride, out_hw):
+        ctx.kernel_size, ctx.stride, ctx.in_shape = kernel_size, stride, x.shape
+        windows = ctx.backend.im2col(x, kernel_size, stride, ((0, 0), (0, 0)), (1, 1), out_hw)
+        return ctx.xp.ascontiguousarray(windows.transpose(0, 1, 2, 5, 3, 4))
+
+    @staticmethod
+    def backward(ctx, gy):
+        return Fold.apply(gy, in_shape=ctx.in_shape, stride=ctx.stride)
+
+
+class Fold(Function):
+    """x[n, c, i * s + ki, j * s + kj] += y[n, i, j, c, ki, kj]  (Unfold's adjoint)"""
+    @staticmethod
+    def forward(ctx, cols, *, in_shape, stride):
+        ctx.stride, ctx.in_shape = stride, in_shape
+        ctx.kernel_size, ctx.out_hw = cols.shape[4:], cols.shape[1:3]
+        return ctx.backend.col2im(cols.transpose(0, 1, 2, 4, 5, 3), in_shape, stride, ((0, 0), (0, 0)), (1, 1))
+
+    @staticmethod
+    def backward(ctx, g):
+        return Unfold.apply(g, kernel_size=ctx.kernel_size, stride=ctx.stride, out_hw=ctx.out_hw)
+
+
+# ---------------------------------------------------------------- wrappers
+
+
+def _check_conv(op: str, x: Any, weight: Any, bias: Any, groups: int) -> None:
+    _check_image(op, x)
+    if weight.ndim != 4:
+        raise ShapeError(f"{op}: weight must be 4-D (out_channels, in_channels / groups, KH, KW), "
+                         f"got shape {shape_str(weight.shape)}")
+    if not isinstance(groups, int) or groups < 1:
+        raise ShapeError(f"{op}: groups must be a positive int, got {groups!r}")
+    c, o = x.shape[1], weight.shape[0]
+    if c % groups or o % groups:
+        raise ShapeError(f"{op}: groups={groups} must divide both the input channels ({c}) and the "
+                         f"output channels ({o}) of weight {shape_str(weight.shape)}")
+    if weight.shape[1] * groups != c:
+        raise ShapeError(f"{op}: input {shape_str(x.shape)} has {c} channels, but weight "
+                         f"{shape_str(weight.shape)} with groups={groups} expects "
+                         f"{weight.shape[1] * groups}; check in_channels")
+    if bias is not None and tuple(bias.shape) != (o,):
+        raise ShapeError(f"{op}: bias must have shape ({o},) for weight {shape_str(weight.shape)}, "
+                         f"got {shape_str(bias.shape)}")
+
+
+def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Any:
+    """2-D cross-correlation of x (N, C, H, W) with weight (O, C / groups, KH, KW), plus bias (O,).
+
+    ``stride`` and ``dilation`` are an int or a pair; ``padding`` an int, a pair, ``"valid"``
+    or ``"same"`` (output size equals the input's; an even kernel pads one more at the
+    bottom and right, as PyTorch). ``groups=C`` gives a depthwise convolution.
+    """
+    _check_conv("conv2d", x, weight, bias, groups)
+    stride, dilation = pair("conv2d", "stride", stride), pair("conv2d", "dilation", dilation)
+    padding = conv_padding("conv2d", padding, tuple(weight.shape[2:]), stride, dilation)
+    out_size("conv2d", tuple(x.shape), tuple(weight.shape[2:]), stride, padding, dilation)
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any = 0, dilation: int = 1,
+           groups: int = 1) -> Any:
+    """1-D cross-correlation of x (N, C, W) with weight (O, C / groups, K): conv2d on a height-1 image."""
+    _check_image("conv1d", x, 3, "(N, C, W)")
+    if weight.ndim != 3:
+        raise ShapeError(f"conv1d: weight must be 3-D (out_channels, in_channels / groups, K), "
+                         f"got shape {shape_str(weight.shape)}")
+    if not isinstance(padding, str):
+        padding = (0, padding)
+    n, c, w = x.shape
+    y = conv2d(reshape(x, (n, c, 1, w)), reshape(weight, weight.shape[:2] + (1, weight.shape[2])), bias,
+               stride=(1, stride), padding=padding, dilation=(1, dilation), groups=groups)
+    return reshape(y, (n, y.shape[1], y.shape[3]))
+
+
+def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Any:
+    """Transposed convolution of x (N, C_in, H, W) with weight (C_in, C_out / groups, KH, KW).
+
+    The gradient of conv2d in its input: output size (H - 1) * stride - 2 * padding +
+    dilation * (K - 1) + output_padding + 1, as PyTorch.
+    """
+    op = "conv_transpose2d"
+    _check_image(op, x)
+    if weight.ndim != 4 or x.shape[1] != weight.shape[0]:
+        raise ShapeError(f"{op}: weight must be (in_channels, out_channels / groups, KH, KW) with "
+                         f"in_channels = {x.shape[1]} (the input's channels); got weight "
+                         f"{shape_str(weight.shape)} for input {shape_str(x.shape)}")
+    if not isinstance(groups, int) or groups < 1 or x.shape[1] % groups:
+        raise ShapeError(f"{op}: groups={groups!r} must be a positive int dividing the input "
+                         f"channels ({x.shape[1]})")
+    stride, dilation = pair(op, "stride", stride), pair(op, "dilation", dilation)
+    ph, pw = pair(op, "padding", padding, minimum=0)
+    extra = pair(op, "output_padding", output_padding, minimum=0)
+    if any(e >= s for e, s in zip(extra, stride)):
+        raise ShapeError(f"{op}: output_padding {extra} must be smaller than stride {stride}")
+    k = weight.shape[2:]
+    out_hw = tuple((size - 1) * s - 2 * p + d * (kk - 1) + e + 1
+                   for size, s, p, d, kk, e in zip(x.shape[2:], stride, (ph, pw), dilation, k, extra))
+    if min(out_hw) < 1:
+        raise ShapeError(f"{op}: input {shape_str(x.shape)} with padding {(ph, pw)} gives an empty "
+                         f"output {shape_str(out_hw)}; use less padding")
+    y = ConvTranspose2d.apply(x, weight, out_hw=out_hw, stride=stride, padding=((ph, ph), (pw, pw)),
+                              dilation=dilation, groups=groups)
+    if bias is not None:
+        c_out = weight.shape[1] * groups
+        if tuple(bias.shape) != (c_out,):
+            raise ShapeError(f"{op}: bias must have shape ({c_out},), got {shape_str(bias.shape)}")
+        y = y + reshape(bias, (1, c_out, 1, 1))
+    return y
+
+
+def locally_connected2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1) -> Any:
+    """A convolution whose weights are not shared: each output position has its own kernel.
+
+    x (N, C, H, W); weight (OH, OW, out_channels, C, KH, KW); bias (out_channels, OH, OW);
+    no padding. y[n, o, i, j] = sum x's window at (i, j) times weight[i, j, o] (+ bias[o, i, j]).
+    """
+    op = "locally_connected2d"
+    _check_image(op, x)
+    if weight.ndim != 6:
+        raise ShapeError(f"{op}: weight must be 6-D (OH, OW, out_channels, in_channels, KH, KW), "
+                         f"got shape {shape_str(weight.shape)}")
+    stride = pair(op, "stride", stride)
+    oh, ow, o, c, kh, kw = weight.shape
+    hw = out_size(op, tuple(x.shape), (kh, kw), stride, ((0, 0), (0, 0)), (1, 1))
+    if c != x.shape[1] or hw != (oh, ow):
+        raise ShapeError(f"{op}: input {shape_str(x.shape)} with kernel {(kh, kw)} and stride {stride} "
+                         f"needs weight ({hw[0]}, {hw[1]}, out_channels, {x.shape[1]}, {kh}, {kw}), "
+                         f"got {shape_str(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (o, oh, ow):
+        raise ShapeError(f"{op}: bias must have shape ({o}, {oh}, {ow}), got {shape_str(bias.shape)}")
+    n, k = x.shape[0], c * kh * kw
+    patches = Unfold.apply(x, kernel_size=(kh, kw), stride=stride, out_hw=hw)     # (N, OH, OW, C, KH, KW)
+    patches = transpose(reshape(patches, (n, oh * ow, k)), (1, 0, 2))             # (L, N, K)
+    kernels = transpose(reshape(weight, (oh * ow, o, k)), (0, 2, 1))              # (L, K, O)
+    y = reshape(transpose(matmul(patches, kernels), (1, 2, 0)), (n, o, oh, ow))   # (L, N, O) -> (N, O, OH, OW)
+    return y if bias is None else y + bias

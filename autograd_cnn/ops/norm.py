@@ -1,0 +1,143 @@
+"""Regularisation and normalisation: dropout and batch normalisation."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Function, is_grad_enabled
+from ..errors import ShapeError, shape_str
+from ..random import backend_rng
+
+
+class Dropout(Function):
+    """y = x * mask / (1 - p), mask_i ~ Bernoulli(1 - p)"""
+    @staticmethod
+    def forward(ctx, x, p=0.5):
+        dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
+        keep = backend_rng(ctx.backend).random(x.shape, dtype=dtype) >= p
+        # The mask already holds the 1 / (1 - p) rescaling, so backward is one multiply.
+        scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
+        mask = keep.astype(dtype) * dtype.type(scale)
+        ctx.p = p
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, gy):
+        (mask,) = ctx.saved_tensors
+        return gy * mask
+
+
+def _channel_axes(x_ndim: int) -> tuple:
+    """Every axis but the channel axis 1: (0,) for (N, C), (0, 2, 3) for (N, C, H, W)."""
+    return (0,) + tuple(range(2, x_ndim))
+
+
+def _channel_shape(x_ndim: int, channels: int) -> tuple:
+    """(1, C, 1, ...): a per-channel vector shaped to broadcast against x."""
+    return (1, channels) + (1,) * (x_ndim - 2)
+
+
+class BatchNorm(Function):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, statistics per channel (axis 1)"""
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean=None, running_var=None, training=True,
+                momentum=0.1, eps=1e-5):
+        xp = ctx.xp
+        axes, shape = _channel_axes(x.ndim), _channel_shape(x.ndim, x.shape[1])
+        ctx.axes, ctx.shape, ctx.training, ctx.eps = axes, shape, training, eps
+        if training:
+            mean = x.mean(axis=axes, keepdims=True)
+            var = x.var(axis=axes, keepdims=True)
+            if running_mean is not None:
+                _update_running(xp, running_mean, running_var, mean, var, x.size // x.shape[1], momentum)
+        else:
+            mean, var = running_mean.reshape(shape), running_var.reshape(shape)
+        invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
+        xhat = (x - mean) * invstd
+        ctx.mean, ctx.invstd = mean.astype(x.dtype, copy=False), invstd
+        ctx.save_for_backward(x, weight, xhat, invstd)
+        return xhat * weight.reshape(shape) + bias.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight, xhat, invstd = ctx.saved_tensors
+        axes = ctx.axes
+        if is_grad_enabled() and ctx.training:
+            # create_graph: rebuild the statistics from x so second derivatives see them move.
+            mean = x.mean(axis=axes, keepdims=True)
+            invstd = (x.var(axis=axes, keepdims=True) + ctx.eps) ** -0.5
+            xhat = (x - mean) * invstd
+        elif is_grad_enabled():
+            xhat = (x - ctx.mean) * invstd  # eval: fixed statistics, xhat still depends on x
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gxhat = gy * weight.reshape(ctx.shape)
+            if ctx.training:
+                gxhat = (gxhat - gxhat.mean(axis=axes, keepdims=True)
+                         - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True))
+            gx = gxhat * invstd
+        if ctx.needs_input_grad[1]:
+            gw = (gy * xhat).sum(axis=axes)
+        if ctx.needs_input_grad[2]:
+            gb = gy.sum(axis=axes)
+        return gx, gw, gb
+
+
+def _update_running(xp: Any, running_mean: Any, running_var: Any, mean: Any, var: Any, count: int,
+                    momentum: float) -> None:
+    """running = (1 - momentum) * running + momentum * batch, in place; the variance unbiased."""
+    unbiased = var * (count / (count - 1))
+    running_mean *= 1 - momentum
+    running_mean += (momentum * mean.reshape(-1)).astype(running_mean.dtype, copy=False)
+    running_var *= 1 - momentum
+    running_var += (momentum * unbiased.reshape(-1)).astype(running_var.dtype, copy=False)
+
+
+def dropout(x: Any, p: float = 0.5, training: bool = True) -> Any:
+    """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p).
+
+    Identity when ``training`` is False or ``p`` is 0. Masks come from the backend's
+    generator, so ``ag.manual_seed`` repeats them.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p is the probability of zeroing an element and must lie in "
+                         f"[0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    return Dropout.apply(x, p=float(p))
+
+
+def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+               training: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Any:
+    """Normalise each channel (axis 1) of x (N, C), (N, C, L) or (N, C, H, W).
+
+    Training uses the batch's statistics and updates ``running_mean``/``running_var`` in
+    place (the variance unbiased, as PyTorch); evaluation uses the running statistics.
+    """
+    from ..tensor import Tensor
+
+    if x.ndim not in (2, 3, 4):
+        raise ShapeError(f"batch_norm: expects input (N, C), (N, C, L) or (N, C, H, W), "
+                         f"got {shape_str(x.shape)}")
+    channels = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (channels,):
+            raise ShapeError(f"batch_norm: {name} must have shape ({channels},) for input "
+                             f"{shape_str(x.shape)} with {channels} channels, got {shape_str(tuple(t.shape))}")
+    if training and x.size // channels < 2:
+        raise ShapeError(f"batch_norm: training needs more than one value per channel, got input "
+                         f"{shape_str(x.shape)}; use a larger batch or call eval()")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
+    xp = x._backend.xp
+    if weight is None:
+        weight = Tensor(xp.ones(channels, dtype=x.dtype), x._backend)
+    if bias is None:
+        bias = Tensor(xp.zeros(channels, dtype=x.dtype), x._backend)
+    rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
+    rv = running_var.data if isinstance(running_var, Tensor) else running_var
+    return BatchNorm.apply(x, weight, bias, running_mean=rm, running_var=rv, training=bool(training),
+                           momentum=momentum, eps=eps)

@@ -1,0 +1,242 @@
+"""Pooling: max and average over windows (1-D and 2-D), global and adaptive pooling.
+
+Each pooling op is linear once the chosen elements are known, so its backward is a
+Function too (scatter for max, spread for average) whose own backward is the forward
+again: double backward works and the renderer draws real ops.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..autograd import Function
+from ..errors import ShapeError, shape_str
+from .conv import pair
+from .matmul import matmul
+from .shape import reshape
+
+
+class MaxPool2d(Function):
+    """y[n, c, i, j] = max over the window at (i, j) of x[n, c]"""
+    @staticmethod
+    def forward(ctx, x, *, kernel_size, stride, padding, dilation, out_hw):
+        ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
+        y = ctx.backend.max_pool2d(x, kernel_size, stride, padding, dilation, out_hw)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, y = ctx.saved_tensors
+        geometry = dict(kernel_size=ctx.kernel_size, stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation)
+        mask = ctx.backend.max_pool2d_mask(x.data, y.data, **geometry)
+        return MaxPool2dGrad.apply(gy, mask=mask, in_shape=x.shape, **geometry)
+
+
+class MaxPool2dGrad(Function):
+    """gx = gy sent to the first maximum of each window (max_pool2d's backward)"""
+    @staticmethod
+    def forward(ctx, gy, *, mask, in_shape, kernel_size, stride, padding, dilation):
+        ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
+        return ctx.backend.max_pool2d_scatter(gy, mask, in_shape, kernel_size, stride, padding, dilation)
+
+    @staticmethod
+    def backward(ctx, ggx):
+        p = ctx.params
+        return MaxPool2dGather.apply(ggx, mask=p["mask"], kernel_size=p["kernel_size"], stride=p["stride"],
+                                     padding=p["padding"], dilation=p["dilation"])
+
+
+class MaxPool2dGather(Function):
+    """y[n, c, i, j] = x at the element each window chose (MaxPool2dGrad's adjoint)"""
+    @staticmethod
+    def forward(ctx, x, *, mask, kernel_size, stride, padding, dilation):
+        ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
+        ctx.in_shape = x.shape
+        return ctx.backend.max_pool2d_gather(x, mask, kernel_size, stride, padding, dilation)
+
+    @staticmethod
+    def backward(ctx, gy):
+        p = ctx.params
+        return MaxPool2dGrad.apply(gy, mask=p["mask"], in_shape=ctx.in_shape, kernel_size=p["kernel_size"],
+                                   stride=p["stride"], padding=p["padding"], dilation=p["dilation"])
+
+
+def _divisor(ctx: Any, counts: tuple, dtype: Any) -> Any:
+    """The (OH, OW) window sizes that each average divides by."""
+    rows, cols = counts
+    return ctx.xp.asarray([[r * c for c in cols] for r in rows], dtype=dtype)
+
+
+class AvgPool2d(Function):
+    """y[n, c, i, j] = sum over the window at (i, j) of x[n, c] / its size"""
+    @staticmethod
+    def forward(ctx, x, *, kernel_size, stride, padding, out_hw, counts):
+        ctx.kernel_size, ctx.stride, ctx.padding, ctx.in_shape = kernel_size, stride, padding, x.shape
+        y = ctx.backend.sum_pool2d(x, kernel_size, stride, padding, out_hw)
+        y /= _divisor(ctx, counts, x.dtype)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        p = ctx.params
+        return AvgPool2dGrad.apply(gy, in_shape=ctx.in_shape, kernel_size=p["kernel_size"], stride=p["stride"],
+                                   padding=p["padding"], counts=p["counts"])
+
+
+class AvgPool2dGrad(Function):
+    """gx = each window's gy / its size, added to every element of the window (avg_pool2d's backward)"""
+    @staticmethod
+    def forward(ctx, gy, *, in_shape, kernel_size, stride, padding, counts):
+        ctx.kernel_size, ctx.stride, ctx.padding, ctx.out_hw = kernel_size, stride, padding, gy.shape[2:]
+        g = gy / _divisor(ctx, counts, gy.dtype)
+        return ctx.backend.sum_pool2d_spread(g, in_shape, kernel_size, stride, padding)
+
+    @staticmethod
+    def backward(ctx, ggx):
+        p = ctx.params
+        return AvgPool2d.apply(ggx, kernel_size=p["kernel_size"], stride=p["stride"], padding=p["padding"],
+                               out_hw=ctx.out_hw, counts=p["counts"])
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+                   ceil_mode: bool) -> tuple:
+    """Kernel, stride, ((top, bottom), (left, right)) padding, dilation and output size of a 2-D pool.
+
+    With ceil_mode the last window may hang over the bottom/right edge; the padding grows
+    to hold it, and (as PyTorch) a window that would start in the padding is dropped.
+    """
+    if x.ndim != 4:
+        raise ShapeError(f"{op}: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    kernel = pair(op, "kernel_size", kernel_size)
+    stride = kernel if stride is None else pair(op, "stride", stride)
+    pads = pair(op, "padding", padding, minimum=0)
+    dilation = pair(op, "dilation", dilation)
+    out, padding = [], []
+    for size, k, s, p, d in zip(x.shape[2:], kernel, stride, pads, dilation):
+        span = d * (k - 1) + 1
+        if p > span // 2:
+            raise ShapeError(f"{op}: padding {pads} must be at most half the window {kernel} "
+                             f"(dilation {dilation}): a window may not lie wholly in the padding")
+        if span > size + 2 * p:
+            raise ShapeError(f"{op}: the window {kernel} (dilation {dilation}) is larger than the padded "
+                             f"input {shape_str(x.shape)} with padding {pads}; use a smaller kernel")
+        n = math.ceil((size + 2 * p - span) / s) + 1 if ceil_mode else (size + 2 * p - span) // s + 1
+        if ceil_mode and (n - 1) * s >= size + p:
+            n -= 1
+        out.append(n)
+        padding.append((p, p + max(0, (n - 1) * s + span - size - 2 * p)))
+    return kernel, stride, tuple(padding), dilation, tuple(out)
+
+
+def _window_counts(size: int, n_out: int, k: int, s: int, p: int, include_pad: bool) -> list:
+    """How many elements each window along one axis averages, as PyTorch counts them."""
+    counts = []
+    for i in range(n_out):
+        start, end = i * s - p, min(i * s - p + k, size + p)
+        if not include_pad:
+            start, end = max(start, 0), min(end, size)
+        counts.append(end - start)
+    return counts
+
+
+# ---------------------------------------------------------------- wrappers
+
+
+def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False) -> Any:
+    """The maximum of each window of x (N, C, H, W); stride defaults to the kernel size.
+
+    The gradient of a window goes to its first maximum only, as in PyTorch.
+    """
+    kernel, stride, padding, dilation, out_hw = _pool_geometry("max_pool2d", x, kernel_size, stride, padding,
+                                                               dilation, ceil_mode)
+    return MaxPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, out_hw=out_hw)
+
+
+def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Any:
+    """The mean of each window of x (N, C, H, W); stride defaults to the kernel size.
+
+    With ``count_include_pad`` the zeros of the padding count in the mean, as PyTorch.
+    """
+    kernel, stride, padding, _, out_hw = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    counts = tuple(_window_counts(size, n, k, s, p, count_include_pad)
+                   for size, n, k, s, (p, _) in zip(x.shape[2:], out_hw, kernel, stride, padding))
+    return AvgPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding, out_hw=out_hw, counts=counts)
+
+
+def _as_height_one(op: str, x: Any) -> Any:
+    if x.ndim != 3:
+        raise ShapeError(f"{op}: input must be 3-D (N, C, W), got shape {shape_str(x.shape)}")
+    return reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+
+
+def _single(op: str, name: str, value: Any) -> int:
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, int):
+        raise ShapeError(f"{op}: {name} must be an int, got {value!r}")
+    return value
+
+
+def max_pool1d(x: Any, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1,
+               ceil_mode: bool = False) -> Any:
+    """The maximum of each window of x (N, C, W)."""
+    op = "max_pool1d"
+    k = _single(op, "kernel_size", kernel_size)
+    s = k if stride is None else _single(op, "stride", stride)
+    y = max_pool2d(_as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding)),
+                   (1, _single(op, "dilation", dilation)), ceil_mode)
+    return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
+
+
+def avg_pool1d(x: Any, kernel_size: int, stride: int | None = None, padding: int = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Any:
+    """The mean of each window of x (N, C, W)."""
+    op = "avg_pool1d"
+    k = _single(op, "kernel_size", kernel_size)
+    s = k if stride is None else _single(op, "stride", stride)
+    y = avg_pool2d(_as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding)), ceil_mode,
+                   count_include_pad)
+    return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
+
+
+def global_avg_pool2d(x: Any) -> Any:
+    """The mean of each channel over the whole image: (N, C, H, W) to (N, C)."""
+    if x.ndim != 4:
+        raise ShapeError(f"global_avg_pool2d: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    return x.mean(axis=(2, 3))
+
+
+def global_max_pool2d(x: Any) -> Any:
+    """The maximum of each channel over the whole image: (N, C, H, W) to (N, C)."""
+    if x.ndim != 4:
+        raise ShapeError(f"global_max_pool2d: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    return x.max(axis=(2, 3))
+
+
+def _adaptive_matrix(xp: Any, size: int, n_out: int, dtype: Any) -> Any:
+    """(n_out, size): row i averages x[floor(i * size / n_out) : ceil((i + 1) * size / n_out)]."""
+    m = xp.zeros((n_out, size), dtype=dtype)
+    for i in range(n_out):
+        start, end = (i * size) // n_out, -((-(i + 1) * size) // n_out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def adaptive_avg_pool2d(x: Any, output_size: Any) -> Any:
+    """Average pooling to a fixed (OH, OW) whatever the input size, with PyTorch's windows."""
+    op = "adaptive_avg_pool2d"
+    if x.ndim != 4:
+        raise ShapeError(f"{op}: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    oh, ow = pair(op, "output_size", output_size)
+    h, w = x.shape[2:]
+    if h % oh == 0 and w % ow == 0:
+        return avg_pool2d(x, (h // oh, w // ow))
+    # Windows of unequal size: two small averaging matrices, A_h @ x @ A_w.T.
+    xp, dtype = x._backend.xp, x.data.dtype
+    return matmul(matmul(_adaptive_matrix(xp, h, oh, dtype), x), _adaptive_matrix(xp, w, ow, dtype).T)

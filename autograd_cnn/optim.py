@@ -1,0 +1,307 @@
+"""Optimizers and learning-rate schedules.
+
+Each update rule equals PyTorch's for the same hyper-parameters and runs in place on the
+parameter arrays through ``xp`` (NumPy or CuPy): no graph, few temporaries. Optimizer
+state is created on the parameter's backend and follows the parameter if ``Module.to``
+moves it (on the next step).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .backends import backend_of
+from .tensor import Tensor
+
+
+class Optimizer:
+    """Base class: parameter groups, ``zero_grad``, ``step``, ``state_dict``/``load_state_dict``.
+
+    ``params`` is an iterable of Parameters, or of dicts ``{"params": [...], "lr": ...}``
+    that override the defaults per group, as in PyTorch.
+    """
+
+    def __init__(self, params: Iterable, defaults: dict) -> None:
+        params = list(params)
+        name = type(self).__name__
+        if not params:
+            raise ValueError(f"{name}: got an empty parameter list; pass model.parameters()")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.defaults = defaults
+        self.param_groups: list[dict] = []
+        for group in groups:
+            merged = {**defaults, **group, "params": list(group["params"])}
+            for p in merged["params"]:
+                if not isinstance(p, Tensor):
+                    raise TypeError(f"{name}: parameters must be Tensors, got {type(p).__name__}")
+            self.param_groups.append(merged)
+        self.state: dict[Tensor, dict] = {}
+
+    @property
+    def lr(self) -> float:
+        """The first group's learning rate (setting it sets every group's)."""
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for group in self.param_groups:
+            group["lr"] = value
+
+    def zero_grad(self) -> None:
+        """Forget the gradients (the next backward starts from nothing)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                self._update(p.data, p.grad.data, self._state_for(p), group, p._backend.xp)
+
+    def _update(self, p: Any, g: Any, state: dict, group: dict, xp: Any) -> None:
+        raise NotImplementedError
+
+    def _state_for(self, p: Tensor) -> dict:
+        """The parameter's state, its arrays moved to the parameter's backend and dtype if needed."""
+        state = self.state.setdefault(p, {})
+        for key, value in state.items():
+            if not hasattr(value, "shape") or value.ndim == 0:
+                continue
+            if not p._backend.is_array(value):
+                host = value if isinstance(value, np.ndarray) else backend_of(value).to_host(value)
+                state[key] = value = p._backend.from_host(host)
+            if value.dtype != p.dtype:
+                state[key] = value.astype(p.dtype)
+        return state
+
+    # --- saving and restoring ----------------------------------------------------
+    def _all_params(self) -> list:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self) -> dict:
+        """{"state": {index: {name: host array or number}}, "param_groups": [hyper-parameters]}."""
+        index = {id(p): i for i, p in enumerate(self._all_params())}
+        state = {}
+        for p, s in self.state.items():
+            state[index[id(p)]] = {k: (p._backend.to_host(v) if hasattr(v, "shape") else v) for k, v in s.items()}
+        groups, start = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": list(range(start, start + n))})
+            start += n
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what ``state_dict`` returned (arrays move to each parameter's backend on the next step)."""
+        name = type(self).__name__
+        groups = state_dict.get("param_groups")
+        if groups is None or "state" not in state_dict:
+            raise ValueError(f"{name}.load_state_dict: expects a dict with 'state' and 'param_groups'")
+        if len(groups) != len(self.param_groups) or any(
+                len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)):
+            raise ValueError(f"{name}.load_state_dict: the saved groups hold "
+                             f"{[len(g['params']) for g in groups]} parameters, this optimizer "
+                             f"{[len(g['params']) for g in self.param_groups]}")
+        for saved, own in zip(groups, self.param_groups):
+            own.update({k: (tuple(v) if isinstance(v, list) and k != "params" else v)
+                        for k, v in saved.items() if k != "params"})
+        params = self._all_params()
+        self.state = {}
+        for i, s in state_dict["state"].items():
+            p = params[int(i)]
+            restored = {}
+            for key, value in s.items():
+                value = value.numpy() if isinstance(value, Tensor) else value
+                if hasattr(value, "shape") and value.ndim and tuple(value.shape) != p.shape:
+                    raise ValueError(f"{name}.load_state_dict: state {key!r} of parameter {i} has shape "
+                                     f"{tuple(value.shape)}, the parameter {p.shape}")
+                restored[key] = value.item() if hasattr(value, "shape") and value.ndim == 0 else value
+            self.state[p] = restored
+
+    def __repr__(self) -> str:
+        hyper = ", ".join(f"{k}={v}" for k, v in self.param_groups[0].items() if k != "params")
+        return f"{type(self).__name__}({hyper})"
+
+
+class SGD(Optimizer):
+    """p -= lr * g, with optional momentum (buf = momentum * buf + g), Nesterov and weight decay."""
+
+    def __init__(self, params: Iterable, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False, dampening: float = 0.0) -> None:
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov=True needs momentum > 0 and dampening = 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                                      dampening=dampening))
+
+    def _update(self, p: Any, g: Any, state: dict, group: dict, xp: Any) -> None:
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p
+        momentum = group["momentum"]
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * g
+            g = g + momentum * buf if group["nesterov"] else buf
+        p -= group["lr"] * g
+
+
+class RMSprop(Optimizer):
+    """v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps). Keras's defaults (alpha 0.9, eps 1e-7)."""
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, alpha: float = 0.9, eps: float = 1e-7,
+                 momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum, weight_decay=weight_decay))
+
+    def _update(self, p: Any, g: Any, state: dict, group: dict, xp: Any) -> None:
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p
+        if "square_avg" not in state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p)
+        state["step"] += 1
+        v, alpha = state["square_avg"], group["alpha"]
+        v *= alpha
+        v += (1 - alpha) * g * g
+        step = xp.sqrt(v)
+        step += group["eps"]
+        xp.divide(g, step, out=step)  # step = g / (sqrt(v) + eps)
+        if group["momentum"] > 0:
+            buf = state.setdefault("momentum_buffer", xp.zeros_like(p))
+            buf *= group["momentum"]
+            buf += step
+            step = buf
+        p -= group["lr"] * step
+
+
+class Adam(Optimizer):
+    """m, v = moving averages of g and g^2; p -= lr m_hat / (sqrt(v_hat) + eps) (bias-corrected)."""
+
+    decoupled = False  # AdamW decays the weights directly instead of adding wd * p to g
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    def _update(self, p: Any, g: Any, state: dict, group: dict, xp: Any) -> None:
+        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
+        if wd and self.decoupled:
+            p *= 1 - lr * wd
+        elif wd:
+            g = g + wd * p
+        if "exp_avg" not in state:
+            state.update(step=0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
+        state["step"] += 1
+        m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        denom = xp.sqrt(v)
+        denom /= math.sqrt(1 - b2 ** t)
+        denom += group["eps"]
+        xp.divide(m, denom, out=denom)  # reuse the buffer for the update direction
+        denom *= lr / (1 - b1 ** t)
+        p -= denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+class Adadelta(Optimizer):
+    """v = rho v + (1 - rho) g^2; d = sqrt(u + eps) / sqrt(v + eps) g; u = rho u + (1 - rho) d^2; p -= lr d."""
+
+    def __init__(self, params: Iterable, lr: float = 1.0, rho: float = 0.95, eps: float = 1e-7,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
+
+    def _update(self, p: Any, g: Any, state: dict, group: dict, xp: Any) -> None:
+        rho, eps = group["rho"], group["eps"]
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p
+        if "square_avg" not in state:
+            state.update(step=0, square_avg=xp.zeros_like(p), acc_delta=xp.zeros_like(p))
+        state["step"] += 1
+        v, u = state["square_avg"], state["acc_delta"]
+        v *= rho
+        v += (1 - rho) * g * g
+        delta = xp.sqrt(u + eps)
+        delta /= xp.sqrt(v + eps)
+        delta *= g
+        u *= rho
+        u += (1 - rho) * delta * delta
+        p -= group["lr"] * delta
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+class _Schedule:
+    """Sets each group's lr from its initial lr and the epoch count; call step() once per epoch."""
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        self.optimizer = optimizer
+        self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
+        self.last_epoch = 0
+
+    def _lr(self, base: float) -> float:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self._lr(base)
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_epoch, self.base_lrs = int(state["last_epoch"]), list(state["base_lrs"])
+
+
+class StepLR(_Schedule):
+    """lr = initial_lr * gamma ** (epoch // step_size)"""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be a positive number of epochs, got {step_size}")
+        super().__init__(optimizer)
+        self.step_size, self.gamma = step_size, gamma
+
+    def _lr(self, base: float) -> float:
+        return base * self.gamma ** (self.last_epoch // self.step_size)
+
+
+class CosineAnnealingLR(_Schedule):
+    """lr = eta_min + (initial_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2"""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:  # noqa: N803 (PyTorch's name)
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be a positive number of epochs, got {T_max}")
+        super().__init__(optimizer)
+        self.T_max, self.eta_min = T_max, eta_min
+
+    def _lr(self, base: float) -> float:
+        return self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+
+
+__all__ = ["SGD", "Adadelta", "Adam", "AdamW", "CosineAnnealingLR", "Optimizer", "RMSprop", "StepLR"]

@@ -1,0 +1,645 @@
+"""Graphviz pictures of a graph: the forward pass, the backward pass, or both side by side.
+
+Every picture is built from one ``Trace`` and returned as a ``graphviz.Digraph``
+(shown inline by Jupyter). Node ids are stable and readable: ``t3`` a tensor, ``op2``
+an op, ``m0`` a module (collapsed), ``b…`` a backward step, ``g…`` a leaf's gradient,
+``s…`` a sum back to a broadcast input's shape, ``acc…`` a "+" that adds the gradients
+of a tensor used several times, ``seed`` the gradient backward starts from.
+"""
+from __future__ import annotations
+
+import html
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import graphviz
+import numpy as np
+
+from ..errors import AutogradError, shape_str
+from .rules import rule_lines
+from .trace import OpNode, Step, TensorNode, Trace, record_gradients, trace
+
+KINDS = ("forward", "backward", "both")
+FORMATS = ("svg", "png", "pdf", "dot")
+
+INSTALL_HINT = ("Install Graphviz so that `dot -V` works: `sudo apt-get install graphviz` (Debian, Ubuntu), "
+                "`brew install graphviz` (macOS) or `conda install -c conda-forge graphviz`. The DOT text "
+                "needs no install: visual.save(..., format=\"dot\") or draw(...).source.")
+
+# Fill colours by role, and the colours of the gradient states.
+FILL = {"input": "#dbeafe", "parameter": "#dcfce7", "intermediate": "#ffffff", "output": "#fef3c7"}
+OP_FILL, STEP_FILL, SUM_FILL, ACC_FILL, MODULE_FILL = "#f3f4f6", "#fee2e2", "#ede9fe", "#fde68a", "#e0f2fe"
+GRAD_COLOR, ZERO_COLOR, PENDING_COLOR = "#b91c1c", "#c2410c", "#6b7280"
+
+
+class RenderError(AutogradError, RuntimeError):
+    """A picture could not be rendered (Graphviz's ``dot`` is missing, or failed)."""
+
+
+class Picture(graphviz.Digraph):
+    """A ``graphviz.Digraph`` whose rendering errors say how to install Graphviz."""
+
+    def render(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().render(*args, **kwargs)
+        except graphviz.ExecutableNotFound:
+            raise RenderError(f"visual: Graphviz's `dot` program is not on PATH. {INSTALL_HINT}") from None
+
+    def pipe(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().pipe(*args, **kwargs)
+        except graphviz.ExecutableNotFound:
+            raise RenderError(f"visual: Graphviz's `dot` program is not on PATH. {INSTALL_HINT}") from None
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
+        try:
+            return super()._repr_mimebundle_(include, exclude, **kwargs)
+        except RenderError:
+            return {"text/plain": f"Graphviz's `dot` is missing. {INSTALL_HINT}\n\n{self.source}"}
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _num(v: float) -> str:
+    return f"{v + 0.0:.4g}".replace("-", "−")  # + 0.0 turns -0.0 into 0.0
+
+
+def values_text(a: np.ndarray | None) -> str:
+    """Up to 8 elements as values, more as min / mean / max."""
+    if a is None:
+        return "(gone)"
+    if a.size == 0:
+        return "empty"
+    if a.dtype.kind == "b":
+        a = a.astype(np.int8)
+    if a.size <= 8:
+        flat = ", ".join(_num(float(v)) for v in a.reshape(-1))
+        return flat if a.ndim == 0 else f"[{flat}]"
+    a = a.astype(np.float64, copy=False)
+    return f"min {_num(float(a.min()))}  mean {_num(float(a.mean()))}  max {_num(float(a.max()))}"
+
+
+def _params_text(params: dict) -> str:
+    parts = []
+    for k, v in params.items():
+        if v is None or k == "dtype":
+            continue
+        text = shape_str(v.shape) + " array" if hasattr(v, "shape") and not np.isscalar(v) else repr(v)
+        parts.append(f"{k}={text if len(text) <= 24 else text[:21] + '...'}")
+    return ", ".join(parts)
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _html(lines: list[tuple[str, str]]) -> str:
+    """An HTML-like Graphviz label from (style, text) lines: style "b", "i", "" or a colour."""
+    out = []
+    for style, text in lines:
+        text = _esc(text)
+        if style == "b":
+            text = f"<B>{text}</B>"
+        elif style == "i":
+            text = f"<I>{text}</I>"
+        elif style.startswith("#"):
+            text = f'<FONT COLOR="{style}">{text}</FONT>'
+        elif style.startswith("small"):
+            text = f'<FONT POINT-SIZE="9" COLOR="{PENDING_COLOR}">{text}</FONT>'
+        out.append(text)
+    return "<" + "<BR/>".join(out) + ">"
+
+
+# --------------------------------------------------------------------------- gradient states
+
+
+@dataclass
+class GradState:
+    """What a tensor's gradient box says: kind is none, pending, zero, value or not-kept."""
+
+    kind: str
+    text: str = ""
+
+    @property
+    def color(self) -> str:
+        return {"value": GRAD_COLOR, "zero": ZERO_COLOR}.get(self.kind, PENDING_COLOR)
+
+
+def grad_state(t: Any, backward_ran: bool, known: np.ndarray | None = None) -> GradState:
+    """The state of ``t``'s gradient: from ``known`` (a replayed backward) or from ``t.grad``."""
+    if not getattr(t, "requires_grad", False):
+        return GradState("none")
+    g = known if known is not None else (t.grad.numpy() if t.grad is not None else None)
+    if g is not None:
+        if not np.any(g):
+            return GradState("zero", f"∂L/∂· = 0 everywhere {shape_str(g.shape)}")
+        return GradState("value", "∂L/∂· " + values_text(g))
+    if t.grad_fn is not None and not backward_ran:
+        return GradState("pending", "∂L/∂· not computed yet")
+    if t.grad_fn is not None:
+        return GradState("not-kept", "∂L/∂· computed, not kept (call .retain_grad())")
+    if backward_ran:
+        return GradState("none", "no gradient reached it")
+    return GradState("pending", "∂L/∂· not computed yet")
+
+
+# --------------------------------------------------------------------------- units
+
+
+@dataclass(eq=False)
+class Unit:
+    """What one node of a picture stands for: one op, or every op of one module (collapsed)."""
+
+    id: str
+    ops: list[OpNode]
+    module: str | None = None  # the module path when collapsed
+    absorbed: list[TensorNode] = field(default_factory=list)  # parameters drawn inside
+    inputs: list[TensorNode] = field(default_factory=list)  # tensors from outside
+
+    @property
+    def output(self) -> TensorNode:
+        return self.ops[-1].output
+
+    def title(self) -> str:
+        if self.module is None:
+            return self.ops[0].name
+        names = list(dict.fromkeys(op.name for op in self.ops))
+        return f"{self.module}: {' → '.join(names[:4])}{' …' if len(names) > 4 else ''}"
+
+
+def build_units(tr: Trace, collapse: str | None, depth: int | None) -> list[Unit]:
+    """One unit per op, or with ``collapse="module"`` one per module path (cut at ``depth``)."""
+    if collapse not in (None, "module"):
+        raise ValueError(f"visual: collapse must be None or \"module\", got {collapse!r}")
+    if depth is not None and (not isinstance(depth, int) or depth < 1):
+        raise ValueError(f"visual: collapse_depth must be a positive int or None, got {depth!r}")
+    units: list[Unit] = []
+    by_key: dict[str, Unit] = {}
+    for op in tr.ops:
+        key = None
+        if collapse == "module" and op.scope:
+            key = ".".join(op.scope.split(".")[:depth]) if depth else op.scope
+        if key is None:
+            units.append(Unit(op.id, [op]))
+            continue
+        if key not in by_key:
+            by_key[key] = Unit(f"m{len(by_key)}", [], module=key)
+            units.append(by_key[key])
+        by_key[key].ops.append(op)
+    unit_of = {op.id: u for u in units for op in u.ops}
+    consumers: dict[str, set] = {}
+    for op in tr.ops:
+        for t in op.inputs:
+            consumers.setdefault(t.id, set()).add(unit_of[op.id].id)
+    for u in units:
+        seen: set = set()
+        for op in u.ops:
+            for t in op.inputs:
+                if t.id in seen:
+                    continue
+                seen.add(t.id)
+                inside = t.producer is not None and unit_of[t.producer.id] is u
+                if u.module and t.producer is None and t.role == "parameter" and consumers[t.id] == {u.id}:
+                    u.absorbed.append(t)
+                elif not inside:
+                    u.inputs.append(t)
+    return units
+
+
+# --------------------------------------------------------------------------- the picture
+
+
+class Drawing:
+    """Builds the forward and backward parts of a picture from one trace."""
+
+    def __init__(self, tr: Trace, collapse: str | None = None, collapse_depth: int | None = None,
+                 flow: bool = False, steps: list[Step] | None = None) -> None:
+        self.tr = tr
+        self.units = build_units(tr, collapse, collapse_depth)
+        self.unit_of = {op.id: u for u in self.units for op in u.ops}
+        self.ran = tr.backward_ran
+        self.flow = flow
+        self.note = ""
+        if steps is None and flow:
+            try:
+                steps = record_gradients(tr)
+            except AutogradError:
+                self.note = ("gradient flow: only the leaves' .grad is known, backward() freed the rest; "
+                             "use backward(retain_graph=True) to see every edge")
+        self.steps = steps
+        # Every gradient the replayed backward sent, by (op id, input index).
+        self.sent: dict[tuple[str, int], np.ndarray] = {}
+        self.arrived: dict[str, np.ndarray] = {}
+        for s in steps or []:
+            self.arrived[s.op.id] = s.grad_output
+            for i, g in enumerate(s.input_grads):
+                if g is not None:
+                    self.sent[(s.op.id, i)] = g
+
+    # --- forward -----------------------------------------------------------
+    def drawn(self, t: TensorNode) -> bool:
+        """Tensors get their own node unless they live inside a collapsed module."""
+        if t.producer is None or t is self.tr.output:
+            return True
+        return self.unit_of[t.producer.id].module is None
+
+    def source(self, t: TensorNode) -> str:
+        return t.id if self.drawn(t) else self.unit_of[t.producer.id].id
+
+    def tensor_node(self, g: Any, t: TensorNode) -> None:
+        tensor = t.tensor
+        lines = [("b", t.label), ("", f"{shape_str(tuple(tensor.shape))} {tensor.dtype}")]
+        lines.append(("", values_text(tensor.numpy())))
+        state = grad_state(tensor, self.ran)
+        if t.role == "output" and state.kind == "not-kept":  # backward started from ones here
+            state = GradState("value", "∂L/∂L = 1" if tensor.size == 1 else "∂L/∂y = ones (the seed)")
+        attrs = {"fillcolor": FILL[t.role], "style": "filled,rounded"}
+        if t.role == "parameter":
+            attrs["penwidth"] = "2"
+        elif t.role == "output":
+            attrs["peripheries"] = "2"
+        if state.kind != "none" or state.text:
+            lines.append((state.color, state.text))
+            if state.kind == "pending":
+                attrs["style"] = "filled,rounded,dashed"
+            elif state.kind == "zero":
+                attrs["color"] = ZERO_COLOR
+        g.node(t.id, _html(lines), shape="box", **attrs)
+
+    def unit_node(self, g: Any, u: Unit) -> None:
+        if u.module is None:
+            op = u.ops[0]
+            lines = [("b", op.name)]
+            params = _params_text(op.ctx.params)
+            if params:
+                lines.append(("", params))
+            if op.scope:
+                lines.append(("small", op.scope))
+            g.node(u.id, _html(lines), shape="ellipse", style="filled", fillcolor=OP_FILL)
+            return
+        lines = [("b", u.title()), ("", f"out {shape_str(tuple(u.output.tensor.shape))}")]
+        for p in u.absorbed:
+            name = p.label[len(u.module) + 1:] if p.label.startswith(u.module + ".") else p.label
+            lines.append(("", f"{name} {shape_str(tuple(p.tensor.shape))}"))
+        lines.append(("small", f"{len(u.ops)} op{'s' if len(u.ops) > 1 else ''}"))
+        g.node(u.id, _html(lines), shape="box3d", style="filled", fillcolor=MODULE_FILL)
+
+    def forward(self, g: Any) -> None:
+        """Tensor boxes and op ellipses (or module boxes), data flowing from inputs to output."""
+        absorbed = {t.id for u in self.units for t in u.absorbed}
+        for t in self.tr.tensors:
+            if self.drawn(t) and t.id not in absorbed:
+                self.tensor_node(g, t)
+        for u in self.units:
+            self.unit_node(g, u)
+            for t in u.inputs:
+                label = ""
+                if u.module is None and len(u.ops[0].inputs) > 1:
+                    label = ", ".join(n for n, x in zip(u.ops[0].arg_names(), u.ops[0].inputs) if x is t)
+                elif not self.drawn(t):
+                    label = shape_str(tuple(t.tensor.shape))
+                g.edge(self.source(t), u.id, **({"label": label} if label else {}))
+            if self.drawn(u.output) and u.output.producer is u.ops[-1]:
+                g.edge(u.id, u.output.id)
+
+    # --- backward ----------------------------------------------------------
+    def step_units(self) -> list[Unit]:
+        """Units that run a backward step, in the engine's order."""
+        order = {op.id: k for k, op in enumerate(self.tr.steps)}
+        units = [u for u in self.units if any(op.id in order for op in u.ops)]
+        return sorted(units, key=lambda u: min(order[op.id] for op in u.ops if op.id in order))
+
+    def grad_uses(self, t: TensorNode) -> list[tuple[Unit, int]]:
+        """Each gradient sent to ``t``: one per (op, input) use, one per module when collapsed."""
+        out, seen = [], set()
+        for op, i in self.tr.uses.get(id(t.tensor), []):
+            u = self.unit_of[op.id]
+            if u.module is not None:
+                if u.id in seen or t not in u.inputs:
+                    continue
+                seen.add(u.id)
+            out.append((u, i))
+        return out
+
+    def grad_to(self, t: TensorNode) -> str:
+        """Where ``t``'s gradient ends: its producer's backward step, or the leaf's ``.grad``."""
+        if t.producer is not None:
+            return "b" + self.unit_of[t.producer.id].id
+        return "g" + t.id
+
+    def backward(self, g: Any, mirror: bool = False, frame: Frame | None = None) -> None:
+        """Backward steps with their rules, gradient edges, SumTo and "+" nodes, leaf gradients."""
+        edge = _mirrored_edge(g) if mirror else g.edge
+        out = self.tr.output
+        seed_text = "∂L/∂L = 1" if out.tensor.size == 1 else f"∂L/∂y = ones {shape_str(tuple(out.tensor.shape))}"
+        g.node("seed", _html([("b", seed_text), ("small", out.label)]), shape="box", style="filled,rounded",
+               fillcolor=FILL["output"])
+        steps = self.step_units()
+        if not steps:
+            return
+        edge("seed", "b" + self.unit_of[out.producer.id].id, **self.grad_edge(None, out, frame))
+        leaves: list[TensorNode] = []
+        for u in steps:
+            self.step_node(g, u, frame)
+            for t in u.inputs:
+                uses = [(v, i) for v, i in self.grad_uses(t) if v is u]
+                for _, i in uses:
+                    self.gradient_path(g, edge, u, t, i, frame)
+                if uses and t.producer is None and t not in leaves:
+                    leaves.append(t)
+        for t in leaves:
+            self.leaf_grad_node(g, t, frame)
+        for t in self.tr.tensors:
+            if len(self.grad_uses(t)) > 1:
+                self.accumulate_node(g, edge, t, frame)
+
+    def gradient_path(self, g: Any, edge: Any, u: Unit, t: TensorNode, i: int, frame: Frame | None) -> None:
+        """Step ``u`` → [sum to the broadcast shape] → ["+" of several uses] → ``t``'s destination."""
+        shape = shape_str(tuple(t.tensor.shape))
+        op = u.ops[0] if u.module is None else None
+        tail = "b" + u.id
+        attrs = self.grad_edge((u, i), t, frame)
+        if op is not None and op.broadcasts(i):
+            node = f"s{op.id}_{i}"
+            full = shape_str(tuple(op.output.tensor.shape))
+            g.node(node, _html([("b", "SumTo"), ("", f"{full} → {shape}"), ("small", "sum over broadcast axes")]),
+                   shape="box", style="filled", fillcolor=SUM_FILL)
+            edge(tail, node, **{**attrs, "label": full})
+            tail = node
+        if len(self.grad_uses(t)) > 1:
+            edge(tail, f"acc{t.id}", **attrs)
+        else:
+            edge(tail, self.grad_to(t), **attrs)
+
+    def accumulate_node(self, g: Any, edge: Any, t: TensorNode, frame: Frame | None) -> None:
+        uses = self.grad_uses(t)
+        text = f"{len(uses)} uses of {t.label}"
+        if frame is not None:
+            text = f"{frame.arrivals(t, uses)} of {len(uses)} arrived"
+        g.node(f"acc{t.id}", '<<FONT POINT-SIZE="16">+</FONT>>', xlabel=text, shape="circle", style="filled",
+               fillcolor=ACC_FILL, width="0.4", fixedsize="true")
+        attrs = self.grad_edge(None, t, frame, summed=True)
+        edge(f"acc{t.id}", self.grad_to(t), **attrs)
+
+    def step_node(self, g: Any, u: Unit, frame: Frame | None) -> None:
+        if u.module is None:
+            op = u.ops[0]
+            lines = [("b", f"{op.name}Backward")]
+            lines += [("", r) for r in rule_lines(op.name, op.arg_names(), op.ctx.needs_input_grad)]
+            if op.scope:
+                lines.append(("small", op.scope))
+        else:
+            lines = [("b", f"{u.title()} backward")]
+            if len(u.ops) == 1:
+                op = u.ops[0]
+                lines += [("", r) for r in rule_lines(op.name, op.arg_names(), op.ctx.needs_input_grad)]
+            else:
+                lines.append(("small", f"{len(u.ops)} ops"))
+            for p in u.absorbed:
+                state = grad_state(p.tensor, self.ran, frame.leaf_grad(p) if frame else None)
+                lines.append((state.color, f"{p.label}: {state.text}"))
+        attrs = {"fillcolor": STEP_FILL, "style": "filled,rounded"}
+        if frame is not None:
+            attrs.update(frame.step_style(u))
+        g.node("b" + u.id, _html(lines), shape="box", **attrs)
+
+    def leaf_grad_node(self, g: Any, t: TensorNode, frame: Frame | None) -> None:
+        known = frame.leaf_grad(t) if frame is not None else None
+        ran = self.ran if frame is None else frame.done_all
+        state = grad_state(t.tensor, ran, known)
+        if frame is not None and known is None:
+            state = GradState("pending", "∂L/∂· not computed yet")
+        lines = [("b", f"{t.label}.grad"), ("", shape_str(tuple(t.tensor.shape))), (state.color, state.text)]
+        attrs = {"fillcolor": FILL["parameter"], "style": "filled,rounded"}
+        if state.kind == "pending":
+            attrs["style"] = "filled,rounded,dashed"
+        elif state.kind == "zero":
+            attrs["color"] = ZERO_COLOR
+        g.node("g" + t.id, _html(lines), shape="box", **attrs)
+
+    def grad_edge(self, use: tuple[Unit, int] | None, t: TensorNode, frame: Frame | None,
+                  summed: bool = False) -> dict:
+        """Edge attributes for a gradient of ``t``: its shape, and its size when flow is on."""
+        attrs = {"label": shape_str(tuple(t.tensor.shape))}
+        grad = self.edge_grad(use, t, summed)
+        if self.flow and grad is not None:
+            attrs.update(flow_style(grad))
+            attrs["label"] += f"\n‖g‖={attrs.pop('norm')}"
+        if frame is not None:
+            attrs.update(frame.edge_style(use, t, summed, grad))
+        return attrs
+
+    def edge_grad(self, use: tuple[Unit, int] | None, t: TensorNode, summed: bool) -> np.ndarray | None:
+        if use is None:  # the gradient arriving at t's producer, or the seed
+            if t.producer is not None and t.producer.id in self.arrived:
+                return self.arrived[t.producer.id]
+            if t is self.tr.output:
+                return np.ones(tuple(t.tensor.shape))
+            if summed and self.sent:  # a leaf: the sum of what its uses sent
+                parts = [self.sent.get((op.id, i)) for op, i in self.tr.uses.get(id(t.tensor), [])]
+                parts = [p for p in parts if p is not None]
+                return sum(parts[1:], parts[0].copy()) if parts else None
+            return t.tensor.grad.numpy() if summed and t.tensor.grad is not None else None
+        u, i = use
+        op = next((op for op in u.ops if t in op.inputs), None)
+        if op is None:
+            return None
+        grad = self.sent.get((op.id, op.inputs.index(t) if u.module else i))
+        if grad is None and t.producer is None and len(self.grad_uses(t)) == 1 and t.tensor.grad is not None:
+            grad = t.tensor.grad.numpy()
+        return grad
+
+    def bridges(self, g: Any) -> None:
+        """Dashed lines from each tensor forward saved to the backward step that reads it."""
+        for u in self.step_units():
+            if u.module is not None:
+                g.edge(u.id, "b" + u.id, style="dashed", color="#9ca3af", constraint="false",
+                       arrowhead="none", label="saved")
+                continue
+            for item in self.tr.saved(u.ops[0]) or []:
+                if isinstance(item, tuple):  # an array of forward's own (a mask): from the op node
+                    g.edge(u.id, "b" + u.id, style="dashed", color="#9ca3af", constraint="false",
+                           arrowhead="odot", arrowsize="0.6", label=f"saved {shape_str(item[0])} {item[1]}",
+                           fontcolor="#6b7280")
+                elif self.drawn(item):
+                    g.edge(item.id, "b" + u.id, style="dashed", color="#9ca3af", constraint="false",
+                           arrowhead="odot", arrowsize="0.6")
+
+
+def flow_style(grad: np.ndarray) -> dict:
+    """Width and colour by log10 of the gradient's norm: blue thin (vanishing) to red thick (exploding)."""
+    norm = float(np.linalg.norm(grad.astype(np.float64, copy=False)))
+    level = math.log10(norm) if norm > 0 else -12.0
+    x = min(max((level + 6) / 8, 0.0), 1.0)  # 1e-6 → 0, 1e2 → 1
+    r, b = int(40 + 200 * x), int(220 - 190 * x)
+    return {"penwidth": f"{0.6 + 4.4 * x:.2f}", "color": f"#{r:02x}30{b:02x}",
+            "norm": f"{norm:.2g}", "fontcolor": f"#{r:02x}30{b:02x}"}
+
+
+def _mirrored_edge(g: Any) -> Any:
+    """Draw gradient edges head-first so the backward graph ranks as the forward one's mirror."""
+    def edge(tail: str, head: str, **attrs: Any) -> None:
+        g.edge(head, tail, dir="back", **attrs)
+    return edge
+
+
+class Frame:
+    """The state of the backward pass while step ``index`` of ``steps`` runs."""
+
+    def __init__(self, drawing: Drawing, index: int) -> None:
+        self.drawing = drawing
+        self.index = index
+        self.steps = drawing.steps or []
+        self.active = self.steps[index].op
+        self.done = {s.op.id for s in self.steps[:index]}
+        self.done_all = index == len(self.steps) - 1
+        # Which gradients have been sent so far, by (op id, input index): before and at this step.
+        self.sent = {(s.op.id, i) for s in self.steps[:index + 1] for i, g in enumerate(s.input_grads)
+                     if g is not None}
+
+    def step_style(self, u: Unit) -> dict:
+        op = u.ops[0]
+        if op is self.active:
+            return {"fillcolor": "#fde047", "penwidth": "3", "color": "#a16207"}
+        if op.id in self.done:
+            return {"fillcolor": "#dcfce7", "color": "#15803d"}
+        return {"fillcolor": "#ffffff", "color": PENDING_COLOR, "fontcolor": PENDING_COLOR,
+                "style": "rounded,dashed"}
+
+    def edge_style(self, use: tuple[Unit, int] | None, t: TensorNode, summed: bool, grad: Any) -> dict:
+        active_in = use is None and t.producer is self.active
+        if use is not None:
+            key = (use[0].ops[0].id, use[1])
+            if key not in self.sent:
+                return {"color": "#d1d5db", "fontcolor": "#9ca3af", "style": "dashed"}
+            if use[0].ops[0] is self.active:  # leaving the active step
+                return {"color": "#ca8a04", "penwidth": "3", "fontcolor": "#a16207",
+                        "label": f"{shape_str(tuple(t.tensor.shape))}\n{values_text(grad)}"}
+            if t.producer is self.active and len(self.drawing.grad_uses(t)) == 1:
+                active_in = True
+            else:
+                return {}
+        if active_in:
+            return {"color": "#2563eb", "penwidth": "3", "fontcolor": "#1d4ed8",
+                    "label": f"{shape_str(tuple(t.tensor.shape))}\n{values_text(grad)}"}
+        arrived = t.producer is not None and (t.producer.id in self.done or t.producer is self.active)
+        if summed and t.producer is None:  # a leaf takes each gradient as it comes
+            arrived = self.arrivals(t, self.drawing.grad_uses(t)) > 0
+        return {} if arrived or t is self.drawing.tr.output else {"color": "#d1d5db", "fontcolor": "#9ca3af",
+                                                                   "style": "dashed"}
+
+    def arrivals(self, t: TensorNode, uses: list) -> int:
+        return sum((u.ops[0].id, i) in self.sent for u, i in uses)
+
+    def leaf_grad(self, t: TensorNode) -> np.ndarray | None:
+        """The leaf's gradient accumulated from the steps run so far (None: nothing yet)."""
+        total = None
+        for op, i in self.drawing.tr.uses.get(id(t.tensor), []):
+            if (op.id, i) in self.sent:
+                g = self.drawing.sent[(op.id, i)]
+                total = g.copy() if total is None else total + g
+        return total
+
+
+# --------------------------------------------------------------------------- public
+
+
+def _digraph(name: str, rankdir: str, label: str = "") -> Picture:
+    if rankdir not in ("TB", "LR", "BT", "RL"):
+        raise ValueError(f"visual: rankdir must be \"TB\", \"LR\", \"BT\" or \"RL\", got {rankdir!r}")
+    g = Picture(name)
+    g.attr(rankdir=rankdir, fontname="Helvetica", fontsize="11", newrank="true")
+    g.attr("node", fontname="Helvetica", fontsize="10")
+    g.attr("edge", fontname="Helvetica", fontsize="9")
+    if label:
+        g.attr(label=label, labelloc="t", fontsize="13")
+    return g
+
+
+def forward_graph(output: Any, collapse: str | None = None, collapse_depth: int | None = None,
+                  rankdir: str = "TB") -> Picture:
+    """The forward graph of ``output``: tensors (name, shape, values, gradient) and ops.
+
+    ``collapse="module"`` draws one node per ``nn.Module`` path (cut to ``collapse_depth``
+    parts when given); ``rankdir="LR"`` lays it out left to right.
+    """
+    drawing = Drawing(trace(output), collapse, collapse_depth)
+    g = _digraph("forward", rankdir)
+    drawing.forward(g)
+    return g
+
+
+def backward_graph(output: Any, collapse: str | None = None, collapse_depth: int | None = None,
+                   rankdir: str = "TB", flow: bool = False) -> Picture:
+    """The backward graph: one node per backward step with its derivative rule, gradient edges.
+
+    ``flow=True`` sets each edge's width and colour by log10‖gradient‖ (a replayed backward
+    on the retained graph supplies them; ``.grad`` values are left as they were).
+    """
+    drawing = Drawing(trace(output), collapse, collapse_depth, flow=flow)
+    g = _digraph("backward", rankdir, drawing.note)
+    drawing.backward(g)
+    return g
+
+
+def both_graph(output: Any, collapse: str | None = None, collapse_depth: int | None = None,
+               rankdir: str = "TB", flow: bool = False, drawing: Drawing | None = None,
+               frame: Frame | None = None, label: str = "") -> Picture:
+    """Forward and mirrored backward graph side by side, with dashed lines for saved tensors."""
+    drawing = drawing or Drawing(trace(output), collapse, collapse_depth, flow=flow)
+    g = _digraph("both", rankdir, label or drawing.note)
+    with g.subgraph(name="cluster_forward") as f:
+        f.attr(label="forward", color="#9ca3af", style="rounded")
+        drawing.forward(f)
+    with g.subgraph(name="cluster_backward") as b:
+        b.attr(label="backward", color="#fca5a5", style="rounded")
+        drawing.backward(b, mirror=True, frame=frame)
+    drawing.bridges(g)
+    return g
+
+
+def draw(output: Any, kind: str = "forward", collapse: str | None = None, **options: Any) -> Picture:
+    """``kind="forward" | "backward" | "both"`` picture of ``output``'s graph as a Digraph.
+
+    Options: ``collapse_depth``, ``rankdir`` ("TB" or "LR"), and ``flow`` (backward, both).
+    """
+    if kind == "forward":
+        options.pop("flow", None)
+        return forward_graph(output, collapse=collapse, **options)
+    if kind == "backward":
+        return backward_graph(output, collapse=collapse, **options)
+    if kind == "both":
+        return both_graph(output, collapse=collapse, **options)
+    raise ValueError(f"visual.draw: kind must be one of {KINDS}, got {kind!r}")
+
+
+def save(output: Any, path: str | os.PathLike, kind: str = "forward", format: str | None = None,
+         collapse: str | None = None, **options: Any) -> str:
+    """Write the picture to ``path`` as svg, png, pdf or dot (default: from the file's suffix).
+
+    A path without that suffix gets it. Returns the path written. svg, png and pdf need
+    Graphviz's ``dot`` program; dot does not.
+    """
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lstrip(".").lower()
+    if format is None:
+        format = suffix if suffix in FORMATS else "svg"
+    if format not in FORMATS:
+        raise ValueError(f"visual.save: format must be one of {FORMATS}, got {format!r}")
+    if suffix != format:  # "out/graph" with format="svg" becomes out/graph.svg, as graphviz's render()
+        path = f"{path}.{format}"
+    g = draw(output, kind=kind, collapse=collapse, **options)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    if format == "dot":
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(g.source)
+        return path
+    data = g.pipe(format=format)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path

@@ -1,0 +1,244 @@
+"""One walk of the graph that every picture reads.
+
+``trace(output)`` follows ``grad_fn`` links from ``output`` back to the leaves and
+records, without changing anything, the tensors, the op nodes (in forward order), the
+backward steps (in the order the engine runs them) and which tensor feeds which op.
+``record_gradients(output)`` runs a quiet backward on the retained graph to learn every
+gradient the real backward would send, leaving every ``.grad`` as it was.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import autograd
+from ..errors import GraphError
+
+
+@dataclass(eq=False)
+class TensorNode:
+    """A tensor in the picture: its DOT id, label, role and the op that made it."""
+
+    id: str
+    tensor: Any
+    label: str
+    role: str  # "input" (leaf, no grad), "parameter" (leaf with grad), "intermediate", "output"
+    producer: OpNode | None = None
+
+
+@dataclass(eq=False)
+class OpNode:
+    """An op node (a ``Context``) in the picture."""
+
+    id: str
+    ctx: Any
+    inputs: list[TensorNode] = field(default_factory=list)
+    output: TensorNode | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+    @property
+    def scope(self) -> str:
+        return self.ctx.scope
+
+    def arg_names(self) -> list[str]:
+        """The names forward gives its tensor inputs (``a, b``; ``x, weight, bias``)."""
+        return input_names(self.ctx.fn, len(self.inputs))
+
+    def broadcasts(self, i: int) -> bool:
+        """True when the gradient for input ``i`` is summed back to a broadcast input's shape."""
+        t, out = self.inputs[i].tensor, self.output.tensor
+        return self.name in BROADCASTING_OPS and tuple(t.shape) != tuple(out.shape)
+
+
+# Elementwise ops whose backward returns a gradient of the output's shape, which the
+# engine then sums back (SumTo) to a broadcast input's shape.
+BROADCASTING_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Maximum", "Minimum", "Where"})
+
+_NAMES: dict[Any, list[str]] = {}
+
+
+def input_names(fn: type, count: int) -> list[str]:
+    """The first ``count`` argument names of ``fn.forward`` after ``ctx``."""
+    if fn not in _NAMES:
+        try:
+            params = list(inspect.signature(fn.forward).parameters.values())[1:]
+            _NAMES[fn] = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            _NAMES[fn] = []
+    names = _NAMES[fn]
+    return [names[i] if i < len(names) else f"input{i}" for i in range(count)]
+
+
+class Trace:
+    """The graph behind ``output``: tensors, ops in forward order, and backward steps."""
+
+    def __init__(self, output: Any) -> None:
+        from ..tensor import Tensor
+
+        if not isinstance(output, Tensor):
+            raise TypeError(f"visual: expected a Tensor to draw, got {type(output).__name__}")
+        self.output_tensor = output
+        self.tensors: list[TensorNode] = []
+        self.ops: list[OpNode] = []
+        self._by_tensor: dict[int, TensorNode] = {}
+        self._by_ctx: dict[int, OpNode] = {}
+        # The engine's own order: consumers before producers. Forward order is its reverse.
+        self.engine_order = autograd._topological_order([output.grad_fn]) if output.grad_fn is not None else []
+        for ctx in reversed(self.engine_order):
+            op = OpNode(f"op{len(self.ops)}", ctx)
+            self.ops.append(op)
+            self._by_ctx[id(ctx)] = op
+            for i, t in enumerate(ctx.inputs):
+                op.inputs.append(self._tensor(t, op, i))
+            out = ctx._output() if ctx._output is not None else None
+            if out is None:  # the tensor is gone; draw its place from the node alone
+                out = _Vanished(ctx)
+            op.output = self._add(out, self._op_output_label(out, op), "intermediate", op)
+        self.output = self._by_tensor.get(id(output)) or self._add(output, _leaf_label(output, None, 0), "output")
+        self.output.role = "output"
+        self.steps = [self._by_ctx[id(c)] for c in self.engine_order if any(c.needs_input_grad)]
+        # Each (op, input index) that sends a gradient to a tensor, by id of the tensor.
+        self.uses: dict[int, list[tuple[OpNode, int]]] = {}
+        for op in self.ops:
+            for i, t in enumerate(op.inputs):
+                if op.ctx.needs_input_grad[i]:
+                    self.uses.setdefault(id(t.tensor), []).append((op, i))
+
+    # --- building ---------------------------------------------------------
+    def _tensor(self, t: Any, consumer: OpNode, index: int) -> TensorNode:
+        node = self._by_tensor.get(id(t))
+        if node is not None:
+            return node
+        role = "parameter" if t.requires_grad else "input"
+        return self._add(t, _leaf_label(t, consumer, index), role)
+
+    def _add(self, t: Any, label: str, role: str, producer: OpNode | None = None) -> TensorNode:
+        node = TensorNode(f"t{len(self.tensors)}", t, label, role, producer)
+        self.tensors.append(node)
+        self._by_tensor[id(t)] = node
+        return node
+
+    @staticmethod
+    def _op_output_label(t: Any, op: OpNode) -> str:
+        if getattr(t, "name", None):
+            return t.name
+        return f"{op.scope} {op.name} output" if op.scope else f"{op.name} output"
+
+    # --- questions the pictures ask -----------------------------------------
+    def node_of(self, t: Any) -> TensorNode | None:
+        return self._by_tensor.get(id(t))
+
+    def op_of(self, ctx: Any) -> OpNode | None:
+        return self._by_ctx.get(id(ctx))
+
+    @property
+    def backward_ran(self) -> bool:
+        """True once a backward() has gone through this graph (as far as can be seen)."""
+        if any(op.ctx.freed for op in self.ops):
+            return True
+        return any(t.tensor.grad is not None for t in self.tensors if t.producer is None)
+
+    def saved(self, op: OpNode) -> list[TensorNode | tuple] | None:
+        """What ``op``'s forward saved for backward: tensors of the graph as their nodes, other
+        arrays (a mask, an index) as (shape, dtype); None once a backward freed them."""
+        saved = op.ctx._saved
+        if saved is None or op.ctx.freed:
+            return None
+        out: list = []
+        for value in saved:
+            if value is autograd._OUTPUT:
+                item = op.output
+            elif id(value) in self._by_tensor:
+                item = self._by_tensor[id(value)]
+            else:
+                data = getattr(value, "data", value)
+                item = (tuple(getattr(data, "shape", ())), str(getattr(data, "dtype", type(value).__name__)))
+            if item not in out:
+                out.append(item)
+        return out
+
+
+class _Vanished:
+    """Stands in for an op's output tensor that no longer exists."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.name = None
+        self.grad = None
+        self.requires_grad = True
+        self.grad_fn = ctx
+        self.shape: tuple = ()
+        self.dtype = "?"
+        self._retains_grad = False
+
+    def numpy(self) -> Any:
+        return None
+
+
+def _leaf_label(t: Any, consumer: OpNode | None, index: int) -> str:
+    """The user's name, else the module path and argument (``features.0.weight``)."""
+    if t.name:
+        return t.name
+    if consumer is None:
+        return "output"
+    arg = input_names(consumer.ctx.fn, index + 1)[index]
+    return f"{consumer.scope}.{arg}" if consumer.scope else f"{consumer.name}.{arg}"
+
+
+def trace(output: Any) -> Trace:
+    """Walk the graph behind ``output`` once; nothing in it is changed."""
+    return Trace(output)
+
+
+# --------------------------------------------------------------------------- recording
+
+
+@dataclass
+class Step:
+    """One backward step as the engine ran it: the gradient in and the gradients out (host arrays)."""
+
+    op: OpNode
+    grad_output: np.ndarray
+    input_grads: tuple
+
+
+def record_gradients(tr: Trace) -> list[Step]:
+    """Run backward on the retained graph and note every step, touching no ``.grad``.
+
+    The engine is asked for the gradients of no input at all, so it delivers nothing, and
+    ``retain_graph=True`` keeps the saved values: the user's graph and ``.grad`` values are
+    exactly as before. Raises GraphError when an earlier backward() already freed the graph.
+    """
+    out = tr.output_tensor
+    if out.grad_fn is None:
+        return []
+    if any(op.ctx.freed for op in tr.ops):
+        raise GraphError("visual: an earlier backward() freed this graph's saved values, so its "
+                         "steps cannot be replayed. Draw before calling backward(), or call "
+                         "backward(retain_graph=True).")
+    steps: list[Step] = []
+
+    def observe(node: Any, grad_output: Any, input_grads: tuple) -> None:
+        op = tr.op_of(node)
+        if op is not None:
+            steps.append(Step(op, _host(grad_output),
+                              tuple(None if g is None else _host(g) for g in input_grads)))
+
+    seed = out._backend.xp.ones_like(out.data)
+    from ..tensor import Tensor
+
+    autograd.step_observers.append(observe)
+    try:
+        autograd.run_backward([out], [Tensor(seed, out._backend)], retain_graph=True, inputs=[])
+    finally:
+        autograd.step_observers.remove(observe)
+    return steps
+
+
+def _host(g: Any) -> np.ndarray:
+    return g.numpy() if hasattr(g, "numpy") else np.asarray(g)

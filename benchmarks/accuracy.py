@@ -1,0 +1,148 @@
+"""Accuracy with the lecture recipe, next to PyTorch's for the same recipe in the same run.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/accuracy.py [--quick | --full]
+
+The recipe: RMSprop (lr 1e-3, alpha 0.9, eps 1e-7: Keras's defaults), batch 128, shuffled each
+epoch, sparse categorical cross-entropy, PyTorch's default initialisation in both engines.
+  --quick  MNIST-5k (the shipped sample, shuffled with seed 0, 4,000 train / 1,000 test),
+           10 epochs, the lecture MLP and CNN.
+  default  the same, plus one epoch of the lecture CNN on full Fashion-MNIST, timed in both.
+  --full   the same, plus 5 epochs of each model on full Fashion-MNIST (test accuracy).
+``--seeds N`` averages N runs per model (seeds 0 .. N-1; the range is shown).
+Target: within one point of PyTorch's accuracy; a CNN epoch at most 1.3x PyTorch's time.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+from typing import Any
+
+import numpy as np
+from common import machine, torch_or_none
+
+import autograd_cnn as ag
+from autograd_cnn import data, models
+
+BATCH, LR, ALPHA, EPS = 128, 1e-3, 0.9, 1e-7
+
+
+def prepare(x: np.ndarray, kind: str) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 in [0, 1], (N, 784) for the MLP or (N, 1, 28, 28) for the CNN."""
+    shape = (len(x), 28 * 28) if kind == "mlp" else (len(x), 1, 28, 28)
+    return x.reshape(shape).astype(np.float32) / 255
+
+
+def ours(kind: str, split: tuple, epochs: int, seed: int) -> tuple[float, float]:
+    """(test accuracy, seconds per epoch) of our lecture model trained with the recipe."""
+    (x_train, y_train), (x_test, y_test) = split
+    ag.manual_seed(seed)
+    model = models.lecture_mlp() if kind == "mlp" else models.lecture_cnn()
+    model.compile(optimizer=ag.optim.RMSprop(model.parameters(), lr=LR, alpha=ALPHA, eps=EPS),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    model.fit(prepare(x_train, kind), y_train, epochs=epochs, batch_size=BATCH, verbose=0)
+    per_epoch = (time.perf_counter() - start) / epochs
+    _, accuracy = model.evaluate(prepare(x_test, kind), y_test, batch_size=BATCH, verbose=0)
+    return float(accuracy), per_epoch
+
+
+def torch_model(torch: Any, kind: str) -> Any:
+    """The same architectures in PyTorch (ending in logits; its cross-entropy adds the softmax)."""
+    nn = torch.nn
+    if kind == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3), nn.ReLU(), nn.Flatten(), nn.Linear(1152, 10))
+
+
+def theirs(torch: Any, kind: str, split: tuple, epochs: int, seed: int) -> tuple[float, float]:
+    """(test accuracy, seconds per epoch) of the PyTorch equivalent, trained the same way."""
+    (x_train, y_train), (x_test, y_test) = split
+    torch.manual_seed(seed)
+    model = torch_model(torch, kind)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=LR, alpha=ALPHA, eps=EPS)
+    x = torch.from_numpy(prepare(x_train, kind))
+    y = torch.from_numpy(y_train.astype(np.int64))
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), BATCH):
+            rows = order[i:i + BATCH]
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[rows]), y[rows]).backward()
+            optimizer.step()
+    per_epoch = (time.perf_counter() - start) / epochs
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(prepare(x_test, kind))).argmax(1).numpy()
+    return float((predicted == y_test).mean()), per_epoch
+
+
+def summarise(values: list[float]) -> str:
+    """The mean, with the range when there are several runs."""
+    mean = sum(values) / len(values)
+    return f"{mean:.4f}" if len(values) == 1 else f"{mean:.4f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def compare(torch: Any, name: str, split: tuple, epochs: int, seeds: list[int], rows: list[str]) -> None:
+    """One table row per model: test accuracy of both engines, averaged over ``seeds``."""
+    for kind in ("mlp", "cnn"):
+        runs = [ours(kind, split, epochs, seed) for seed in seeds]
+        acc, sec = [a for a, _ in runs], sum(s for _, s in runs) / len(runs)
+        line = f"| {name} | lecture {kind.upper()} | {epochs} | {len(seeds)} | {summarise(acc)} | "
+        if torch is not None:
+            t_runs = [theirs(torch, kind, split, epochs, seed) for seed in seeds]
+            t_acc, t_sec = [a for a, _ in t_runs], sum(s for _, s in t_runs) / len(t_runs)
+            difference = 100 * (sum(acc) / len(acc) - sum(t_acc) / len(t_acc))
+            line += f"{summarise(t_acc)} | {difference:+.1f} | {sec:.1f} / {t_sec:.1f} |"
+        else:
+            line += f"not installed | n/a | {sec:.1f} / n/a |"
+        rows.append(line)
+        print(line, flush=True)
+
+
+def epoch_time(torch: Any, split: tuple, seed: int) -> str:
+    """One epoch of the lecture CNN on the whole training set, ours against PyTorch."""
+    (x_train, y_train), (x_test, y_test) = split
+    one_epoch = ((x_train, y_train), (x_test[:1000], y_test[:1000]))  # the timing is of training alone
+    _, sec = ours("cnn", one_epoch, 1, seed)
+    case = f"| lecture CNN, one epoch of Fashion-MNIST ({len(x_train):,} images) | {sec:.1f} |"
+    if torch is None:
+        return f"{case} not installed | n/a |"
+    _, t_sec = theirs(torch, "cnn", one_epoch, 1, seed)
+    return f"{case} {t_sec:.1f} | {sec / t_sec:.2f}x |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="MNIST-5k only")
+    size.add_argument("--full", action="store_true", help="also 5 epochs of each model on full Fashion-MNIST")
+    parser.add_argument("--seeds", type=int, default=1, help="runs per model, seeds 0, 1, ... (default 1)")
+    args = parser.parse_args(argv)
+    torch = torch_or_none()
+    print(f"machine: {machine()}\ndate: {datetime.date.today()}\n")
+    header = ["| data set | model | epochs | runs | autograd_cnn accuracy | PyTorch accuracy | difference (points) "
+              "| seconds per epoch (ours / PyTorch) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    print("\n".join(header), flush=True)
+    rows: list[str] = []
+    seeds = list(range(args.seeds))
+    compare(torch, "MNIST-5k (4,000 / 1,000)", data.load_sample(split=True, seed=0), 10, seeds, rows)
+    if args.quick:
+        return 0
+    try:
+        fashion = data.load_fashion_mnist()
+    except data.DataError as e:
+        print(f"\nFashion-MNIST parts skipped: {e}")
+        return 0
+    if args.full:
+        compare(torch, "Fashion-MNIST (60,000 / 10,000)", fashion, 5, seeds, rows)
+    print("\n| case | autograd_cnn (s) | PyTorch CPU (s) | ratio |\n| --- | ---: | ---: | ---: |")
+    print(epoch_time(torch, fashion, 0), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

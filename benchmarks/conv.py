@@ -1,0 +1,112 @@
+"""Convolution and pooling, forward + backward, against PyTorch CPU in the same run (float32).
+
+    conv2d   x (128, 32, 13, 13), weight (64, 32, 3, 3)  (the lecture CNN's third conv)
+    conv2d   x (128, 1, 28, 28),  weight (32, 1, 3, 3)   (its first conv)
+    max_pool2d 2x2 on (128, 32, 26, 26)
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/conv.py
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from common import machine, median_time, report, torch_or_none
+
+import autograd_cnn as ag
+import autograd_cnn.functional as F
+
+CONVS = [((128, 32, 13, 13), (64, 32, 3, 3)), ((128, 1, 28, 28), (32, 1, 3, 3))]
+POOL = (128, 32, 26, 26)
+
+
+def conv_ours(x0: np.ndarray, w0: np.ndarray, input_grad: bool) -> Callable[[], Any]:
+    """conv2d forward and backward; the first layer of a network needs no input gradient."""
+    x = ag.tensor(x0, requires_grad=input_grad)
+    w = ag.tensor(w0, requires_grad=True)
+    b = ag.tensor(np.zeros(w0.shape[0], np.float32), requires_grad=True)
+
+    def step() -> Any:
+        y = F.conv2d(x, w, b)
+        y.backward(ag.ones_like(y))
+        x.grad = w.grad = b.grad = None
+    return step
+
+
+def conv_torch(torch: Any, x0: np.ndarray, w0: np.ndarray, input_grad: bool) -> Callable[[], Any]:
+    x = torch.tensor(x0, requires_grad=input_grad)
+    w = torch.tensor(w0, requires_grad=True)
+    b = torch.zeros(w0.shape[0], requires_grad=True)
+
+    def step() -> Any:
+        y = torch.nn.functional.conv2d(x, w, b)
+        y.backward(torch.ones_like(y))
+        x.grad = w.grad = b.grad = None
+    return step
+
+
+def pool_ours(x0: np.ndarray) -> Callable[[], Any]:
+    x = ag.tensor(x0, requires_grad=True)
+
+    def step() -> Any:
+        y = F.max_pool2d(x, 2)
+        y.backward(ag.ones_like(y))
+        x.grad = None
+    return step
+
+
+def pool_torch(torch: Any, x0: np.ndarray) -> Callable[[], Any]:
+    x = torch.tensor(x0, requires_grad=True)
+
+    def step() -> Any:
+        y = torch.nn.functional.max_pool2d(x, 2)
+        y.backward(torch.ones_like(y))
+        x.grad = None
+    return step
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """An (N, C, H, W) array stored channels-last, as our conv layers hand it on."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def limit_threads(torch: Any, threads: int | None) -> None:
+    """Run both frameworks on the same number of threads (a busy machine: 1 is steadier)."""
+    if threads is None:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS and PyTorch threads for both (default: every core)")
+    args = parser.parse_args()
+    torch = torch_or_none()
+    limit_threads(torch, args.threads)
+    print(machine())
+    rng = np.random.default_rng(0)
+    rows = []
+    for x_shape, w_shape in CONVS:
+        x0 = rng.standard_normal(x_shape, dtype=np.float32)
+        w0 = rng.standard_normal(w_shape, dtype=np.float32) * 0.1
+        input_grad = x_shape[1] > 1  # a middle layer passes its gradient on
+        ours = median_time(conv_ours(channels_last(x0), w0, input_grad), args.repeat)
+        theirs = median_time(conv_torch(torch, x0, w0, input_grad), args.repeat) if torch else None
+        rows.append((f"conv2d fwd+bwd x{x_shape} w{w_shape}", ours, theirs))
+    x0 = channels_last(rng.standard_normal(POOL, dtype=np.float32))
+    ours = median_time(pool_ours(x0), args.repeat)
+    theirs = median_time(pool_torch(torch, np.ascontiguousarray(x0)), args.repeat) if torch else None
+    rows.append((f"max_pool2d 2x2 fwd+bwd {POOL}", ours, theirs))
+    report(rows, "Convolution and pooling (float32, median of repeats)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Engine overhead and the lecture MLP training step, against PyTorch CPU in the same run.
+
+(a) A graph of 10,000 small ops on 16-element tensors, forward and backward: here the
+    array work is tiny, so the time is the engine's own bookkeeping per op.
+(b) One training step of the lecture MLP (Linear 784->512, ReLU, Linear 512->10,
+    softmax cross-entropy, backward, an RMSprop update) on a batch of 128 in float32:
+    here the time should be the matrix products, as in hand-written NumPy.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/overhead.py
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from common import machine, median_time, report, torch_or_none
+
+import autograd_cnn as ag
+import autograd_cnn.functional as F
+
+CHAIN_OPS = 10_000  # ops in graph (a); each loop turn below records 4 of them
+BATCH, IN, HIDDEN, CLASSES = 128, 784, 512, 10
+LR, ALPHA, EPS = 1e-3, 0.9, 1e-7  # Keras's RMSprop defaults
+
+
+# --------------------------------------------------------------------------- (a) overhead
+
+def chain_ours(x0: np.ndarray, w0: np.ndarray) -> Callable[[], Any]:
+    """Forward and backward through CHAIN_OPS tiny ops (mul, add, tanh, relu in turn)."""
+    x = ag.tensor(x0, requires_grad=True)
+    w = ag.tensor(w0, requires_grad=True)
+
+    def step() -> Any:
+        h = x
+        for _ in range(CHAIN_OPS // 4):
+            h = (h * w + x).tanh().relu()
+        h.sum().backward()
+        x.grad = w.grad = None
+        return h
+    return step
+
+
+def chain_torch(torch: Any, x0: np.ndarray, w0: np.ndarray) -> Callable[[], Any]:
+    x = torch.tensor(x0, requires_grad=True)
+    w = torch.tensor(w0, requires_grad=True)
+
+    def step() -> Any:
+        h = x
+        for _ in range(CHAIN_OPS // 4):
+            h = (h * w + x).tanh().relu()
+        h.sum().backward()
+        x.grad = w.grad = None
+        return h
+    return step
+
+
+# --------------------------------------------------------------------------- (b) MLP step
+
+def init_mlp(rng: np.random.Generator) -> list[np.ndarray]:
+    """PyTorch's default Linear initialisation: uniform in +-1/sqrt(fan_in)."""
+    params = []
+    for fan_in, fan_out in ((IN, HIDDEN), (HIDDEN, CLASSES)):
+        bound = 1 / math.sqrt(fan_in)
+        params.append(rng.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32))
+        params.append(rng.uniform(-bound, bound, (fan_out,)).astype(np.float32))
+    return params
+
+
+def mlp_ours(params0: list[np.ndarray], x0: np.ndarray, y0: np.ndarray) -> Callable[[], Any]:
+    params = [ag.tensor(p, requires_grad=True) for p in params0]
+    squares = [np.zeros_like(p) for p in params0]
+    x, y = ag.tensor(x0), ag.tensor(y0)
+
+    def step() -> Any:
+        w1, b1, w2, b2 = params
+        loss = F.cross_entropy(F.linear(F.relu(F.linear(x, w1, b1)), w2, b2), y)
+        loss.backward()
+        for p, s in zip(params, squares):  # RMSprop, in place on the arrays
+            g = p.grad.data
+            s *= ALPHA
+            s += (1 - ALPHA) * g * g
+            p.data -= LR * g / (np.sqrt(s) + EPS)
+            p.grad = None
+        return loss
+    return step
+
+
+def mlp_torch(torch: Any, params0: list[np.ndarray], x0: np.ndarray, y0: np.ndarray) -> Callable[[], Any]:
+    params = [torch.tensor(p, requires_grad=True) for p in params0]
+    squares = [torch.zeros_like(p) for p in params]
+    x, y = torch.tensor(x0), torch.tensor(y0)
+    fn = torch.nn.functional
+
+    def step() -> Any:
+        w1, b1, w2, b2 = params
+        loss = fn.cross_entropy(fn.linear(fn.relu(fn.linear(x, w1, b1)), w2, b2), y)
+        loss.backward()
+        with torch.no_grad():
+            for p, s in zip(params, squares):
+                g = p.grad
+                s.mul_(ALPHA).addcmul_(g, g, value=1 - ALPHA)
+                p.sub_(LR * g / (s.sqrt() + EPS))
+                p.grad = None
+        return loss
+    return step
+
+
+def mlp_numpy(params0: list[np.ndarray], x0: np.ndarray, y0: np.ndarray) -> Callable[[], Any]:
+    """The same step written by hand in NumPy: the floor the engine is compared with."""
+    params = [p.copy() for p in params0]
+    squares = [np.zeros_like(p) for p in params0]
+    onehot = np.eye(CLASSES, dtype=np.float32)[y0]
+
+    def step() -> Any:
+        w1, b1, w2, b2 = params
+        h = x0 @ w1.T + b1
+        a = np.maximum(h, 0)
+        z = a @ w2.T + b2
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        loss = -np.log(p[np.arange(BATCH), y0]).mean()
+        gz = (p - onehot) / BATCH
+        ga = gz @ w2
+        gh = ga * (h > 0)
+        grads = [gh.T @ x0, gh.sum(axis=0), gz.T @ a, gz.sum(axis=0)]
+        for p_, s, g in zip(params, squares, grads):
+            s *= ALPHA
+            s += (1 - ALPHA) * g * g
+            p_ -= LR * g / (np.sqrt(s) + EPS)
+        return loss
+    return step
+
+
+def paired(ours: Callable[[], Any], theirs: Callable[[], Any] | None, rounds: int) -> tuple:
+    """Median times of ``ours`` and ``theirs`` run in turn, so both see the same machine load."""
+    mine, other = [], []
+    for _ in range(rounds):
+        mine.append(median_time(ours, repeat=1, warmup=0 if mine else 1))
+        if theirs is not None:
+            other.append(median_time(theirs, repeat=1, warmup=0 if other else 1))
+    return statistics.median(mine), (statistics.median(other) if other else None)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="timed runs of each case (median taken)")
+    parser.add_argument("--quick", action="store_true", help="4 rounds: a smoke run, not figures to report")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = 4
+    print(machine())
+    print()
+    torch = torch_or_none()
+    rng = np.random.default_rng(0)
+
+    x0 = rng.uniform(-1, 1, 16).astype(np.float32)
+    w0 = rng.uniform(0.5, 1.0, 16).astype(np.float32)
+    rows = []
+    ours, theirs = paired(chain_ours(x0, w0), chain_torch(torch, x0, w0) if torch else None,
+                          max(3, args.rounds // 2))
+    rows.append((f"{CHAIN_OPS:,} tiny ops, forward + backward", ours, theirs))
+
+    params0 = init_mlp(rng)
+    xb = rng.uniform(0, 1, (BATCH, IN)).astype(np.float32)
+    yb = rng.integers(0, CLASSES, BATCH)
+    torch_step = mlp_torch(torch, params0, xb, yb) if torch else None
+    ours, theirs = paired(mlp_ours(params0, xb, yb), torch_step, args.rounds)
+    rows.append(("MLP 784-512-10 step, batch 128", ours, theirs))
+    by_hand, theirs = paired(mlp_numpy(params0, xb, yb), torch_step, args.rounds)
+    rows.append(("same step in hand-written NumPy", by_hand, theirs))
+    return report(rows, "Engine overhead and the MLP step (float32, CPU)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""One training step of the lecture CNN, against PyTorch in the same run: time and peak memory.
+
+The model (104,202 parameters): Conv 1->32 k3, ReLU, MaxPool 2, Conv 32->64 k3, ReLU,
+MaxPool 2, Conv 64->128 k3, ReLU, Flatten, Linear 1152->10; softmax cross-entropy;
+RMSprop (lr 1e-3, alpha 0.9, eps 1e-7, Keras's defaults: optim.RMSprop and
+torch.optim.RMSprop). float32, MNIST-shaped batches.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/train_step.py
+    python benchmarks/train_step.py --backend cupy       # against PyTorch CUDA where present
+
+Peak memory: each framework runs the step in its own subprocess; after the imports and the
+data the peak resident size (VmHWM, the kernel's ru_maxrss) is reset to the current size
+through /proc/self/clear_refs, and the figure is the peak after three steps minus that
+baseline: the activations, gradients and workspace one step needs. (Without the reset,
+the import's own transient peak can hide the step's.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from common import machine, median_time, report, torch_or_none
+
+LR, ALPHA, EPS = 1e-3, 0.9, 1e-7
+SHAPES = {"w1": (32, 1, 3, 3), "b1": (32,), "w2": (64, 32, 3, 3), "b2": (64,),
+          "w3": (128, 64, 3, 3), "b3": (128,), "w4": (10, 1152), "b4": (10,)}
+
+
+def initial_weights(seed: int = 0) -> dict:
+    """PyTorch's default initialisation: uniform in +-1/sqrt(fan_in), for weights and biases."""
+    rng = np.random.default_rng(seed)
+    fans = {"1": 9, "2": 32 * 9, "3": 64 * 9, "4": 1152}
+    return {name: rng.uniform(-1, 1, size=shape).astype(np.float32) / math.sqrt(fans[name[1]])
+            for name, shape in SHAPES.items()}
+
+
+def batch(batch_size: int, seed: int = 1) -> tuple:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, size=(batch_size, 1, 28, 28)).astype(np.float32)
+    return x, rng.integers(0, 10, size=batch_size)
+
+
+def step_ours(backend: str, batch_size: int) -> tuple[Callable[[], Any], Callable[[], None]]:
+    import autograd_cnn as ag
+    import autograd_cnn.functional as F
+    from autograd_cnn import optim
+
+    params = {k: ag.tensor(v, requires_grad=True, backend=backend) for k, v in initial_weights().items()}
+    x0, y0 = batch(batch_size)
+    x, y = ag.tensor(x0, backend=backend), ag.tensor(y0, backend=backend)
+    optimizer = optim.RMSprop(list(params.values()), lr=LR, alpha=ALPHA, eps=EPS)
+    p = params
+
+    def step() -> Any:
+        optimizer.zero_grad()
+        h = F.max_pool2d(F.relu(F.conv2d(x, p["w1"], p["b1"])), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, p["w2"], p["b2"])), 2)
+        h = F.relu(F.conv2d(h, p["w3"], p["b3"]))
+        loss = F.cross_entropy(F.linear(F.flatten(h), p["w4"], p["b4"]), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step, params["w1"]._backend.synchronize
+
+
+def step_torch(torch: Any, device: str, batch_size: int) -> tuple[Callable[[], Any], Callable[[], None]]:
+    fn = torch.nn.functional
+    params = {k: torch.tensor(v, device=device, requires_grad=True) for k, v in initial_weights().items()}
+    x0, y0 = batch(batch_size)
+    x, y = torch.tensor(x0, device=device), torch.tensor(y0, device=device)
+    optimizer = torch.optim.RMSprop(list(params.values()), lr=LR, alpha=ALPHA, eps=EPS)
+    p = params
+
+    def step() -> Any:
+        optimizer.zero_grad()
+        h = fn.max_pool2d(fn.relu(fn.conv2d(x, p["w1"], p["b1"])), 2)
+        h = fn.max_pool2d(fn.relu(fn.conv2d(h, p["w2"], p["b2"])), 2)
+        h = fn.relu(fn.conv2d(h, p["w3"], p["b3"]))
+        loss = fn.cross_entropy(fn.linear(h.flatten(1), p["w4"], p["b4"]), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return step, sync
+
+
+def peak_memory_child(which: str, backend: str, batch_size: int) -> None:
+    """Run in a subprocess: print the growth of peak RSS (MiB) over a few steps."""
+    if which == "ours":
+        step, sync = step_ours(backend, batch_size)
+    else:
+        step, sync = step_torch(torch_or_none(), "cpu", batch_size)
+    before = _rss_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM (ru_maxrss) to the current resident size
+    for _ in range(3):
+        step()
+    sync()
+    after = _rss_kib("VmHWM")
+    print(json.dumps({"peak_mib": (after - before) / 1024}))
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_memory(which: str, backend: str, batch_size: int) -> float:
+    out = subprocess.run([sys.executable, __file__, "--memory-child", which, "--backend", backend,
+                          "--batch-size", str(batch_size)], capture_output=True, text=True, check=True,
+                         env=os.environ.copy())
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def limit_threads(torch: Any, threads: int | None) -> None:
+    """Run both frameworks on the same number of threads (a busy machine: 1 is steadier)."""
+    if threads is None:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS and PyTorch threads for both (default: every core)")
+    parser.add_argument("--memory-child", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        peak_memory_child(args.memory_child, args.backend, args.batch_size)
+        return
+    torch = torch_or_none()
+    limit_threads(torch, args.threads)
+    print(machine())
+    device = "cuda" if args.backend == "cupy" else "cpu"
+    if torch is not None and device == "cuda" and not torch.cuda.is_available():
+        print("PyTorch sees no CUDA device: no GPU ratio")
+        torch = None
+    step, sync = step_ours(args.backend, args.batch_size)
+    ours = median_time(step, args.repeat, sync=sync)
+    theirs = None
+    if torch is not None:
+        t_step, t_sync = step_torch(torch, device, args.batch_size)
+        theirs = median_time(t_step, args.repeat, sync=t_sync)
+    who = "PyTorch CUDA" if device == "cuda" else "PyTorch CPU"
+    report([(f"lecture CNN training step, batch {args.batch_size}", ours, theirs)],
+           f"Lecture CNN step on {args.backend} vs {who} (float32, median of {args.repeat})")
+    if args.backend == "numpy":
+        mine = peak_memory("ours", "numpy", args.batch_size)
+        text = f"peak memory of one step (ru_maxrss growth): autograd_cnn {mine:.1f} MiB"
+        if torch is not None:
+            other = peak_memory("torch", "numpy", args.batch_size)
+            text += f", PyTorch CPU {other:.1f} MiB, ratio {mine / other:.2f}x"
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Backends: choosing one (variable, aliases, set/use/get), errors that say what to do,
+and the rule that inputs on two backends are an error naming both."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import autograd_cnn as ag
+from autograd_cnn import backends
+from autograd_cnn.backends import Backend, NumpyBackend, cupy_usable
+from autograd_cnn.errors import BackendError
+
+CUPY_OK, CUPY_WHY = cupy_usable()
+
+
+def _import_with(value: str | None) -> subprocess.CompletedProcess:
+    """Import the package in a fresh interpreter with AUTOGRAD_CNN_BACKEND set to ``value``."""
+    env = dict(os.environ)
+    env.pop("AUTOGRAD_CNN_BACKEND", None)
+    if value is not None:
+        env["AUTOGRAD_CNN_BACKEND"] = value
+    code = "import autograd_cnn as ag; print(ag.get_backend().name)"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+# --------------------------------------------------------------------------- AUTOGRAD_CNN_BACKEND
+
+
+@pytest.mark.parametrize("value", [None, "", "numpy", "cpu", "NumPy", " np "])
+def test_variable_chooses_numpy(value):
+    run = _import_with(value)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "numpy"
+
+
+def test_unknown_backend_fails_at_import_naming_variable_value_and_choices():
+    run = _import_with("tpu")
+    assert run.returncode != 0
+    last = run.stderr.strip().splitlines()[-1]
+    assert "BackendError" in last
+    assert "AUTOGRAD_CNN_BACKEND=tpu" in last and "'tpu'" in last
+    assert "numpy" in last and "cupy" in last and "auto" in last
+
+
+@pytest.mark.skipif(CUPY_OK, reason="CuPy works here, so this error cannot happen")
+@pytest.mark.parametrize("value", ["cupy", "gpu", "cuda"])
+def test_cupy_without_cupy_fails_at_import_saying_what_to_install(value):
+    run = _import_with(value)
+    assert run.returncode != 0, "must never fall back silently"
+    last = run.stderr.strip().splitlines()[-1]
+    assert f"AUTOGRAD_CNN_BACKEND={value}" in last
+    assert "pip install" in last and "cupy" in last.lower()
+
+
+def test_auto_takes_cupy_only_where_it_works():
+    run = _import_with("auto")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == ("cupy" if CUPY_OK else "numpy")
+
+
+def test_import_is_light():
+    code = ("import sys, autograd_cnn; heavy = [m for m in ('matplotlib', 'graphviz', 'tqdm', 'cupy', 'torch') "
+            "if m in sys.modules]; print(heavy)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- set/use/get/available
+
+
+def test_get_backend_and_aliases():
+    numpy_backend = ag.get_backend("numpy")
+    assert isinstance(numpy_backend, NumpyBackend) and numpy_backend.xp is np
+    assert ag.get_backend("cpu") is numpy_backend and ag.get_backend("NP") is numpy_backend
+    assert ag.get_backend(numpy_backend) is numpy_backend
+    assert numpy_backend == "numpy" and str(numpy_backend) == "numpy"
+    assert ag.get_backend("auto").name == ("cupy" if CUPY_OK else "numpy")
+    with pytest.raises(BackendError, match=r"unknown backend 'tpu'.*numpy \(or cpu\)"):
+        ag.get_backend("tpu")
+
+
+@pytest.mark.skipif(CUPY_OK, reason="CuPy works here")
+@pytest.mark.parametrize("alias", ["cupy", "gpu", "cuda"])
+def test_cupy_aliases_without_cupy_say_what_to_install(alias):
+    with pytest.raises(BackendError, match=r"pip install"):
+        ag.get_backend(alias)
+    assert ag.get_backend().name == "numpy", "a failed choice leaves the default alone"
+
+
+@pytest.mark.skipif(not CUPY_OK, reason=f"CuPy backend unusable: {CUPY_WHY}")
+@pytest.mark.parametrize("alias", ["cupy", "gpu", "cuda"])
+def test_cupy_aliases(alias):
+    assert ag.get_backend(alias).name == "cupy"
+
+
+def test_set_backend_and_use_backend_restore():
+    assert ag.get_backend().name == "numpy"
+    with ag.use_backend("cpu") as b:
+        assert b.name == "numpy" and ag.tensor([1.0]).backend == "numpy"
+    previous = ag.get_backend()
+    try:
+        assert ag.set_backend("numpy") is ag.get_backend("numpy")
+        with pytest.raises(BackendError):
+            ag.set_backend("nonsense")
+        assert ag.get_backend() is ag.get_backend("numpy")
+    finally:
+        ag.set_backend(previous)
+    with pytest.raises(KeyError), ag.use_backend("numpy"):
+        raise KeyError("inside")
+    assert ag.get_backend() is previous
+
+
+def test_available_backends():
+    names = ag.available_backends()
+    assert names[0] == "numpy"
+    assert ("cupy" in names) == CUPY_OK
+
+
+# --------------------------------------------------------------------------- two backends
+
+
+class FakeBackend(Backend):
+    """A second array library for the test: NumPy arrays under another name."""
+
+    name = "fake"
+    xp = np
+
+    def to_host(self, array):
+        return np.asarray(array)
+
+    def from_host(self, array):
+        return np.array(array)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    backend = FakeBackend()
+    monkeypatch.setitem(backends._instances, "fake", backend)
+    return backend
+
+
+def test_mixing_backends_names_both(fake):
+    mine = ag.Tensor(np.ones(3, dtype=np.float32), fake, requires_grad=True)
+    assert mine.backend == "fake"
+    host = ag.tensor(np.ones(3, dtype=np.float32))
+    for op in (lambda: host + mine, lambda: mine * host, lambda: ag.where(host > 0, mine, host),
+               lambda: ag.concat([host, mine])):
+        with pytest.raises(BackendError) as err:
+            op()
+        message = str(err.value)
+        assert "numpy" in message and "fake" in message and ".to(" in message
+
+
+def test_ops_follow_their_inputs_backend(fake):
+    t = ag.Tensor(np.arange(3.0), fake, requires_grad=True)
+    y = (t * 2 + 1).exp().sum()
+    assert y.backend == "fake"
+    y.backward()
+    assert t.grad.backend == "fake"
+    moved = t.to("numpy")
+    assert moved.backend == "numpy"
+    (moved * 3).sum().backward()
+    assert t.grad.backend == "fake", "the gradient of .to() goes back to the source backend"
+
+
+def test_our_errors_pass_through_apply_unchanged():
+    """Function.apply turns stray NumPy errors into ShapeError, but never rewraps our own."""
+    from autograd_cnn.autograd import Function
+    from autograd_cnn.errors import GraphError, ShapeError
+
+    class Raises(Function):
+        """y = x, or an error"""
+        @staticmethod
+        def forward(ctx, x, error=None):
+            raise error
+
+    with pytest.raises(GraphError, match="^exact text$"):
+        Raises.apply(ag.tensor([1.0]), error=GraphError("exact text"))
+    with pytest.raises(BackendError, match="^exact text$"):
+        Raises.apply(ag.tensor([1.0]), error=BackendError("exact text"))
+    with pytest.raises(ShapeError) as err:
+        Raises.apply(ag.tensor(np.ones((2, 3))), error=ValueError("numpy said no"))
+    assert str(err.value).startswith("Raises: cannot apply to inputs of shapes (2, 3)")
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_inputs_of_unknown_types_are_named():
+    with pytest.raises(TypeError, match="Mul: cannot use an input of type str"):
+        ag.tensor([1.0]) * "x"
+
+
+def test_new_tensors_go_to_the_default_backend(fake):
+    with ag.use_backend(fake):
+        for t in (ag.tensor([1.0]), ag.tensor(np.ones(2)), ag.from_numpy(np.ones(2)), ag.zeros(2), ag.randn(2),
+                  ag.arange(3)):
+            assert t.backend == "fake"
+        assert ag.tensor(np.ones(2), backend="numpy").backend == "numpy"
+    assert ag.tensor(np.ones(2)).backend == "numpy"

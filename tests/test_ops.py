@@ -1,0 +1,333 @@
+"""Forward values of every core op in float32 against plain reference code, the dtype
+rules, and the shape errors (each names the op and the shapes)."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+import autograd_cnn as ag
+import autograd_cnn.functional as F
+from autograd_cnn.autograd import Function
+from autograd_cnn.errors import ShapeError
+from autograd_cnn.ops import activation, elementwise, loss, matmul, reduce, shape
+from autograd_cnn.ops.reduce import broadcast_to, sum_to
+from autograd_cnn.ops.shape import to_backend
+
+CORE_MODULES = (elementwise, reduce, shape, matmul, activation, loss)
+RNG = np.random.default_rng(5)
+
+
+def _data(*shape_, lo=-2.0, hi=2.0):
+    return RNG.uniform(lo, hi, size=shape_).astype(np.float32)
+
+
+# Plain reference code: element by element, in float64, no broadcasting tricks beyond np.vectorize.
+
+def ref_elementwise(fn, *arrays):
+    out_shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    args = [np.broadcast_to(a.astype(np.float64), out_shape) for a in arrays]
+    out = np.empty(out_shape)
+    for idx in itertools.product(*(range(n) for n in out_shape)):
+        out[idx] = fn(*(float(a[idx]) for a in args))
+    return out
+
+
+def ref_matmul(a, b):
+    n, k = a.shape
+    m = b.shape[1]
+    out = np.zeros((n, m))
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = sum(float(a[i, p]) * float(b[p, j]) for p in range(k))
+    return out
+
+
+def ref_softmax_rows(z):
+    out = np.empty(z.shape)
+    for i, row in enumerate(z.astype(np.float64)):
+        top = max(row)
+        e = [math.exp(v - top) for v in row]
+        out[i] = [v / sum(e) for v in e]
+    return out
+
+
+def ref_reduce(a, fn, axis):
+    """Apply ``fn`` to every 1-D fibre along ``axis``."""
+    moved = np.moveaxis(a.astype(np.float64), axis, -1)
+    out = np.empty(moved.shape[:-1])
+    for idx in itertools.product(*(range(n) for n in out.shape)):
+        out[idx] = fn(list(moved[idx]))
+    return out
+
+
+A, B, P = _data(3, 4), _data(4), _data(3, 4, lo=0.5, hi=2.0)
+M1, M2 = _data(3, 5), _data(5, 2)
+X, W, BIAS = _data(4, 5), _data(3, 5), _data(3)
+LABELS = np.array([0, 2, 1, 2])
+TARGETS = (A > 0).astype(np.float32)
+erf = math.erf
+
+
+def _gelu(v):
+    return 0.5 * v * (1 + erf(v / math.sqrt(2)))
+
+
+def _gelu_tanh(v):
+    return 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3)))
+
+
+def _ce_rows(z, t, smoothing=0.0):
+    p = ref_softmax_rows(z)
+    c = z.shape[1]
+    return np.array([-sum(((1 - smoothing) * (j == t[i]) + smoothing / c) * math.log(p[i, j])
+                          for j in range(c)) for i in range(len(t))])
+
+
+def _var(values):
+    mean_ = sum(values) / len(values)
+    return sum((v - mean_) ** 2 for v in values) / len(values)
+
+
+# (name, function of float32 tensors, reference value) — every row's output must be float32.
+FORWARD = [
+    ("add", lambda: ag.tensor(A) + ag.tensor(B), ref_elementwise(lambda a, b: a + b, A, B)),
+    ("sub", lambda: ag.tensor(A) - ag.tensor(B), ref_elementwise(lambda a, b: a - b, A, B)),
+    ("mul", lambda: ag.tensor(A) * ag.tensor(B), ref_elementwise(lambda a, b: a * b, A, B)),
+    ("div", lambda: ag.tensor(A) / ag.tensor(P), ref_elementwise(lambda a, b: a / b, A, P)),
+    ("pow", lambda: ag.tensor(P) ** ag.tensor(A), ref_elementwise(lambda a, b: a ** b, P, A)),
+    ("pow_scalar", lambda: ag.tensor(A) ** 2, ref_elementwise(lambda a: a * a, A)),
+    ("neg", lambda: -ag.tensor(A), ref_elementwise(lambda a: -a, A)),
+    ("exp", lambda: ag.tensor(A).exp(), ref_elementwise(math.exp, A)),
+    ("log", lambda: ag.tensor(P).log(), ref_elementwise(math.log, P)),
+    ("sqrt", lambda: ag.tensor(P).sqrt(), ref_elementwise(math.sqrt, P)),
+    ("abs", lambda: ag.tensor(A).abs(), ref_elementwise(abs, A)),
+    ("sign", lambda: elementwise.sign(ag.tensor(A)), ref_elementwise(lambda a: (a > 0) - (a < 0), A)),
+    ("where", lambda: ag.where(ag.tensor(A) > 0, ag.tensor(A), ag.tensor(B)),
+     ref_elementwise(lambda a, b: a if a > 0 else b, A, B)),
+    ("maximum", lambda: ag.maximum(ag.tensor(A), ag.tensor(B)), ref_elementwise(max, A, B)),
+    ("minimum", lambda: ag.minimum(ag.tensor(A), ag.tensor(B)), ref_elementwise(min, A, B)),
+    ("astype", lambda: ag.tensor(A.astype(np.float64)).astype("float32"), A.astype(np.float64)),
+    ("sum", lambda: ag.tensor(A).sum(axis=1), ref_reduce(A, sum, 1)),
+    ("sum_all", lambda: ag.tensor(A).sum(), np.array(sum(float(v) for v in A.ravel()))),
+    ("mean", lambda: ag.tensor(A).mean(axis=0), ref_reduce(A, lambda v: sum(v) / len(v), 0)),
+    ("max", lambda: ag.tensor(A).max(axis=1), ref_reduce(A, max, 1)),
+    ("min", lambda: ag.tensor(A).min(axis=0, keepdims=True), ref_reduce(A, min, 0)[None]),
+    ("var", lambda: ag.tensor(A).var(axis=1), ref_reduce(A, _var, 1)),
+    ("broadcast_to", lambda: broadcast_to(ag.tensor(B), (3, 4)), np.stack([B] * 3)),
+    ("sum_to", lambda: sum_to(ag.tensor(A), (1, 4)), ref_reduce(A, sum, 0)[None]),
+    ("reshape", lambda: ag.tensor(A).reshape(2, 6), np.array(list(A.ravel())).reshape(2, 6)),
+    ("transpose", lambda: ag.tensor(A).T, np.array([[A[i, j] for i in range(3)] for j in range(4)])),
+    ("getitem", lambda: ag.tensor(A)[1:, ::2], np.array([[A[i, j] for j in (0, 2)] for i in (1, 2)])),
+    ("getitem_array", lambda: ag.tensor(A)[np.array([2, 0])], np.array([A[2], A[0]])),
+    ("concat", lambda: ag.concat([ag.tensor(A), ag.tensor(A[:1])], axis=0), np.array(list(A) + [A[0]])),
+    ("stack", lambda: ag.stack([ag.tensor(B), ag.tensor(B * 2)], axis=1),
+     np.array([[b, 2 * b] for b in B])),
+    ("pad", lambda: ag.pad(ag.tensor(B), 1), np.array([0.0] + list(B) + [0.0])),
+    ("to_backend", lambda: to_backend(ag.tensor(A), ag.get_backend()), A.astype(np.float64)),
+    ("matmul", lambda: ag.tensor(M1) @ ag.tensor(M2), ref_matmul(M1, M2)),
+    ("linear", lambda: F.linear(ag.tensor(X), ag.tensor(W), ag.tensor(BIAS)),
+     ref_matmul(X, W.T) + BIAS.astype(np.float64)),
+    ("relu", lambda: F.relu(ag.tensor(A)), ref_elementwise(lambda a: max(a, 0.0), A)),
+    ("leaky_relu", lambda: F.leaky_relu(ag.tensor(A), 0.2), ref_elementwise(lambda a: a if a > 0 else 0.2 * a, A)),
+    ("sigmoid", lambda: F.sigmoid(ag.tensor(A * 20)), ref_elementwise(lambda a: 1 / (1 + math.exp(-a)), A * 20)),
+    ("tanh", lambda: F.tanh(ag.tensor(A)), ref_elementwise(math.tanh, A)),
+    ("gelu", lambda: F.gelu(ag.tensor(A)), ref_elementwise(_gelu, A)),
+    ("gelu_tanh", lambda: F.gelu(ag.tensor(A), approximate="tanh"), ref_elementwise(_gelu_tanh, A)),
+    ("erf", lambda: activation.erf(ag.tensor(A)), ref_elementwise(erf, A)),
+    ("softmax", lambda: F.softmax(ag.tensor(A)), ref_softmax_rows(A)),
+    ("log_softmax", lambda: F.log_softmax(ag.tensor(A), axis=0), np.log(ref_softmax_rows(A.T)).T),
+    ("cross_entropy", lambda: F.cross_entropy(ag.tensor(A[:, :3]), ag.tensor(LABELS[:3]), reduction="none"),
+     _ce_rows(A[:, :3], LABELS[:3])),
+    ("cross_entropy_smooth", lambda: F.cross_entropy(ag.tensor(X), ag.tensor(LABELS), label_smoothing=0.1),
+     np.array(_ce_rows(X, LABELS, 0.1).mean())),
+    ("nll_loss", lambda: F.nll_loss(ag.tensor(X), ag.tensor(LABELS), reduction="sum"),
+     np.array(-sum(float(X[i, t]) for i, t in enumerate(LABELS)))),
+    ("mse_loss", lambda: F.mse_loss(ag.tensor(A), ag.tensor(P)),
+     np.array(sum((float(a) - float(p)) ** 2 for a, p in zip(A.ravel(), P.ravel())) / A.size)),
+    ("bce_with_logits", lambda: F.binary_cross_entropy_with_logits(ag.tensor(A * 30), ag.tensor(TARGETS),
+                                                                   reduction="none"),
+     ref_elementwise(lambda z, t: -(t * math.log(1 / (1 + math.exp(-z))) + (1 - t) * math.log(1 / (1 + math.exp(z))))
+                     if abs(z) < 30 else max(z, 0) - z * t, A * 30, (A > 0) * 1.0)),
+]
+
+
+@pytest.mark.parametrize("name,fn,expected", FORWARD, ids=[row[0] for row in FORWARD])
+def test_forward_float32_matches_reference(name, fn, expected, backend):
+    out = fn()
+    assert out.dtype == np.float32, f"{name} returned {out.dtype}"
+    assert out.backend == backend
+    np.testing.assert_allclose(out.numpy(), expected, rtol=2e-5, atol=2e-6)
+
+
+def test_no_grad_ops_forward():
+    a = ag.tensor(A)
+    np.testing.assert_array_equal((a > 0).numpy(), A > 0)
+    np.testing.assert_array_equal((a <= ag.tensor(B)).numpy(), A <= B)
+    assert (a == a).numpy().all() and not (a != a).numpy().any()
+    np.testing.assert_array_equal(a.argmax(axis=1).numpy(), [int(np.argmax(row)) for row in A])
+    np.testing.assert_array_equal(a.argmin().numpy(), int(np.argmin(A.ravel())))
+    q = loss.OneHot.apply(ag.tensor(LABELS), classes=3)
+    assert q.dtype == np.float32
+    np.testing.assert_array_equal(q.numpy(), [[float(j == t) for j in range(3)] for t in LABELS])
+
+
+def test_every_core_op_has_a_forward_row(monkeypatch):
+    """Each Function in the core op modules runs in some row above (forward only)."""
+    used = set()
+    original = Function.apply.__func__
+
+    def recording(cls, *args, **kwargs):
+        used.add(cls)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Function, "apply", classmethod(recording))
+    for _, fn, _ in FORWARD:
+        fn()
+    test_no_grad_ops_forward()
+    core = {obj for m in CORE_MODULES for obj in vars(m).values()
+            if isinstance(obj, type) and issubclass(obj, Function) and obj.__module__ == m.__name__}
+    backward_only = {shape.ScatterAdd}  # runs in GetItem's backward; checked below
+    missing = sorted(f.__name__ for f in core - used - backward_only)
+    assert not missing, f"core ops without a forward check: {missing}"
+
+
+def test_scatter_add_forward_adds_repeated_indices():
+    g = ag.tensor(np.array([1.0, 2.0, 4.0], dtype=np.float32))
+    out = shape.ScatterAdd.apply(g, shape=(3,), index=np.array([0, 2, 0]))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out.numpy(), [5.0, 0.0, 2.0])
+
+
+# --------------------------------------------------------------------------- dtype rules
+
+
+def test_python_scalars_keep_a_float32_graph_float32(backend):
+    x = ag.tensor([1.0, 2.0], requires_grad=True)
+    for y in (x * 2.5, 2.5 * x, x + 1, x - 0.5, 1.0 - x, x / 3, 3 / x, x ** 2, 2.0 ** x, x ** 0.5,
+              ag.maximum(x, 0.0), ag.where(x > 1, x, 0.0), x * np.float64(2.0)):
+        assert y.dtype == np.float32
+    loss = (x * 2.5 + 1).sum()
+    assert loss.dtype == np.float32
+    loss.backward()
+    assert x.grad.dtype == np.float32
+
+
+def test_float64_stays_float64_end_to_end(backend):
+    x = ag.tensor(np.array([0.5, 1.5]), requires_grad=True)
+    w = ag.tensor(np.ones((2, 2)), requires_grad=True)
+    y = F.softmax(F.linear(x * 2.0, w).tanh() ** 2, axis=-1).log().mean()
+    assert y.dtype == np.float64
+    y.backward()
+    assert x.grad.dtype == np.float64 and w.grad.dtype == np.float64
+
+
+def test_float32_and_float64_inputs_give_float64(backend):
+    """No silent downcast: mixing float32 and float64 promotes as NumPy and PyTorch do."""
+    a = ag.tensor([1.0], requires_grad=True)
+    b = ag.tensor(np.array([2.0]), requires_grad=True)
+    y = a * b
+    assert y.dtype == np.float64
+    y.sum().backward()
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64, "each grad in its input's dtype"
+
+
+def test_integer_labels_keep_integer_dtype(backend):
+    labels = ag.tensor([0, 2, 1])
+    assert labels.dtype.kind == "i"
+    assert labels[1:].dtype.kind == "i" and labels.reshape(3, 1).dtype.kind == "i"
+    assert ag.tensor(np.array([1, 2], dtype=np.int32)).dtype == np.int32
+    logits = ag.tensor(_data(3, 3), requires_grad=True)
+    out = F.cross_entropy(logits, labels)
+    assert out.dtype == np.float32 and labels.dtype.kind == "i"
+
+
+def test_cross_entropy_float64_with_integer_labels(backend):
+    out = F.cross_entropy(ag.tensor(X.astype(np.float64)), ag.tensor(LABELS))
+    assert out.dtype == np.float64
+
+
+def test_large_inputs_stay_finite(backend):
+    z = ag.tensor([[1000.0, -1000.0, 0.0]])
+    assert np.isfinite(F.softmax(z).numpy()).all() and np.isfinite(F.log_softmax(z).numpy()[0, 0])
+    assert np.isfinite(F.sigmoid(z).numpy()).all()
+    assert np.isfinite(F.cross_entropy(z, ag.tensor([1])).item())
+    assert np.isfinite(F.binary_cross_entropy_with_logits(z, ag.tensor([[0.0, 1.0, 1.0]])).item())
+
+
+# --------------------------------------------------------------------------- shape errors
+
+
+def _t(*shape_):
+    return ag.tensor(np.ones(shape_, dtype=np.float32))
+
+
+SHAPE_ERRORS = [
+    ("add", lambda: _t(2, 3) + _t(4), ["Add", "(2, 3)", "(4)"]),
+    ("sub", lambda: _t(2, 3) - _t(3, 2), ["Sub", "(2, 3)", "(3, 2)"]),
+    ("mul", lambda: _t(5) * _t(2, 3), ["Mul", "(5)", "(2, 3)"]),
+    ("div", lambda: _t(2, 3) / _t(2, 2), ["Div", "(2, 3)", "(2, 2)"]),
+    ("pow", lambda: _t(2, 3) ** _t(3, 3), ["Pow", "(2, 3)", "(3, 3)"]),
+    ("maximum", lambda: ag.maximum(_t(2), _t(3)), ["Maximum", "(2)", "(3)"]),
+    ("minimum", lambda: ag.minimum(_t(2), _t(3)), ["Minimum", "(2)", "(3)"]),
+    ("compare", lambda: _t(2) < _t(3), ["Compare", "(2)", "(3)"]),
+    ("where", lambda: ag.where(_t(2, 3) > 0, _t(2, 3), _t(4)), ["Where", "(2, 3)", "(4)"]),
+    ("sum_axis", lambda: _t(2, 3).sum(axis=2), ["Sum", "axis 2"]),
+    ("max_axis", lambda: _t(2, 3).max(axis=(0, -3)), ["Max", "axis -3"]),
+    ("var_ddof", lambda: _t(2, 3).var(axis=0, ddof=2), ["Var", "ddof=2"]),
+    ("argmax_axis", lambda: _t(2, 3).argmax(axis=4), ["ArgMax", "axis 4"]),
+    ("reshape", lambda: _t(2, 3).reshape(4, 2), ["Reshape", "(2, 3)", "(4, 2)"]),
+    ("transpose", lambda: _t(2, 3).transpose(1, 1), ["Transpose", "(2, 3)"]),
+    ("getitem", lambda: _t(2, 3)[:, 7], ["GetItem", "(2, 3)"]),
+    ("concat", lambda: ag.concat([_t(2, 3), _t(3, 2)]), ["Concat", "(2, 3)", "(3, 2)"]),
+    ("stack", lambda: ag.stack([_t(2, 3), _t(3)]), ["Stack", "(2, 3)", "(3)"]),
+    ("pad", lambda: ag.pad(_t(2, 3), ((1, 1),)), ["pad", "(2, 3)"]),
+    ("matmul", lambda: _t(2, 3) @ _t(2, 3), ["MatMul", "(2, 3)", "inner dimensions 3 and 2"]),
+    ("matmul_scalar", lambda: _t(2, 3) @ ag.tensor(2.0), ["MatMul", "()"]),
+    ("linear", lambda: F.linear(_t(4, 5), _t(3, 4)), ["Linear", "(4, 5)", "(3, 4)"]),
+    ("softmax_axis", lambda: F.softmax(_t(2, 3), axis=2), ["Softmax", "axis 2", "(2, 3)"]),
+    ("log_softmax_axis", lambda: F.log_softmax(_t(2, 3), axis=-3), ["LogSoftmax", "(2, 3)"]),
+    ("cross_entropy_targets", lambda: F.cross_entropy(_t(4, 3), ag.tensor([0, 1])),
+     ["cross_entropy", "(4, 3)", "(2)"]),
+    ("cross_entropy_probs", lambda: F.cross_entropy(_t(4, 3), _t(4, 2)), ["cross_entropy", "(4, 3)", "(4, 2)"]),
+    ("cross_entropy_class", lambda: F.cross_entropy(_t(2, 3), ag.tensor([0, 3])), ["cross_entropy", "[0, 2]"]),
+    ("cross_entropy_1d", lambda: F.cross_entropy(_t(3), ag.tensor([0])), ["cross_entropy", "(3)"]),
+    ("nll_loss", lambda: F.nll_loss(_t(2, 3), ag.tensor([0, 1, 1])), ["nll_loss", "(2, 3)", "(3)"]),
+    ("mse_loss", lambda: F.mse_loss(_t(2, 3), _t(3, 2)), ["mse_loss", "(2, 3)", "(3, 2)"]),
+    ("bce", lambda: F.binary_cross_entropy_with_logits(_t(2, 3), _t(2)), ["binary_cross_entropy", "(2, 3)", "(2)"]),
+]
+
+
+@pytest.mark.parametrize("name,fn,needles", SHAPE_ERRORS, ids=[row[0] for row in SHAPE_ERRORS])
+def test_shape_errors_name_the_op_and_the_shapes(name, fn, needles):
+    with pytest.raises(ShapeError) as err:
+        fn()
+    message = str(err.value)
+    for needle in needles:
+        assert needle in message, f"{needle!r} missing from: {message}"
+    assert "Traceback" not in message and "operands could not be broadcast" not in message
+
+
+def test_backward_rule_with_a_wrong_shape_is_named():
+    class Bad(Function):
+        """y = x, with a backward that returns the wrong shape"""
+        @staticmethod
+        def forward(ctx, x):
+            return x.copy()
+
+        @staticmethod
+        def backward(ctx, gy):
+            return gy.reshape((-1,))[:1]
+
+    x = ag.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    with pytest.raises(ShapeError, match=r"Bad\.backward: gradient for input 0 has shape \(1\), expected \(2, 3\)"):
+        Bad.apply(x).sum().backward()
+
+
+def test_reduction_names_are_checked():
+    with pytest.raises(ValueError, match="cross_entropy: reduction must be one of"):
+        F.cross_entropy(_t(2, 3), ag.tensor([0, 1]), reduction="avg")
+    with pytest.raises(ValueError, match="gelu: approximate must be"):
+        F.gelu(_t(2), approximate="fast")
