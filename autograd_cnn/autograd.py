@@ -11,8 +11,6 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import numpy as np
-
 from .errors import AutogradError, BackendError, GraphError, ShapeError, shape_str
 
 _grad_enabled = True
@@ -97,7 +95,7 @@ class enable_grad(no_grad):
         _grad_enabled = True
 
 
-_FLOAT32 = np.dtype("float32")  # what Python floats become, as in PyTorch
+_FLOAT32 = "float32"  # what Python floats become, as in PyTorch
 _OUTPUT = object()  # marks "the op's own output" among saved values
 
 
@@ -263,14 +261,18 @@ def _as_tensors(op: str, inputs: Sequence[Any]) -> list:
 
 def _constant(op: str, x: Any, backend: Any, dtype: Any) -> Any:
     if isinstance(x, float):  # a float32 graph stays float32: 2.5 * x is not an upcast
-        return _Tensor(backend.xp.asarray(x, dtype=dtype if dtype is not None else _FLOAT32), backend)
+        return _Tensor(backend.scalar(x, dtype if dtype is not None else _FLOAT32), backend)
     if isinstance(x, (bool, int)):
-        return _Tensor(backend.xp.asarray(x, dtype=dtype), backend)
+        return _Tensor(backend.scalar(x, dtype), backend)
     if backend.is_array(x):
         return _Tensor(x, backend)
-    if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
-        if type(x).__module__.startswith("cupy") and backend.name != "cupy":
-            raise BackendError(f"{op}: got a CuPy array while the other inputs are on {backend.name}")
+    if hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
+        # An array of another library would mean a hidden host <-> GPU copy: refuse it.
+        source = "CuPy" if type(x).__module__.startswith("cupy") else type(x).__module__.split(".")[0]
+        raise BackendError(f"{op}: got a {source} array while the other inputs are on {backend.name}; "
+                           f"make it a tensor with ag.tensor(array, backend={backend.name!r}) first. "
+                           "Nothing is copied between host and GPU behind your back.")
+    if isinstance(x, (list, tuple)):
         return _Tensor(backend.asarray(x), backend)
     raise TypeError(f"{op}: cannot use an input of type {type(x).__name__}; pass a Tensor, "
                     "an array or a number")

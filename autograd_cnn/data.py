@@ -234,14 +234,19 @@ def fetch(name: str, mirrors: Sequence[str] | None = None, download_missing: boo
                 failures.append(f"{path} is not the published {name} file (its size or SHA-256 differs)")
     missing = [f for f in dataset.files if f.name not in found]
     if missing and download_missing:
+        unreachable: set[str] = set()  # mirrors that did not answer: not asked again for the next file
         for remote in missing:
             for base in mirrors or dataset.mirrors:
+                if base in unreachable:
+                    continue
                 try:
                     found[remote.name] = download(base + remote.name, cache_dir() / name / remote.name,
                                                   remote.sha256, remote.size, progress=progress)
                     break
                 except DataError as e:
                     failures.append(str(e))
+                    if isinstance(e.__cause__, OSError) and not isinstance(e.__cause__, urllib.error.HTTPError):
+                        unreachable.add(base)
     still_missing = [f.name for f in dataset.files if f.name not in found]
     if still_missing:
         if not download_missing:

@@ -9,6 +9,8 @@ epoch, sparse categorical cross-entropy, PyTorch's default initialisation in bot
   default  the same, plus one epoch of the lecture CNN on full Fashion-MNIST, timed in both.
   --full   the same, plus 5 epochs of each model on full Fashion-MNIST (test accuracy).
 ``--seeds N`` averages N runs per model (seeds 0 .. N-1; the range is shown).
+A second table starts both engines from PyTorch's initial weights and feeds them the same
+batches, so what differs is the engines' arithmetic alone.
 Target: within one point of PyTorch's accuracy; a CNN epoch at most 1.3x PyTorch's time.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from common import machine, torch_or_none
 
 import autograd_cnn as ag
+import autograd_cnn.functional as F
 from autograd_cnn import data, models
 
 BATCH, LR, ALPHA, EPS = 128, 1e-3, 0.9, 1e-7
@@ -80,13 +83,60 @@ def theirs(torch: Any, kind: str, split: tuple, epochs: int, seed: int) -> tuple
     return float((predicted == y_test).mean()), per_epoch
 
 
+def same_start(torch: Any, kind: str, split: tuple, epochs: int, seed: int) -> tuple[float, float]:
+    """(ours, PyTorch's) test accuracy when both start from PyTorch's initial weights and see the same batches.
+
+    What is left of the difference is the two engines' arithmetic, not the luck of the draw.
+    """
+    (x_train, y_train), (x_test, y_test) = split
+    x, y, x_test = prepare(x_train, kind), y_train.astype(np.int64), prepare(x_test, kind)
+    torch.manual_seed(seed)
+    their_model = torch_model(torch, kind)
+    our_model = models.lecture_mlp(softmax=False) if kind == "mlp" else models.lecture_cnn(softmax=False)
+    # Both are Sequentials with the same layer indices, so the state dicts share their keys.
+    our_model.load_state_dict({k: v.numpy() for k, v in their_model.state_dict().items()})
+    their_opt = torch.optim.RMSprop(their_model.parameters(), lr=LR, alpha=ALPHA, eps=EPS)
+    our_opt = ag.optim.RMSprop(our_model.parameters(), lr=LR, alpha=ALPHA, eps=EPS)
+    backend = ag.get_backend()
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        for i in range(0, len(x), BATCH):
+            rows = order[i:i + BATCH]
+            their_opt.zero_grad()
+            torch.nn.functional.cross_entropy(their_model(torch.from_numpy(x[rows])),
+                                              torch.from_numpy(y[rows])).backward()
+            their_opt.step()
+            our_opt.zero_grad()
+            F.cross_entropy(our_model(ag.tensor(x[rows], backend=backend)),
+                            ag.tensor(y[rows], backend=backend)).backward()
+            our_opt.step()
+    with torch.no_grad():
+        theirs_acc = float((their_model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean())
+    with ag.no_grad():
+        ours_acc = float((our_model(ag.tensor(x_test, backend=backend)).numpy().argmax(1) == y_test).mean())
+    return ours_acc, theirs_acc
+
+
+def same_start_rows(torch: Any, name: str, split: tuple, epochs: int, seed: int) -> None:
+    for kind in ("mlp", "cnn"):
+        acc, t_acc = same_start(torch, kind, split, epochs, seed)
+        print(f"| {name} | lecture {kind.upper()} | {epochs} | {acc:.4f} | {t_acc:.4f} | "
+              f"{100 * (acc - t_acc):+.1f} |", flush=True)
+
+
+SAME_START_HEADER = ("\nSame start: both engines from PyTorch's initial weights (seed 0), fed the same batches.\n\n"
+                     "| data set | model | epochs | autograd_cnn accuracy | PyTorch accuracy | difference (points) |\n"
+                     "| --- | --- | ---: | ---: | ---: | ---: |")
+
+
 def summarise(values: list[float]) -> str:
     """The mean, with the range when there are several runs."""
     mean = sum(values) / len(values)
     return f"{mean:.4f}" if len(values) == 1 else f"{mean:.4f} ({min(values):.3f}-{max(values):.3f})"
 
 
-def compare(torch: Any, name: str, split: tuple, epochs: int, seeds: list[int], rows: list[str]) -> None:
+def compare(torch: Any, name: str, split: tuple, epochs: int, seeds: list[int]) -> None:
     """One table row per model: test accuracy of both engines, averaged over ``seeds``."""
     for kind in ("mlp", "cnn"):
         runs = [ours(kind, split, epochs, seed) for seed in seeds]
@@ -99,7 +149,6 @@ def compare(torch: Any, name: str, split: tuple, epochs: int, seeds: list[int], 
             line += f"{summarise(t_acc)} | {difference:+.1f} | {sec:.1f} / {t_sec:.1f} |"
         else:
             line += f"not installed | n/a | {sec:.1f} / n/a |"
-        rows.append(line)
         print(line, flush=True)
 
 
@@ -127,18 +176,24 @@ def main(argv: list[str] | None = None) -> int:
     header = ["| data set | model | epochs | runs | autograd_cnn accuracy | PyTorch accuracy | difference (points) "
               "| seconds per epoch (ours / PyTorch) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     print("\n".join(header), flush=True)
-    rows: list[str] = []
     seeds = list(range(args.seeds))
-    compare(torch, "MNIST-5k (4,000 / 1,000)", data.load_sample(split=True, seed=0), 10, seeds, rows)
-    if args.quick:
+    sample = data.load_sample(split=True, seed=0)
+    compare(torch, "MNIST-5k (4,000 / 1,000)", sample, 10, seeds)
+    fashion = None
+    if not args.quick:
+        try:
+            fashion = data.load_fashion_mnist()
+        except data.DataError as e:
+            print(f"\nFashion-MNIST parts skipped: {e}")
+    if args.full and fashion is not None:
+        compare(torch, "Fashion-MNIST (60,000 / 10,000)", fashion, 5, seeds)
+    if torch is not None:
+        print(SAME_START_HEADER, flush=True)
+        same_start_rows(torch, "MNIST-5k (4,000 / 1,000)", sample, 10, 0)
+        if args.full and fashion is not None:
+            same_start_rows(torch, "Fashion-MNIST (60,000 / 10,000)", fashion, 5, 0)
+    if fashion is None:
         return 0
-    try:
-        fashion = data.load_fashion_mnist()
-    except data.DataError as e:
-        print(f"\nFashion-MNIST parts skipped: {e}")
-        return 0
-    if args.full:
-        compare(torch, "Fashion-MNIST (60,000 / 10,000)", fashion, 5, seeds, rows)
     print("\n| case | autograd_cnn (s) | PyTorch CPU (s) | ratio |\n| --- | ---: | ---: | ---: |")
     print(epoch_time(torch, fashion, 0), flush=True)
     return 0

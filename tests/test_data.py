@@ -279,9 +279,17 @@ def test_fetch_offline_says_where_it_looked_and_what_to_do(isolated, http_server
     assert str(isolated / "cache" / "autograd_cnn" / "fashion-mnist") in message
     assert str(isolated / "debian" / "fashion-mnist") in message
     assert "could not get http://127.0.0.1" in message
+    assert message.count("could not get") == 1  # a mirror that does not answer is not asked for the other files
     assert "AUTOGRAD_CNN_DATA" in message and "apt-get install dataset-fashion-mnist" in message
     assert not (isolated / "cache" / "autograd_cnn" / "fashion-mnist").exists() or not any(
         (isolated / "cache" / "autograd_cnn" / "fashion-mnist").iterdir())
+
+
+def test_load_dataset_by_name():
+    (x_train, _), (x_test, _) = data.load_dataset("sample")
+    assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
+    with pytest.raises(DataError, match="unknown data set 'imagenet'; known: sample, mnist"):
+        data.load_dataset("imagenet")
 
 
 def test_fetch_unknown_data_set():

@@ -48,6 +48,10 @@ class Backend:
         """Data (host or this backend's) as this backend's array."""
         return self.xp.asarray(data, dtype=dtype)
 
+    def scalar(self, value: bool | int | float, dtype: Any = None) -> Any:
+        """A 0-d array holding a Python number, for ``x * 0.5`` and the like."""
+        return self.xp.asarray(value, dtype=dtype)
+
     def to_host(self, array: Any) -> Any:
         """A NumPy array with the same values."""
         raise NotImplementedError

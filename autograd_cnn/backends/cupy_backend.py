@@ -27,8 +27,23 @@ class CupyBackend(Backend):
     name = "cupy"
     xp = cupy
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._scalars: dict = {}
+
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, cupy.ndarray)
+
+    def scalar(self, value: bool | int | float, dtype: Any = None) -> Any:
+        # Each new 0-d device array is a host -> GPU copy; a Python number in the training
+        # loop (x * 0.5, 1 - p) would pay it every step, so keep the few that recur.
+        key = (type(value), value, None if dtype is None else str(dtype))
+        array = self._scalars.get(key)
+        if array is None:
+            if len(self._scalars) > 1024:
+                self._scalars.clear()
+            array = self._scalars[key] = cupy.asarray(value, dtype=dtype)
+        return array
 
     def to_host(self, array: Any) -> Any:
         return cupy.asnumpy(array)
