@@ -217,6 +217,12 @@ class Backend:
         gw = gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2)
         return self.xp.ascontiguousarray(gw)
 
+    def channel_sum(self, x: Any) -> Any:
+        """x (N, C, H, W) summed to (C,). A product with a ones vector: BLAS reads the
+        channels-last rows at full speed, where a reduction over axes (0, 2, 3) crawls."""
+        rows = x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+        return self.xp.ones(rows.shape[0], dtype=x.dtype) @ rows
+
     def _windows_by_offset(self, xh: Any, kernel_size: tuple, stride: tuple, dilation: tuple,
                            out_hw: tuple) -> list:
         """The strided slice of every kernel offset, in row-major order: window element k of all windows."""

@@ -51,7 +51,20 @@ class Sigmoid(Function):
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
+        return SigmoidGrad.apply(gy, y)
+
+
+class SigmoidGrad(Function):
+    """gx = gy * y * (1 - y): sigmoid's backward as one op (one pass, not four)"""
+    @staticmethod
+    def forward(ctx, gy, y):
+        ctx.save_for_backward(gy, y)
         return gy * y * (1 - y)
+
+    @staticmethod
+    def backward(ctx, g):
+        gy, y = ctx.saved_tensors
+        return g * y * (1 - y), g * gy * (1 - 2 * y)
 
 
 class Tanh(Function):
@@ -65,7 +78,20 @@ class Tanh(Function):
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
+        return TanhGrad.apply(gy, y)
+
+
+class TanhGrad(Function):
+    """gx = gy * (1 - y^2): tanh's backward as one op (one pass, not three)"""
+    @staticmethod
+    def forward(ctx, gy, y):
+        ctx.save_for_backward(gy, y)
         return gy * (1 - y * y)
+
+    @staticmethod
+    def backward(ctx, g):
+        gy, y = ctx.saved_tensors
+        return g * (1 - y * y), -2 * g * gy * y
 
 
 class Gelu(Function):

@@ -11,6 +11,7 @@ from typing import Any
 from ..autograd import Function
 from ..errors import ShapeError, shape_str
 from .matmul import matmul
+from .reduce import broadcast_to
 from .shape import reshape, transpose
 
 # ---------------------------------------------------------------- geometry helpers
@@ -83,7 +84,19 @@ class Conv2d(Function):
         gw = Conv2dGradWeight.apply(x, gy, kernel_size=weight.shape[2:], **geometry) if needs[1] else None
         if len(needs) == 2:
             return gx, gw
-        return gx, gw, (gy.sum(axis=(0, 2, 3)) if needs[2] else None)
+        return gx, gw, (ChannelSum.apply(gy) if needs[2] else None)
+
+
+class ChannelSum(Function):
+    """y[c] = sum_{n, i, j} x[n, c, i, j]  (the bias gradient of a conv)"""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.in_shape = x.shape
+        return ctx.backend.channel_sum(x)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return broadcast_to(gy.reshape((1, -1, 1, 1)), ctx.in_shape)
 
 
 class ConvTranspose2d(Function):
