@@ -353,8 +353,17 @@ DATA_LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar
 
 
 def load_dataset(name: str, **fetch_args: Any) -> _Split:
-    """A data set by name: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``, or ``"sample"`` (split 4,000 / 1,000)."""
+    """A data set by name: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``, ``"sample"`` (split
+    4,000 / 1,000), or ``"auto"``: MNIST, else Fashion-MNIST, else the shipped sample."""
     if name == "sample":
+        return load_sample(split=True)
+    if name == "auto":
+        for candidate in ("mnist", "fashion-mnist"):
+            try:
+                return DATA_LOADERS[candidate](**fetch_args)
+            except DataError as err:
+                print(f"{candidate} is not available ({str(err).splitlines()[0]}); trying the next data set")
+        print("using the 5,000 MNIST digits that ship with the package (4,000 train / 1,000 test)")
         return load_sample(split=True)
     if name not in DATA_LOADERS:
         raise DataError(f"load_dataset: unknown data set {name!r}; known: sample, {', '.join(DATA_LOADERS)}")

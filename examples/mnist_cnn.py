@@ -15,19 +15,6 @@ import argparse
 from autograd_cnn import data, nn
 
 
-def load(dataset: str) -> tuple:
-    """((train_images, train_labels), (test_images, test_labels)); "auto" takes the first that loads."""
-    if dataset != "auto":
-        return data.load_dataset(dataset)
-    for name in ("mnist", "fashion-mnist"):
-        try:
-            return data.load_dataset(name)
-        except data.DataError as e:
-            print(f"{name} is not available ({str(e).splitlines()[0]}); trying the next data set")
-    print("using the 5,000 MNIST digits that ship with the package (4,000 train / 1,000 test)")
-    return data.load_dataset("sample")
-
-
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="auto", choices=["auto", "mnist", "fashion-mnist", "sample"])
@@ -35,7 +22,7 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--limit", type=int, default=None, help="use at most N training and N test images")
     args = parser.parse_args(argv)
 
-    (train_images, train_labels), (test_images, test_labels) = load(args.dataset)
+    (train_images, train_labels), (test_images, test_labels) = data.load_dataset(args.dataset)
     if args.limit:
         train_images, train_labels = train_images[:args.limit], train_labels[:args.limit]
         test_images, test_labels = test_images[:args.limit], test_labels[:args.limit]
