@@ -27,6 +27,17 @@ def torch_or_none() -> Any:
     return torch
 
 
+def limit_threads(torch: Any, threads: int | None) -> None:
+    """Run both frameworks on the same number of threads (a busy machine: 1 is steadier)."""
+    if threads is None:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
 def median_time(fn: Callable[[], Any], repeat: int = 20, warmup: int = 3,
                 sync: Callable[[], None] | None = None) -> float:
     """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""

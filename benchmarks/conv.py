@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import machine, median_time, report, torch_or_none
+from common import limit_threads, machine, median_time, report, torch_or_none
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
@@ -70,17 +70,6 @@ def pool_torch(torch: Any, x0: np.ndarray) -> Callable[[], Any]:
 def channels_last(x: np.ndarray) -> np.ndarray:
     """An (N, C, H, W) array stored channels-last, as our conv layers hand it on."""
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-
-
-def limit_threads(torch: Any, threads: int | None) -> None:
-    """Run both frameworks on the same number of threads (a busy machine: 1 is steadier)."""
-    if threads is None:
-        return
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(threads)
-    if torch is not None:
-        torch.set_num_threads(threads)
 
 
 def main() -> None:

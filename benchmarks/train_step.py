@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import machine, median_time, report, torch_or_none
+from common import limit_threads, machine, median_time, report, torch_or_none
 
 LR, ALPHA, EPS = 1e-3, 0.9, 1e-7
 SHAPES = {"w1": (32, 1, 3, 3), "b1": (32,), "w2": (64, 32, 3, 3), "b2": (64,),
@@ -123,17 +123,6 @@ def peak_memory(which: str, backend: str, batch_size: int) -> float:
                           "--batch-size", str(batch_size)], capture_output=True, text=True, check=True,
                          env=os.environ.copy())
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
-
-
-def limit_threads(torch: Any, threads: int | None) -> None:
-    """Run both frameworks on the same number of threads (a busy machine: 1 is steadier)."""
-    if threads is None:
-        return
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(threads)
-    if torch is not None:
-        torch.set_num_threads(threads)
 
 
 def main() -> None:

@@ -1,9 +1,13 @@
 """Shared fixtures: every backend present runs the same tests."""
 from __future__ import annotations
 
+import dataclasses
+import http.server
+
 import pytest
 
 import autograd_cnn as ag
+from autograd_cnn import data
 from autograd_cnn.backends import cupy_usable
 
 _CUPY_OK, _CUPY_WHY = cupy_usable()
@@ -26,3 +30,17 @@ def backend(request):
 def _seeded():
     ag.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No data anywhere but the package, and every mirror a closed port on 127.0.0.1."""
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "DEBIAN_DATA", tmp_path / "debian")
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    closed = f"http://127.0.0.1:{server.server_address[1]}/"
+    server.server_close()
+    for name, dataset in data.DATASETS.items():
+        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(dataset, mirrors=(closed,)))
+    return tmp_path

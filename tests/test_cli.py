@@ -1,8 +1,6 @@
 """The autograd-cnn command: info, train, demo, bench (short runs on the shipped digits)."""
 from __future__ import annotations
 
-import dataclasses
-import http.server
 import shutil
 import subprocess
 import sys
@@ -13,20 +11,6 @@ import pytest
 
 import autograd_cnn as ag
 from autograd_cnn import cli, data, models
-
-
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """No data anywhere but the package, and every mirror a closed port on 127.0.0.1."""
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "DEBIAN_DATA", tmp_path / "debian")
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    closed = f"http://127.0.0.1:{server.server_address[1]}/"
-    server.server_close()
-    for name, dataset in data.DATASETS.items():
-        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(dataset, mirrors=(closed,)))
-    return tmp_path
 
 
 def test_every_command_has_help():

@@ -1,8 +1,6 @@
 """The lecture examples, run through their main functions on small parts of the shipped digits."""
 from __future__ import annotations
 
-import dataclasses
-import http.server
 import importlib.util
 from pathlib import Path
 
@@ -21,20 +19,6 @@ def example(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """No data anywhere but the package, and every mirror a closed port on 127.0.0.1."""
-    monkeypatch.delenv(data.DATA_ENV, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "DEBIAN_DATA", tmp_path / "debian")
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    closed = f"http://127.0.0.1:{server.server_address[1]}/"
-    server.server_close()
-    for name, dataset in data.DATASETS.items():
-        monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(dataset, mirrors=(closed,)))
-    return tmp_path
 
 
 def test_mnist_mlp_follows_the_lecture(capsys):
