@@ -264,16 +264,13 @@ class Tensor:
         return ops.activation.log_softmax(self, axis)
 
     def reshape(self, *shape: Any) -> Tensor:
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return ops.shape.reshape(self, shape)
+        return ops.shape.reshape(self, _shape_arg(shape))
 
     def view(self, *shape: Any) -> Tensor:
         return self.reshape(*shape)
 
     def transpose(self, *axes: Any) -> Tensor:
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
+        axes = _shape_arg(axes)
         return ops.shape.transpose(self, axes or None)
 
     def flatten(self, start_axis: int = 0) -> Tensor:
@@ -288,6 +285,13 @@ autograd._Tensor = Tensor
 from . import ops  # noqa: E402  (the ops import Tensor, so they come after it)
 
 # --------------------------------------------------------------------------- factories
+
+def _shape_arg(args: tuple) -> tuple:
+    """``f(2, 3)`` and ``f((2, 3))`` both mean the shape (2, 3), as in PyTorch."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return args
+
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
            backend: str | Backend | None = None, name: str | None = None) -> Tensor:
@@ -333,8 +337,7 @@ def from_numpy(array: Any, requires_grad: bool = False) -> Tensor:
 
 
 def _make(fill: str, shape: tuple, dtype: Any, requires_grad: bool, backend: Any) -> Tensor:
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
+    shape = _shape_arg(shape)
     b = get_backend(backend)
     array = getattr(b.xp, fill)(shape, dtype=dtype or "float32")
     return Tensor(array, b, requires_grad=requires_grad)
@@ -362,8 +365,7 @@ def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: 
     """Standard normal samples from the backend's seeded generator."""
     from .random import backend_rng
 
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
+    shape = _shape_arg(shape)
     b = get_backend(backend)
     array = backend_rng(b).standard_normal(shape, dtype=dtype or "float32")
     return Tensor(array, b, requires_grad=requires_grad)
@@ -373,8 +375,7 @@ def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: A
     """Uniform samples in [0, 1) from the backend's seeded generator."""
     from .random import backend_rng
 
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
+    shape = _shape_arg(shape)
     b = get_backend(backend)
     array = backend_rng(b).random(shape, dtype=dtype or "float32")
     return Tensor(array, b, requires_grad=requires_grad)

@@ -8,6 +8,7 @@ import pytest
 
 import autograd_cnn as ag
 from autograd_cnn import data
+from autograd_cnn.autograd import Function
 from autograd_cnn.backends import cupy_usable
 
 _CUPY_OK, _CUPY_WHY = cupy_usable()
@@ -44,3 +45,17 @@ def offline(tmp_path, monkeypatch):
     for name, dataset in data.DATASETS.items():
         monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(dataset, mirrors=(closed,)))
     return tmp_path
+
+
+@pytest.fixture
+def applied_functions(monkeypatch):
+    """The set of Function classes applied while the test runs (for coverage tests)."""
+    used = set()
+    original = Function.apply.__func__
+
+    def recording_apply(cls, *args, **kwargs):
+        used.add(cls)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Function, "apply", classmethod(recording_apply))
+    return used

@@ -42,16 +42,9 @@ def _all_functions(cls=Function) -> set:
     return out
 
 
-def test_every_function_has_a_case(monkeypatch):
+def test_every_function_has_a_case(applied_functions):
     """Each Function runs in some row, forward or in its recorded (create_graph) backward."""
-    used = set()
-    original = Function.apply.__func__
-
-    def recording_apply(cls, *args, **kwargs):
-        used.add(cls)
-        return original(cls, *args, **kwargs)
-
-    monkeypatch.setattr(Function, "apply", classmethod(recording_apply))
+    used = applied_functions
     for case in CASES:
         inputs = _inputs(case, "numpy")
         out = case.fn(*inputs)

@@ -66,6 +66,12 @@ def _check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -
 # ---------------------------------------------------------------- Functions
 
 
+def _geometry(ctx: Any) -> dict:
+    """The stride, padding, dilation and groups a conv node ran with, to pass on to the
+    ops of its backward (each conv op's backward is made of the other two)."""
+    return dict(stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation, groups=ctx.groups)
+
+
 class Conv2d(Function):
     """y[n, o] = sum_c x[n, c] ⋆ w[o, c] + b[o]  (cross-correlation)"""
     @staticmethod
@@ -78,7 +84,7 @@ class Conv2d(Function):
     @staticmethod
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
-        geometry = dict(stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation, groups=ctx.groups)
+        geometry = _geometry(ctx)
         needs = ctx.needs_input_grad
         gx = ConvTranspose2d.apply(gy, weight, out_hw=x.shape[2:], **geometry) if needs[0] else None
         gw = Conv2dGradWeight.apply(x, gy, kernel_size=weight.shape[2:], **geometry) if needs[1] else None
@@ -111,7 +117,7 @@ class ConvTranspose2d(Function):
     @staticmethod
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
-        geometry = dict(stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation, groups=ctx.groups)
+        geometry = _geometry(ctx)
         needs = ctx.needs_input_grad
         gx = Conv2d.apply(gy, weight, **geometry) if needs[0] else None
         gw = Conv2dGradWeight.apply(gy, x, kernel_size=weight.shape[2:], **geometry) if needs[1] else None
@@ -129,7 +135,7 @@ class Conv2dGradWeight(Function):
     @staticmethod
     def backward(ctx, ggw):
         x, gy = ctx.saved_tensors
-        geometry = dict(stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation, groups=ctx.groups)
+        geometry = _geometry(ctx)
         needs = ctx.needs_input_grad
         gx = ConvTranspose2d.apply(gy, ggw, out_hw=x.shape[2:], **geometry) if needs[0] else None
         ggy = Conv2d.apply(x, ggw, **geometry) if needs[1] else None
