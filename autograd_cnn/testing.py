@@ -32,9 +32,8 @@ def _checked(inputs: Sequence[Any]) -> list:
     return out
 
 
-def _scalar_of(fn: Callable, inputs: list, weights: dict) -> Tensor:
-    """fn's output reduced to a scalar with fixed random weights (a random projection)."""
-    y = fn(*inputs)
+def _project(y: Any, weights: dict) -> Tensor:
+    """A function's output reduced to a scalar with fixed random weights (a random projection)."""
     if not isinstance(y, Tensor):
         raise GradcheckError(f"gradcheck: the function returned {type(y).__name__}, not a Tensor")
     if y.data.size == 1:
@@ -81,14 +80,15 @@ def gradcheck(fn: Callable, inputs: Sequence[Any], eps: float = 1e-6, atol: floa
     if not targets:
         raise GradcheckError("gradcheck: no input requires grad; pass tensors made with requires_grad=True")
     weights: dict = {}
-    loss = _scalar_of(fn, inputs, weights)
-    name = _name(fn, fn(*inputs))
+    output = fn(*inputs)
+    loss = _project(output, weights)
+    name = _name(fn, output)
     analytic = autograd.grad(loss, [inputs[i] for i in targets], allow_unused=True)
 
     def value() -> float:
         # gradgradcheck's function takes gradients itself, so it needs the graph on.
         with set_grad_enabled(_record):
-            return float(_scalar_of(fn, inputs, weights).item())
+            return float(_project(fn(*inputs), weights).item())
 
     for k, i in enumerate(targets):
         x = inputs[i]
@@ -123,7 +123,7 @@ def gradgradcheck(fn: Callable, inputs: Sequence[Any], eps: float = 1e-6, atol: 
     projections: dict = {}
 
     def first_grads(*xs: Any) -> Tensor:
-        loss = _scalar_of(fn, list(xs), weights)
+        loss = _project(fn(*xs), weights)
         grads = autograd.grad(loss, [xs[i] for i in targets], create_graph=True, allow_unused=True)
         total = None
         for k, g in enumerate(grads):
