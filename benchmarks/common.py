@@ -55,6 +55,36 @@ def median_time(fn: Callable[[], Any], repeat: int = 20, warmup: int = 3,
     return statistics.median(times)
 
 
+def paired_median_times(ours: Callable[[], Any], theirs: Callable[[], Any] | None, repeat: int = 20,
+                        warmup: int = 2, sync: Callable[[], None] | None = None,
+                        their_sync: Callable[[], None] | None = None, rounds: int = 4) -> tuple[float, float | None]:
+    """Median wall times (s) of ``ours()`` and ``theirs()``, timed in alternating blocks.
+
+    This machine's speed drifts within minutes, so the ``repeat`` calls of each are split
+    into ``rounds`` blocks taken in turn, and both see the same drift. Each block starts
+    with ``warmup`` untimed calls: after a switch the other framework's thread pool still
+    spins on the cores for a while (OpenBLAS and OpenMP both busy-wait for work), and
+    calls taken then would time the two pools fighting, not either framework.
+    ``theirs`` None (no PyTorch) gives None for its time.
+    """
+    runs = [(ours, sync, [])] + ([(theirs, their_sync, [])] if theirs is not None else [])
+    per_round = max(1, -(-repeat // rounds))
+    for _ in range(rounds):
+        for fn, fn_sync, times in runs:
+            for _ in range(warmup):
+                fn()
+            if fn_sync:
+                fn_sync()
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fn()
+                if fn_sync:
+                    fn_sync()
+                times.append(time.perf_counter() - start)
+    medians = [statistics.median(times) for _, _, times in runs]
+    return medians[0], (medians[1] if theirs is not None else None)
+
+
 def machine() -> str:
     """One line naming the machine, Python, NumPy, BLAS and the OpenBLAS variables."""
     cpu = platform.processor() or platform.machine()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import limit_threads, machine, median_time, report, torch_or_none
+from common import limit_threads, machine, paired_median_times, report, torch_or_none
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
@@ -87,12 +87,12 @@ def main() -> None:
         x0 = rng.standard_normal(x_shape, dtype=np.float32)
         w0 = rng.standard_normal(w_shape, dtype=np.float32) * 0.1
         input_grad = x_shape[1] > 1  # a middle layer passes its gradient on
-        ours = median_time(conv_ours(channels_last(x0), w0, input_grad), args.repeat)
-        theirs = median_time(conv_torch(torch, x0, w0, input_grad), args.repeat) if torch else None
+        ours, theirs = paired_median_times(conv_ours(channels_last(x0), w0, input_grad),
+                                           conv_torch(torch, x0, w0, input_grad) if torch else None, args.repeat)
         rows.append((f"conv2d fwd+bwd x{x_shape} w{w_shape}", ours, theirs))
     x0 = channels_last(rng.standard_normal(POOL, dtype=np.float32))
-    ours = median_time(pool_ours(x0), args.repeat)
-    theirs = median_time(pool_torch(torch, np.ascontiguousarray(x0)), args.repeat) if torch else None
+    ours, theirs = paired_median_times(pool_ours(x0), pool_torch(torch, np.ascontiguousarray(x0)) if torch else None,
+                                       args.repeat)
     rows.append((f"max_pool2d 2x2 fwd+bwd {POOL}", ours, theirs))
     report(rows, "Convolution and pooling (float32, median of repeats)")
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import limit_threads, machine, median_time, report, torch_or_none
+from common import limit_threads, machine, paired_median_times, report, torch_or_none
 
 LR, ALPHA, EPS = 1e-3, 0.9, 1e-7
 SHAPES = {"w1": (32, 1, 3, 3), "b1": (32,), "w2": (64, 32, 3, 3), "b2": (64,),
@@ -145,11 +145,8 @@ def main() -> None:
         print("PyTorch sees no CUDA device: no GPU ratio")
         torch = None
     step, sync = step_ours(args.backend, args.batch_size)
-    ours = median_time(step, args.repeat, sync=sync)
-    theirs = None
-    if torch is not None:
-        t_step, t_sync = step_torch(torch, device, args.batch_size)
-        theirs = median_time(t_step, args.repeat, sync=t_sync)
+    t_step, t_sync = step_torch(torch, device, args.batch_size) if torch is not None else (None, None)
+    ours, theirs = paired_median_times(step, t_step, args.repeat, sync=sync, their_sync=t_sync)
     who = "PyTorch CUDA" if device == "cuda" else "PyTorch CPU"
     report([(f"lecture CNN training step, batch {args.batch_size}", ours, theirs)],
            f"Lecture CNN step on {args.backend} vs {who} (float32, median of {args.repeat})")
