@@ -412,10 +412,13 @@ def _deliver(t: Any, g: Any, wanted: dict | None, found: list) -> None:
 
 
 def _is_view_to_copy(array: Any) -> bool:
-    """True for a broadcast or strided view (a sum's gradient): .grad must be safe to update
-    in place, and NumPy marks broadcast views read-only (CuPy's flags have no 'writeable')."""
-    flags = array.flags
-    return not flags.c_contiguous or not getattr(flags, "writeable", True)
+    """True for a broadcast view (a sum's gradient), where many elements share one address:
+    .grad must be safe to update in place. NumPy marks such views read-only; CuPy's flags
+    have no 'writeable', so a zero stride tells. Other strided views (a channels-last
+    gradient under its NCHW shape) are kept as they are: copying them costs a full pass."""
+    if not getattr(array.flags, "writeable", True):
+        return True
+    return array.size > 1 and 0 in array.strides
 
 
 def _accumulate(total: Any, g: Any) -> Any:

@@ -101,6 +101,15 @@ def test_leaf_grads_are_writable_and_not_shared(backend):
     np.testing.assert_allclose(w.grad.numpy(), np.full((2, 3), 2.0))
 
 
+def test_strided_leaf_grads_are_kept_without_a_copy(backend):
+    """A transposed gradient (as a channels-last conv hands back) is safe in place as it is."""
+    x = ag.tensor(np.ones((3, 2)), requires_grad=True)
+    (x.T * ag.tensor(np.arange(6.0).reshape(2, 3))).sum().backward()
+    assert not x.grad.data.flags.c_contiguous  # no copy was made
+    x.grad.data *= 2
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.arange(6.0).reshape(2, 3).T)
+
+
 # --------------------------------------------------------------------------- .grad and graph lifetime
 
 

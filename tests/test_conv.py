@@ -79,15 +79,18 @@ CONV_OPTIONS = [
     dict(stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
     dict(groups=2, padding=1),
     dict(groups=4),  # depthwise
+    dict(in_channels=1),  # one channel: the shifted-planes path
+    dict(in_channels=1, stride=2, padding=(1, 2), dilation=(1, 2)),
 ]
 
 
 @pytest.mark.parametrize("options", CONV_OPTIONS, ids=[str(o) for o in CONV_OPTIONS])
 def test_conv2d_matches_loops(backend, options):
     rng = np.random.default_rng(0)
-    groups = options.get("groups", 1)
-    x = rng.standard_normal((2, 4, 6, 5))
-    w = rng.standard_normal((4, 4 // groups, 3, 2))
+    options = dict(options)
+    groups, c = options.get("groups", 1), options.pop("in_channels", 4)
+    x = rng.standard_normal((2, c, 6, 5))
+    w = rng.standard_normal((4, c // groups, 3, 2))
     b = rng.standard_normal(4)
     y = F.conv2d(_t(x), _t(w), _t(b), **options).numpy()
     pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731

@@ -156,11 +156,37 @@ class Backend:
         return weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(
             groups, o // groups, kh * kw * cg)
 
+    def _offset_planes(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
+                       out_hw: tuple, ones_row: bool = False) -> Any:
+        """im2col for a one-channel image, transposed: a (KH*KW, M) matrix whose row k holds
+        element k of every window, plus a row of ones when asked (a bias folded into the GEMM).
+
+        With one channel, the (M, KH*KW) rows of im2col are gathered a float at a time;
+        row k here is one shifted copy of the image, about six times faster to make.
+        """
+        xh = self._nhwc_padded(x, padding)[..., 0]
+        kh, kw = kernel_size
+        n, (oh, ow) = xh.shape[0], out_hw
+        planes = self.xp.empty((kh * kw + ones_row, n, oh, ow), dtype=x.dtype)
+        for k in range(kh * kw):
+            planes[k] = xh[self._window_slice(k // kw, k % kw, stride, dilation, out_hw)[:3]]
+        if ones_row:
+            planes[-1] = 1
+        return planes.reshape(planes.shape[0], n * oh * ow)
+
     def conv2d(self, x: Any, weight: Any, bias: Any, stride: tuple, padding: tuple, dilation: tuple,
                groups: int, out_hw: tuple) -> Any:
         """Cross-correlation of x (N, C, H, W) with weight (O, C/G, KH, KW): one GEMM (per group)."""
         n = x.shape[0]
         o, oh, ow = weight.shape[0], out_hw[0], out_hw[1]
+        if x.shape[1] == 1:
+            # One input channel (a grayscale image): shifted planes, the bias as a last row.
+            planes = self._offset_planes(x, weight.shape[2:], stride, padding, dilation, out_hw,
+                                         ones_row=bias is not None)
+            rows = weight.reshape(o, -1)
+            if bias is not None:
+                rows = self.xp.concatenate([rows, bias.reshape(o, 1)], axis=1)
+            return (planes.T @ rows.T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
         cols = self._cols_by_group(self.im2col(x, weight.shape[2:], stride, padding, dilation, out_hw), groups)
         rows = self._weight_rows(weight, groups)
         if groups == 1:
@@ -208,8 +234,11 @@ class Backend:
         """The gradient of conv2d in the weight: (O, C/G, KH, KW) from x and gy."""
         o, c = gy.shape[1], x.shape[1]
         kh, kw = kernel_size
-        cols = self._cols_by_group(self.im2col(x, kernel_size, stride, padding, dilation, gy.shape[2:]), groups)
         g_rows = self._grad_rows(gy, groups)
+        if c == 1:
+            planes = self._offset_planes(x, kernel_size, stride, padding, dilation, gy.shape[2:])
+            return self.xp.ascontiguousarray((planes @ g_rows).T).reshape(o, 1, kh, kw)
+        cols = self._cols_by_group(self.im2col(x, kernel_size, stride, padding, dilation, gy.shape[2:]), groups)
         if groups == 1:
             gw = (g_rows.T @ cols)[None]
         else:
@@ -266,7 +295,8 @@ class Backend:
     def max_pool2d_scatter(self, gy: Any, mask: Any, in_shape: tuple, kernel_size: tuple, stride: tuple,
                            padding: tuple, dilation: tuple) -> Any:
         """gy (N, C, OH, OW) sent to each window's chosen element: an (N, C, H, W) gradient."""
-        gyh = gy.transpose(0, 2, 3, 1)
+        # Channels-last once (a no-op for a conv's gradient), not a strided read per offset.
+        gyh = self.xp.ascontiguousarray(gy.transpose(0, 2, 3, 1))
         (top, bottom), (left, right) = padding
         n, h, w, c = in_shape[0], in_shape[2], in_shape[3], in_shape[1]
         gx = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
