@@ -109,7 +109,7 @@ class Context:
 
     # The engine's own fields live in slots (fast, and a backward that frees saved values
     # does not grow each node's __dict__); an op's own attributes (ctx.axis) go in __dict__.
-    __slots__ = ("fn", "backend", "params", "scope", "inputs", "needs_input_grad", "_saved",
+    __slots__ = ("fn", "backend", "params", "scope", "records", "inputs", "needs_input_grad", "_saved",
                  "_output", "freed", "out_backend", "__dict__", "__weakref__")
 
     def __init__(self, fn: type, backend: Any, params: dict | None = None) -> None:
@@ -117,6 +117,7 @@ class Context:
         self.backend = backend
         self.params = params if params is not None else {}
         self.scope = _scope
+        self.records = False  # set by apply before forward: will backward run through this node?
         self.inputs: tuple = ()  # apply fills these three when it records the node
         self.needs_input_grad: tuple = ()
         self._output: Any = None
@@ -196,6 +197,8 @@ class Function:
             arrays.append(t.data)
             any_requires_grad = any_requires_grad or t.requires_grad
         ctx = Context(cls, backend, params)
+        # Known before forward, so a forward can skip work that only backward needs.
+        ctx.records = requires_grad = any_requires_grad and _grad_enabled and cls.differentiable
         try:
             out = cls.forward(ctx, *arrays, **params)
         except AutogradError:
@@ -204,7 +207,6 @@ class Function:
             shapes = ", ".join(shape_str(t.shape) for t in tensors)
             raise ShapeError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} "
                              f"({type(err).__name__}: {err})") from None
-        requires_grad = any_requires_grad and _grad_enabled and cls.differentiable
         result = _Tensor(out, ctx.out_backend or backend, requires_grad)
         if requires_grad:
             ctx.inputs = tuple(tensors)

@@ -13,8 +13,9 @@ class ReLU(Function):
     """y = max(x, 0)"""
     @staticmethod
     def forward(ctx, x):
-        # A boolean mask is all backward needs (and a quarter of float32's memory).
-        ctx.save_for_backward(x > 0)
+        if ctx.records:
+            # A boolean mask is all backward needs (and a quarter of float32's memory).
+            ctx.save_for_backward(x > 0)
         return ctx.xp.maximum(x, 0)
 
     @staticmethod

@@ -21,16 +21,19 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, padding, dilation, out_hw):
         ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
+        ctx.in_shape = x.shape
         y = ctx.backend.max_pool2d(x, kernel_size, stride, padding, dilation, out_hw)
-        ctx.save_for_backward(x, y)
+        if ctx.records:
+            # Which element each window sends its gradient to, found now while x is in cache.
+            # Backward then needs neither x nor y: x, often a large ReLU output, is freed at once.
+            ctx.save_for_backward(ctx.backend.max_pool2d_mask(x, y, kernel_size, stride, padding, dilation))
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, y = ctx.saved_tensors
-        geometry = dict(kernel_size=ctx.kernel_size, stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation)
-        mask = ctx.backend.max_pool2d_mask(x.data, y.data, **geometry)
-        return MaxPool2dGrad.apply(gy, mask=mask, in_shape=x.shape, **geometry)
+        (mask,) = ctx.saved_tensors
+        return MaxPool2dGrad.apply(gy, mask=mask.data, in_shape=ctx.in_shape, kernel_size=ctx.kernel_size,
+                                   stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation)
 
 
 class MaxPool2dGrad(Function):
