@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import autograd_cnn as ag
+from autograd_cnn.autograd import Function
 from autograd_cnn.errors import GraphError, ShapeError
 
 # --------------------------------------------------------------------------- deep and large graphs
@@ -398,3 +399,25 @@ def test_repr():
 def test_tensors_are_hashable_and_named():
     t = ag.tensor([1.0], name="weights")
     assert {t: 1}[t] == 1 and t.name == "weights"
+
+
+def test_forward_knows_whether_the_node_is_recorded(backend):
+    """ctx.records is set before forward, so a forward can skip work only backward needs."""
+    seen = []
+
+    class Probe(Function):
+        @staticmethod
+        def forward(ctx, x):
+            seen.append(ctx.records)
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, gy):
+            return gy * 2
+
+    leaf = ag.tensor([1.0, 2.0], requires_grad=True)
+    Probe.apply(leaf)
+    Probe.apply(ag.tensor([1.0, 2.0]))
+    with ag.no_grad():
+        Probe.apply(leaf)
+    assert seen == [True, False, False]
