@@ -219,10 +219,11 @@ class Backend:
         h, w, c = in_shape[2], in_shape[3], cg * groups
         g_rows = self._grad_rows(gy, groups)
         out = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
+        part = self.xp.empty((n * oh * ow, c), dtype=gy.dtype) if groups == 1 else None
         for i in range(kh):
             for j in range(kw):
                 if groups == 1:
-                    part = g_rows @ weight[:, :, i, j]
+                    self.xp.matmul(g_rows, weight[:, :, i, j], out=part)  # one buffer for every offset
                 else:
                     part = self.xp.matmul(g_rows, weight[:, :, i, j].reshape(groups, o // groups, cg))
                     part = part.transpose(1, 0, 2).reshape(n * oh * ow, c)
