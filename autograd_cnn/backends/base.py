@@ -286,11 +286,12 @@ class Backend:
         windows = self._windows_by_offset(xh, kernel_size, stride, dilation, yh.shape[1:3])
         mask = self.xp.empty((len(windows),) + yh.shape, dtype=bool)
         self.xp.equal(windows[0], yh, out=mask[0])
-        taken = mask[0].copy()
+        free = self.xp.logical_not(mask[0])  # windows whose maximum is not found yet
         for k in range(1, len(windows)):
             self.xp.equal(windows[k], yh, out=mask[k])
-            mask[k] &= ~taken  # a later tie loses to the earlier maximum
-            taken |= mask[k]
+            self.xp.logical_and(mask[k], free, out=mask[k])  # a later tie loses to the earlier maximum
+            if k + 1 < len(windows):
+                self.xp.logical_xor(free, mask[k], out=free)  # mask[k] lies within free: this removes it
         return mask
 
     def max_pool2d_scatter(self, gy: Any, mask: Any, in_shape: tuple, kernel_size: tuple, stride: tuple,
