@@ -120,6 +120,21 @@ def test_conv1d_matches_conv2d_with_height_one(backend):
     np.testing.assert_allclose(y, ref[:, :, 0], atol=1e-10)
 
 
+@pytest.mark.parametrize("by_offset", [True, False], ids=["by_offset", "one_gemm_col2im"])
+@pytest.mark.parametrize("options", [dict(), dict(stride=2, padding=1, dilation=(1, 2))])
+def test_both_input_gradient_strategies_match_loops(backend, monkeypatch, by_offset, options):
+    """Each backend picks one way to form conv2d's input gradient; both must give the transposed conv."""
+    monkeypatch.setattr(type(ag.get_backend()), "input_grad_by_offset", by_offset)
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((3, 2, 3, 2))
+    stride, padding, dilation = options.get("stride", 1), options.get("padding", 0), options.get("dilation", (1, 1))
+    y = F.conv_transpose2d(_t(x), _t(w), stride=stride, padding=padding, dilation=dilation).numpy()
+    # The loop reference knows no dilation: spread the kernel out with zeros instead.
+    wide = np.zeros(w.shape[:2] + ((w.shape[2] - 1) * dilation[0] + 1, (w.shape[3] - 1) * dilation[1] + 1))
+    wide[:, :, ::dilation[0], ::dilation[1]] = w
+    np.testing.assert_allclose(y, loop_conv_transpose2d(x, wide, stride, padding, 0), atol=1e-10)
+
+
 @pytest.mark.parametrize("stride,padding,output_padding,groups", [(1, 0, 0, 1), (2, 1, 1, 1), (3, 0, 2, 2)])
 def test_conv_transpose2d_matches_loops(backend, stride, padding, output_padding, groups):
     rng = np.random.default_rng(3)

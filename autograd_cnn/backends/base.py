@@ -13,6 +13,10 @@ class Backend:
 
     name: str = "?"
     xp: Any = None
+    #: How conv2d's input gradient is formed. By kernel offset (one small product per offset,
+    #: added straight into its slice) keeps the work in a CPU's cache; one product and then
+    #: col2im launches far fewer kernels, which is what counts on a GPU.
+    input_grad_by_offset: bool = True
 
     def __init__(self) -> None:
         self._rng = None
@@ -209,15 +213,19 @@ class Backend:
                           dilation: tuple, groups: int) -> Any:
         """The adjoint of conv2d in x (the transposed convolution): gy (N, O, OH, OW) to (N, C, H, W).
 
-        col2im fused with the GEMM: one product per kernel offset, added straight into that
-        offset's strided slice of the image. Each product is small enough to stay in cache,
-        and the full (M, KH*KW*C) column matrix is never held.
+        On the CPU, col2im fused with the GEMM: one product per kernel offset, added straight
+        into that offset's strided slice of the image. Each product is small enough to stay in
+        cache, and the full (M, KH*KW*C) column matrix is never held. Where
+        ``input_grad_by_offset`` is False (the GPU), one product and then col2im.
         """
         n, o, oh, ow = gy.shape
         _, cg, kh, kw = weight.shape
         (top, bottom), (left, right) = padding
         h, w, c = in_shape[2], in_shape[3], cg * groups
         g_rows = self._grad_rows(gy, groups)
+        if groups == 1 and not self.input_grad_by_offset:
+            cols = g_rows @ self._weight_rows(weight, 1)[0]  # (M, KH*KW*C): every window's share
+            return self.col2im(cols.reshape(n, oh, ow, kh, kw, c), in_shape, stride, padding, dilation)
         out = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
         part = self.xp.empty((n * oh * ow, c), dtype=gy.dtype) if groups == 1 else None
         for i in range(kh):
