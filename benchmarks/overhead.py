@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import machine, median_time, report, torch_or_none
+from common import machine, paired_median_times, report, torch_or_none
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
@@ -136,13 +135,8 @@ def mlp_numpy(params0: list[np.ndarray], x0: np.ndarray, y0: np.ndarray) -> Call
 
 
 def paired(ours: Callable[[], Any], theirs: Callable[[], Any] | None, rounds: int) -> tuple:
-    """Median times of ``ours`` and ``theirs`` run in turn, so both see the same machine load."""
-    mine, other = [], []
-    for _ in range(rounds):
-        mine.append(median_time(ours, repeat=1, warmup=0 if mine else 1))
-        if theirs is not None:
-            other.append(median_time(theirs, repeat=1, warmup=0 if other else 1))
-    return statistics.median(mine), (statistics.median(other) if other else None)
+    """Median times of ``ours`` and ``theirs`` taken in turn, one call per block after one untimed."""
+    return paired_median_times(ours, theirs, repeat=rounds, warmup=1, rounds=rounds)
 
 
 def main(argv: list[str] | None = None) -> str:
