@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -118,11 +119,15 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def peak_memory(which: str, backend: str, batch_size: int) -> float:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", which, "--backend", backend,
-                          "--batch-size", str(batch_size)], capture_output=True, text=True, check=True,
-                         env=os.environ.copy())
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+def peak_memory(which: str, backend: str, batch_size: int, runs: int = 3) -> float:
+    """The median over ``runs`` fresh processes: PyTorch's figure moves by a third from one to the next."""
+    peaks = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, __file__, "--memory-child", which, "--backend", backend,
+                              "--batch-size", str(batch_size)], capture_output=True, text=True, check=True,
+                             env=os.environ.copy())
+        peaks.append(json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"])
+    return statistics.median(peaks)
 
 
 def main() -> None:
@@ -152,7 +157,7 @@ def main() -> None:
            f"Lecture CNN step on {args.backend} vs {who} (float32, median of {args.repeat})")
     if args.backend == "numpy":
         mine = peak_memory("ours", "numpy", args.batch_size)
-        text = f"peak memory of one step (ru_maxrss growth): autograd_cnn {mine:.1f} MiB"
+        text = f"peak memory of one step (ru_maxrss growth, median of 3 processes): autograd_cnn {mine:.1f} MiB"
         if torch is not None:
             other = peak_memory("torch", "numpy", args.batch_size)
             text += f", PyTorch CPU {other:.1f} MiB, ratio {mine / other:.2f}x"

@@ -45,6 +45,8 @@ CASES = [
          [(1, 2, 5, 5), (2, 2, 2, 2, 2, 2)]),
     # max pooling (distinct values keep every window's maximum unique)
     Case("max_pool2d_2x2", lambda x: F.max_pool2d(x, 2), [(2, 2, 4, 4)], dodge=distinct),
+    Case("max_pool2d_2x2_odd_size", lambda x: F.max_pool2d(x, 2), [(1, 2, 5, 7)], dodge=distinct),
+    Case("max_pool2d_2x2_pad", lambda x: F.max_pool2d(x, 2, padding=1), [(1, 1, 5, 4)], dodge=distinct),
     Case("max_pool2d_overlap_pad_ceil", lambda x: F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True),
          [(1, 2, 6, 5)], dodge=distinct),
     Case("max_pool2d_dilation_stride_pair", lambda x: F.max_pool2d(x, (2, 2), stride=(1, 2), dilation=2),

@@ -309,11 +309,18 @@ class Backend:
         gyh = self.xp.ascontiguousarray(gy.transpose(0, 2, 3, 1))
         (top, bottom), (left, right) = padding
         n, h, w, c = in_shape[0], in_shape[2], in_shape[3], in_shape[1]
-        gx = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
-        windows = self._windows_by_offset(gx, kernel_size, stride, dilation, gyh.shape[1:3])
-        # Windows that tile the image never share an element: write each offset's slice
-        # once; overlapping windows add up.
+        (oh, ow), shape = gyh.shape[1:3], (n, h + top + bottom, w + left + right, c)
+        # Windows that tile the image never share an element: each offset's slice is written
+        # once, and only the rows and columns no window covers need zeros. Overlapping
+        # windows add up into zeros.
         tiles = tuple(kernel_size) == tuple(stride) and tuple(dilation) == (1, 1)
+        if tiles:
+            gx = self.xp.empty(shape, dtype=gy.dtype)
+            gx[:, oh * stride[0]:] = 0
+            gx[:, :, ow * stride[1]:] = 0
+        else:
+            gx = self.xp.zeros(shape, dtype=gy.dtype)
+        windows = self._windows_by_offset(gx, kernel_size, stride, dilation, (oh, ow))
         for k, window in enumerate(windows):
             if tiles:
                 self.xp.multiply(mask[k], gyh, out=window)
