@@ -120,11 +120,28 @@ def test_conv1d_matches_conv2d_with_height_one(backend):
     np.testing.assert_allclose(y, ref[:, :, 0], atol=1e-10)
 
 
-@pytest.mark.parametrize("by_offset", [True, False], ids=["by_offset", "one_gemm_col2im"])
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_cpu_and_gpu_kernel_choices_agree(backend, monkeypatch, in_channels):
+    """conv2d's value and gradients do not depend on which kernels the backend prefers."""
+    rng = np.random.default_rng(8)
+    x0, w0, b0 = rng.standard_normal((2, in_channels, 6, 5)), rng.standard_normal((4, in_channels, 3, 2)), \
+        rng.standard_normal(4)
+    results = []
+    for launch_bound in (False, True):
+        monkeypatch.setattr(type(ag.get_backend()), "launch_bound", launch_bound)
+        x, w, b = _t(x0, True), _t(w0, True), _t(b0, True)
+        y = F.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2))
+        (y * _t(np.arange(y.size).reshape(y.shape))).sum().backward()
+        results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(cpu, gpu, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("launch_bound", [False, True], ids=["cpu_kernels", "gpu_kernels"])
 @pytest.mark.parametrize("options", [dict(), dict(stride=2, padding=1, dilation=(1, 2))])
-def test_both_input_gradient_strategies_match_loops(backend, monkeypatch, by_offset, options):
+def test_both_input_gradient_strategies_match_loops(backend, monkeypatch, launch_bound, options):
     """Each backend picks one way to form conv2d's input gradient; both must give the transposed conv."""
-    monkeypatch.setattr(type(ag.get_backend()), "input_grad_by_offset", by_offset)
+    monkeypatch.setattr(type(ag.get_backend()), "launch_bound", launch_bound)
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((3, 2, 3, 2))
     stride, padding, dilation = options.get("stride", 1), options.get("padding", 0), options.get("dilation", (1, 1))

@@ -13,10 +13,10 @@ class Backend:
 
     name: str = "?"
     xp: Any = None
-    #: How conv2d's input gradient is formed. By kernel offset (one small product per offset,
-    #: added straight into its slice) keeps the work in a CPU's cache; one product and then
-    #: col2im launches far fewer kernels, which is what counts on a GPU.
-    input_grad_by_offset: bool = True
+    #: True where every array operation is a kernel launch that costs more than its memory
+    #: traffic (a GPU): the conv kernels then take fewer, larger steps. False (the CPU): they
+    #: take more, smaller steps that stay in cache or copy less.
+    launch_bound: bool = False
 
     def __init__(self) -> None:
         self._rng = None
@@ -183,7 +183,7 @@ class Backend:
         """Cross-correlation of x (N, C, H, W) with weight (O, C/G, KH, KW): one GEMM (per group)."""
         n = x.shape[0]
         o, oh, ow = weight.shape[0], out_hw[0], out_hw[1]
-        if x.shape[1] == 1:
+        if x.shape[1] == 1 and not self.launch_bound:
             # One input channel (a grayscale image): shifted planes, the bias as a last row.
             planes = self._offset_planes(x, weight.shape[2:], stride, padding, dilation, out_hw,
                                          ones_row=bias is not None)
@@ -216,14 +216,14 @@ class Backend:
         On the CPU, col2im fused with the GEMM: one product per kernel offset, added straight
         into that offset's strided slice of the image. Each product is small enough to stay in
         cache, and the full (M, KH*KW*C) column matrix is never held. Where
-        ``input_grad_by_offset`` is False (the GPU), one product and then col2im.
+        ``launch_bound`` (the GPU), one product and then col2im.
         """
         n, o, oh, ow = gy.shape
         _, cg, kh, kw = weight.shape
         (top, bottom), (left, right) = padding
         h, w, c = in_shape[2], in_shape[3], cg * groups
         g_rows = self._grad_rows(gy, groups)
-        if groups == 1 and not self.input_grad_by_offset:
+        if groups == 1 and self.launch_bound:
             cols = g_rows @ self._weight_rows(weight, 1)[0]  # (M, KH*KW*C): every window's share
             return self.col2im(cols.reshape(n, oh, ow, kh, kw, c), in_shape, stride, padding, dilation)
         out = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
@@ -244,7 +244,7 @@ class Backend:
         o, c = gy.shape[1], x.shape[1]
         kh, kw = kernel_size
         g_rows = self._grad_rows(gy, groups)
-        if c == 1:
+        if c == 1 and not self.launch_bound:
             planes = self._offset_planes(x, kernel_size, stride, padding, dilation, gy.shape[2:])
             return self.xp.ascontiguousarray((planes @ g_rows).T).reshape(o, 1, kh, kw)
         cols = self._cols_by_group(self.im2col(x, kernel_size, stride, padding, dilation, gy.shape[2:]), groups)

@@ -26,9 +26,9 @@ if _gpu_count == 0:
 class CupyBackend(Backend):
     name = "cupy"
     xp = cupy
-    # One GEMM and col2im for conv2d's input gradient: far fewer kernel launches than a
-    # product and an add per kernel offset (BENCHMARKS.md, GPU section).
-    input_grad_by_offset = False
+    # Fewer, larger kernels: for conv2d's input gradient one GEMM and col2im beat a product
+    # and an add per kernel offset on an H100 (BENCHMARKS.md, GPU section).
+    launch_bound = True
 
     def __init__(self) -> None:
         super().__init__()
