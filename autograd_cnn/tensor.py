@@ -352,12 +352,14 @@ def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: A
 
 
 def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return Tensor(t._backend.xp.zeros(t.shape, dtype=dtype or t.dtype), t._backend,
+    """Zeros of t's shape, backend and memory layout (a channels-last image stays channels-last)."""
+    return Tensor(t._backend.xp.zeros_like(t.data, dtype=dtype or t.dtype), t._backend,
                   requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return Tensor(t._backend.xp.ones(t.shape, dtype=dtype or t.dtype), t._backend,
+    """Ones of t's shape, backend and memory layout (a channels-last image stays channels-last)."""
+    return Tensor(t._backend.xp.ones_like(t.data, dtype=dtype or t.dtype), t._backend,
                   requires_grad=requires_grad)
 
 

@@ -349,6 +349,14 @@ def test_factories(backend):
     np.testing.assert_array_equal(ag.from_numpy(a).numpy(), a)
 
 
+def test_like_factories_keep_the_memory_layout(backend):
+    """As PyTorch's preserve_format: a channels-last image's ones are channels-last too."""
+    image = ag.tensor(np.zeros((2, 4, 4, 3))).transpose(0, 3, 1, 2)  # NCHW shape, NHWC memory
+    for made in (ag.ones_like(image), ag.zeros_like(image)):
+        assert made.shape == (2, 3, 4, 4)
+        assert made.data.strides == image.data.strides
+
+
 def test_manual_seed_repeats(backend):
     ag.manual_seed(42)
     a, b = ag.randn(5).numpy(), ag.rand(3).numpy()
