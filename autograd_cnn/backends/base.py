@@ -215,8 +215,8 @@ class Backend:
 
         On the CPU, col2im fused with the GEMM: one product per kernel offset, added straight
         into that offset's strided slice of the image. Each product is small enough to stay in
-        cache, and the full (M, KH*KW*C) column matrix is never held. Where
-        ``launch_bound`` (the GPU), one product and then col2im.
+        cache, and the full (M, KH*KW*C) column matrix is never held. On a ``launch_bound``
+        backend (a GPU): one product, then col2im.
         """
         n, o, oh, ow = gy.shape
         _, cg, kh, kw = weight.shape

@@ -24,8 +24,8 @@ class MaxPool2d(Function):
         ctx.in_shape = x.shape
         y = ctx.backend.max_pool2d(x, kernel_size, stride, padding, dilation, out_hw)
         if ctx.records:
-            # Which element each window sends its gradient to, found now while x is in cache.
-            # Backward then needs neither x nor y: x, often a large ReLU output, is freed at once.
+            # Which element each window sends its gradient to, found now while x is in cache;
+            # backward then reads neither x nor y.
             ctx.save_for_backward(ctx.backend.max_pool2d_mask(x, y, kernel_size, stride, padding, dilation))
         return y
 
