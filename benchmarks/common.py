@@ -41,18 +41,7 @@ def limit_threads(torch: Any, threads: int | None) -> None:
 def median_time(fn: Callable[[], Any], repeat: int = 20, warmup: int = 3,
                 sync: Callable[[], None] | None = None) -> float:
     """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    if sync:
-        sync()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return paired_median_times(fn, None, repeat, warmup, sync, rounds=1)[0]
 
 
 def paired_median_times(ours: Callable[[], Any], theirs: Callable[[], Any] | None, repeat: int = 20,
@@ -60,8 +49,9 @@ def paired_median_times(ours: Callable[[], Any], theirs: Callable[[], Any] | Non
                         their_sync: Callable[[], None] | None = None, rounds: int = 4) -> tuple[float, float | None]:
     """Median wall times (s) of ``ours()`` and ``theirs()``, timed in alternating blocks.
 
-    This machine's speed drifts within minutes, so the ``repeat`` calls of each are split
-    into ``rounds`` blocks taken in turn, and both see the same drift. Each block starts
+    A machine's speed can drift within minutes (a virtual machine's especially), so the
+    ``repeat`` calls of each are split into ``rounds`` blocks taken in turn, and both see
+    the same drift. Each block starts
     with ``warmup`` untimed calls: after a switch the other framework's thread pool still
     spins on the cores for a while (OpenBLAS and OpenMP both busy-wait for work), and
     calls taken then would time the two pools fighting, not either framework.
