@@ -21,7 +21,7 @@ def keep_freed_memory() -> bool:
     for each new array and hands it back to the kernel when the array is freed, so every
     activation and gradient of a training step pays a page fault per 4 KiB (the kernel
     zeroes each page): about a third of the lecture CNN's step. Raising the mmap and trim
-    thresholds lets freed blocks serve the next arrays, as PyTorch caches its blocks; the
+    thresholds lets freed blocks serve the next arrays (as PyTorch's GPU allocator keeps its blocks); the
     process keeps its peak size instead of shrinking between steps. Only glibc has
     ``mallopt``; elsewhere (macOS, Windows, musl) nothing changes.
     """
