@@ -144,15 +144,14 @@ class SGD(Optimizer):
         if group["weight_decay"]:
             g = g + group["weight_decay"] * p
         momentum = group["momentum"]
-        if momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
-            else:
-                buf *= momentum
-                buf += (1 - group["dampening"]) * g
-            g = g + momentum * buf if group["nesterov"] else buf
-        p -= group["lr"] * g
+        if not momentum:
+            p -= group["lr"] * g
+        elif "momentum_buffer" not in state:  # the first step starts the buffer at g, as PyTorch
+            buf = state["momentum_buffer"] = g.copy()
+            p -= group["lr"] * (g + momentum * buf if group["nesterov"] else buf)
+        else:
+            backend_of(p).sgd_momentum_update(p, g, state["momentum_buffer"], group["lr"], momentum,
+                                              group["dampening"], group["nesterov"])
 
 
 class RMSprop(Optimizer):
@@ -169,18 +168,13 @@ class RMSprop(Optimizer):
             state["step"] = 0
             state["square_avg"] = xp.zeros_like(p)
         state["step"] += 1
-        v, alpha = state["square_avg"], group["alpha"]
-        v *= alpha
-        v += (1 - alpha) * g * g
-        step = xp.sqrt(v)
-        step += group["eps"]
-        xp.divide(g, step, out=step)  # step = g / (sqrt(v) + eps)
+        buf = None
         if group["momentum"] > 0:
-            buf = state.setdefault("momentum_buffer", xp.zeros_like(p))
-            buf *= group["momentum"]
-            buf += step
-            step = buf
-        p -= group["lr"] * step
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = xp.zeros_like(p)
+        backend_of(p).rmsprop_update(p, g, state["square_avg"], buf, group["lr"], group["alpha"], group["eps"],
+                                     group["momentum"])
 
 
 class Adam(Optimizer):
@@ -201,17 +195,11 @@ class Adam(Optimizer):
         if "exp_avg" not in state:
             state.update(step=0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
         state["step"] += 1
-        m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * g * g
-        denom = xp.sqrt(v)
-        denom /= math.sqrt(1 - b2 ** t)
-        denom += group["eps"]
-        xp.divide(m, denom, out=denom)  # reuse the buffer for the update direction
-        denom *= lr / (1 - b1 ** t)
-        p -= denom
+        t = state["step"]
+        # The bias corrections are host numbers: the update stays one pass on the device.
+        backend_of(p).adam_update(p, g, state["exp_avg"], state["exp_avg_sq"], (b1, b2),
+                                  step_size=lr / (1 - b1 ** t), bias2_sqrt=math.sqrt(1 - b2 ** t),
+                                  eps=group["eps"])
 
 
 class AdamW(Adam):

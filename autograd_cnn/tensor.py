@@ -76,7 +76,7 @@ class Tensor:
         if self.data.size != 1:
             raise ValueError(f"item(): only a one-element tensor has an item, "
                              f"this one has shape {shape_str(self.shape)}")
-        return self.data.reshape(()).item()
+        return self._backend.to_host(self.data).reshape(()).item()  # a GPU's errors surface here
 
     def tolist(self) -> Any:
         return self.numpy().tolist()

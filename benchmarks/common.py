@@ -103,9 +103,9 @@ def machine() -> str:
             f"NumPy {np.__version__}; {blas}; {env_text}")
 
 
-def report(rows: list[tuple[str, float, float | None]], title: str) -> str:
+def report(rows: list[tuple[str, float, float | None]], title: str, theirs: str = "PyTorch CPU") -> str:
     """A Markdown table of (case, ours in ms, PyTorch in ms or None) with the ratio."""
-    lines = [f"### {title}", "", "| case | autograd_cnn (ms) | PyTorch CPU (ms) | ratio |",
+    lines = [f"### {title}", "", f"| case | autograd_cnn (ms) | {theirs} (ms) | ratio |",
              "| --- | ---: | ---: | ---: |"]
     for name, ours, theirs in rows:
         ratio = f"{ours / theirs:.2f}x" if theirs else "n/a"

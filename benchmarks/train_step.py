@@ -130,6 +130,24 @@ def peak_memory(which: str, backend: str, batch_size: int, runs: int = 3) -> flo
     return statistics.median(peaks)
 
 
+def profile(step: Callable[[], Any], sync: Callable[[], None], backend: str, steps: int) -> None:
+    """Where a step's host time goes (cProfile), and on a GPU how it splits between host and device."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(steps):
+        step()
+    sync()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    if backend == "cupy":
+        from cupyx.profiler import benchmark
+
+        print(benchmark(step, n_repeat=steps, n_warmup=3))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
@@ -137,6 +155,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and PyTorch threads for both (default: every core)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="also profile STEPS of our steps: the Python functions that take the host's "
+                             "time, and (on cupy) the host and GPU time per step")
     parser.add_argument("--memory-child", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -154,8 +176,10 @@ def main() -> None:
     ours, theirs = paired_median_times(step, t_step, args.repeat, sync=sync, their_sync=t_sync)
     who = "PyTorch CUDA" if device == "cuda" else "PyTorch CPU"
     report([(f"lecture CNN training step, batch {args.batch_size}", ours, theirs)],
-           f"Lecture CNN step on {args.backend} vs {who} (float32, median of {args.repeat})")
-    if args.backend == "numpy":
+           f"Lecture CNN step on {args.backend} vs {who} (float32, median of {args.repeat})", theirs=who)
+    if args.profile:
+        profile(step, sync, args.backend, args.profile)
+    if args.backend == "numpy" and not args.no_memory:
         mine = peak_memory("ours", "numpy", args.batch_size)
         text = f"peak memory of one step (ru_maxrss growth, median of 3 processes): autograd_cnn {mine:.1f} MiB"
         if torch is not None:

@@ -396,7 +396,13 @@ def test_to_cpu_and_astype(backend):
     assert t.double().dtype == np.float64 and t.double().float().dtype == np.float32
 
 
-def test_repr():
+@pytest.fixture
+def on_numpy():
+    with ag.use_backend("numpy"):
+        yield
+
+
+def test_repr(on_numpy):
     assert repr(ag.tensor([1.0, 2.0])) == "tensor([1. 2.], dtype=float32)"
     assert repr(ag.tensor([1.0], requires_grad=True)) == "tensor([1.], dtype=float32, requires_grad=True)"
     r = repr(ag.tensor([1.0], requires_grad=True) * 2)

@@ -186,7 +186,8 @@ def test_state_follows_the_parameters_between_backends():
     if "cupy" not in ag.available_backends():
         pytest.skip("CuPy backend unusable on this machine")
     ag.manual_seed(0)
-    moving, staying = nn.Linear(3, 2), nn.Linear(3, 2)
+    with ag.use_backend("numpy"):  # both start on the host
+        moving, staying = nn.Linear(3, 2), nn.Linear(3, 2)
     staying.load_state_dict(moving.state_dict())
     opt_moving, opt_staying = optim.Adam(moving.parameters(), lr=0.1), optim.Adam(staying.parameters(), lr=0.1)
     x = np.random.default_rng(0).standard_normal((4, 3)).astype("float32")

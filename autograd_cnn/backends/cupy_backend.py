@@ -1,10 +1,15 @@
 """The CuPy (GPU) backend. Imported only when asked for, so CuPy stays optional."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from ..errors import BackendError
-from .base import Backend
+from ..errors import BackendError, ShapeError
+from . import cuda_sources
+from .base import Backend, _class_range_message
+
+#: Set to 0 to run the generic ``xp`` kernels instead of the fused CUDA ones (to compare them).
+FUSED_ENV_VAR = "AUTOGRAD_CNN_FUSED_KERNELS"
 
 try:
     import cupy
@@ -33,6 +38,10 @@ class CupyBackend(Backend):
     def __init__(self) -> None:
         super().__init__()
         self._scalars: dict = {}
+        self.fused_kernels = os.environ.get(FUSED_ENV_VAR, "1").strip() != "0"
+        self._kernels: dict = {}
+        self._error_flag: Any = None  # a device int32, set by a kernel that found a bad input
+        self._pending_checks: list = []  # (op, classes, target) read since the flag was last read
 
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, cupy.ndarray)
@@ -49,6 +58,7 @@ class CupyBackend(Backend):
         return array
 
     def to_host(self, array: Any) -> Any:
+        self.raise_pending_errors()
         return cupy.asnumpy(array)
 
     def from_host(self, array: Any) -> Any:
@@ -56,6 +66,160 @@ class CupyBackend(Backend):
 
     def synchronize(self) -> None:
         cupy.cuda.get_current_stream().synchronize()
+        self.raise_pending_errors()
+
+    # --- errors found on the device ------------------------------------------
+    def raise_pending_errors(self) -> None:
+        """Report a bad input a kernel found since the last host read (one flag read covers all)."""
+        if not self._pending_checks:
+            return
+        pending, self._pending_checks = self._pending_checks, []
+        if not int(self._error_flag[0]):
+            return
+        self._error_flag.fill(0)
+        for op, classes, target in pending:
+            low, high = int(target.min()), int(target.max())
+            if low < 0 or high >= classes:
+                raise ShapeError(_class_range_message(op, classes, low, high)
+                                 + " (found on the GPU and reported at this read of a value)")
+
+    def _flag_for(self, op: str, classes: int, target: Any) -> Any:
+        if self._error_flag is None:
+            self._error_flag = cupy.zeros(1, dtype=cupy.int32)
+        if len(self._pending_checks) >= 64:  # keep the list short: read the flag now and then
+            self.raise_pending_errors()
+        self._pending_checks.append((op, classes, target))
+        return self._error_flag
+
+    # --- fused kernels ----------------------------------------------------------
+    # Raw (indexed) arguments go as flat views of C-contiguous arrays: the kernels index
+    # them by hand, with the offsets of a channels-last layout.
+    def _kernel(self, source: cuda_sources.KernelSource) -> Any:
+        kernel = self._kernels.get(source.name)
+        if kernel is None:  # CuPy compiles it on the first call (and caches it on disk)
+            kernel = self._kernels[source.name] = cupy.ElementwiseKernel(
+                source.in_params, source.out_params, source.operation, source.name)
+        return kernel
+
+    def _fuses(self, *arrays: Any) -> bool:
+        """Whether the fused kernels apply: they are on, and the arrays are float32 or float64."""
+        return self.fused_kernels and all(a.dtype.kind == "f" and a.dtype.itemsize >= 4 for a in arrays)
+
+    @staticmethod
+    def _geometry(shape_nhwc: tuple, out_hw: tuple, kernel_size: tuple, stride: tuple, padding: tuple,
+                  dilation: tuple) -> tuple:
+        _, h, w, c = shape_nhwc
+        return (h, w, c, out_hw[0], out_hw[1], kernel_size[0], kernel_size[1], stride[0], stride[1],
+                padding[0][0], padding[1][0], dilation[0], dilation[1])
+
+    def col2im(self, cols: Any, in_shape: tuple, stride: tuple, padding: tuple, dilation: tuple) -> Any:
+        if not (self._fuses(cols) and cols.flags.c_contiguous):
+            return super().col2im(cols, in_shape, stride, padding, dilation)
+        n, oh, ow, kh, kw, c = cols.shape
+        x = cupy.empty((n, in_shape[2], in_shape[3], c), dtype=cols.dtype)
+        geometry = self._geometry(x.shape, (oh, ow), (kh, kw), stride, padding, dilation)
+        self._kernel(cuda_sources.COL2IM)(cols.reshape(-1), *geometry, x)
+        return x.transpose(0, 3, 1, 2)
+
+    def _max_pool(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
+                  out_hw: tuple, want_mask: bool) -> tuple:
+        xh = cupy.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        n, _, _, c = xh.shape
+        y = cupy.empty((n, out_hw[0], out_hw[1], c), dtype=x.dtype)
+        size = kernel_size[0] * kernel_size[1]
+        mask = cupy.empty((size,) + y.shape if want_mask else (1,), dtype=bool)
+        geometry = self._geometry(xh.shape, out_hw, kernel_size, stride, padding, dilation)
+        self._kernel(cuda_sources.MAX_POOL2D)(xh.reshape(-1), *geometry, int(want_mask), y, mask.reshape(-1))
+        return y.transpose(0, 3, 1, 2), mask
+
+    def max_pool2d(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
+                   out_hw: tuple) -> Any:
+        if not self._fuses(x):
+            return super().max_pool2d(x, kernel_size, stride, padding, dilation, out_hw)
+        return self._max_pool(x, kernel_size, stride, padding, dilation, out_hw, want_mask=False)[0]
+
+    def max_pool2d_with_mask(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
+                             out_hw: tuple) -> tuple:
+        if not self._fuses(x):
+            return super().max_pool2d_with_mask(x, kernel_size, stride, padding, dilation, out_hw)
+        return self._max_pool(x, kernel_size, stride, padding, dilation, out_hw, want_mask=True)
+
+    def max_pool2d_scatter(self, gy: Any, mask: Any, in_shape: tuple, kernel_size: tuple, stride: tuple,
+                           padding: tuple, dilation: tuple) -> Any:
+        if not self._fuses(gy):
+            return super().max_pool2d_scatter(gy, mask, in_shape, kernel_size, stride, padding, dilation)
+        gyh = cupy.ascontiguousarray(gy.transpose(0, 2, 3, 1))
+        gx = cupy.empty((in_shape[0], in_shape[2], in_shape[3], in_shape[1]), dtype=gy.dtype)
+        geometry = self._geometry(gx.shape, gyh.shape[1:3], kernel_size, stride, padding, dilation)
+        self._kernel(cuda_sources.MAX_POOL2D_SCATTER)(gyh.reshape(-1), cupy.ascontiguousarray(mask).reshape(-1),
+                                                      *geometry, gyh.size, gx)
+        return gx.transpose(0, 3, 1, 2)
+
+    def one_hot(self, op: str, target: Any, classes: int, on: float, off: float, dtype: Any) -> Any:
+        q = cupy.empty(target.shape + (classes,), dtype=dtype)
+        if not (self._fuses(q) and target.dtype.kind in "iub"):
+            return super().one_hot(op, target, classes, on, off, dtype)
+        if q.size:  # the flag and the check list are for kernels that ran
+            target = cupy.ascontiguousarray(target)
+            self._kernel(cuda_sources.ONE_HOT)(target.reshape(-1), classes, on, off, q,
+                                               self._flag_for(op, classes, target))
+        return q
+
+    def relu_with_mask(self, x: Any) -> tuple:
+        if not self._fuses(x):
+            return super().relu_with_mask(x)
+        # empty_like keeps x's memory layout: a conv's channels-last output stays channels-last.
+        y, positive = cupy.empty_like(x), cupy.empty_like(x, dtype=bool)
+        self._kernel(cuda_sources.RELU_WITH_MASK)(x, y, positive)
+        return y, positive
+
+    def relu_grad(self, gy: Any, positive: Any) -> Any:
+        if not (self._fuses(gy) and gy.shape == positive.shape):
+            return super().relu_grad(gy, positive)
+        gx = cupy.empty_like(positive, dtype=gy.dtype)  # channels-last when ReLU's input was
+        self._kernel(cuda_sources.RELU_GRAD)(gy, positive, gx)
+        return gx
+
+    def softmax_cross_entropy(self, z: Any, q: Any) -> Any:
+        if not (self._fuses(z, q) and z.size):
+            return super().softmax_cross_entropy(z, q)
+        loss = cupy.empty(z.shape[:-1], dtype=z.dtype)
+        self._kernel(cuda_sources.SOFTMAX_CROSS_ENTROPY)(
+            cupy.ascontiguousarray(z).reshape(-1), cupy.ascontiguousarray(q).reshape(-1), z.shape[-1], loss)
+        return loss
+
+    def softmax_cross_entropy_grad(self, z: Any, q: Any, g: Any, q_sums_to_one: bool) -> Any:
+        if not (self._fuses(z, q, g) and z.size):
+            return super().softmax_cross_entropy_grad(z, q, g, q_sums_to_one)
+        gz = cupy.empty(z.shape, dtype=z.dtype)
+        self._kernel(cuda_sources.SOFTMAX_CROSS_ENTROPY_GRAD)(
+            cupy.ascontiguousarray(z).reshape(-1), cupy.ascontiguousarray(q).reshape(-1),
+            cupy.ascontiguousarray(g).reshape(-1), z.shape[-1], int(q_sums_to_one), gz)
+        return gz
+
+    def channel_sum(self, x: Any) -> Any:
+        if x.strides[1] == x.itemsize or not self.fused_kernels:
+            return super().channel_sum(x)
+        return x.sum(axis=(0, 2, 3))  # one reduction kernel; einsum costs several launches here
+
+    def rmsprop_update(self, p: Any, g: Any, square_avg: Any, buf: Any, lr: float, alpha: float,
+                       eps: float, momentum: float) -> None:
+        if buf is not None or not self._fuses(p, g):
+            return super().rmsprop_update(p, g, square_avg, buf, lr, alpha, eps, momentum)
+        self._kernel(cuda_sources.RMSPROP)(g, lr, alpha, 1 - alpha, eps, p, square_avg)
+
+    def adam_update(self, p: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, betas: tuple, step_size: float,
+                    bias2_sqrt: float, eps: float) -> None:
+        if not self._fuses(p, g):
+            return super().adam_update(p, g, exp_avg, exp_avg_sq, betas, step_size, bias2_sqrt, eps)
+        b1, b2 = betas
+        self._kernel(cuda_sources.ADAM)(g, b1, 1 - b1, b2, 1 - b2, step_size, bias2_sqrt, eps, p, exp_avg, exp_avg_sq)
+
+    def sgd_momentum_update(self, p: Any, g: Any, buf: Any, lr: float, momentum: float, dampening: float,
+                            nesterov: bool) -> None:
+        if not self._fuses(p, g):
+            return super().sgd_momentum_update(p, g, buf, lr, momentum, dampening, nesterov)
+        self._kernel(cuda_sources.SGD_MOMENTUM)(g, lr, momentum, 1 - dampening, int(nesterov), p, buf)
 
     def scatter_add(self, out: Any, index: Any, values: Any) -> None:
         import cupyx

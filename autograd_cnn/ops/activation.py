@@ -13,15 +13,28 @@ class ReLU(Function):
     """y = max(x, 0)"""
     @staticmethod
     def forward(ctx, x):
-        if ctx.records:
-            # A boolean mask is all backward needs (and a quarter of float32's memory).
-            ctx.save_for_backward(x > 0)
-        return ctx.xp.maximum(x, 0)
+        if not ctx.records:
+            return ctx.xp.maximum(x, 0)
+        # A boolean mask is all backward needs (and a quarter of float32's memory).
+        y, positive = ctx.backend.relu_with_mask(x)
+        ctx.save_for_backward(positive)
+        return y
 
     @staticmethod
     def backward(ctx, gy):
         (positive,) = ctx.saved_tensors
-        return gy * positive
+        return ReLUGrad.apply(gy, positive)
+
+
+class ReLUGrad(Function):
+    """gx = gy * [x > 0]: ReLU's backward as one op, in the mask's memory layout"""
+    @staticmethod
+    def forward(ctx, gy, positive):
+        return ctx.backend.relu_grad(gy, positive)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ReLUGrad.apply(g, ctx.inputs[1]), None
 
 
 class LeakyReLU(Function):

@@ -5,7 +5,7 @@ from typing import Any
 
 from ..autograd import Function
 from ..errors import ShapeError, shape_str
-from .activation import _log_softmax, log_softmax, sigmoid, softmax
+from .activation import log_softmax, sigmoid, softmax
 from .shape import getitem
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -27,18 +27,39 @@ class SoftmaxCrossEntropy(Function):
     def forward(ctx, logits, q, q_sums_to_one=False):
         ctx.q_sums_to_one = q_sums_to_one
         ctx.save_for_backward(logits, q)
-        return -(q * _log_softmax(ctx.xp, logits, -1)).sum(axis=-1)
+        return ctx.backend.softmax_cross_entropy(logits, q)
 
     @staticmethod
     def backward(ctx, gy):
         z, q = ctx.saved_tensors
-        g = gy.reshape(gy.shape + (1,))
-        gz = None
-        if ctx.needs_input_grad[0]:
-            p = softmax(z) if ctx.q_sums_to_one else softmax(z) * q.sum(axis=-1, keepdims=True)
-            gz = (p - q) * g
-        gq = -log_softmax(z) * g if ctx.needs_input_grad[1] else None
+        needs = ctx.needs_input_grad
+        gz = SoftmaxCrossEntropyGrad.apply(z, q, gy, q_sums_to_one=ctx.q_sums_to_one) if needs[0] else None
+        gq = -log_softmax(z) * gy.reshape(gy.shape + (1,)) if needs[1] else None
         return gz, gq
+
+
+class SoftmaxCrossEntropyGrad(Function):
+    """gz = (softmax(z) * s - q) * g, s = sum_c q (1 when q sums to one): the lecture's z - z*, as one op"""
+    @staticmethod
+    def forward(ctx, z, q, g, q_sums_to_one=False):
+        ctx.q_sums_to_one = q_sums_to_one
+        ctx.save_for_backward(z, q, g)
+        return ctx.backend.softmax_cross_entropy_grad(z, q, g, q_sums_to_one)
+
+    @staticmethod
+    def backward(ctx, ggz):
+        # gz is g * (s * p - q) with p = softmax(z); softmax's Jacobian is diag(p) - p pᵀ.
+        z, q, g = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        p, g = softmax(z), g.reshape(g.shape + (1,))
+        along_p = (ggz * p).sum(axis=-1, keepdims=True)
+        s = 1 if ctx.q_sums_to_one else q.sum(axis=-1, keepdims=True)
+        gz = g * s * p * (ggz - along_p) if needs[0] else None
+        gq = None
+        if needs[1]:  # s depends on q only when q is not known to sum to one
+            gq = -g * ggz if ctx.q_sums_to_one else g * (along_p - ggz)
+        gg = (ggz * (p * s - q)).sum(axis=-1) if needs[2] else None
+        return gz, gq, gg
 
 
 class OneHot(Function):
@@ -47,15 +68,11 @@ class OneHot(Function):
 
     @staticmethod
     def forward(ctx, target, classes, smoothing=0.0, dtype="float32"):
-        xp = ctx.xp
-        if target.size and (int(target.min()) < 0 or int(target.max()) >= classes):
-            raise ShapeError(f"cross_entropy: class indices must lie in [0, {classes - 1}], "
-                             f"got values from {int(target.min())} to {int(target.max())}")
-        q = xp.zeros(target.shape + (classes,), dtype=dtype)
-        xp.put_along_axis(q, target[..., None].astype(xp.int64), 1, axis=-1)
-        if smoothing:
-            q = q * (1 - smoothing) + smoothing / classes
-        return q
+        # Label smoothing moves `smoothing` of each row's mass evenly over all classes.
+        off = smoothing / classes
+        # On a GPU a bad class index is reported at the next read of a value, as CUDA reports
+        # its errors, so that the training step never waits for the device.
+        return ctx.backend.one_hot("cross_entropy", target, classes, 1 - smoothing + off, off, dtype)
 
     @staticmethod
     def backward(ctx, gy):

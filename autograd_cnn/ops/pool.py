@@ -22,11 +22,12 @@ class MaxPool2d(Function):
     def forward(ctx, x, *, kernel_size, stride, padding, dilation, out_hw):
         ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
         ctx.in_shape = x.shape
-        y = ctx.backend.max_pool2d(x, kernel_size, stride, padding, dilation, out_hw)
-        if ctx.records:
-            # Which element each window sends its gradient to, found now while x is in cache;
-            # backward then reads neither x nor y.
-            ctx.save_for_backward(ctx.backend.max_pool2d_mask(x, y, kernel_size, stride, padding, dilation))
+        if not ctx.records:
+            return ctx.backend.max_pool2d(x, kernel_size, stride, padding, dilation, out_hw)
+        # Which element each window sends its gradient to, found now while x is in cache;
+        # backward then reads neither x nor y.
+        y, mask = ctx.backend.max_pool2d_with_mask(x, kernel_size, stride, padding, dilation, out_hw)
+        ctx.save_for_backward(mask)
         return y
 
     @staticmethod

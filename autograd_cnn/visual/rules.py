@@ -27,6 +27,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "AsType": (f"∂L/∂a = {G} cast back to a's dtype",),
     # activations
     "ReLU": (f"∂L/∂x = {G} · [y > 0]",),
+    "ReLUGrad": (f"∂L/∂gy = {G} · [x > 0]", "the mask gets no gradient"),
     "LeakyReLU": (f"∂L/∂x = {G} · (1 if x > 0 else slope)",),
     "Sigmoid": (f"∂L/∂x = {G} · y(1 − y)",),
     "Tanh": (f"∂L/∂x = {G} · (1 − y²)",),
@@ -36,6 +37,9 @@ RULES: dict[str, tuple[str, ...]] = {
     "LogSoftmax": (f"∂L/∂x = {G} − softmax(x) · Σ {G}",),
     # losses
     "SoftmaxCrossEntropy": (f"∂L/∂z = (softmax(z) − onehot) · {G}   (z − z*)", f"∂L/∂q = −log softmax(z) · {G}"),
+    "SoftmaxCrossEntropyGrad": (f"∂L/∂z = g · s · p ⊙ ({G} − Σ {G} ⊙ p), p = softmax(z), s = Σ q (1 for labels)",
+                                f"∂L/∂q = g · (Σ {G} ⊙ p − {G}), only −g · {G} for labels",
+                                f"∂L/∂g = Σ {G} ⊙ (s · p − q)"),
     "BCEWithLogits": (f"∂L/∂z = (sigmoid(z) − t) · {G}", f"∂L/∂t = −z · {G}"),
     # reductions
     "Sum": (f"∂L/∂a = {G} copied to every summed element",),
