@@ -18,8 +18,8 @@ from autograd_cnn.backends import cuda_sources, get_backend
 COMPILER = shutil.which("g++") or shutil.which("c++")
 pytestmark = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler (g++) to build the kernel bodies")
 
-_C_TYPES = {"T": "float", "I": "long long", "int32": "int", "int64": "long long", "bool": "bool"}
-_CTYPES = {"float": ctypes.c_float, "int": ctypes.c_int, "long long": ctypes.c_longlong}
+_C_TYPES = {"T": "T", "I": "long long", "int32": "int", "int64": "long long", "bool": "bool"}
+_CTYPES = {"T": ctypes.c_float, "int": ctypes.c_int, "long long": ctypes.c_longlong}  # T is float here
 
 _PRELUDE = """
 #include <cmath>
@@ -27,6 +27,7 @@ _PRELUDE = """
 using std::exp;
 using std::log;
 using std::sqrt;
+typedef float T;  // the kernels' element type, as CuPy binds it for float32 arrays
 struct Indexer { std::ptrdiff_t n; std::ptrdiff_t size() const { return n; } };
 """
 
@@ -51,7 +52,7 @@ def _c_function(source: cuda_sources.KernelSource) -> str:
         if is_array:
             binds.append(f"{ctype}* {name} = {name}_ptr;" if raw else f"{ctype}& {name} = {name}_ptr[i];")
     return (f'extern "C" void {source.name}(std::ptrdiff_t size, {args}) {{\n'
-            "  typedef float T;\n  const Indexer _ind{size};\n"
+            "  const Indexer _ind{size};\n"
             "  for (std::ptrdiff_t i = 0; i < size; ++i) {\n    " + "\n    ".join(binds)
             + "\n    {" + source.operation + "}\n  }\n}\n")
 
@@ -220,3 +221,16 @@ def test_relu_grad_kernel_matches_numpy(kernels):
     gx = np.full_like(gy, 7.0)
     _run(kernels, cuda_sources.RELU_GRAD, gy.size, gy, positive, gx)
     np.testing.assert_array_equal(gx, NP.relu_grad(gy, positive))
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,hw", GEOMETRIES)
+def test_im2col_kernel_matches_numpy(kernels, kernel, stride, padding, dilation, hw):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3) + hw).astype(np.float32)
+    out_hw = _out_hw(kernel, stride, padding, dilation, hw)
+    ref = NP.im2col_rows(x, kernel, stride, padding, dilation, out_hw)
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    cols = np.full(ref.shape, np.nan, dtype=np.float32)
+    _run(kernels, cuda_sources.IM2COL, cols.size, xh, *_geometry(xh.shape, out_hw, kernel, stride, padding, dilation),
+         cols)
+    np.testing.assert_array_equal(cols, ref)

@@ -134,6 +134,13 @@ class Backend:
         return self.xp.lib.stride_tricks.as_strided(
             xh, (n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
 
+    def im2col_rows(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
+                    out_hw: tuple) -> Any:
+        """The windows as GEMM rows: an (N * OH * OW, KH * KW * C) matrix (one group)."""
+        windows = self.im2col(x, kernel_size, stride, padding, dilation, out_hw)
+        n, oh, ow, kh, kw, c = windows.shape
+        return windows.reshape(n * oh * ow, kh * kw * c)
+
     def col2im(self, cols: Any, in_shape: tuple, stride: tuple, padding: tuple,
                dilation: tuple) -> Any:
         """The adjoint of im2col: add the (N, OH, OW, KH, KW, C) windows back into an (N, C, H, W) image."""
@@ -195,7 +202,10 @@ class Backend:
             if bias is not None:
                 rows = self.xp.concatenate([rows, bias.reshape(o, 1)], axis=1)
             return (planes.T @ rows.T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
-        cols = self._cols_by_group(self.im2col(x, weight.shape[2:], stride, padding, dilation, out_hw), groups)
+        if groups == 1:
+            cols = self.im2col_rows(x, weight.shape[2:], stride, padding, dilation, out_hw)
+        else:
+            cols = self._cols_by_group(self.im2col(x, weight.shape[2:], stride, padding, dilation, out_hw), groups)
         rows = self._weight_rows(weight, groups)
         if groups == 1:
             y = cols @ rows[0].T
@@ -251,10 +261,10 @@ class Backend:
         if c == 1 and not self.launch_bound:
             planes = self._offset_planes(x, kernel_size, stride, padding, dilation, gy.shape[2:])
             return self.xp.ascontiguousarray((planes @ g_rows).T).reshape(o, 1, kh, kw)
-        cols = self._cols_by_group(self.im2col(x, kernel_size, stride, padding, dilation, gy.shape[2:]), groups)
         if groups == 1:
-            gw = (g_rows.T @ cols)[None]
+            gw = (g_rows.T @ self.im2col_rows(x, kernel_size, stride, padding, dilation, gy.shape[2:]))[None]
         else:
+            cols = self._cols_by_group(self.im2col(x, kernel_size, stride, padding, dilation, gy.shape[2:]), groups)
             gw = self.xp.matmul(g_rows.transpose(0, 2, 1), cols)
         gw = gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2)
         return self.xp.ascontiguousarray(gw)

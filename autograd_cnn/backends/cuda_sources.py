@@ -63,6 +63,25 @@ MAX_POOL2D = KernelSource(
     }
     """)
 
+# im2col: the GEMM rows of a convolution, (N * OH * OW, KH * KW * C), zeros in the padding.
+# x is the (N, H, W, C) view of the image in any memory layout (CuPy maps the flat index).
+IM2COL = KernelSource(
+    "autograd_cnn_im2col",
+    "raw T x, " + _GEOMETRY,
+    "T cols",
+    """
+    ptrdiff_t r = i;
+    const int c = r % C; r /= C;
+    const int b = r % KW; r /= KW;
+    const int a = r % KH; r /= KH;
+    const int ow = r % OW; r /= OW;
+    const int oh = r % OH;
+    const ptrdiff_t n = r / OH;
+    const int h = oh * SH - PT + a * DH;
+    const int w = ow * SW - PL + b * DW;
+    cols = (h >= 0 && h < H && w >= 0 && w < W) ? x[((n * H + h) * W + w) * C + c] : (T)0;
+    """)
+
 # The loops of an adjoint: input element (n, h, w, c) gathers from every window that holds
 # it, so no two threads write one element (no atomics) and the sum keeps the order of the
 # generic kernels: offsets (a, b) in row-major order.
@@ -204,5 +223,5 @@ SGD_MOMENTUM = KernelSource(
     p -= lr * (nesterov ? g + momentum * buf : buf);
     """, arrays=("g",))
 
-ALL = (MAX_POOL2D, COL2IM, MAX_POOL2D_SCATTER, ONE_HOT, SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD,
+ALL = (MAX_POOL2D, IM2COL, COL2IM, MAX_POOL2D_SCATTER, ONE_HOT, SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD,
        RELU_WITH_MASK, RELU_GRAD, RMSPROP, ADAM, SGD_MOMENTUM)

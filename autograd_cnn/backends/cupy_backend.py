@@ -40,6 +40,7 @@ class CupyBackend(Backend):
         self._scalars: dict = {}
         self.fused_kernels = os.environ.get(FUSED_ENV_VAR, "1").strip() != "0"
         self._kernels: dict = {}
+        self._ones_cache: dict = {}
         self._error_flag: Any = None  # a device int32, set by a kernel that found a bad input
         self._pending_checks: list = []  # (op, classes, target) read since the flag was last read
 
@@ -92,8 +93,8 @@ class CupyBackend(Backend):
         return self._error_flag
 
     # --- fused kernels ----------------------------------------------------------
-    # Raw (indexed) arguments go as flat views of C-contiguous arrays: the kernels index
-    # them by hand, with the offsets of a channels-last layout.
+    # The kernels index raw arguments by hand with a flat index in C order (CuPy maps it to
+    # the array's own strides); C-contiguous arrays make that a plain offset.
     def _kernel(self, source: cuda_sources.KernelSource) -> Any:
         kernel = self._kernels.get(source.name)
         if kernel is None:  # CuPy compiles it on the first call (and caches it on disk)
@@ -112,13 +113,24 @@ class CupyBackend(Backend):
         return (h, w, c, out_hw[0], out_hw[1], kernel_size[0], kernel_size[1], stride[0], stride[1],
                 padding[0][0], padding[1][0], dilation[0], dilation[1])
 
+    def im2col_rows(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
+                    out_hw: tuple) -> Any:
+        if not self._fuses(x):
+            return super().im2col_rows(x, kernel_size, stride, padding, dilation, out_hw)
+        n, c = x.shape[0], x.shape[1]
+        cols = cupy.empty((n * out_hw[0] * out_hw[1], kernel_size[0] * kernel_size[1] * c), dtype=x.dtype)
+        xh = x.transpose(0, 2, 3, 1)  # read in place, padding included: no padded copy
+        geometry = self._geometry(xh.shape, out_hw, kernel_size, stride, padding, dilation)
+        self._kernel(cuda_sources.IM2COL)(xh, *geometry, cols)
+        return cols
+
     def col2im(self, cols: Any, in_shape: tuple, stride: tuple, padding: tuple, dilation: tuple) -> Any:
         if not (self._fuses(cols) and cols.flags.c_contiguous):
             return super().col2im(cols, in_shape, stride, padding, dilation)
         n, oh, ow, kh, kw, c = cols.shape
         x = cupy.empty((n, in_shape[2], in_shape[3], c), dtype=cols.dtype)
         geometry = self._geometry(x.shape, (oh, ow), (kh, kw), stride, padding, dilation)
-        self._kernel(cuda_sources.COL2IM)(cols.reshape(-1), *geometry, x)
+        self._kernel(cuda_sources.COL2IM)(cols, *geometry, x)
         return x.transpose(0, 3, 1, 2)
 
     def _max_pool(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
@@ -129,7 +141,7 @@ class CupyBackend(Backend):
         size = kernel_size[0] * kernel_size[1]
         mask = cupy.empty((size,) + y.shape if want_mask else (1,), dtype=bool)
         geometry = self._geometry(xh.shape, out_hw, kernel_size, stride, padding, dilation)
-        self._kernel(cuda_sources.MAX_POOL2D)(xh.reshape(-1), *geometry, int(want_mask), y, mask.reshape(-1))
+        self._kernel(cuda_sources.MAX_POOL2D)(xh, *geometry, int(want_mask), y, mask)
         return y.transpose(0, 3, 1, 2), mask
 
     def max_pool2d(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
@@ -151,8 +163,7 @@ class CupyBackend(Backend):
         gyh = cupy.ascontiguousarray(gy.transpose(0, 2, 3, 1))
         gx = cupy.empty((in_shape[0], in_shape[2], in_shape[3], in_shape[1]), dtype=gy.dtype)
         geometry = self._geometry(gx.shape, gyh.shape[1:3], kernel_size, stride, padding, dilation)
-        self._kernel(cuda_sources.MAX_POOL2D_SCATTER)(gyh.reshape(-1), cupy.ascontiguousarray(mask).reshape(-1),
-                                                      *geometry, gyh.size, gx)
+        self._kernel(cuda_sources.MAX_POOL2D_SCATTER)(gyh, cupy.ascontiguousarray(mask), *geometry, gyh.size, gx)
         return gx.transpose(0, 3, 1, 2)
 
     def one_hot(self, op: str, target: Any, classes: int, on: float, off: float, dtype: Any) -> Any:
@@ -161,8 +172,7 @@ class CupyBackend(Backend):
             return super().one_hot(op, target, classes, on, off, dtype)
         if q.size:  # the flag and the check list are for kernels that ran
             target = cupy.ascontiguousarray(target)
-            self._kernel(cuda_sources.ONE_HOT)(target.reshape(-1), classes, on, off, q,
-                                               self._flag_for(op, classes, target))
+            self._kernel(cuda_sources.ONE_HOT)(target, classes, on, off, q, self._flag_for(op, classes, target))
         return q
 
     def relu_with_mask(self, x: Any) -> tuple:
@@ -185,7 +195,7 @@ class CupyBackend(Backend):
             return super().softmax_cross_entropy(z, q)
         loss = cupy.empty(z.shape[:-1], dtype=z.dtype)
         self._kernel(cuda_sources.SOFTMAX_CROSS_ENTROPY)(
-            cupy.ascontiguousarray(z).reshape(-1), cupy.ascontiguousarray(q).reshape(-1), z.shape[-1], loss)
+            cupy.ascontiguousarray(z), cupy.ascontiguousarray(q), z.shape[-1], loss)
         return loss
 
     def softmax_cross_entropy_grad(self, z: Any, q: Any, g: Any, q_sums_to_one: bool) -> Any:
@@ -193,14 +203,27 @@ class CupyBackend(Backend):
             return super().softmax_cross_entropy_grad(z, q, g, q_sums_to_one)
         gz = cupy.empty(z.shape, dtype=z.dtype)
         self._kernel(cuda_sources.SOFTMAX_CROSS_ENTROPY_GRAD)(
-            cupy.ascontiguousarray(z).reshape(-1), cupy.ascontiguousarray(q).reshape(-1),
-            cupy.ascontiguousarray(g).reshape(-1), z.shape[-1], int(q_sums_to_one), gz)
+            cupy.ascontiguousarray(z), cupy.ascontiguousarray(q), cupy.ascontiguousarray(g), z.shape[-1],
+            int(q_sums_to_one), gz)
         return gz
 
     def channel_sum(self, x: Any) -> Any:
-        if x.strides[1] == x.itemsize or not self.fused_kernels:
+        if not self._fuses(x):
             return super().channel_sum(x)
-        return x.sum(axis=(0, 2, 3))  # one reduction kernel; einsum costs several launches here
+        if x.strides[1] != x.itemsize:
+            return x.sum(axis=(0, 2, 3))  # one reduction kernel; einsum takes several launches here
+        rows = x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+        return self._ones(rows.shape[0], x.dtype) @ rows
+
+    def _ones(self, length: int, dtype: Any) -> Any:
+        """A vector of ones, kept: a product with it sums rows, and making it is two launches."""
+        key = (length, str(dtype))
+        ones = self._ones_cache.get(key)
+        if ones is None:
+            if len(self._ones_cache) > 16:
+                self._ones_cache.clear()
+            ones = self._ones_cache[key] = cupy.ones(length, dtype=dtype)
+        return ones
 
     def rmsprop_update(self, p: Any, g: Any, square_avg: Any, buf: Any, lr: float, alpha: float,
                        eps: float, momentum: float) -> None:

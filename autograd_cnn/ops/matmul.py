@@ -65,13 +65,14 @@ class Linear(Function):
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
         gx = gy @ weight if ctx.needs_input_grad[0] else None
+        # Rows of a batch of any shape; a 2-D batch (the usual case) needs no reshape op.
+        g2 = gy if gy.ndim == 2 else gy.reshape((-1, gy.shape[-1]))
         gw = None
         if ctx.needs_input_grad[1]:
-            x2 = x.reshape((-1, x.shape[-1]))
-            gw = gy.reshape((-1, gy.shape[-1])).T @ x2
+            gw = g2.T @ (x if x.ndim == 2 else x.reshape((-1, x.shape[-1])))
         if len(ctx.needs_input_grad) == 2:
             return gx, gw
-        gb = gy.reshape((-1, gy.shape[-1])).sum(axis=0) if ctx.needs_input_grad[2] else None
+        gb = g2.sum(axis=0) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
 
