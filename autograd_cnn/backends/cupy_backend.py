@@ -259,4 +259,5 @@ class CupyBackend(Backend):
         name = props["name"]
         return {"backend": self.name, "cupy": cupy.__version__,
                 "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
-                "device": name.decode() if isinstance(name, bytes) else str(name)}
+                "device": name.decode() if isinstance(name, bytes) else str(name),
+                "fused_kernels": "on" if self.fused_kernels else "off"}
