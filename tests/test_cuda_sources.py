@@ -102,12 +102,14 @@ def _geometry(n_h_w_c, out_hw, kernel, stride, padding, dilation) -> tuple:
             padding[1][0], dilation[0], dilation[1])
 
 
+def _tied_image(rng, hw) -> np.ndarray:
+    """Small integers: many ties, so the first-maximum rule is exercised."""
+    return rng.integers(-3, 4, size=(2, 3) + hw).astype(np.float32)
+
+
 @pytest.mark.parametrize("kernel,stride,padding,dilation,hw", GEOMETRIES)
 def test_max_pool_kernel_matches_numpy(kernels, kernel, stride, padding, dilation, hw):
-    rng = np.random.default_rng(0)
-    # Small integers: many ties, so the first-maximum rule is exercised.
-    x = rng.integers(-3, 4, size=(2, 3) + hw).astype(np.float32)
-    out_hw = _out_hw(kernel, stride, padding, dilation, hw)
+    x, out_hw = _tied_image(np.random.default_rng(0), hw), _out_hw(kernel, stride, padding, dilation, hw)
     y_ref, mask_ref = NP.max_pool2d_with_mask(x, kernel, stride, padding, dilation, out_hw)
     xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     y = np.full((2,) + out_hw + (3,), np.nan, dtype=np.float32)
@@ -121,8 +123,7 @@ def test_max_pool_kernel_matches_numpy(kernels, kernel, stride, padding, dilatio
 @pytest.mark.parametrize("kernel,stride,padding,dilation,hw", GEOMETRIES)
 def test_max_pool_scatter_kernel_matches_numpy(kernels, kernel, stride, padding, dilation, hw):
     rng = np.random.default_rng(1)
-    x = rng.integers(-3, 4, size=(2, 3) + hw).astype(np.float32)
-    out_hw = _out_hw(kernel, stride, padding, dilation, hw)
+    x, out_hw = _tied_image(rng, hw), _out_hw(kernel, stride, padding, dilation, hw)
     _, mask = NP.max_pool2d_with_mask(x, kernel, stride, padding, dilation, out_hw)
     gy = rng.standard_normal((2, 3) + out_hw).astype(np.float32)
     gx_ref = NP.max_pool2d_scatter(gy, mask, x.shape, kernel, stride, padding, dilation)

@@ -29,17 +29,24 @@ class KernelSource:
 _GEOMETRY = ("int32 H, int32 W, int32 C, int32 OH, int32 OW, int32 KH, int32 KW, "
              "int32 SH, int32 SW, int32 PT, int32 PL, int32 DH, int32 DW")
 
+
+
+def _element(row: str, col: str, rows: str, cols: str) -> str:
+    """CUDA lines that split the flat index i of an (N, rows, cols, C) array into n, row, col, c."""
+    return f"""
+    ptrdiff_t r = i;
+    const int c = r % C; r /= C;
+    const int {col} = r % {cols}; r /= {cols};
+    const int {row} = r % {rows};
+    const ptrdiff_t n = r / {rows};"""
+
+
 # One output element (n, oh, ow, c); padded positions are skipped, as if they held -inf.
 MAX_POOL2D = KernelSource(
     "autograd_cnn_max_pool2d",
     "raw T x, " + _GEOMETRY + ", int32 want_mask",
     "T y, raw bool mask",
-    """
-    ptrdiff_t r = i;
-    const int c = r % C; r /= C;
-    const int ow = r % OW; r /= OW;
-    const int oh = r % OH;
-    const ptrdiff_t n = r / OH;
+    _element("oh", "ow", "OH", "OW") + """
     T best = 0;
     int arg = -1;
     for (int a = 0; a < KH; ++a) {
@@ -85,12 +92,7 @@ IM2COL = KernelSource(
 # The loops of an adjoint: input element (n, h, w, c) gathers from every window that holds
 # it, so no two threads write one element (no atomics) and the sum keeps the order of the
 # generic kernels: offsets (a, b) in row-major order.
-_WINDOWS_HOLDING_ELEMENT = """
-    ptrdiff_t r = i;
-    const int c = r % C; r /= C;
-    const int w = r % W; r /= W;
-    const int h = r % H;
-    const ptrdiff_t n = r / H;
+_WINDOWS_HOLDING_ELEMENT = _element("h", "w", "H", "W") + """
     T acc = 0;
     for (int a = 0; a < KH; ++a) {
         const int t = h + PT - a * DH;
