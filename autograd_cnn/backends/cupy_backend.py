@@ -47,16 +47,21 @@ class CupyBackend(Backend):
     def is_array(self, obj: Any) -> bool:
         return isinstance(obj, cupy.ndarray)
 
+    @staticmethod
+    def _kept(cache: dict, key: Any, make: Any, limit: int) -> Any:
+        """cache[key], made by make() the first time; the cache starts over past ``limit`` entries."""
+        array = cache.get(key)
+        if array is None:
+            if len(cache) > limit:
+                cache.clear()
+            array = cache[key] = make()
+        return array
+
     def scalar(self, value: bool | int | float, dtype: Any = None) -> Any:
         # Each new 0-d device array is a host -> GPU copy; a Python number in the training
         # loop (x * 0.5, 1 - p) would pay it every step, so keep the few that recur.
         key = (type(value), value, None if dtype is None else str(dtype))
-        array = self._scalars.get(key)
-        if array is None:
-            if len(self._scalars) > 1024:
-                self._scalars.clear()
-            array = self._scalars[key] = cupy.asarray(value, dtype=dtype)
-        return array
+        return self._kept(self._scalars, key, lambda: cupy.asarray(value, dtype=dtype), 1024)
 
     def to_host(self, array: Any) -> Any:
         self.raise_pending_errors()
@@ -104,7 +109,7 @@ class CupyBackend(Backend):
 
     def _fuses(self, *arrays: Any) -> bool:
         """Whether the fused kernels apply: they are on, and the arrays are float32 or float64."""
-        return self.fused_kernels and all(a.dtype.kind == "f" and a.dtype.itemsize >= 4 for a in arrays)
+        return self.fused_kernels and all(_fusable(a.dtype) for a in arrays)
 
     @staticmethod
     def _geometry(shape_nhwc: tuple, out_hw: tuple, kernel_size: tuple, stride: tuple, padding: tuple,
@@ -167,9 +172,9 @@ class CupyBackend(Backend):
         return gx.transpose(0, 3, 1, 2)
 
     def one_hot(self, op: str, target: Any, classes: int, on: float, off: float, dtype: Any) -> Any:
-        q = cupy.empty(target.shape + (classes,), dtype=dtype)
-        if not (self._fuses(q) and target.dtype.kind in "iub"):
+        if not (self.fused_kernels and _fusable(cupy.dtype(dtype)) and target.dtype.kind in "iub"):
             return super().one_hot(op, target, classes, on, off, dtype)
+        q = cupy.empty(target.shape + (classes,), dtype=dtype)
         if q.size:  # the flag and the check list are for kernels that ran
             target = cupy.ascontiguousarray(target)
             self._kernel(cuda_sources.ONE_HOT)(target, classes, on, off, q, self._flag_for(op, classes, target))
@@ -217,13 +222,7 @@ class CupyBackend(Backend):
 
     def _ones(self, length: int, dtype: Any) -> Any:
         """A vector of ones, kept: a product with it sums rows, and making it is two launches."""
-        key = (length, str(dtype))
-        ones = self._ones_cache.get(key)
-        if ones is None:
-            if len(self._ones_cache) > 16:
-                self._ones_cache.clear()
-            ones = self._ones_cache[key] = cupy.ones(length, dtype=dtype)
-        return ones
+        return self._kept(self._ones_cache, (length, str(dtype)), lambda: cupy.ones(length, dtype=dtype), 16)
 
     def rmsprop_update(self, p: Any, g: Any, square_avg: Any, buf: Any, lr: float, alpha: float,
                        eps: float, momentum: float) -> None:
@@ -261,3 +260,8 @@ class CupyBackend(Backend):
                 "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
                 "device": name.decode() if isinstance(name, bytes) else str(name),
                 "fused_kernels": "on" if self.fused_kernels else "off"}
+
+
+def _fusable(dtype: Any) -> bool:
+    """The fused kernels are compiled for float32 and float64 (CuPy binds T to either)."""
+    return dtype.kind == "f" and dtype.itemsize >= 4
