@@ -96,12 +96,6 @@ def _out_hw(kernel, stride, padding, dilation, hw) -> tuple:
                  for size, k, s, pad, d in zip(hw, kernel, stride, padding, dilation))
 
 
-def _geometry(n_h_w_c, out_hw, kernel, stride, padding, dilation) -> tuple:
-    _, h, w, c = n_h_w_c
-    return (h, w, c, out_hw[0], out_hw[1], kernel[0], kernel[1], stride[0], stride[1], padding[0][0],
-            padding[1][0], dilation[0], dilation[1])
-
-
 def _tied_image(rng, hw) -> np.ndarray:
     """Small integers: many ties, so the first-maximum rule is exercised."""
     return rng.integers(-3, 4, size=(2, 3) + hw).astype(np.float32)
@@ -115,7 +109,7 @@ def test_max_pool_kernel_matches_numpy(kernels, kernel, stride, padding, dilatio
     y = np.full((2,) + out_hw + (3,), np.nan, dtype=np.float32)
     mask = np.zeros((kernel[0] * kernel[1],) + y.shape, dtype=bool)
     _run(kernels, cuda_sources.MAX_POOL2D, y.size, xh,
-         *_geometry(xh.shape, out_hw, kernel, stride, padding, dilation), 1, y, mask)
+         *cuda_sources.geometry(xh.shape, out_hw, kernel, stride, padding, dilation), 1, y, mask)
     np.testing.assert_array_equal(y.transpose(0, 3, 1, 2), y_ref)
     np.testing.assert_array_equal(mask, mask_ref)
 
@@ -130,7 +124,7 @@ def test_max_pool_scatter_kernel_matches_numpy(kernels, kernel, stride, padding,
     gyh = np.ascontiguousarray(gy.transpose(0, 2, 3, 1))
     gx = np.full((2,) + hw + (3,), np.nan, dtype=np.float32)
     _run(kernels, cuda_sources.MAX_POOL2D_SCATTER, gx.size, gyh, np.ascontiguousarray(mask),
-         *_geometry(gx.shape, out_hw, kernel, stride, padding, dilation), gyh.size, gx)
+         *cuda_sources.geometry(gx.shape, out_hw, kernel, stride, padding, dilation), gyh.size, gx)
     np.testing.assert_array_equal(gx.transpose(0, 3, 1, 2), gx_ref)
 
 
@@ -141,7 +135,8 @@ def test_col2im_kernel_matches_numpy(kernels, kernel, stride, padding, dilation,
     cols = rng.standard_normal((2,) + out_hw + kernel + (3,)).astype(np.float32)
     ref = NP.col2im(cols, (2, 3) + hw, stride, padding, dilation)
     x = np.full((2,) + hw + (3,), np.nan, dtype=np.float32)
-    _run(kernels, cuda_sources.COL2IM, x.size, cols, *_geometry(x.shape, out_hw, kernel, stride, padding, dilation), x)
+    window = cuda_sources.geometry(x.shape, out_hw, kernel, stride, padding, dilation)
+    _run(kernels, cuda_sources.COL2IM, x.size, cols, *window, x)
     np.testing.assert_array_equal(x.transpose(0, 3, 1, 2), ref)
 
 
@@ -232,6 +227,6 @@ def test_im2col_kernel_matches_numpy(kernels, kernel, stride, padding, dilation,
     ref = NP.im2col_rows(x, kernel, stride, padding, dilation, out_hw)
     xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     cols = np.full(ref.shape, np.nan, dtype=np.float32)
-    _run(kernels, cuda_sources.IM2COL, cols.size, xh, *_geometry(xh.shape, out_hw, kernel, stride, padding, dilation),
-         cols)
+    window = cuda_sources.geometry(xh.shape, out_hw, kernel, stride, padding, dilation)
+    _run(kernels, cuda_sources.IM2COL, cols.size, xh, *window, cols)
     np.testing.assert_array_equal(cols, ref)

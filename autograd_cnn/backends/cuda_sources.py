@@ -30,6 +30,14 @@ _GEOMETRY = ("int32 H, int32 W, int32 C, int32 OH, int32 OW, int32 KH, int32 KW,
              "int32 SH, int32 SW, int32 PT, int32 PL, int32 DH, int32 DW")
 
 
+def geometry(shape_nhwc: tuple, out_hw: tuple, kernel_size: tuple, stride: tuple, padding: tuple,
+             dilation: tuple) -> tuple:
+    """The values of the window parameters above, in their order, for an (N, H, W, C) image."""
+    _, h, w, c = shape_nhwc
+    return (h, w, c, out_hw[0], out_hw[1], kernel_size[0], kernel_size[1], stride[0], stride[1],
+            padding[0][0], padding[1][0], dilation[0], dilation[1])
+
+
 
 def _element(row: str, col: str, rows: str, cols: str) -> str:
     """CUDA lines that split the flat index i of an (N, rows, cols, C) array into n, row, col, c."""

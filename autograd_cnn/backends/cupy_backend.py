@@ -111,13 +111,6 @@ class CupyBackend(Backend):
         """Whether the fused kernels apply: they are on, and the arrays are float32 or float64."""
         return self.fused_kernels and all(_fusable(a.dtype) for a in arrays)
 
-    @staticmethod
-    def _geometry(shape_nhwc: tuple, out_hw: tuple, kernel_size: tuple, stride: tuple, padding: tuple,
-                  dilation: tuple) -> tuple:
-        _, h, w, c = shape_nhwc
-        return (h, w, c, out_hw[0], out_hw[1], kernel_size[0], kernel_size[1], stride[0], stride[1],
-                padding[0][0], padding[1][0], dilation[0], dilation[1])
-
     def im2col_rows(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
                     out_hw: tuple) -> Any:
         if not self._fuses(x):
@@ -125,7 +118,7 @@ class CupyBackend(Backend):
         n, c = x.shape[0], x.shape[1]
         cols = cupy.empty((n * out_hw[0] * out_hw[1], kernel_size[0] * kernel_size[1] * c), dtype=x.dtype)
         xh = x.transpose(0, 2, 3, 1)  # read in place, padding included: no padded copy
-        geometry = self._geometry(xh.shape, out_hw, kernel_size, stride, padding, dilation)
+        geometry = cuda_sources.geometry(xh.shape, out_hw, kernel_size, stride, padding, dilation)
         self._kernel(cuda_sources.IM2COL)(xh, *geometry, cols)
         return cols
 
@@ -134,7 +127,7 @@ class CupyBackend(Backend):
             return super().col2im(cols, in_shape, stride, padding, dilation)
         n, oh, ow, kh, kw, c = cols.shape
         x = cupy.empty((n, in_shape[2], in_shape[3], c), dtype=cols.dtype)
-        geometry = self._geometry(x.shape, (oh, ow), (kh, kw), stride, padding, dilation)
+        geometry = cuda_sources.geometry(x.shape, (oh, ow), (kh, kw), stride, padding, dilation)
         self._kernel(cuda_sources.COL2IM)(cols, *geometry, x)
         return x.transpose(0, 3, 1, 2)
 
@@ -145,7 +138,7 @@ class CupyBackend(Backend):
         y = cupy.empty((n, out_hw[0], out_hw[1], c), dtype=x.dtype)
         size = kernel_size[0] * kernel_size[1]
         mask = cupy.empty((size,) + y.shape if want_mask else (1,), dtype=bool)
-        geometry = self._geometry(xh.shape, out_hw, kernel_size, stride, padding, dilation)
+        geometry = cuda_sources.geometry(xh.shape, out_hw, kernel_size, stride, padding, dilation)
         self._kernel(cuda_sources.MAX_POOL2D)(xh, *geometry, int(want_mask), y, mask)
         return y.transpose(0, 3, 1, 2), mask
 
@@ -167,7 +160,7 @@ class CupyBackend(Backend):
             return super().max_pool2d_scatter(gy, mask, in_shape, kernel_size, stride, padding, dilation)
         gyh = cupy.ascontiguousarray(gy.transpose(0, 2, 3, 1))
         gx = cupy.empty((in_shape[0], in_shape[2], in_shape[3], in_shape[1]), dtype=gy.dtype)
-        geometry = self._geometry(gx.shape, gyh.shape[1:3], kernel_size, stride, padding, dilation)
+        geometry = cuda_sources.geometry(gx.shape, gyh.shape[1:3], kernel_size, stride, padding, dilation)
         self._kernel(cuda_sources.MAX_POOL2D_SCATTER)(gyh, cupy.ascontiguousarray(mask), *geometry, gyh.size, gx)
         return gx.transpose(0, 3, 1, 2)
 
