@@ -152,7 +152,7 @@ class SGD(Optimizer):
             p -= group["lr"] * (g + momentum * buf if group["nesterov"] else buf)
         else:
             backend.sgd_momentum_update(p, g, state["momentum_buffer"], group["lr"], momentum,
-                                              group["dampening"], group["nesterov"])
+                                        group["dampening"], group["nesterov"])
 
 
 class RMSprop(Optimizer):
@@ -175,7 +175,7 @@ class RMSprop(Optimizer):
             if buf is None:
                 buf = state["momentum_buffer"] = backend.xp.zeros_like(p)
         backend.rmsprop_update(p, g, state["square_avg"], buf, group["lr"], group["alpha"], group["eps"],
-                                     group["momentum"])
+                               group["momentum"])
 
 
 class Adam(Optimizer):
@@ -199,8 +199,7 @@ class Adam(Optimizer):
         t = state["step"]
         # The bias corrections are host numbers: the update stays one pass on the device.
         backend.adam_update(p, g, state["exp_avg"], state["exp_avg_sq"], (b1, b2),
-                                  step_size=lr / (1 - b1 ** t), bias2_sqrt=math.sqrt(1 - b2 ** t),
-                                  eps=group["eps"])
+                            step_size=lr / (1 - b1 ** t), bias2_sqrt=math.sqrt(1 - b2 ** t), eps=group["eps"])
 
 
 class AdamW(Adam):
