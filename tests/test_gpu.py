@@ -117,6 +117,18 @@ def test_bad_class_index_on_the_gpu_is_reported_at_the_next_read():
 
 
 @needs_gpu
+def test_bad_class_index_changed_in_place_before_the_read_is_still_reported():
+    import autograd_cnn.functional as F
+
+    z = ag.tensor(np.zeros((2, 3), dtype=np.float32), backend="cupy")
+    target = ag.tensor([0, 3], backend="cupy")
+    loss = F.cross_entropy(z, target)
+    target.data[1] = 1  # the values the kernel saw are gone; the error is not
+    with pytest.raises(ag.ShapeError, match=r"cross_entropy: a class index outside \[0, 2\] was found on the GPU"):
+        loss.item()
+
+
+@needs_gpu
 def test_training_step_never_waits_for_the_gpu():
     import cupyx
 

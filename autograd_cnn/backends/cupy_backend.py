@@ -88,6 +88,9 @@ class CupyBackend(Backend):
             if low < 0 or high >= classes:
                 raise ShapeError(_class_range_message(op, classes, low, high)
                                  + " (found on the GPU and reported at this read of a value)")
+        op, classes, _ = pending[-1]  # the targets were changed in place since: no values to show
+        raise ShapeError(f"{op}: a class index outside [0, {classes - 1}] was found on the GPU "
+                         "(reported at this read of a value; the targets have changed since)")
 
     def _flag_for(self, op: str, classes: int, target: Any) -> Any:
         if self._error_flag is None:
