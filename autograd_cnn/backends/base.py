@@ -154,11 +154,13 @@ class Backend:
                 out[self._window_slice(i, j, stride, dilation, (oh, ow))] += cols[:, :, :, i, j, :]
         return out[:, top:top + h, left:left + w, :].transpose(0, 3, 1, 2)
 
-    def _cols_by_group(self, windows: Any, groups: int) -> Any:
-        """Windows (N, OH, OW, KH, KW, C) as GEMM rows: (M, K) for one group, else (G, M, K/G)."""
-        n, oh, ow, kh, kw, c = windows.shape
+    def _gemm_cols(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
+                   out_hw: tuple, groups: int) -> Any:
+        """The windows of x as GEMM rows: (M, K) for one group (im2col_rows), else (G, M, K/G)."""
         if groups == 1:
-            return windows.reshape(n * oh * ow, kh * kw * c)
+            return self.im2col_rows(x, kernel_size, stride, padding, dilation, out_hw)
+        windows = self.im2col(x, kernel_size, stride, padding, dilation, out_hw)
+        n, oh, ow, kh, kw, c = windows.shape
         per_group = windows.reshape(n, oh, ow, kh, kw, groups, c // groups)
         return per_group.transpose(5, 0, 1, 2, 3, 4, 6).reshape(groups, n * oh * ow, kh * kw * (c // groups))
 
@@ -202,10 +204,7 @@ class Backend:
             if bias is not None:
                 rows = self.xp.concatenate([rows, bias.reshape(o, 1)], axis=1)
             return (planes.T @ rows.T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
-        if groups == 1:
-            cols = self.im2col_rows(x, weight.shape[2:], stride, padding, dilation, out_hw)
-        else:
-            cols = self._cols_by_group(self.im2col(x, weight.shape[2:], stride, padding, dilation, out_hw), groups)
+        cols = self._gemm_cols(x, weight.shape[2:], stride, padding, dilation, out_hw, groups)
         rows = self._weight_rows(weight, groups)
         if groups == 1:
             y = cols @ rows[0].T
@@ -261,10 +260,10 @@ class Backend:
         if c == 1 and not self.launch_bound:
             planes = self._offset_planes(x, kernel_size, stride, padding, dilation, gy.shape[2:])
             return self.xp.ascontiguousarray((planes @ g_rows).T).reshape(o, 1, kh, kw)
+        cols = self._gemm_cols(x, kernel_size, stride, padding, dilation, gy.shape[2:], groups)
         if groups == 1:
-            gw = (g_rows.T @ self.im2col_rows(x, kernel_size, stride, padding, dilation, gy.shape[2:]))[None]
+            gw = (g_rows.T @ cols)[None]
         else:
-            cols = self._cols_by_group(self.im2col(x, kernel_size, stride, padding, dilation, gy.shape[2:]), groups)
             gw = self.xp.matmul(g_rows.transpose(0, 2, 1), cols)
         gw = gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2)
         return self.xp.ascontiguousarray(gw)
@@ -385,16 +384,23 @@ class Backend:
         """ReLU's backward: gy times the mask."""
         return gy * positive
 
+    def softmax(self, x: Any, axis: int) -> Any:
+        """e^x / sum e^x along an axis, with the maximum taken out first (no overflow)."""
+        e = self.xp.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+
+    def log_softmax(self, x: Any, axis: int) -> Any:
+        """x - log sum e^x along an axis, stable in the same way."""
+        shifted = x - x.max(axis=axis, keepdims=True)
+        return shifted - self.xp.log(self.xp.exp(shifted).sum(axis=axis, keepdims=True))
+
     def softmax_cross_entropy(self, z: Any, q: Any) -> Any:
         """-sum_c q log softmax(z) over the last axis: one loss per row."""
-        shifted = z - z.max(axis=-1, keepdims=True)
-        log_p = shifted - self.xp.log(self.xp.exp(shifted).sum(axis=-1, keepdims=True))
-        return -(q * log_p).sum(axis=-1)
+        return -(q * self.log_softmax(z, -1)).sum(axis=-1)
 
     def softmax_cross_entropy_grad(self, z: Any, q: Any, g: Any, q_sums_to_one: bool) -> Any:
         """(softmax(z) * sum_c q - q) * g, per row; the sum is taken as 1 when q is known to sum to 1."""
-        e = self.xp.exp(z - z.max(axis=-1, keepdims=True))
-        p = e / e.sum(axis=-1, keepdims=True)
+        p = self.softmax(z, -1)
         if not q_sums_to_one:
             p *= q.sum(axis=-1, keepdims=True)
         return (p - q) * g[..., None]

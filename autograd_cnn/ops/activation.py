@@ -149,9 +149,7 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, x, axis=-1):
         _check_axis("Softmax", x, axis)
-        xp = ctx.xp
-        e = xp.exp(x - x.max(axis=axis, keepdims=True))
-        y = e / e.sum(axis=axis, keepdims=True)
+        y = ctx.backend.softmax(x, axis)
         ctx.axis = axis
         ctx.save_for_backward(y)
         return y
@@ -168,7 +166,7 @@ class LogSoftmax(Function):
     def forward(ctx, x, axis=-1):
         _check_axis("LogSoftmax", x, axis)
         ctx.axis = axis
-        y = _log_softmax(ctx.xp, x, axis)
+        y = ctx.backend.log_softmax(x, axis)
         ctx.save_for_backward(y)
         return y
 
@@ -182,11 +180,6 @@ def _check_axis(op: str, x: Any, axis: int) -> None:
     if not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
         raise ShapeError(f"{op}: axis {axis!r} is out of range for a tensor of shape {shape_str(x.shape)}; "
                          f"use an int from {-x.ndim} to {x.ndim - 1}")
-
-
-def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def relu(x: Any) -> Any:
