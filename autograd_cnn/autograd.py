@@ -7,7 +7,7 @@ reverse topological order without recursion.
 """
 from __future__ import annotations
 
-import weakref
+import gc
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -96,7 +96,7 @@ class enable_grad(no_grad):
 
 
 _FLOAT32 = "float32"  # what Python floats become, as in PyTorch
-_OUTPUT = object()  # marks "the op's own output" among saved values
+_NEEDS: dict[tuple, tuple] = {}  # the needs_input_grad tuples, shared by the nodes
 
 
 class Context:
@@ -105,12 +105,17 @@ class Context:
     ``inputs`` are the input tensors, ``saved_tensors`` the values forward saved (as
     tensors, so a ``create_graph=True`` backward can differentiate through them), and
     any attribute forward sets (``ctx.axis = axis``) is there for backward and the renderer.
+
+    A node holds no reference to its output tensor: the output holds the node (``grad_fn``),
+    and a link back would be a cycle, or one more object per op (a weak reference) for the
+    cycle collector to scan. Backward finds each node's output on the way, as the input of
+    the node it came from, and sets ``output`` for the time that node's backward runs.
     """
 
     # The engine's own fields live in slots (fast, and a backward that frees saved values
     # does not grow each node's __dict__); an op's own attributes (ctx.axis) go in __dict__.
     __slots__ = ("fn", "backend", "params", "scope", "records", "inputs", "needs_input_grad", "_saved",
-                 "_output", "freed", "out_backend", "__dict__", "__weakref__")
+                 "output", "freed", "out_backend", "__dict__", "__weakref__")
 
     def __init__(self, fn: type, backend: Any, params: dict | None = None) -> None:
         self.fn = fn
@@ -120,7 +125,7 @@ class Context:
         self.records = False  # set by apply before forward: will backward run through this node?
         self.inputs: tuple = ()  # apply fills these three when it records the node
         self.needs_input_grad: tuple = ()
-        self._output: Any = None
+        self.output: Any = None  # the output tensor, while backward runs through this node
         self._saved: tuple | None = ()
         self.freed = False
         self.out_backend: Any = None  # an op whose output lives elsewhere (ToBackend) sets this
@@ -135,6 +140,8 @@ class Context:
 
     def save_for_backward(self, *values: Any) -> None:
         """Keep arrays (inputs, the output, or others) for backward."""
+        # Kept as plain arrays: a tuple of arrays is one the cycle collector soon stops
+        # scanning, where a tuple of tensors stays in its every pass over the heap.
         self._saved = values
 
     @property
@@ -143,22 +150,24 @@ class Context:
             raise GraphError(
                 f"{self.name}: its saved values were freed by an earlier backward(). "
                 "Pass retain_graph=True to the first backward() to run backward twice.")
-        out = []
-        for value in self._saved:
-            if value is _OUTPUT:
-                value = self.output
-            elif not isinstance(value, _Tensor):
-                value = _Tensor(value, self.backend)
-            out.append(value)
-        return tuple(out)
+        return tuple([v if isinstance(v, _Tensor) else _Tensor(v, self.backend)
+                      for v in self.saved_sources(self.output)])
 
-    @property
-    def output(self) -> Any:
-        """The tensor this node made (an error if it no longer exists)."""
-        tensor = self._output() if self._output is not None else None
-        if tensor is None:
-            raise GraphError(f"{self.name}: its output tensor no longer exists")
-        return tensor
+    def saved_sources(self, output: Any = None) -> list:
+        """The saved values, each as the graph's tensor that holds it (an input, or ``output``
+        where given), so that a create_graph backward differentiates through it; other
+        values (a mask, an index, the output's array when no ``output`` is given) as they are."""
+        sources = []
+        for value in self._saved:
+            if output is not None and value is output.data:
+                value = output
+            else:
+                for t in self.inputs:
+                    if value is t.data:
+                        value = t
+                        break
+            sources.append(value)
+        return sources
 
     def __repr__(self) -> str:
         return f"<{self.name}Backward>"
@@ -210,10 +219,9 @@ class Function:
         result = _Tensor(out, ctx.out_backend or backend, requires_grad)
         if requires_grad:
             ctx.inputs = tuple(tensors)
-            ctx.needs_input_grad = tuple([t.requires_grad for t in tensors])
-            ctx._output = weakref.ref(result)
-            if ctx._saved:
-                ctx._saved = _link_saved(ctx._saved, arrays, tensors, out)
+            needs = tuple([t.requires_grad for t in tensors])
+            # One shared tuple per pattern: a node's own would be one more object to scan.
+            ctx.needs_input_grad = _NEEDS.setdefault(needs, needs) if len(needs) <= 4 else needs
             result.grad_fn = ctx
         return result
 
@@ -222,22 +230,6 @@ def _two_backends(op: str, first: Any, second: Any) -> BackendError:
     return BackendError(
         f"{op}: inputs live on two backends, {first.name} and {second.name}. Move one with "
         f".to({first.name!r}) or .to({second.name!r}); nothing is copied behind your back.")
-
-
-def _link_saved(values: tuple, arrays: list, tensors: Sequence[Any], out: Any) -> tuple:
-    """Saved input arrays become their input tensors, the output array a marker, so
-    that a create_graph backward differentiates through them; other arrays stay constants."""
-    linked = []
-    for value in values:
-        if value is out:
-            value = _OUTPUT
-        else:
-            for array, tensor in zip(arrays, tensors):
-                if value is array:
-                    value = tensor
-                    break
-        linked.append(value)
-    return tuple(linked)
 
 
 _Tensor: Any = None  # set by tensor.py, which imports this module first
@@ -316,25 +308,36 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
     wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
     found: list = [None] * len(inputs) if inputs is not None else []
     pending: dict[Context, Any] = {}  # node -> the gradient of its output, summed so far
+    made: dict[Context, Any] = {}  # node -> its output tensor, as met on the way
     roots = []
     for out, g in zip(outputs, grads):
         if out.grad_fn is None:
             _deliver(out, g, wanted, found)
             continue
         pending[out.grad_fn] = _accumulate(pending.get(out.grad_fn), g)
+        made[out.grad_fn] = out
         roots.append(out.grad_fn)
 
     previous = _grad_enabled
     _grad_enabled = create_graph
+    # The walk makes no reference cycles, yet its many short-lived gradients and nodes set off
+    # the cycle collector, whose full passes scan the whole heap (slow beside a large library's
+    # objects). Paused for the walk only; the caller's setting comes back in `finally`.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         for node in _topological_order(roots):
             grad = pending.pop(node, None)
             if grad is None:
                 continue
-            output = node._output()
-            if output is not None and (output._retains_grad or (wanted is not None and id(output) in wanted)):
+            node.output = output = made.pop(node)
+            if output._retains_grad or (wanted is not None and id(output) in wanted):
                 _deliver(output, grad, wanted, found)
-            for t, g in zip(node.inputs, _step(node, grad)):
+            try:
+                input_grads = _step(node, grad)
+            finally:
+                node.output = None  # held only for this step: the output holds the node
+            for t, g in zip(node.inputs, input_grads):
                 if g is None:
                     continue
                 parent = t.grad_fn
@@ -344,11 +347,14 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
                     pending[parent] = _accumulate(pending[parent], g)
                 else:
                     pending[parent] = g
+                    made[parent] = t
             if not retain_graph:
                 node._saved = None
                 node.freed = True
     finally:
         _grad_enabled = previous
+        if collecting:
+            gc.enable()
     return found if inputs is not None else None
 
 

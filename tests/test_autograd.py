@@ -2,6 +2,7 @@
 higher-order gradients, and the Tensor API (creation, factories, seeding, conversion)."""
 from __future__ import annotations
 
+import gc
 import math
 import sys
 import weakref
@@ -139,6 +140,51 @@ def test_saved_values_are_freed_after_backward():
     assert mask() is None
     with pytest.raises(GraphError, match="retain_graph=True"):
         y.sum().backward()
+
+
+@pytest.mark.parametrize("run_backward", [False, True])
+def test_a_graph_is_freed_by_reference_counting_alone(backend, run_backward):
+    """No node refers back to its output, so no cycle keeps a dropped graph alive."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        x = ag.tensor([0.5, -1.0], requires_grad=True)
+        h = x.exp()  # Exp saves its own output
+        y = (h.tanh() * x).relu()
+        node, tensor = weakref.ref(h.grad_fn), weakref.ref(h)
+        loss = y.sum()
+        if run_backward:
+            loss.backward()
+        del h, y, loss
+        assert tensor() is None and node() is None
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def test_backward_gives_the_cycle_collector_back_as_it_was(backend):
+    class FailingGrad(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a.copy()
+
+        @staticmethod
+        def backward(ctx, gy):
+            raise RuntimeError("fails on purpose")
+
+    x = ag.tensor([1.0, 2.0], requires_grad=True)
+    assert gc.isenabled()
+    (x * x).sum().backward()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        (x * x).sum().backward()
+        assert not gc.isenabled(), "backward turned on a collector its caller had turned off"
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError, match="fails on purpose"):  # a backward that fails on the way
+        FailingGrad.apply(x).sum().backward()
+    assert gc.isenabled()
 
 
 def test_second_backward_names_retain_graph():

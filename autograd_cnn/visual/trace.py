@@ -90,15 +90,19 @@ class Trace:
         self._by_ctx: dict[int, OpNode] = {}
         # The engine's own order: consumers before producers. Forward order is its reverse.
         self.engine_order = autograd._topological_order([output.grad_fn]) if output.grad_fn is not None else []
+        # A node does not hold its output; each output is the input of some later node (or the root).
+        made = {id(output.grad_fn): output}
+        for ctx in self.engine_order:
+            for t in ctx.inputs:
+                if t.grad_fn is not None:
+                    made[id(t.grad_fn)] = t
         for ctx in reversed(self.engine_order):
             op = OpNode(f"op{len(self.ops)}", ctx)
             self.ops.append(op)
             self._by_ctx[id(ctx)] = op
             for i, t in enumerate(ctx.inputs):
                 op.inputs.append(self._tensor(t, op, i))
-            out = ctx._output() if ctx._output is not None else None
-            if out is None:  # the tensor is gone; draw its place from the node alone
-                out = _Vanished(ctx)
+            out = made[id(ctx)]
             op.output = self._add(out, self._op_output_label(out, op), "intermediate", op)
         self.output = self._by_tensor.get(id(output)) or self._add(output, _leaf_label(output, None, 0), "output")
         self.output.role = "output"
@@ -147,14 +151,11 @@ class Trace:
     def saved(self, op: OpNode) -> list[TensorNode | tuple] | None:
         """What ``op``'s forward saved for backward: tensors of the graph as their nodes, other
         arrays (a mask, an index) as (shape, dtype); None once a backward freed them."""
-        saved = op.ctx._saved
-        if saved is None or op.ctx.freed:
+        if op.ctx._saved is None or op.ctx.freed:
             return None
         out: list = []
-        for value in saved:
-            if value is autograd._OUTPUT:
-                item = op.output
-            elif id(value) in self._by_tensor:
+        for value in op.ctx.saved_sources(op.output.tensor):
+            if id(value) in self._by_tensor:
                 item = self._by_tensor[id(value)]
             else:
                 data = getattr(value, "data", value)
@@ -162,22 +163,6 @@ class Trace:
             if item not in out:
                 out.append(item)
         return out
-
-
-class _Vanished:
-    """Stands in for an op's output tensor that no longer exists."""
-
-    def __init__(self, ctx: Any) -> None:
-        self.name = None
-        self.grad = None
-        self.requires_grad = True
-        self.grad_fn = ctx
-        self.shape: tuple = ()
-        self.dtype = "?"
-        self._retains_grad = False
-
-    def numpy(self) -> Any:
-        return None
 
 
 def _leaf_label(t: Any, consumer: OpNode | None, index: int) -> str:
