@@ -367,14 +367,14 @@ def _step(node: Context, grad: Any) -> tuple:
     if len(input_grads) != len(inputs):
         raise GraphError(f"{node.name}.backward returned {len(input_grads)} gradients "
                          f"for {len(inputs)} inputs")
-    fitted = []
-    for i, (t, g) in enumerate(zip(inputs, input_grads)):
-        if g is None or not t.requires_grad:
-            g = None
-        elif type(g) is not _Tensor or g.data.shape != t.data.shape or g.data.dtype is not t.data.dtype:
-            g = _fit_grad(node, i, t, g)  # the rare case: un-broadcast, or a dtype or type to fix
-        fitted.append(g)
-    input_grads = tuple(fitted)
+    for t, g in zip(inputs, input_grads):
+        # Most gradients arrive ready: None, or a tensor of their input's shape and dtype.
+        if g is not None and (not t.requires_grad or type(g) is not _Tensor or g.data.shape != t.data.shape
+                              or g.data.dtype is not t.data.dtype):
+            # The rare case: un-broadcast, a dtype or type to fix, or an input with no gradient.
+            input_grads = tuple([_fit_grad(node, i, t, g) if g is not None and t.requires_grad else None
+                                 for i, (t, g) in enumerate(zip(inputs, input_grads))])
+            break
     for observer in step_observers:
         observer(node, grad, input_grads)
     return input_grads
