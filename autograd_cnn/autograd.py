@@ -8,6 +8,7 @@ reverse topological order without recursion.
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -102,14 +103,17 @@ _NEEDS: dict[tuple, tuple] = {}  # the needs_input_grad tuples, shared by the no
 class Context:
     """What forward leaves for backward. It is also the graph node: ``tensor.grad_fn``.
 
-    ``inputs`` are the input tensors, ``saved_tensors`` the values forward saved (as
-    tensors, so a ``create_graph=True`` backward can differentiate through them), and
-    any attribute forward sets (``ctx.axis = axis``) is there for backward and the renderer.
+    ``inputs`` are the input tensors (after a backward without ``retain_graph``, a
+    ``ReleasedTensor`` in place of each one another node made), ``saved_tensors`` the
+    values forward saved (as tensors, so a ``create_graph=True`` backward can differentiate
+    through them), and any attribute forward sets (``ctx.axis = axis``) is there for
+    backward and the renderer.
 
     A node holds no reference to its output tensor: the output holds the node (``grad_fn``),
     and a link back would be a cycle, or one more object per op (a weak reference) for the
     cycle collector to scan. Backward finds each node's output on the way, as the input of
-    the node it came from, and sets ``output`` for the time that node's backward runs.
+    the node it came from, and where it is needed sets ``output`` for the time that node's
+    backward runs.
     """
 
     # The engine's own fields live in slots (fast, and a backward that frees saved values
@@ -169,8 +173,60 @@ class Context:
             sources.append(value)
         return sources
 
+    def release(self, stand_ins: dict) -> None:
+        """Free what backward needed here, once it has run through this node without
+        ``retain_graph``: the saved values, and the input tensors that other nodes made. Each
+        of those becomes a ``ReleasedTensor`` (one per tensor, shared through ``stand_ins``), so
+        its memory goes once the last node that read it has run, as in PyTorch, while the
+        graph keeps its shape for the pictures. Leaves, and tensors with a name or
+        ``retain_grad()``, stay."""
+        self._saved = None
+        self.freed = True
+        inputs, changed = [], False
+        for t in self.inputs:
+            if t.grad_fn is not None and t.name is None and not t._retains_grad and type(t) is not ReleasedTensor:
+                stand_in = stand_ins.get(t.grad_fn)
+                if stand_in is None:
+                    stand_in = stand_ins[t.grad_fn] = ReleasedTensor(t)
+                t, changed = stand_in, True
+            inputs.append(t)
+        if changed:
+            self.inputs = tuple(inputs)
+
     def __repr__(self) -> str:
         return f"<{self.name}Backward>"
+
+
+class ReleasedTensor:
+    """A tensor of a graph after a backward that did not retain it: the node that made it,
+    its shape and dtype, but no values (``numpy()`` is None)."""
+
+    __slots__ = ("grad_fn", "shape", "dtype")
+    requires_grad = True
+    name = None  # a named tensor is never released
+    grad = None
+    _retains_grad = False
+
+    def __init__(self, tensor: Any) -> None:
+        self.grad_fn = tensor.grad_fn
+        self.shape = tensor.data.shape
+        self.dtype = tensor.data.dtype
+
+    @property
+    def data(self) -> ReleasedTensor:
+        """Its shape and dtype alone: what a second backward through a node that saved
+        nothing (an Add) checks gradients against; a node that saved values says they are freed."""
+        return self
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def numpy(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<released tensor of shape {shape_str(self.shape)}, made by {self.grad_fn.name}>"
 
 
 class Function:
@@ -190,36 +246,35 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
         """Run ``forward`` on the inputs' arrays; record the node when a gradient is wanted."""
-        tensors = inputs
-        for x in inputs:
-            if not isinstance(x, _Tensor):  # numbers and arrays become constant tensors
-                tensors = _as_tensors(cls.__name__, inputs)
-                break
-        if not tensors:
-            raise GraphError(f"{cls.__name__}: needs at least one tensor input")
-        backend = tensors[0]._backend
-        arrays = []
-        any_requires_grad = False
-        for t in tensors:
+        backend = None
+        arrays, needs = [], []
+        for t in inputs:
+            if type(t) is not _Tensor and not isinstance(t, _Tensor):
+                # Numbers and arrays become constant tensors, then the op runs on those.
+                return cls.apply(*_as_tensors(cls.__name__, inputs), **params)
             if t._backend is not backend:
-                raise _two_backends(cls.__name__, backend, t._backend)
+                if backend is not None:
+                    raise _two_backends(cls.__name__, backend, t._backend)
+                backend = t._backend
             arrays.append(t.data)
-            any_requires_grad = any_requires_grad or t.requires_grad
+            needs.append(t.requires_grad)
+        if backend is None:
+            raise GraphError(f"{cls.__name__}: needs at least one tensor input")
         ctx = Context(cls, backend, params)
         # Known before forward, so a forward can skip work that only backward needs.
-        ctx.records = requires_grad = any_requires_grad and _grad_enabled and cls.differentiable
+        ctx.records = requires_grad = True in needs and _grad_enabled and cls.differentiable
         try:
             out = cls.forward(ctx, *arrays, **params)
         except AutogradError:
             raise  # our own errors already say what went wrong
         except (ValueError, TypeError, IndexError) as err:
-            shapes = ", ".join(shape_str(t.shape) for t in tensors)
+            shapes = ", ".join(shape_str(t.shape) for t in inputs)
             raise ShapeError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} "
                              f"({type(err).__name__}: {err})") from None
         result = _Tensor(out, ctx.out_backend or backend, requires_grad)
         if requires_grad:
-            ctx.inputs = tuple(tensors)
-            needs = tuple([t.requires_grad for t in tensors])
+            ctx.inputs = inputs
+            needs = tuple(needs)
             # One shared tuple per pattern: a node's own would be one more object to scan.
             ctx.needs_input_grad = _NEEDS.setdefault(needs, needs) if len(needs) <= 4 else needs
             result.grad_fn = ctx
@@ -308,7 +363,12 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
     wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
     found: list = [None] * len(inputs) if inputs is not None else []
     pending: dict[Context, Any] = {}  # node -> the gradient of its output, summed so far
-    made: dict[Context, Any] = {}  # node -> its output tensor, as met on the way
+    # node -> its output tensor, as met on the way: for retain_grad(), for ag.grad's inputs,
+    # and for a create_graph backward to differentiate through a saved output. Kept only
+    # then: it would hold an output's memory until its node had run.
+    made: dict[Context, Any] = {}
+    keep_outputs = create_graph or wanted is not None
+    stand_ins: dict[Context, ReleasedTensor] = {}  # node -> its released output (no retain_graph)
     roots = []
     for out, g in zip(outputs, grads):
         if out.grad_fn is None:
@@ -330,8 +390,8 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
             grad = pending.pop(node, None)
             if grad is None:
                 continue
-            node.output = output = made.pop(node)
-            if output._retains_grad or (wanted is not None and id(output) in wanted):
+            node.output = output = made.pop(node, None)
+            if output is not None and (output._retains_grad or (wanted is not None and id(output) in wanted)):
                 _deliver(output, grad, wanted, found)
             try:
                 input_grads = _step(node, grad)
@@ -347,10 +407,10 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
                     pending[parent] = _accumulate(pending[parent], g)
                 else:
                     pending[parent] = g
-                    made[parent] = t
+                    if keep_outputs or t._retains_grad:
+                        made[parent] = t
             if not retain_graph:
-                node._saved = None
-                node.freed = True
+                node.release(stand_ins)
     finally:
         _grad_enabled = previous
         if collecting:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import autograd_cnn as ag
+from autograd_cnn import autograd
 from autograd_cnn.autograd import Function
 from autograd_cnn.errors import GraphError, ShapeError
 
@@ -185,6 +186,54 @@ def test_backward_gives_the_cycle_collector_back_as_it_was(backend):
     with pytest.raises(RuntimeError, match="fails on purpose"):  # a backward that fails on the way
         FailingGrad.apply(x).sum().backward()
     assert gc.isenabled()
+
+
+def test_backward_frees_each_activation_once_the_last_node_that_read_it_has_run():
+    x = ag.tensor([0.5, -1.0, 2.0], dtype="float64", requires_grad=True)
+    h = x.exp()
+    t = h.tanh()
+    loss = t.relu().sum()
+    made_by_exp, made_by_tanh = weakref.ref(h), weakref.ref(t)
+    del h, t
+    alive_at_exp = []
+    autograd.step_observers.append(
+        lambda node, g, grads: node.name == "Exp" and alive_at_exp.append(made_by_tanh() is not None))
+    try:
+        loss.backward()
+    finally:
+        autograd.step_observers.clear()
+    assert alive_at_exp == [False], "Tanh's output outlived ReLU, the one node that read it"
+    assert made_by_exp() is None, "an activation stayed alive while the loss is still held"
+    np.testing.assert_allclose(x.grad.numpy(), (np.tanh(np.exp([0.5, -1.0, 2.0])) > 0)
+                               * (1 - np.tanh(np.exp([0.5, -1.0, 2.0])) ** 2) * np.exp([0.5, -1.0, 2.0]),
+                               rtol=1e-5)
+
+
+def test_retain_graph_named_and_retain_grad_tensors_keep_their_values():
+    x = ag.tensor([0.5, -1.0], requires_grad=True)
+    h, named, kept = x.exp(), x.tanh(), x.sigmoid()
+    named.name = "named"
+    kept.retain_grad()
+    loss = (h * named * kept).sum()
+    made_by_exp = weakref.ref(h)
+    del h, named, kept
+    loss.backward(retain_graph=True)
+    assert made_by_exp() is not None, "retain_graph=True must keep the values for a second backward"
+    loss.backward()
+    assert made_by_exp() is None
+    inputs = loss.grad_fn.inputs[0].grad_fn.inputs  # (h * named), kept
+    assert isinstance(inputs[1], ag.Tensor) and inputs[1].grad is not None  # retain_grad(): kept, with .grad
+    assert isinstance(inputs[0].grad_fn.inputs[1], ag.Tensor)  # named: kept
+    assert isinstance(inputs[0].grad_fn.inputs[0], autograd.ReleasedTensor)
+    assert inputs[0].grad_fn.inputs[0].numpy() is None and inputs[0].grad_fn.inputs[0].shape == (2,)
+
+
+def test_a_graph_of_ops_that_save_nothing_runs_backward_twice_as_in_pytorch():
+    x = ag.tensor([1.0, 2.0], requires_grad=True)
+    loss = ((x + 1) - 3).sum()
+    loss.backward()
+    loss.backward()  # nothing was saved, so nothing was freed that it needs
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
 
 
 def test_second_backward_names_retain_graph():

@@ -6,7 +6,6 @@ import os
 import pathlib
 import re
 import signal
-import weakref
 
 import numpy as np
 import pytest
@@ -78,28 +77,6 @@ def test_fit_history_and_tensor_inputs(backend):
     assert history.history["accuracy"][-1] > 0.95
     probs = model.predict(x[:5])  # a logits model still predicts probabilities
     np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
-
-
-def test_fit_lets_go_of_each_step_graph_before_the_next_forward():
-    """One step's activations in memory at a time: the last loss is gone when the next forward starts."""
-    x, y = _blobs(n=96)
-    model = _mlp(softmax=False)
-    model.compile("sgd", "sparse_categorical_crossentropy")
-    losses, forward, loss_value = [], model._forward, model._loss_value
-
-    def checked_forward(xb):
-        alive = [ref for ref in losses if ref() is not None]
-        assert not alive, "the last step's graph is still alive at the next forward"
-        return forward(xb)
-
-    def kept_loss(out, yb):
-        loss = loss_value(out, yb)
-        losses.append(weakref.ref(loss))
-        return loss
-
-    model._forward, model._loss_value = checked_forward, kept_loss
-    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
-    assert len(losses) == 3
 
 
 def test_categorical_and_mse_losses():

@@ -192,6 +192,17 @@ def test_bridges_vanish_once_backward_freed_the_saved_values():
     assert not [e for e in edge_list if "style=dashed" in e[2]]
 
 
+def test_after_a_freeing_backward_the_graph_keeps_its_shape_without_the_values():
+    x, w, b, loss = small_graph()
+    before, before_edges, _ = parse(visual.forward_graph(loss))
+    loss.backward()
+    after, after_edges, _ = parse(visual.forward_graph(loss))
+    assert set(after) == set(before) and after_edges == before_edges  # one node per tensor, as before
+    for t in ("t2", "t4", "t5", "t6"):  # what the ops made: shape and dtype, the values freed
+        assert "(2, 3) float64" in after[t] and "(freed by backward)" in after[t], after[t]
+    assert "[−2, −1, 0.5, 1, 2, 3]" in after["t0"]  # leaves keep theirs
+
+
 def test_flow_width_and_colour_follow_the_gradient_size():
     small = ag.tensor([1e-7, 1e-7], requires_grad=True, name="small")
     large = ag.tensor([10.0, 10.0], requires_grad=True, name="large")

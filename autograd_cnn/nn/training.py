@@ -131,9 +131,6 @@ class TrainingLoop:
                 loss.backward()
                 self._optimizer.step()
                 sums.add(loss, out, yb, step)
-                # The step's graph holds its activations: let go of it now, not when the next
-                # forward rebinds these names, so that one step's activations live at a time.
-                del out, loss
                 for cb in callbacks:
                     cb.on_train_batch_end(step, {"batch": step, "size": len(xb)})
                 if sums.due():

@@ -70,7 +70,7 @@ def _num(v: float) -> str:
 def values_text(a: np.ndarray | None) -> str:
     """Up to 8 elements as values, more as min / mean / max."""
     if a is None:
-        return "(gone)"
+        return "(freed by backward)"
     if a.size == 0:
         return "empty"
     if a.dtype.kind == "b":

@@ -90,18 +90,20 @@ class Trace:
         self._by_ctx: dict[int, OpNode] = {}
         # The engine's own order: consumers before producers. Forward order is its reverse.
         self.engine_order = autograd._topological_order([output.grad_fn]) if output.grad_fn is not None else []
-        # A node does not hold its output; each output is the input of some later node (or the root).
+        # A node does not hold its output; each output is the input of some later node (or the
+        # root). After a backward without retain_graph, some nodes hold a ReleasedTensor in its
+        # place: the tensor itself is taken wherever another node still holds it.
         made = {id(output.grad_fn): output}
         for ctx in self.engine_order:
             for t in ctx.inputs:
-                if t.grad_fn is not None:
+                if t.grad_fn is not None and not isinstance(made.get(id(t.grad_fn)), Tensor):
                     made[id(t.grad_fn)] = t
         for ctx in reversed(self.engine_order):
             op = OpNode(f"op{len(self.ops)}", ctx)
             self.ops.append(op)
             self._by_ctx[id(ctx)] = op
             for i, t in enumerate(ctx.inputs):
-                op.inputs.append(self._tensor(t, op, i))
+                op.inputs.append(self._tensor(made[id(t.grad_fn)] if t.grad_fn is not None else t, op, i))
             out = made[id(ctx)]
             op.output = self._add(out, self._op_output_label(out, op), "intermediate", op)
         self.output = self._by_tensor.get(id(output)) or self._add(output, _leaf_label(output, None, 0), "output")
