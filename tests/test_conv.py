@@ -137,6 +137,25 @@ def test_cpu_and_gpu_kernel_choices_agree(backend, monkeypatch, in_channels):
         np.testing.assert_allclose(cpu, gpu, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("cols_bytes", [1, 3600])
+def test_conv2d_over_slices_of_the_batch_equals_one_product(backend, monkeypatch, cols_bytes):
+    """A batch whose im2col matrix passes cols_bytes is done in slices of images: same values."""
+    rng = np.random.default_rng(9)
+    x0, w0, b0 = rng.standard_normal((5, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    results = []
+    for limit in (1 << 40, cols_bytes):  # one slice, then one image (1 byte) or two (3600 bytes) a slice
+        monkeypatch.setattr(type(ag.get_backend()), "cols_bytes", limit)
+        x, w, b = _t(x0, True), _t(w0, True), _t(b0, True)
+        y = F.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2))
+        (y * _t(np.arange(y.size).reshape(y.shape))).sum().backward()
+        results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
+    slices = ag.get_backend()._image_slices(_t(x0).data, (3, 2), (3, 4))
+    if not ag.get_backend().launch_bound:
+        assert len(slices) == (5 if cols_bytes == 1 else 3), slices  # 3*4 windows of 3*2*3 float64: 1728 bytes an image
+    for whole, sliced in zip(*results):
+        np.testing.assert_allclose(sliced, whole, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("launch_bound", [False, True], ids=["cpu_kernels", "gpu_kernels"])
 @pytest.mark.parametrize("options", [dict(), dict(stride=2, padding=1, dilation=(1, 2))])
 def test_both_input_gradient_strategies_match_loops(backend, monkeypatch, launch_bound, options):
