@@ -175,7 +175,7 @@ class Backend:
         n = x.shape[0]
         per_image = out_hw[0] * out_hw[1] * kernel_size[0] * kernel_size[1] * x.shape[1] * x.itemsize
         step = n if self.launch_bound else max(1, self.cols_bytes // max(per_image, 1))
-        return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+        return [slice(start, min(start + step, n)) for start in range(0, max(n, 1), step)]
 
     @staticmethod
     def _weight_rows(weight: Any, groups: int) -> Any:
@@ -218,9 +218,12 @@ class Backend:
                 rows = self.xp.concatenate([rows, bias.reshape(o, 1)], axis=1)
             return (planes.T @ rows.T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
         rows = self._weight_rows(weight, groups)
-        if groups == 1:
+        parts = self._image_slices(x, weight.shape[2:], out_hw)
+        if groups == 1 and len(parts) == 1:
+            y = self.im2col_rows(x, weight.shape[2:], stride, padding, dilation, out_hw) @ rows[0].T
+        elif groups == 1:  # a large batch on the CPU: its im2col matrix a slice at a time
             y = self.xp.empty((n * oh * ow, o), dtype=self.xp.result_type(x, weight))
-            for part in self._image_slices(x, weight.shape[2:], out_hw):
+            for part in parts:
                 cols = self.im2col_rows(x[part], weight.shape[2:], stride, padding, dilation, out_hw)
                 self.xp.matmul(cols, rows[0].T, out=y[part.start * oh * ow:part.stop * oh * ow])
                 del cols  # before the next slice's matrix is built, not after
@@ -277,10 +280,13 @@ class Backend:
         if c == 1 and not self.launch_bound:
             planes = self._offset_planes(x, kernel_size, stride, padding, dilation, gy.shape[2:])
             return self.xp.ascontiguousarray((planes @ g_rows).T).reshape(o, 1, kh, kw)
-        if groups == 1:
-            oh, ow = gy.shape[2:]
+        oh, ow = gy.shape[2:]
+        parts = self._image_slices(x, kernel_size, (oh, ow))
+        if groups == 1 and len(parts) == 1:
+            gw = (g_rows.T @ self.im2col_rows(x, kernel_size, stride, padding, dilation, (oh, ow)))[None]
+        elif groups == 1:  # a large batch on the CPU: its im2col matrix a slice at a time
             gw = None
-            for part in self._image_slices(x, kernel_size, (oh, ow)):
+            for part in parts:
                 cols = self.im2col_rows(x[part], kernel_size, stride, padding, dilation, (oh, ow))
                 share = g_rows[part.start * oh * ow:part.stop * oh * ow].T @ cols
                 gw = share if gw is None else self.xp.add(gw, share, out=gw)
