@@ -257,6 +257,34 @@ def test_integer_labels_keep_integer_dtype(backend):
     assert out.dtype == np.float32 and labels.dtype.kind == "i"
 
 
+@pytest.mark.parametrize("expr,dtype", [
+    (lambda i, u, f: i * 2.5, "float32"), (lambda i, u, f: 2.5 - i, "float32"),
+    (lambda i, u, f: i / 2, "float32"), (lambda i, u, f: i / i, "float32"),
+    (lambda i, u, f: u / 255, "float32"), (lambda i, u, f: i + f, "float32"),
+    (lambda i, u, f: f / i, "float32"), (lambda i, u, f: i ** 0.5, "float32"),
+    (lambda i, u, f: i * 2, "int64"), (lambda i, u, f: i + u, "int64"), (lambda i, u, f: i ** 2, "int64"),
+    (lambda i, u, f: i + f.astype("float64"), "float64"),
+])
+def test_integer_and_float_arithmetic_promotes_as_in_pytorch(backend, expr, dtype):
+    """An integer tensor with a float (tensor or number) takes the float's type, and integer
+    true division gives float32: PyTorch's rules, where NumPy would give float64."""
+    i = ag.tensor(np.array([1, 2, 4]), backend=backend)
+    u = ag.tensor(np.array([0, 128, 255], dtype=np.uint8), backend=backend)
+    f = ag.tensor(np.array([0.5, 1.0, 2.0], dtype=np.float32), backend=backend)
+    out = expr(i, u, f)
+    assert str(out.dtype) == dtype
+    reference = expr(np.array([1, 2, 4]), np.array([0, 128, 255], dtype=np.uint8),
+                     np.array([0.5, 1.0, 2.0], dtype=np.float32))
+    np.testing.assert_allclose(out.numpy(), reference, rtol=1e-6)
+
+
+def test_an_integer_input_leaves_the_float_input_a_float32_gradient(backend):
+    w = ag.tensor(np.array([0.5, -1.0], dtype=np.float32), requires_grad=True, backend=backend)
+    (w * ag.tensor(np.array([3, 4]), backend=backend)).sum().backward()
+    assert w.grad.dtype == np.float32
+    np.testing.assert_allclose(w.grad.numpy(), [3.0, 4.0])
+
+
 def test_cross_entropy_float64_with_integer_labels(backend):
     out = F.cross_entropy(ag.tensor(X.astype(np.float64)), ag.tensor(LABELS))
     assert out.dtype == np.float64

@@ -19,11 +19,28 @@ def _check_broadcast(op: str, a: Any, b: Any) -> None:
                              "not broadcast; each trailing dimension must match or be 1")
 
 
+def _promoted(a: Any, b: Any, divide: bool = False) -> tuple:
+    """a and b cast where PyTorch's type promotion differs from NumPy's: an integer or bool
+    array meeting a float one takes that float's dtype (int64 * float32 is float32, where NumPy
+    gives float64), and true division of two integer arrays runs in float32, PyTorch's default
+    float type (NumPy: float64). Elsewhere they are returned as they are."""
+    a_float, b_float = a.dtype.kind == "f", b.dtype.kind == "f"
+    if a_float and not b_float:
+        return a, b.astype(a.dtype)
+    if b_float and not a_float:
+        return a.astype(b.dtype), b
+    if divide and not a_float:
+        return a.astype(np.float32), b.astype(np.float32)
+    return a, b
+
+
 class Add(Function):
     """y = a + b"""
     @staticmethod
     def forward(ctx, a, b):
         _check_broadcast("Add", a, b)
+        if a.dtype is not b.dtype:
+            a, b = _promoted(a, b)
         return a + b
 
     @staticmethod
@@ -36,6 +53,8 @@ class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
         _check_broadcast("Sub", a, b)
+        if a.dtype is not b.dtype:
+            a, b = _promoted(a, b)
         return a - b
 
     @staticmethod
@@ -48,6 +67,8 @@ class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         _check_broadcast("Mul", a, b)
+        if a.dtype is not b.dtype:
+            a, b = _promoted(a, b)
         ctx.save_for_backward(a, b)
         return a * b
 
@@ -62,6 +83,8 @@ class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         _check_broadcast("Div", a, b)
+        if a.dtype is not b.dtype or a.dtype.kind != "f":
+            a, b = _promoted(a, b, divide=True)
         ctx.save_for_backward(a, b)
         return a / b
 
@@ -77,6 +100,8 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         _check_broadcast("Pow", a, b)
+        if a.dtype is not b.dtype:
+            a, b = _promoted(a, b)
         y = a ** b
         ctx.save_for_backward(a, b, y)
         return y
