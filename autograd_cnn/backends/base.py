@@ -316,31 +316,18 @@ class Backend:
     def max_pool2d(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
                    out_hw: tuple) -> Any:
         """The maximum of each window: a running maximum over the kernel offsets' strided slices."""
-        xh = self._nhwc_padded(x, padding, value=-self.xp.inf)
-        windows = self._windows_by_offset(xh, kernel_size, stride, dilation, out_hw)
-        if len(windows) == 1:
-            return windows[0].copy().transpose(0, 3, 1, 2)
-        y = self.xp.maximum(windows[0], windows[1])
-        for window in windows[2:]:
-            self.xp.maximum(y, window, out=y)
-        return y.transpose(0, 3, 1, 2)
+        windows = self._windows_by_offset(self._nhwc_padded(x, padding, value=-self.xp.inf), kernel_size,
+                                          stride, dilation, out_hw)
+        return self._window_maximum(windows).transpose(0, 3, 1, 2)
 
     def max_pool2d_with_mask(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
                              out_hw: tuple) -> tuple:
-        """max_pool2d's output and max_pool2d_mask's mask, for a forward that backward will follow."""
-        y = self.max_pool2d(x, kernel_size, stride, padding, dilation, out_hw)
-        return y, self.max_pool2d_mask(x, y, kernel_size, stride, padding, dilation)
-
-    def max_pool2d_mask(self, x: Any, y: Any, kernel_size: tuple, stride: tuple, padding: tuple,
-                        dilation: tuple) -> Any:
-        """Which element each window sends its gradient to: the first maximum, as PyTorch.
-
-        A bool array (KH * KW, N, OH, OW, C): mask[k] marks the windows whose first maximum
-        is at kernel offset k.
-        """
-        xh = self._nhwc_padded(x, padding, value=-self.xp.inf)
-        yh = y.transpose(0, 2, 3, 1)
-        windows = self._windows_by_offset(xh, kernel_size, stride, dilation, yh.shape[1:3])
+        """max_pool2d's output, and which element each window sends its gradient to: the first
+        maximum, as PyTorch. The mask is a bool array (KH * KW, N, OH, OW, C): mask[k] marks the
+        windows whose first maximum is at kernel offset k. (One padded copy serves both.)"""
+        windows = self._windows_by_offset(self._nhwc_padded(x, padding, value=-self.xp.inf), kernel_size,
+                                          stride, dilation, out_hw)
+        yh = self._window_maximum(windows)
         mask = self.xp.empty((len(windows),) + yh.shape, dtype=bool)
         self.xp.equal(windows[0], yh, out=mask[0])
         free = self.xp.logical_not(mask[0])  # windows whose maximum is not found yet
@@ -349,7 +336,16 @@ class Backend:
             self.xp.logical_and(mask[k], free, out=mask[k])  # a later tie loses to the earlier maximum
             if k + 1 < len(windows):
                 self.xp.logical_xor(free, mask[k], out=free)  # mask[k] lies within free: this removes it
-        return mask
+        return yh.transpose(0, 3, 1, 2), mask
+
+    def _window_maximum(self, windows: list) -> Any:
+        """The elementwise maximum of the offsets' slices (N, OH, OW, C), in a new array."""
+        if len(windows) == 1:
+            return windows[0].copy()
+        y = self.xp.maximum(windows[0], windows[1])
+        for window in windows[2:]:
+            self.xp.maximum(y, window, out=y)
+        return y
 
     def max_pool2d_scatter(self, gy: Any, mask: Any, in_shape: tuple, kernel_size: tuple, stride: tuple,
                            padding: tuple, dilation: tuple) -> Any:
