@@ -6,6 +6,7 @@ from gradcase import Case, away_from, distinct
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
+from autograd_cnn.ops.reduce import ChannelSum
 from autograd_cnn.ops.shape import to_backend
 
 
@@ -72,6 +73,9 @@ CASES = [
     Case("stack", lambda a, b: ag.stack([a, b], axis=0), [(2, 3), (2, 3)]),
     Case("pad", lambda a: ag.pad(a, ((1, 0), (2, 1))), [(2, 3)]),
     Case("broadcast_sum_to", lambda a, b: (a + b).sum(axis=0), [(1, 3), (4, 1)]),
+    Case("channel_sum_rows", lambda a: ChannelSum.apply(a), [(4, 3)]),
+    Case("channel_sum_3d", lambda a: ChannelSum.apply(a), [(2, 3, 4)]),
+    Case("channel_sum_4d", lambda a: ChannelSum.apply(a), [(2, 3, 2, 2)]),
     # matmul and linear
     Case("matmul_2d", lambda a, b: a @ b, [(3, 4), (4, 2)]),
     Case("matmul_batched_broadcast", lambda a, b: a @ b, [(2, 3, 4), (4, 5)]),

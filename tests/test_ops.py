@@ -13,7 +13,7 @@ import autograd_cnn.functional as F
 from autograd_cnn.autograd import Function
 from autograd_cnn.errors import ShapeError
 from autograd_cnn.ops import activation, elementwise, loss, matmul, reduce, shape
-from autograd_cnn.ops.reduce import broadcast_to, sum_to
+from autograd_cnn.ops.reduce import ChannelSum, broadcast_to, sum_to
 from autograd_cnn.ops.shape import to_backend
 
 CORE_MODULES = (elementwise, reduce, shape, matmul, activation, loss)
@@ -126,6 +126,12 @@ FORWARD = [
     ("var", lambda: ag.tensor(A).var(axis=1), ref_reduce(A, _var, 1)),
     ("broadcast_to", lambda: broadcast_to(ag.tensor(B), (3, 4)), np.stack([B] * 3)),
     ("sum_to", lambda: sum_to(ag.tensor(A), (1, 4)), ref_reduce(A, sum, 0)[None]),
+    ("channel_sum_rows", lambda: ChannelSum.apply(ag.tensor(A)), ref_reduce(A, sum, 0)),
+    ("channel_sum_3d", lambda: ChannelSum.apply(ag.tensor(A.reshape(3, 2, 2))),
+     np.array([sum(A.reshape(3, 2, 2)[n, c, k] for n in range(3) for k in range(2)) for c in range(2)])),
+    ("channel_sum_nchw", lambda: ChannelSum.apply(ag.tensor(A.reshape(1, 3, 2, 2))), ref_reduce(A, sum, 1)),
+    ("channel_sum_channels_last", lambda: ChannelSum.apply(ag.tensor(A.reshape(1, 2, 2, 3)).transpose(0, 3, 1, 2)),
+     ref_reduce(A.reshape(4, 3), sum, 0)),
     ("reshape", lambda: ag.tensor(A).reshape(2, 6), np.array(list(A.ravel())).reshape(2, 6)),
     ("transpose", lambda: ag.tensor(A).T, np.array([[A[i, j] for i in range(3)] for j in range(4)])),
     ("getitem", lambda: ag.tensor(A)[1:, ::2], np.array([[A[i, j] for j in (0, 2)] for i in (1, 2)])),

@@ -299,7 +299,11 @@ class Backend:
         return self.xp.ascontiguousarray(gw)
 
     def channel_sum(self, x: Any) -> Any:
-        """x (N, C, H, W) summed to (C,), by the fastest path for its memory layout."""
+        """x (N, C, ...) summed over every axis but 1, to (C,), by the fastest path for its layout."""
+        if x.ndim == 2:  # rows: a product with ones is two to three times faster than sum(axis=0)
+            return self.xp.ones(x.shape[0], dtype=x.dtype) @ x
+        if x.ndim != 4:
+            return x.sum(axis=(0,) + tuple(range(2, x.ndim)))
         if x.strides[1] == x.itemsize:
             # Channels-last memory (a conv's own output): a product with a ones vector lets
             # BLAS read the (N*H*W, C) rows at full speed; a reduction over (0, 2, 3) crawls.

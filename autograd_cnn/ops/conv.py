@@ -11,7 +11,7 @@ from typing import Any
 from ..autograd import Function
 from ..errors import ShapeError, shape_str
 from .matmul import matmul
-from .reduce import broadcast_to
+from .reduce import ChannelSum
 from .shape import reshape, transpose
 
 # ---------------------------------------------------------------- geometry helpers
@@ -91,18 +91,6 @@ class Conv2d(Function):
         if len(needs) == 2:
             return gx, gw
         return gx, gw, (ChannelSum.apply(gy) if needs[2] else None)
-
-
-class ChannelSum(Function):
-    """y[c] = sum_{n, i, j} x[n, c, i, j]  (the bias gradient of a conv)"""
-    @staticmethod
-    def forward(ctx, x):
-        ctx.in_shape = x.shape
-        return ctx.backend.channel_sum(x)
-
-    @staticmethod
-    def backward(ctx, gy):
-        return broadcast_to(gy.reshape((1, -1, 1, 1)), ctx.in_shape)
 
 
 class ConvTranspose2d(Function):

@@ -5,7 +5,7 @@ from typing import Any
 
 from ..autograd import Function
 from ..errors import ShapeError, shape_str
-from .reduce import sum_to
+from .reduce import ChannelSum, sum_to
 
 
 def _swap_last(t: Any) -> Any:
@@ -72,7 +72,7 @@ class Linear(Function):
             gw = g2.T @ (x if x.ndim == 2 else x.reshape((-1, x.shape[-1])))
         if len(ctx.needs_input_grad) == 2:
             return gx, gw
-        gb = g2.sum(axis=0) if ctx.needs_input_grad[2] else None
+        gb = ChannelSum.apply(g2) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
 

@@ -132,6 +132,19 @@ class BroadcastTo(Function):
         return sum_to(gy, ctx.in_shape)
 
 
+class ChannelSum(Function):
+    """y[c] = the sum of x[:, c, ...] over every other axis (a bias's gradient: a conv's over
+    (N, H, W), a linear layer's over the batch's rows)"""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.in_shape = x.shape
+        return ctx.backend.channel_sum(x)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return broadcast_to(gy.reshape((1, -1) + (1,) * (len(ctx.in_shape) - 2)), ctx.in_shape)
+
+
 class SumTo(Function):
     """y = a summed over broadcast axes down to ``shape`` (un-broadcasting)"""
     @staticmethod
