@@ -498,9 +498,12 @@ def _accumulate(total: Any, g: Any) -> Any:
     return _Tensor(total.data + g.data, total._backend)
 
 
-def backward(tensor: Any, grad: Any = None, retain_graph: bool = False,
+def backward(tensor: Any, grad: Any = None, retain_graph: bool | None = None,
              create_graph: bool = False) -> None:
-    """``tensor.backward()``: fill ``.grad`` of the leaves that ``tensor`` depends on."""
+    """``tensor.backward()``: fill ``.grad`` of the leaves that ``tensor`` depends on
+    (``retain_graph`` defaults to ``create_graph``, as in PyTorch)."""
+    if retain_graph is None:
+        retain_graph = create_graph
     if not tensor.requires_grad:
         raise GraphError("backward(): this tensor does not require grad and has no grad_fn; "
                          "create the inputs with requires_grad=True")

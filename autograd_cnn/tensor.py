@@ -121,9 +121,11 @@ class Tensor:
         return self.astype("float64")
 
     # --- autograd ---------------------------------------------------------
-    def backward(self, grad: Any = None, retain_graph: bool = False,
+    def backward(self, grad: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False) -> None:
-        """Compute the gradient of this tensor with respect to the graph's leaves."""
+        """Compute the gradient of this tensor with respect to the graph's leaves.
+        ``retain_graph`` defaults to ``create_graph``, as in PyTorch: the gradients of a
+        create_graph backward are graphs that run back through this one."""
         autograd.backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
 
     def retain_grad(self) -> None:

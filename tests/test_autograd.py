@@ -379,6 +379,17 @@ def test_create_graph_backward_fills_grad_with_a_graph(backend):
     np.testing.assert_allclose(gg.numpy(), [2.0])
 
 
+def test_a_create_graph_backward_keeps_the_graph_its_gradients_run_through(backend):
+    """backward(create_graph=True) retains the graph by default, as in PyTorch: the gradient is
+    a graph through Exp's saved output, and differentiating it again needs that output."""
+    x = ag.tensor([0.5, 1.0], dtype="float64", requires_grad=True)
+    (x * x).exp().sum().backward(create_graph=True)
+    g, x.grad = x.grad, None
+    g.sum().backward()  # d/dx of 2x e^{x^2} = (2 + 4x^2) e^{x^2}
+    values = np.array([0.5, 1.0])
+    np.testing.assert_allclose(x.grad.numpy(), (2 + 4 * values ** 2) * np.exp(values ** 2))
+
+
 def test_grad_of_an_intermediate_and_unused_inputs(backend):
     x = ag.tensor([1.0, 2.0], requires_grad=True)
     unused = ag.tensor([5.0], requires_grad=True)
