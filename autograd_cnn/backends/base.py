@@ -289,7 +289,7 @@ class Backend:
         oh, ow = gy.shape[2:]
         parts = self._image_slices(x, kernel_size, (oh, ow))
         if groups == 1 and len(parts) == 1:
-            gw = (g_rows.T @ self.im2col_rows(x, kernel_size, stride, padding, dilation, (oh, ow)))[None]
+            gw = g_rows.T @ self.im2col_rows(x, kernel_size, stride, padding, dilation, (oh, ow))
         elif groups == 1:  # a large batch on the CPU: its im2col matrix a slice at a time
             gw = None
             for part in parts:
@@ -297,10 +297,10 @@ class Backend:
                 share = g_rows[part.start * oh * ow:part.stop * oh * ow].T @ cols
                 gw = share if gw is None else self.xp.add(gw, share, out=gw)
                 del cols  # before the next slice's matrix is built, not after
-            gw = gw[None]
         else:
             cols = self._gemm_cols(x, kernel_size, stride, padding, dilation, gy.shape[2:], groups)
             gw = self.xp.matmul(g_rows.transpose(0, 2, 1), cols)
+        # (O, KH*KW*C/G) for one group, (G, O/G, KH*KW*C/G) for more: the same rows either way.
         gw = gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2)
         return self.xp.ascontiguousarray(gw)
 
