@@ -270,10 +270,12 @@ def test_integer_labels_keep_integer_dtype(backend):
     (lambda i, u, f: f / i, "float32"), (lambda i, u, f: i ** 0.5, "float32"),
     (lambda i, u, f: i * 2, "int64"), (lambda i, u, f: i + u, "int64"), (lambda i, u, f: i ** 2, "int64"),
     (lambda i, u, f: i + f.astype("float64"), "float64"),
+    (lambda i, u, f: ag.maximum(i, f) if isinstance(i, ag.Tensor) else np.maximum(i, f), "float32"),
 ])
 def test_integer_and_float_arithmetic_promotes_as_in_pytorch(backend, expr, dtype):
     """An integer tensor with a float (tensor or number) takes the float's type, and integer
-    true division gives float32: PyTorch's rules, where NumPy would give float64."""
+    true division gives float32: PyTorch's rules, where NumPy would give float64. The
+    reference values come from NumPy, on the same expression."""
     i = ag.tensor(np.array([1, 2, 4]), backend=backend)
     u = ag.tensor(np.array([0, 128, 255], dtype=np.uint8), backend=backend)
     f = ag.tensor(np.array([0.5, 1.0, 2.0], dtype=np.float32), backend=backend)

@@ -19,11 +19,14 @@ def _check_broadcast(op: str, a: Any, b: Any) -> None:
                              "not broadcast; each trailing dimension must match or be 1")
 
 
-def _promoted(a: Any, b: Any, divide: bool = False) -> tuple:
-    """a and b cast where PyTorch's type promotion differs from NumPy's: an integer or bool
-    array meeting a float one takes that float's dtype (int64 * float32 is float32, where NumPy
-    gives float64), and true division of two integer arrays runs in float32, PyTorch's default
-    float type (NumPy: float64). Elsewhere they are returned as they are."""
+def _operands(op: str, a: Any, b: Any, divide: bool = False) -> tuple:
+    """a and b checked to broadcast, and cast where PyTorch's type promotion differs from
+    NumPy's: an integer or bool array meeting a float one takes that float's dtype (int64 *
+    float32 is float32, where NumPy gives float64), and true division of two integer arrays
+    runs in float32, PyTorch's default float type (NumPy: float64)."""
+    _check_broadcast(op, a, b)
+    if a.dtype is b.dtype and (not divide or a.dtype.kind == "f"):
+        return a, b  # the common case: one dtype
     a_float, b_float = a.dtype.kind == "f", b.dtype.kind == "f"
     if a_float and not b_float:
         return a, b.astype(a.dtype)
@@ -38,9 +41,7 @@ class Add(Function):
     """y = a + b"""
     @staticmethod
     def forward(ctx, a, b):
-        _check_broadcast("Add", a, b)
-        if a.dtype is not b.dtype:
-            a, b = _promoted(a, b)
+        a, b = _operands("Add", a, b)
         return a + b
 
     @staticmethod
@@ -52,9 +53,7 @@ class Sub(Function):
     """y = a - b"""
     @staticmethod
     def forward(ctx, a, b):
-        _check_broadcast("Sub", a, b)
-        if a.dtype is not b.dtype:
-            a, b = _promoted(a, b)
+        a, b = _operands("Sub", a, b)
         return a - b
 
     @staticmethod
@@ -66,9 +65,7 @@ class Mul(Function):
     """y = a * b"""
     @staticmethod
     def forward(ctx, a, b):
-        _check_broadcast("Mul", a, b)
-        if a.dtype is not b.dtype:
-            a, b = _promoted(a, b)
+        a, b = _operands("Mul", a, b)
         ctx.save_for_backward(a, b)
         return a * b
 
@@ -82,9 +79,7 @@ class Div(Function):
     """y = a / b"""
     @staticmethod
     def forward(ctx, a, b):
-        _check_broadcast("Div", a, b)
-        if a.dtype is not b.dtype or a.dtype.kind != "f":
-            a, b = _promoted(a, b, divide=True)
+        a, b = _operands("Div", a, b, divide=True)
         ctx.save_for_backward(a, b)
         return a / b
 
@@ -99,9 +94,7 @@ class Pow(Function):
     """y = a ** b"""
     @staticmethod
     def forward(ctx, a, b):
-        _check_broadcast("Pow", a, b)
-        if a.dtype is not b.dtype:
-            a, b = _promoted(a, b)
+        a, b = _operands("Pow", a, b)
         y = a ** b
         ctx.save_for_backward(a, b, y)
         return y
@@ -217,7 +210,7 @@ class Maximum(Function):
     """y = max(a, b) elementwise; a tie sends the gradient to a"""
     @staticmethod
     def forward(ctx, a, b):
-        _check_broadcast("Maximum", a, b)
+        a, b = _operands("Maximum", a, b)
         ctx.save_for_backward(a >= b)
         return ctx.xp.maximum(a, b)
 
@@ -232,7 +225,7 @@ class Minimum(Function):
     """y = min(a, b) elementwise; a tie sends the gradient to a"""
     @staticmethod
     def forward(ctx, a, b):
-        _check_broadcast("Minimum", a, b)
+        a, b = _operands("Minimum", a, b)
         ctx.save_for_backward(a <= b)
         return ctx.xp.minimum(a, b)
 
