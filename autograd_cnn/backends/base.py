@@ -221,17 +221,17 @@ class Backend:
             if bias is not None:
                 rows = self.xp.concatenate([rows, bias.reshape(o, 1)], axis=1)
             return (planes.T @ rows.T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
-        parts = self._image_slices(x, weight.shape[2:], out_hw)
-        if groups == 1 and len(parts) == 1:
+        if groups == 1:
             w_t = self._weight_matrix(weight).T
-            y = self.im2col_rows(x, weight.shape[2:], stride, padding, dilation, out_hw) @ w_t
-        elif groups == 1:  # a large batch on the CPU: its im2col matrix a slice at a time
-            w_t = self._weight_matrix(weight).T
-            y = self.xp.empty((n * oh * ow, o), dtype=self.xp.result_type(x, weight))
-            for part in parts:
-                cols = self.im2col_rows(x[part], weight.shape[2:], stride, padding, dilation, out_hw)
-                self.xp.matmul(cols, w_t, out=y[part.start * oh * ow:part.stop * oh * ow])
-                del cols  # before the next slice's matrix is built, not after
+            parts = self._image_slices(x, weight.shape[2:], out_hw)
+            if len(parts) == 1:
+                y = self.im2col_rows(x, weight.shape[2:], stride, padding, dilation, out_hw) @ w_t
+            else:  # a large batch on the CPU: its im2col matrix a slice at a time
+                y = self.xp.empty((n * oh * ow, o), dtype=self.xp.result_type(x, weight))
+                for part in parts:
+                    cols = self.im2col_rows(x[part], weight.shape[2:], stride, padding, dilation, out_hw)
+                    self.xp.matmul(cols, w_t, out=y[part.start * oh * ow:part.stop * oh * ow])
+                    del cols  # before the next slice's matrix is built, not after
         else:
             cols = self._gemm_cols(x, weight.shape[2:], stride, padding, dilation, out_hw, groups)
             rows = self._weight_rows(weight, groups)
@@ -286,17 +286,18 @@ class Backend:
         if c == 1 and not self.launch_bound:
             planes = self._offset_planes(x, kernel_size, stride, padding, dilation, gy.shape[2:])
             return self.xp.ascontiguousarray((planes @ g_rows).T).reshape(o, 1, kh, kw)
-        oh, ow = gy.shape[2:]
-        parts = self._image_slices(x, kernel_size, (oh, ow))
-        if groups == 1 and len(parts) == 1:
-            gw = g_rows.T @ self.im2col_rows(x, kernel_size, stride, padding, dilation, (oh, ow))
-        elif groups == 1:  # a large batch on the CPU: its im2col matrix a slice at a time
-            gw = None
-            for part in parts:
-                cols = self.im2col_rows(x[part], kernel_size, stride, padding, dilation, (oh, ow))
-                share = g_rows[part.start * oh * ow:part.stop * oh * ow].T @ cols
-                gw = share if gw is None else self.xp.add(gw, share, out=gw)
-                del cols  # before the next slice's matrix is built, not after
+        if groups == 1:
+            oh, ow = gy.shape[2:]
+            parts = self._image_slices(x, kernel_size, (oh, ow))
+            if len(parts) == 1:
+                gw = g_rows.T @ self.im2col_rows(x, kernel_size, stride, padding, dilation, (oh, ow))
+            else:  # a large batch on the CPU: its im2col matrix a slice at a time
+                gw = None
+                for part in parts:
+                    cols = self.im2col_rows(x[part], kernel_size, stride, padding, dilation, (oh, ow))
+                    share = g_rows[part.start * oh * ow:part.stop * oh * ow].T @ cols
+                    gw = share if gw is None else self.xp.add(gw, share, out=gw)
+                    del cols  # before the next slice's matrix is built, not after
         else:
             cols = self._gemm_cols(x, kernel_size, stride, padding, dilation, gy.shape[2:], groups)
             gw = self.xp.matmul(g_rows.transpose(0, 2, 1), cols)
