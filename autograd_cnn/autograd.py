@@ -1,24 +1,33 @@
-"""The engine: Function and its Context (the graph node), apply(), and the backward walk.
+"""The engine: Function and its Context (the graph node), apply(), the backward walk, and
+the public ways to look at a graph and to hook into backward.
 
 A ``Function`` has a ``forward`` on backend arrays and a ``backward`` written with the
 engine's own differentiable ops. ``apply`` runs forward and, when a gradient is wanted,
 records a ``Context`` node as the output's ``grad_fn``. ``backward`` walks the nodes in
-reverse topological order without recursion.
+reverse topological order without recursion, and sums each broadcast gradient back to its
+input's shape (``SumTo``, the engine's one op of its own).
+
+Inspecting a graph (what ``visual``, the exporters and the tests read; nothing else here is
+theirs to touch): ``graph_of(output)`` gives the nodes in the order backward runs them, each
+``Context`` with its ``name``, ``fn``, ``inputs``, ``params``, ``scope``, ``saved``,
+``needs_input_grad`` and ``unbroadcast``. Hooks: ``Tensor.register_hook``,
+``Tensor.register_post_accumulate_grad_hook`` and ``register_step_hook``.
 """
 from __future__ import annotations
 
+import functools
 import gc
+import inspect
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from .backends import get_backend
 from .errors import AutogradError, BackendError, GraphError, ShapeError, shape_str
+from .hooks import RemovableHandle
+from .tensor import Tensor
 
 _grad_enabled = True
-
-# Callables told of every backward step, as (node, grad_output, input_grads).
-# The step-by-step renderer listens here; the list is empty otherwise.
-step_observers: list[Callable[[Any, Any, tuple], None]] = []
 
 
 # The module path (e.g. "features.0") of the nn.Module whose forward is running; each
@@ -42,72 +51,112 @@ class scope:
         _scope = self.previous
 
 
-def current_scope() -> str:
-    return _scope
-
-
 def is_grad_enabled() -> bool:
     """True while operations record the graph."""
     return _grad_enabled
 
 
-class set_grad_enabled:
-    """Turn graph recording on or off; works as a call or as a ``with`` block."""
-
-    def __init__(self, mode: bool) -> None:
-        global _grad_enabled
-        self.previous = _grad_enabled
-        _grad_enabled = bool(mode)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        global _grad_enabled
-        _grad_enabled = self.previous
+def _set_grad_mode(mode: bool) -> None:
+    global _grad_enabled
+    _grad_enabled = mode
 
 
-class no_grad(set_grad_enabled):
-    """``with ag.no_grad():`` runs ops without recording a graph (inference, updates)."""
+class _GradMode:
+    """The one mechanism behind ``no_grad``, ``enable_grad`` and ``set_grad_enabled``: a ``with``
+    block that sets the mode and restores the caller's on the way out (nested in any order, the
+    same object re-entered too), or a decorator that does the same around each call."""
+
+    mode: bool
 
     def __init__(self) -> None:
-        self.previous = None
+        self._previous: list[bool] = []
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self.previous = _grad_enabled
-        _grad_enabled = False
+        self._previous.append(_grad_enabled)
+        _set_grad_mode(self.mode)
+
+    def __exit__(self, *exc: object) -> None:
+        _set_grad_mode(self._previous.pop())
 
     def __call__(self, func: Callable) -> Callable:
+        mode = self.mode
+
+        @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with no_grad():
+            with set_grad_enabled(mode):
                 return func(*args, **kwargs)
-        wrapper.__name__ = getattr(func, "__name__", "wrapper")
-        wrapper.__doc__ = func.__doc__
         return wrapper
 
 
-class enable_grad(no_grad):
-    """``with ag.enable_grad():`` records the graph even inside ``no_grad``."""
+class no_grad(_GradMode):
+    """``with ag.no_grad():`` (or ``@ag.no_grad()``) runs ops without recording a graph."""
+
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """``with ag.enable_grad():`` (or ``@ag.enable_grad()``) records the graph even inside ``no_grad``."""
+
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """``ag.set_grad_enabled(flag)`` sets the mode at once, as in PyTorch; as a ``with`` block or a
+    decorator it holds only inside and restores the caller's mode afterwards."""
+
+    def __init__(self, mode: bool) -> None:
+        super().__init__()
+        self.mode = bool(mode)
+        self._at_call: bool | None = _grad_enabled  # what the first ``with`` restores
+        _set_grad_mode(self.mode)
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self.previous = _grad_enabled
-        _grad_enabled = True
+        if self._at_call is None:
+            super().__enter__()
+        else:  # entered right after the call, which has set the mode already
+            self._previous.append(self._at_call)
+            self._at_call = None
+
+    def __call__(self, func: Callable) -> Callable:
+        if self._at_call is not None:  # as a decorator it sets nothing at definition time
+            _set_grad_mode(self._at_call)
+            self._at_call = None
+        return super().__call__(func)
+
+
+# Callables told of every backward step, as (node, grad_output, input_grads): register_step_hook.
+_step_hooks: list[Callable[[Context, Any, tuple], None]] = []
+
+
+def register_step_hook(fn: Callable[[Context, Any, tuple], None]) -> RemovableHandle:
+    """Call ``fn(node, grad_output, input_grads)`` after each node's backward, in every backward
+    until the handle's ``remove()`` (the step-by-step pictures listen here)."""
+    _step_hooks.append(fn)
+    return RemovableHandle(_step_hooks, fn)
 
 
 _FLOAT32 = "float32"  # what Python floats become, as in PyTorch
 _NEEDS: dict[tuple, tuple] = {}  # the needs_input_grad tuples, shared by the nodes
+_NO_UNBROADCAST: dict = {}  # shared by the nodes that un-broadcast nothing (never written to)
 
 
 class Context:
     """What forward leaves for backward. It is also the graph node: ``tensor.grad_fn``.
 
-    ``inputs`` are the input tensors (after a backward without ``retain_graph``, a
-    ``ReleasedTensor`` in place of each one another node made), ``saved_tensors`` the
-    values forward saved (as tensors, so a ``create_graph=True`` backward can differentiate
-    through them), and any attribute forward sets (``ctx.axis = axis``) is there for
-    backward and the renderer.
+    What a reader of the graph may use (``graph_of`` gives the nodes in backward's order):
+
+    - ``name`` (the op, ``"Conv2d"``), ``fn`` (its ``Function`` class), ``params`` (the op's
+      settings, as given to ``apply``: stride, axis, ...), ``scope`` (the module path);
+    - ``inputs``, the input tensors (after a backward without ``retain_graph``, a
+      ``ReleasedTensor`` in place of each one another node made), and ``needs_input_grad``;
+    - ``saved``, the values forward saved for backward (tensors of the graph where they are
+      one, other arrays as they are), or None once a backward freed them (``freed``);
+    - ``unbroadcast``: for each input whose gradient the engine summed back to the input's
+      broadcast shape, ``{input index: the gradient's shape before}``; filled in by backward;
+    - ``rule_lines()``, the derivative rule of each input, as ``fn.rules`` writes it.
+
+    ``saved_tensors`` is backward's own view of ``saved`` (tensors, so that a
+    ``create_graph=True`` backward can differentiate through them).
 
     A node holds no reference to its output tensor: the output holds the node (``grad_fn``),
     and a link back would be a cycle, or one more object per op (a weak reference) for the
@@ -119,7 +168,7 @@ class Context:
     # The engine's own fields live in slots (fast, and a backward that frees saved values
     # does not grow each node's __dict__); an op's own attributes (ctx.axis) go in __dict__.
     __slots__ = ("fn", "backend", "params", "scope", "records", "inputs", "needs_input_grad", "_saved",
-                 "output", "freed", "out_backend", "__dict__", "__weakref__")
+                 "output", "freed", "out_backend", "unbroadcast", "__dict__", "__weakref__")
 
     def __init__(self, fn: type, backend: Any, params: dict | None = None) -> None:
         self.fn = fn
@@ -133,6 +182,7 @@ class Context:
         self._saved: tuple | None = ()
         self.freed = False
         self.out_backend: Any = None  # an op whose output lives elsewhere (ToBackend) sets this
+        self.unbroadcast: dict[int, tuple] = _NO_UNBROADCAST  # replaced by the first entry
 
     @property
     def xp(self) -> Any:
@@ -154,8 +204,20 @@ class Context:
             raise GraphError(
                 f"{self.name}: its saved values were freed by an earlier backward(). "
                 "Pass retain_graph=True to the first backward() to run backward twice.")
-        return tuple([v if isinstance(v, _Tensor) else _Tensor(v, self.backend)
+        return tuple([v if isinstance(v, Tensor) else Tensor(v, self.backend)
                       for v in self.saved_sources(self.output)])
+
+    @property
+    def saved(self) -> list | None:
+        """The values forward saved, each as the graph's tensor that holds it where there is one
+        (an input, or the output while backward runs here), else as it is; None once freed."""
+        if self.freed or self._saved is None:
+            return None
+        return self.saved_sources(self.output)
+
+    def rule_lines(self) -> list[str]:
+        """The derivative rule of each input that needs a gradient (``fn.rules``)."""
+        return self.fn.rule_lines(len(self.inputs), self.needs_input_grad)
 
     def saved_sources(self, output: Any = None) -> list:
         """The saved values, each as the graph's tensor that holds it (an input, or ``output``
@@ -206,6 +268,7 @@ class ReleasedTensor:
     name = None  # a named tensor is never released
     grad = None
     _retains_grad = False
+    _grad_hooks = _post_hooks = None
 
     def __init__(self, tensor: Any) -> None:
         self.grad_fn = tensor.grad_fn
@@ -229,11 +292,20 @@ class ReleasedTensor:
         return f"<released tensor of shape {shape_str(self.shape)}, made by {self.grad_fn.name}>"
 
 
+GRAD_OUT = "∂L/∂y"  # how a rule writes the gradient that arrives from above
+
+
 class Function:
-    """An op: ``forward(ctx, *arrays, **params)`` and ``backward(ctx, grad) -> grads``."""
+    """An op: ``forward(ctx, *arrays, **params)`` and ``backward(ctx, grad) -> grads``.
+
+    ``rules`` writes out backward's derivative for the pictures, one line per tensor input in
+    the order of forward's arguments (one line alone serves every input: Concat's). ``y`` is the
+    op's output and ``∂L/∂y`` the gradient arriving from above.
+    """
 
     # False for ops whose output carries no gradient (comparisons, argmax, one-hot).
     differentiable = True
+    rules: tuple[str, ...] = ()
 
     @staticmethod
     def forward(ctx: Context, *args: Any, **params: Any) -> Any:
@@ -244,12 +316,36 @@ class Function:
         raise NotImplementedError
 
     @classmethod
+    def input_names(cls, count: int) -> list[str]:
+        """The names forward gives its first ``count`` tensor inputs (``a, b``; ``x, weight, bias``)."""
+        names = cls.__dict__.get("_input_names")
+        if names is None:
+            params = list(inspect.signature(cls.forward).parameters.values())[1:]
+            names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            cls._input_names = names
+        return [names[i] if i < len(names) else f"input{i}" for i in range(count)]
+
+    @classmethod
+    def rule_lines(cls, count: int, needs: Sequence[bool] = ()) -> list[str]:
+        """The rule of each of ``count`` inputs that needs a gradient, from ``rules``; a generic
+        chain-rule line where the op has none."""
+        out = []
+        for i, arg in enumerate(cls.input_names(count)):
+            if i < len(needs) and not needs[i]:
+                continue
+            if i < len(cls.rules) or len(cls.rules) == 1:
+                out.append(cls.rules[min(i, len(cls.rules) - 1)])
+            else:
+                out.append(f"∂L/∂{arg} = {GRAD_OUT} · ∂y/∂{arg}   ({cls.__name__}.backward)")
+        return list(dict.fromkeys(out))  # Concat's inputs share one line
+
+    @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
         """Run ``forward`` on the inputs' arrays; record the node when a gradient is wanted."""
         backend = None
         arrays, needs = [], []
         for t in inputs:
-            if type(t) is not _Tensor and not isinstance(t, _Tensor):
+            if type(t) is not Tensor and not isinstance(t, Tensor):
                 # Numbers and arrays become constant tensors, then the op runs on those.
                 return cls.apply(*_as_tensors(cls.__name__, inputs), **params)
             if t._backend is not backend:
@@ -271,7 +367,7 @@ class Function:
             shapes = ", ".join(shape_str(t.shape) for t in inputs)
             raise ShapeError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} "
                              f"({type(err).__name__}: {err})") from None
-        result = _Tensor(out, ctx.out_backend or backend, requires_grad)
+        result = Tensor(out, ctx.out_backend or backend, requires_grad)
         if requires_grad:
             ctx.inputs = inputs
             needs = tuple(needs)
@@ -287,34 +383,30 @@ def _two_backends(op: str, first: Any, second: Any) -> BackendError:
         f".to({first.name!r}) or .to({second.name!r}); nothing is copied behind your back.")
 
 
-_Tensor: Any = None  # set by tensor.py, which imports this module first
-
-
 def _as_tensors(op: str, inputs: Sequence[Any]) -> list:
     """Inputs as tensors; Python numbers take the dtype of the op's first float tensor input."""
     like = dtype = None
     for x in inputs:
-        if isinstance(x, _Tensor):
+        if isinstance(x, Tensor):
             if like is None:
                 like = x
             if x.data.dtype.kind in "fc":
                 dtype = x.data.dtype
                 break
     if like is None:
-        from .backends import get_backend
         backend = get_backend()
     else:
         backend = like._backend
-    return [x if isinstance(x, _Tensor) else _constant(op, x, backend, dtype) for x in inputs]
+    return [x if isinstance(x, Tensor) else _constant(op, x, backend, dtype) for x in inputs]
 
 
 def _constant(op: str, x: Any, backend: Any, dtype: Any) -> Any:
     if isinstance(x, float):  # a float32 graph stays float32: 2.5 * x is not an upcast
-        return _Tensor(backend.scalar(x, dtype if dtype is not None else _FLOAT32), backend)
+        return Tensor(backend.scalar(x, dtype if dtype is not None else _FLOAT32), backend)
     if isinstance(x, (bool, int)):
-        return _Tensor(backend.scalar(x, dtype), backend)
+        return Tensor(backend.scalar(x, dtype), backend)
     if backend.is_array(x):
-        return _Tensor(x, backend)
+        return Tensor(x, backend)
     if hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
         # An array of another library would mean a hidden host <-> GPU copy: refuse it.
         source = "CuPy" if type(x).__module__.startswith("cupy") else type(x).__module__.split(".")[0]
@@ -322,9 +414,105 @@ def _constant(op: str, x: Any, backend: Any, dtype: Any) -> Any:
                            f"make it a tensor with ag.tensor(array, backend={backend.name!r}) first. "
                            "Nothing is copied between host and GPU behind your back.")
     if isinstance(x, (list, tuple)):
-        return _Tensor(backend.asarray(x), backend)
+        return Tensor(backend.asarray(x), backend)
     raise TypeError(f"{op}: cannot use an input of type {type(x).__name__}; pass a Tensor, "
                     "an array or a number")
+
+
+# --------------------------------------------------------------------------- un-broadcasting
+# The engine's own pair of ops: backward sums each broadcast gradient back to its input's
+# shape (SumTo), so that no binary op's backward handles broadcasting itself.
+
+
+class SumTo(Function):
+    """y = a summed over broadcast axes down to ``shape`` (un-broadcasting)"""
+    rules = (f"∂L/∂a = {GRAD_OUT} copied along the summed axes",)
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.in_shape = a.shape
+        lead = a.ndim - len(shape)
+        if lead < 0:
+            raise ShapeError(f"SumTo: cannot sum {shape_str(a.shape)} to the larger {shape_str(shape)}")
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and a.shape[lead + i] != 1)
+        y = a.sum(axis=axes, keepdims=True) if axes else a
+        return y.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return broadcast_to(gy, ctx.in_shape)
+
+
+class BroadcastTo(Function):
+    """y = a repeated along broadcast axes up to ``shape``"""
+    rules = (f"∂L/∂a = {GRAD_OUT} summed over the broadcast axes",)
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.in_shape = a.shape
+        return ctx.xp.broadcast_to(a, shape)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return sum_to(gy, ctx.in_shape)
+
+
+def sum_to(a: Tensor, shape: tuple) -> Tensor:
+    """Sum a broadcast result back to ``shape``: the engine's un-broadcasting step."""
+    return SumTo.apply(a, shape=tuple(shape))
+
+
+def broadcast_to(a: Tensor, shape: tuple) -> Tensor:
+    """``a`` repeated along new or size-1 axes up to ``shape`` (a view, no copy)."""
+    return BroadcastTo.apply(a, shape=tuple(shape))
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+class Graph:
+    """The graph behind one tensor, as backward sees it (``graph_of(output)``).
+
+    ``nodes`` lists the op nodes (``Context``) in the order backward runs them: each after
+    every node that consumes its output, so ``reversed(graph.nodes)`` is forward's order.
+    ``output_of(node)`` is the tensor that node made (a ``ReleasedTensor`` where a backward
+    without ``retain_graph`` let it go); ``leaves`` the tensors no op made, in first-use order.
+    Reading a graph changes nothing in it.
+    """
+
+    def __init__(self, output: Tensor) -> None:
+        if not isinstance(output, Tensor):
+            raise TypeError(f"graph_of: expected a Tensor, got {type(output).__name__}")
+        self.output = output
+        self.nodes: list[Context] = _topological_order([output.grad_fn]) if output.grad_fn is not None else []
+        # A node does not hold its output; each output is the input of a later node, or the
+        # root. Where a freeing backward left a ReleasedTensor in one place, the tensor itself
+        # is taken from any other node that still holds it.
+        self._made: dict[int, Any] = {id(output.grad_fn): output}
+        leaves: dict[int, Tensor] = {}
+        for node in self.nodes:
+            for t in node.inputs:
+                if t.grad_fn is None:
+                    leaves.setdefault(id(t), t)
+                elif not isinstance(self._made.get(id(t.grad_fn)), Tensor):
+                    self._made[id(t.grad_fn)] = t
+        self.leaves: list[Tensor] = list(reversed(leaves.values()))
+
+    def output_of(self, node: Context) -> Any:
+        return self._made[id(node)]
+
+    def __iter__(self) -> Iterator[Context]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def graph_of(output: Tensor) -> Graph:
+    """The nodes behind ``output`` in backward's order, with their inputs, saved values, scope and
+    un-broadcast steps: the public way to read a recorded graph."""
+    return Graph(output)
 
 
 # --------------------------------------------------------------------------- backward
@@ -363,8 +551,8 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
     wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
     found: list = [None] * len(inputs) if inputs is not None else []
     pending: dict[Context, Any] = {}  # node -> the gradient of its output, summed so far
-    # node -> its output tensor, as met on the way: for retain_grad(), for ag.grad's inputs,
-    # and for a create_graph backward to differentiate through a saved output. Kept only
+    # node -> its output tensor, as met on the way: for retain_grad(), its hooks, ag.grad's
+    # inputs, and a create_graph backward to differentiate through a saved output. Kept only
     # then: it would hold an output's memory until its node had run.
     made: dict[Context, Any] = {}
     keep_outputs = create_graph or wanted is not None
@@ -391,8 +579,11 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
             if grad is None:
                 continue
             node.output = output = made.pop(node, None)
-            if output is not None and (output._retains_grad or (wanted is not None and id(output) in wanted)):
-                _deliver(output, grad, wanted, found)
+            if output is not None:
+                if output._grad_hooks:
+                    grad = _run_grad_hooks(output, grad)
+                if output._retains_grad or (wanted is not None and id(output) in wanted):
+                    _deliver(output, grad, wanted, found)
             try:
                 input_grads = _step(node, grad)
             finally:
@@ -407,7 +598,7 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
                     pending[parent] = _accumulate(pending[parent], g)
                 else:
                     pending[parent] = g
-                    if keep_outputs or t._retains_grad:
+                    if keep_outputs or t._retains_grad or t._grad_hooks:
                         made[parent] = t
             if not retain_graph:
                 node.release(stand_ins)
@@ -429,25 +620,23 @@ def _step(node: Context, grad: Any) -> tuple:
                          f"for {len(inputs)} inputs")
     for t, g in zip(inputs, input_grads):
         # Most gradients arrive ready: None, or a tensor of their input's shape and dtype.
-        if g is not None and (not t.requires_grad or type(g) is not _Tensor or g.data.shape != t.data.shape
+        if g is not None and (not t.requires_grad or type(g) is not Tensor or g.data.shape != t.data.shape
                               or g.data.dtype is not t.data.dtype):
             # The rare case: un-broadcast, a dtype or type to fix, or an input with no gradient.
             input_grads = tuple([_fit_grad(node, i, t, g) if g is not None and t.requires_grad else None
                                  for i, (t, g) in enumerate(zip(inputs, input_grads))])
             break
-    for observer in step_observers:
-        observer(node, grad, input_grads)
+    for hook in _step_hooks:
+        hook(node, grad, input_grads)
     return input_grads
 
 
 def _fit_grad(node: Context, i: int, t: Any, g: Any) -> Any:
     """Sum a broadcast gradient back to its input's shape, then check its shape and dtype."""
-    if not isinstance(g, _Tensor):
-        g = _Tensor(g, node.backend)
+    if not isinstance(g, Tensor):
+        g = Tensor(g, node.backend)
     have, want = g.data, t.data
     if have.shape != want.shape:
-        from .ops.reduce import sum_to  # the engine's one op: un-broadcasting
-
         try:
             g = sum_to(g, want.shape)
         except ShapeError:
@@ -455,6 +644,9 @@ def _fit_grad(node: Context, i: int, t: Any, g: Any) -> Any:
         if g is None or g.data.shape != want.shape:
             raise ShapeError(f"{node.name}.backward: gradient for input {i} has shape "
                              f"{shape_str(have.shape)}, expected {shape_str(want.shape)}") from None
+        if node.unbroadcast is _NO_UNBROADCAST:
+            node.unbroadcast = {}
+        node.unbroadcast[i] = tuple(have.shape)  # what the pictures draw as a SumTo step
         have = g.data
     # A float32 input gets a float32 gradient even if backward mixed in float64 values.
     if have.dtype is not want.dtype and have.dtype != want.dtype and want.dtype.kind == "f":
@@ -463,7 +655,10 @@ def _fit_grad(node: Context, i: int, t: Any, g: Any) -> Any:
 
 
 def _deliver(t: Any, g: Any, wanted: dict | None, found: list) -> None:
-    """Hand a finished gradient to ``t``: into ``found`` for ag.grad, else into ``t.grad``."""
+    """Hand a finished gradient to ``t``: into ``found`` for ag.grad, else into ``t.grad``
+    (a leaf's hooks first, its post-accumulate hooks after)."""
+    if t._grad_hooks and t.grad_fn is None:  # a non-leaf's hooks ran when its node was reached
+        g = _run_grad_hooks(t, g)
     if wanted is not None:
         i = wanted.get(id(t))
         if i is not None:
@@ -475,8 +670,25 @@ def _deliver(t: Any, g: Any, wanted: dict | None, found: list) -> None:
         if g.requires_grad:
             g = g.detach()  # the caller's own grad= tensor passed straight through
         if t.grad is None and _is_view_to_copy(g.data):
-            g = _Tensor(g.data.copy(), g._backend)
+            g = Tensor(g.data.copy(), g._backend)
     t.grad = _accumulate(t.grad, g)
+    if t._post_hooks:
+        for hook in list(t._post_hooks):
+            hook(t)
+
+
+def _run_grad_hooks(t: Tensor, g: Tensor) -> Tensor:
+    """``register_hook``'s hooks, in order; each may return a gradient to use instead."""
+    for hook in list(t._grad_hooks):
+        new = hook(g)
+        if new is None:
+            continue
+        if not isinstance(new, Tensor) or new.shape != g.shape:
+            what = shape_str(new.shape) if isinstance(new, Tensor) else type(new).__name__
+            raise GraphError(f"register_hook: the hook {getattr(hook, '__name__', hook)!r} returned {what}; "
+                             f"a hook returns None or a Tensor of the gradient's shape {shape_str(g.shape)}")
+        g = new
+    return g
 
 
 def _is_view_to_copy(array: Any) -> bool:
@@ -495,7 +707,7 @@ def _accumulate(total: Any, g: Any) -> Any:
         return g
     if _grad_enabled:
         return total + g
-    return _Tensor(total.data + g.data, total._backend)
+    return Tensor(total.data + g.data, total._backend)
 
 
 def backward(tensor: Any, grad: Any = None, retain_graph: bool | None = None,
@@ -518,9 +730,9 @@ def _initial_grad(tensor: Any, grad: Any) -> Any:
                 f"backward(): the tensor has shape {shape_str(tensor.shape)}, not a scalar; "
                 "reduce it first (e.g. loss.sum() or loss.mean()) or pass "
                 "grad= a tensor of that shape")
-        return _Tensor(tensor._backend.xp.ones_like(tensor.data), tensor._backend)
-    if not isinstance(grad, _Tensor):
-        grad = _Tensor(tensor._backend.asarray(grad, dtype=tensor.data.dtype), tensor._backend)
+        return Tensor(tensor._backend.xp.ones_like(tensor.data), tensor._backend)
+    if not isinstance(grad, Tensor):
+        grad = Tensor(tensor._backend.asarray(grad, dtype=tensor.data.dtype), tensor._backend)
     if grad.shape != tensor.shape:
         raise ShapeError(f"backward(): grad has shape {shape_str(grad.shape)}, "
                          f"the tensor {shape_str(tensor.shape)}")

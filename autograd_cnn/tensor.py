@@ -1,21 +1,37 @@
 """Tensor: an array on a backend, its gradient, and the node that made it.
 
 Operators call the op wrappers in ``ops/`` by name; nothing here does array math.
+
+Tensor sits below the engine and the ops (both make tensors), yet its operators and
+``backward()`` call them. The one link upward is ``bind_ops``: ``autograd_cnn/ops/__init__.py``
+calls it with itself when it is imported (``import autograd_cnn`` does that), and each method
+here calls a name of that namespace (``_ops.mul``, ``_ops.backward``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-from . import autograd
 from .backends import Backend, backend_of, get_backend
 from .errors import GraphError, shape_str
+from .hooks import RemovableHandle
+from .random import backend_rng
+
+_ops: Any = None  # the ops package, bound by bind_ops
+
+
+def bind_ops(namespace: ModuleType) -> None:
+    """Give Tensor's operators and backward() the op wrappers they call (``ops/__init__.py``)."""
+    global _ops
+    _ops = namespace
 
 
 class Tensor:
     """An n-dimensional array that records the ops applied to it."""
 
     __slots__ = ("data", "grad", "requires_grad", "grad_fn", "name", "_backend",
-                 "_retains_grad", "__weakref__")
+                 "_retains_grad", "_grad_hooks", "_post_hooks", "__weakref__")
     __array_priority__ = 1000  # ndarray * Tensor calls Tensor.__rmul__, not numpy's loop
 
     def __init__(self, data: Any, backend: Backend | None = None, requires_grad: bool = False,
@@ -27,6 +43,8 @@ class Tensor:
         self.grad_fn = None
         self.name = name
         self._retains_grad = False
+        self._grad_hooks: list | None = None  # register_hook
+        self._post_hooks: list | None = None  # register_post_accumulate_grad_hook
 
     # --- attributes -------------------------------------------------------
     @property
@@ -55,7 +73,7 @@ class Tensor:
 
     @property
     def T(self) -> Tensor:
-        return ops.shape.transpose(self)
+        return _ops.transpose(self)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -106,13 +124,13 @@ class Tensor:
         target = get_backend(backend)
         if target is self._backend:
             return self
-        return ops.shape.to_backend(self, target)
+        return _ops.to_backend(self, target)
 
     def cpu(self) -> Tensor:
         return self.to("numpy")
 
     def astype(self, dtype: Any) -> Tensor:
-        return ops.elementwise.astype(self, dtype)
+        return _ops.astype(self, dtype)
 
     def float(self) -> Tensor:
         return self.astype("float32")
@@ -126,13 +144,35 @@ class Tensor:
         """Compute the gradient of this tensor with respect to the graph's leaves.
         ``retain_graph`` defaults to ``create_graph``, as in PyTorch: the gradients of a
         create_graph backward are graphs that run back through this one."""
-        autograd.backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
+        _ops.backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this non-leaf tensor after backward."""
         if not self.requires_grad:
             raise GraphError("retain_grad(): this tensor does not require grad")
         self._retains_grad = True
+
+    def register_hook(self, fn: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """Call ``fn(grad)`` when this tensor's gradient has been computed during backward; a
+        Tensor it returns replaces the gradient. ``handle.remove()`` takes it out."""
+        if not self.requires_grad:
+            raise GraphError("register_hook(): this tensor does not require grad, so backward never "
+                             "computes its gradient; create it with requires_grad=True")
+        if self._grad_hooks is None:
+            self._grad_hooks = []
+        self._grad_hooks.append(fn)
+        return RemovableHandle(self._grad_hooks, fn)
+
+    def register_post_accumulate_grad_hook(self, fn: Callable[[Tensor], None]) -> RemovableHandle:
+        """Call ``fn(tensor)`` after backward has accumulated this leaf's ``.grad`` (data-parallel
+        training starts a gradient's all-reduce here)."""
+        if self.grad_fn is not None or not self.requires_grad:
+            raise GraphError("register_post_accumulate_grad_hook(): only a leaf tensor that requires grad "
+                             "accumulates .grad; use register_hook on a tensor an op made")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(fn)
+        return RemovableHandle(self._post_hooks, fn)
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -145,92 +185,92 @@ class Tensor:
 
     # --- arithmetic -------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
-        return ops.elementwise.add(self, other)
+        return _ops.add(self, other)
 
     def __radd__(self, other: Any) -> Tensor:
-        return ops.elementwise.add(other, self)
+        return _ops.add(other, self)
 
     def __sub__(self, other: Any) -> Tensor:
-        return ops.elementwise.sub(self, other)
+        return _ops.sub(self, other)
 
     def __rsub__(self, other: Any) -> Tensor:
-        return ops.elementwise.sub(other, self)
+        return _ops.sub(other, self)
 
     def __mul__(self, other: Any) -> Tensor:
-        return ops.elementwise.mul(self, other)
+        return _ops.mul(self, other)
 
     def __rmul__(self, other: Any) -> Tensor:
-        return ops.elementwise.mul(other, self)
+        return _ops.mul(other, self)
 
     def __truediv__(self, other: Any) -> Tensor:
-        return ops.elementwise.div(self, other)
+        return _ops.div(self, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return ops.elementwise.div(other, self)
+        return _ops.div(other, self)
 
     def __pow__(self, other: Any) -> Tensor:
-        return ops.elementwise.pow(self, other)
+        return _ops.pow(self, other)
 
     def __rpow__(self, other: Any) -> Tensor:
-        return ops.elementwise.pow(other, self)
+        return _ops.pow(other, self)
 
     def __matmul__(self, other: Any) -> Tensor:
-        return ops.matmul.matmul(self, other)
+        return _ops.matmul(self, other)
 
     def __rmatmul__(self, other: Any) -> Tensor:
-        return ops.matmul.matmul(other, self)
+        return _ops.matmul(other, self)
 
     def __neg__(self) -> Tensor:
-        return ops.elementwise.neg(self)
+        return _ops.neg(self)
 
     def __pos__(self) -> Tensor:
         return self
 
     def __abs__(self) -> Tensor:
-        return ops.elementwise.abs(self)
+        return _ops.abs(self)
 
     # Comparisons give boolean tensors without gradient, as in PyTorch.
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return ops.elementwise.compare(self, other, "eq")
+        return _ops.compare(self, other, "eq")
 
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return ops.elementwise.compare(self, other, "ne")
+        return _ops.compare(self, other, "ne")
 
     def __lt__(self, other: Any) -> Tensor:
-        return ops.elementwise.compare(self, other, "lt")
+        return _ops.compare(self, other, "lt")
 
     def __le__(self, other: Any) -> Tensor:
-        return ops.elementwise.compare(self, other, "le")
+        return _ops.compare(self, other, "le")
 
     def __gt__(self, other: Any) -> Tensor:
-        return ops.elementwise.compare(self, other, "gt")
+        return _ops.compare(self, other, "gt")
 
     def __ge__(self, other: Any) -> Tensor:
-        return ops.elementwise.compare(self, other, "ge")
+        return _ops.compare(self, other, "ge")
 
     __hash__ = object.__hash__  # tensors stay usable as dict keys despite __eq__
 
     # --- methods that name ops ----------------------------------------------
     def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.reduce.sum(self, axis, keepdims)
+        return _ops.sum(self, axis, keepdims)
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.reduce.mean(self, axis, keepdims)
+        return _ops.mean(self, axis, keepdims)
 
     def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.reduce.max(self, axis, keepdims)
+        return _ops.max(self, axis, keepdims)
 
     def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return ops.reduce.min(self, axis, keepdims)
+        return _ops.min(self, axis, keepdims)
 
     def var(self, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-        return ops.reduce.var(self, axis, keepdims, ddof)
+        return _ops.var(self, axis, keepdims, ddof)
 
     def argmax(self, axis: int | None = None) -> Tensor:
-        return ops.reduce.argmax(self, axis)
+        return _ops.argmax(self, axis)
 
     def argmin(self, axis: int | None = None) -> Tensor:
-        return ops.reduce.argmin(self, axis)
+        return _ops.argmin(self, axis)
 
     def any(self) -> bool:
         return bool(self.data.any())
@@ -239,52 +279,48 @@ class Tensor:
         return bool(self.data.all())
 
     def exp(self) -> Tensor:
-        return ops.elementwise.exp(self)
+        return _ops.exp(self)
 
     def log(self) -> Tensor:
-        return ops.elementwise.log(self)
+        return _ops.log(self)
 
     def sqrt(self) -> Tensor:
-        return ops.elementwise.sqrt(self)
+        return _ops.sqrt(self)
 
     def abs(self) -> Tensor:
-        return ops.elementwise.abs(self)
+        return _ops.abs(self)
 
     def relu(self) -> Tensor:
-        return ops.activation.relu(self)
+        return _ops.relu(self)
 
     def sigmoid(self) -> Tensor:
-        return ops.activation.sigmoid(self)
+        return _ops.sigmoid(self)
 
     def tanh(self) -> Tensor:
-        return ops.activation.tanh(self)
+        return _ops.tanh(self)
 
     def softmax(self, axis: int = -1) -> Tensor:
-        return ops.activation.softmax(self, axis)
+        return _ops.softmax(self, axis)
 
     def log_softmax(self, axis: int = -1) -> Tensor:
-        return ops.activation.log_softmax(self, axis)
+        return _ops.log_softmax(self, axis)
 
     def reshape(self, *shape: Any) -> Tensor:
-        return ops.shape.reshape(self, _shape_arg(shape))
+        return _ops.reshape(self, _shape_arg(shape))
 
     def view(self, *shape: Any) -> Tensor:
         return self.reshape(*shape)
 
     def transpose(self, *axes: Any) -> Tensor:
         axes = _shape_arg(axes)
-        return ops.shape.transpose(self, axes or None)
+        return _ops.transpose(self, axes or None)
 
     def flatten(self, start_axis: int = 0) -> Tensor:
-        return ops.shape.flatten(self, start_axis)
+        return _ops.flatten(self, start_axis)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return ops.shape.getitem(self, index)
+        return _ops.getitem(self, index)
 
-
-autograd._Tensor = Tensor
-
-from . import ops  # noqa: E402  (the ops import Tensor, so they come after it)
 
 # --------------------------------------------------------------------------- factories
 
@@ -367,8 +403,6 @@ def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tens
 
 def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
     """Standard normal samples from the backend's seeded generator."""
-    from .random import backend_rng
-
     shape = _shape_arg(shape)
     b = get_backend(backend)
     array = backend_rng(b).standard_normal(shape, dtype=dtype or "float32")
@@ -377,8 +411,6 @@ def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: 
 
 def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
     """Uniform samples in [0, 1) from the backend's seeded generator."""
-    from .random import backend_rng
-
     shape = _shape_arg(shape)
     b = get_backend(backend)
     array = backend_rng(b).random(shape, dtype=dtype or "float32")

@@ -136,7 +136,7 @@ def test_retain_grad_needs_a_tensor_that_requires_grad():
 def test_saved_values_are_freed_after_backward():
     x = ag.tensor([1.0, -1.0], requires_grad=True)
     y = x.relu()  # saves a boolean mask, an array no tensor holds
-    mask = weakref.ref(y.grad_fn._saved[0])
+    mask = weakref.ref(y.grad_fn.saved[0])
     y.sum().backward()
     assert mask() is None
     with pytest.raises(GraphError, match="retain_graph=True"):
@@ -196,12 +196,9 @@ def test_backward_frees_each_activation_once_the_last_node_that_read_it_has_run(
     made_by_exp, made_by_tanh = weakref.ref(h), weakref.ref(t)
     del h, t
     alive_at_exp = []
-    autograd.step_observers.append(
-        lambda node, g, grads: node.name == "Exp" and alive_at_exp.append(made_by_tanh() is not None))
-    try:
+    with autograd.register_step_hook(
+            lambda node, g, grads: node.name == "Exp" and alive_at_exp.append(made_by_tanh() is not None)):
         loss.backward()
-    finally:
-        autograd.step_observers.clear()
     assert alive_at_exp == [False], "Tanh's output outlived ReLU, the one node that read it"
     assert made_by_exp() is None, "an activation stayed alive while the loss is still held"
     np.testing.assert_allclose(x.grad.numpy(), (np.tanh(np.exp([0.5, -1.0, 2.0])) > 0)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..autograd import Function
+from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 from .elementwise import exp, where
 
 
 class ReLU(Function):
     """y = max(x, 0)"""
+    rules = (f"∂L/∂x = {GRAD_OUT} · [y > 0]",)
     @staticmethod
     def forward(ctx, x):
         if not ctx.records:
@@ -28,6 +29,7 @@ class ReLU(Function):
 
 class ReLUGrad(Function):
     """gx = gy * [x > 0]: ReLU's backward as one op, in the mask's memory layout"""
+    rules = (f"∂L/∂gy = {GRAD_OUT} · [x > 0]", "the mask gets no gradient")
     @staticmethod
     def forward(ctx, gy, positive):
         return ctx.backend.relu_grad(gy, positive)
@@ -39,6 +41,7 @@ class ReLUGrad(Function):
 
 class LeakyReLU(Function):
     """y = x if x > 0 else slope * x"""
+    rules = (f"∂L/∂x = {GRAD_OUT} · (1 if x > 0 else slope)",)
     @staticmethod
     def forward(ctx, x, negative_slope=0.01):
         ctx.slope = negative_slope
@@ -53,6 +56,7 @@ class LeakyReLU(Function):
 
 class Sigmoid(Function):
     """y = 1 / (1 + e^-x)"""
+    rules = (f"∂L/∂x = {GRAD_OUT} · y(1 − y)",)
     @staticmethod
     def forward(ctx, x):
         xp = ctx.xp
@@ -83,6 +87,7 @@ class SigmoidGrad(Function):
 
 class Tanh(Function):
     """y = tanh x"""
+    rules = (f"∂L/∂x = {GRAD_OUT} · (1 − y²)",)
     @staticmethod
     def forward(ctx, x):
         y = ctx.xp.tanh(x)
@@ -110,6 +115,7 @@ class TanhGrad(Function):
 
 class Gelu(Function):
     """y = x * Phi(x) (erf form) or its tanh approximation"""
+    rules = (f"∂L/∂x = {GRAD_OUT} · (Φ(x) + x·φ(x))",)
     @staticmethod
     def forward(ctx, x, approximate="none"):
         ctx.save_for_backward(x)
@@ -133,6 +139,7 @@ class Gelu(Function):
 
 class Erf(Function):
     """y = erf x"""
+    rules = (f"∂L/∂x = {GRAD_OUT} · 2/√π · e^(−x²)",)
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -146,6 +153,7 @@ class Erf(Function):
 
 class Softmax(Function):
     """y_i = e^x_i / sum_j e^x_j along an axis"""
+    rules = (f"∂L/∂x = y ⊙ ({GRAD_OUT} − Σ {GRAD_OUT} ⊙ y)",)
     @staticmethod
     def forward(ctx, x, axis=-1):
         _check_axis("Softmax", x, axis)
@@ -162,6 +170,7 @@ class Softmax(Function):
 
 class LogSoftmax(Function):
     """y_i = x_i - log sum_j e^x_j along an axis"""
+    rules = (f"∂L/∂x = {GRAD_OUT} − softmax(x) · Σ {GRAD_OUT}",)
     @staticmethod
     def forward(ctx, x, axis=-1):
         _check_axis("LogSoftmax", x, axis)

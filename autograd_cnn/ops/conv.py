@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import Function
+from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 from .matmul import matmul
 from .reduce import ChannelSum
@@ -74,6 +74,9 @@ def _geometry(ctx: Any) -> dict:
 
 class Conv2d(Function):
     """y[n, o] = sum_c x[n, c] ⋆ w[o, c] + b[o]  (cross-correlation)"""
+    rules = (f"∂L/∂x = conv_transpose2d({GRAD_OUT}, W)",
+             f"∂L/∂W = correlate(x, {GRAD_OUT})",
+             f"∂L/∂b = Σ {GRAD_OUT} over N, H, W")
     @staticmethod
     def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups):
         ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
@@ -95,6 +98,9 @@ class Conv2d(Function):
 
 class ConvTranspose2d(Function):
     """y = conv2d's adjoint in x: each x[n, c, i, j] adds x * w[c] into the output window at (i, j)"""
+    rules = (f"∂L/∂x = conv2d({GRAD_OUT}, W)",
+             f"∂L/∂W = correlate({GRAD_OUT}, x)",
+             f"∂L/∂b = Σ {GRAD_OUT} over N, H, W")
     @staticmethod
     def forward(ctx, x, weight, *, out_hw, stride, padding, dilation, groups):
         ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups

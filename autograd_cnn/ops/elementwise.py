@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 
 
@@ -39,6 +39,7 @@ def _operands(op: str, a: Any, b: Any, divide: bool = False) -> tuple:
 
 class Add(Function):
     """y = a + b"""
+    rules = (f"∂L/∂a = {GRAD_OUT}", f"∂L/∂b = {GRAD_OUT}")
     @staticmethod
     def forward(ctx, a, b):
         a, b = _operands("Add", a, b)
@@ -51,6 +52,7 @@ class Add(Function):
 
 class Sub(Function):
     """y = a - b"""
+    rules = (f"∂L/∂a = {GRAD_OUT}", f"∂L/∂b = −{GRAD_OUT}")
     @staticmethod
     def forward(ctx, a, b):
         a, b = _operands("Sub", a, b)
@@ -63,6 +65,7 @@ class Sub(Function):
 
 class Mul(Function):
     """y = a * b"""
+    rules = (f"∂L/∂a = {GRAD_OUT} · b", f"∂L/∂b = {GRAD_OUT} · a")
     @staticmethod
     def forward(ctx, a, b):
         a, b = _operands("Mul", a, b)
@@ -77,6 +80,7 @@ class Mul(Function):
 
 class Div(Function):
     """y = a / b"""
+    rules = (f"∂L/∂a = {GRAD_OUT} / b", f"∂L/∂b = −{GRAD_OUT} · a / b²")
     @staticmethod
     def forward(ctx, a, b):
         a, b = _operands("Div", a, b, divide=True)
@@ -92,6 +96,7 @@ class Div(Function):
 
 class Pow(Function):
     """y = a ** b"""
+    rules = (f"∂L/∂a = {GRAD_OUT} · b · a^(b−1)", f"∂L/∂b = {GRAD_OUT} · y · ln a")
     @staticmethod
     def forward(ctx, a, b):
         a, b = _operands("Pow", a, b)
@@ -110,6 +115,7 @@ class Pow(Function):
 
 class Neg(Function):
     """y = -a"""
+    rules = (f"∂L/∂a = −{GRAD_OUT}",)
     @staticmethod
     def forward(ctx, a):
         return -a
@@ -121,6 +127,7 @@ class Neg(Function):
 
 class Exp(Function):
     """y = e^a"""
+    rules = (f"∂L/∂a = {GRAD_OUT} · y",)
     @staticmethod
     def forward(ctx, a):
         y = ctx.xp.exp(a)
@@ -135,6 +142,7 @@ class Exp(Function):
 
 class Log(Function):
     """y = ln a"""
+    rules = (f"∂L/∂a = {GRAD_OUT} / a",)
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -148,6 +156,7 @@ class Log(Function):
 
 class Sqrt(Function):
     """y = sqrt(a)"""
+    rules = (f"∂L/∂a = {GRAD_OUT} / (2y)",)
     @staticmethod
     def forward(ctx, a):
         y = ctx.xp.sqrt(a)
@@ -162,6 +171,7 @@ class Sqrt(Function):
 
 class Abs(Function):
     """y = |a|"""
+    rules = (f"∂L/∂a = {GRAD_OUT} · sign(a)",)
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -188,6 +198,9 @@ class Sign(Function):
 
 class Where(Function):
     """y = a where cond else b (cond gets no gradient)"""
+    rules = ("cond gets no gradient",
+             f"∂L/∂a = {GRAD_OUT} where cond, else 0",
+             f"∂L/∂b = {GRAD_OUT} where not cond, else 0")
     @staticmethod
     def forward(ctx, cond, a, b):
         if not (cond.shape == a.shape == b.shape):
@@ -208,6 +221,7 @@ class Where(Function):
 
 class Maximum(Function):
     """y = max(a, b) elementwise; a tie sends the gradient to a"""
+    rules = (f"∂L/∂a = {GRAD_OUT} where a ≥ b, else 0", f"∂L/∂b = {GRAD_OUT} where a < b, else 0")
     @staticmethod
     def forward(ctx, a, b):
         a, b = _operands("Maximum", a, b)
@@ -223,6 +237,7 @@ class Maximum(Function):
 
 class Minimum(Function):
     """y = min(a, b) elementwise; a tie sends the gradient to a"""
+    rules = (f"∂L/∂a = {GRAD_OUT} where a ≤ b, else 0", f"∂L/∂b = {GRAD_OUT} where a > b, else 0")
     @staticmethod
     def forward(ctx, a, b):
         a, b = _operands("Minimum", a, b)
@@ -238,6 +253,7 @@ class Minimum(Function):
 
 class AsType(Function):
     """y = a converted to another float dtype"""
+    rules = (f"∂L/∂a = {GRAD_OUT} cast back to a's dtype",)
     @staticmethod
     def forward(ctx, a, dtype):
         ctx.dtype_in = a.dtype

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import Function
+from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 from .activation import log_softmax, sigmoid, softmax
 from .shape import getitem
@@ -23,6 +23,7 @@ def _reduce(op: str, losses: Any, reduction: str) -> Any:
 
 class SoftmaxCrossEntropy(Function):
     """loss_n = -sum_c q_nc log softmax(z_n)_c; dL/dz = softmax(z) - q when q sums to 1"""
+    rules = (f"∂L/∂z = (softmax(z) − onehot) · {GRAD_OUT}   (z − z*)", f"∂L/∂q = −log softmax(z) · {GRAD_OUT}")
     @staticmethod
     def forward(ctx, logits, q, q_sums_to_one=False):
         ctx.q_sums_to_one = q_sums_to_one
@@ -40,6 +41,9 @@ class SoftmaxCrossEntropy(Function):
 
 class SoftmaxCrossEntropyGrad(Function):
     """gz = (softmax(z) * s - q) * g, s = sum_c q (1 when q sums to one): the lecture's z - z*, as one op"""
+    rules = (f"∂L/∂z = g · s · p ⊙ ({GRAD_OUT} − Σ {GRAD_OUT} ⊙ p), p = softmax(z), s = Σ q (1 for labels)",
+             f"∂L/∂q = g · (Σ {GRAD_OUT} ⊙ p − {GRAD_OUT}), only −g · {GRAD_OUT} for labels",
+             f"∂L/∂g = Σ {GRAD_OUT} ⊙ (s · p − q)")
     @staticmethod
     def forward(ctx, z, q, g, q_sums_to_one=False):
         ctx.q_sums_to_one = q_sums_to_one
@@ -81,6 +85,7 @@ class OneHot(Function):
 
 class BCEWithLogits(Function):
     """loss = max(z, 0) - z t + log(1 + e^-|z|); dL/dz = sigmoid(z) - t"""
+    rules = (f"∂L/∂z = (sigmoid(z) − t) · {GRAD_OUT}", f"∂L/∂t = −z · {GRAD_OUT}")
     @staticmethod
     def forward(ctx, z, t):
         xp = ctx.xp

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import Function
+from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 from .reduce import ChannelSum, sum_to
 
@@ -15,6 +15,7 @@ def _swap_last(t: Any) -> Any:
 
 class MatMul(Function):
     """y = a @ b"""
+    rules = (f"∂L/∂a = {GRAD_OUT} @ bᵀ", f"∂L/∂b = aᵀ @ {GRAD_OUT}")
     @staticmethod
     def forward(ctx, a, b):
         if a.ndim == 0 or b.ndim == 0:
@@ -49,6 +50,7 @@ class MatMul(Function):
 
 class Linear(Function):
     """y = x @ weight.T + bias, weight shaped (out, in)"""
+    rules = (f"∂L/∂x = {GRAD_OUT} @ W", f"∂L/∂W = {GRAD_OUT}ᵀ @ x", f"∂L/∂bias = Σₙ {GRAD_OUT}")
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:

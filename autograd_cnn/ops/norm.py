@@ -5,13 +5,14 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Function, is_grad_enabled
+from ..autograd import GRAD_OUT, Function, is_grad_enabled
 from ..errors import ShapeError, shape_str
 from ..random import backend_rng
 
 
 class Dropout(Function):
     """y = x * mask / (1 - p), mask_i ~ Bernoulli(1 - p)"""
+    rules = (f"∂L/∂x = {GRAD_OUT} · mask / (1 − p)",)
     @staticmethod
     def forward(ctx, x, p=0.5):
         dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
@@ -41,6 +42,9 @@ def _channel_shape(x_ndim: int, channels: int) -> tuple:
 
 class BatchNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias, statistics per channel (axis 1)"""
+    rules = (f"∂L/∂x = γ/σ · ({GRAD_OUT} − mean {GRAD_OUT} − x̂ · mean({GRAD_OUT} · x̂))",
+             f"∂L/∂γ = Σ {GRAD_OUT} · x̂",
+             f"∂L/∂β = Σ {GRAD_OUT}")
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean=None, running_var=None, training=True,
                 momentum=0.1, eps=1e-5):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..autograd import Function
+from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 from .conv import pair
 from .matmul import matmul
@@ -18,6 +18,7 @@ from .shape import reshape
 
 class MaxPool2d(Function):
     """y[n, c, i, j] = max over the window at (i, j) of x[n, c]"""
+    rules = (f"∂L/∂x = {GRAD_OUT} routed to each window's largest element",)
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, padding, dilation, out_hw):
         ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
@@ -74,6 +75,7 @@ def _divisor(ctx: Any, counts: tuple, dtype: Any) -> Any:
 
 class AvgPool2d(Function):
     """y[n, c, i, j] = sum over the window at (i, j) of x[n, c] / its size"""
+    rules = (f"∂L/∂x = {GRAD_OUT} / window size, spread over each window",)
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, padding, out_hw, counts):
         ctx.kernel_size, ctx.stride, ctx.padding, ctx.in_shape = kernel_size, stride, padding, x.shape

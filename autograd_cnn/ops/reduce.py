@@ -1,10 +1,13 @@
-"""Reductions over axes (sum, mean, max, min, var) and the broadcast/un-broadcast pair."""
+"""Reductions over axes (sum, mean, max, min, var, a bias's channel sum), argmax and argmin.
+
+The broadcast/un-broadcast pair (``sum_to``, ``broadcast_to``) is the engine's own and lives
+in ``autograd.py``; it is re-exported here with the other reductions."""
 from __future__ import annotations
 
 import builtins
 from typing import Any
 
-from ..autograd import Function
+from ..autograd import GRAD_OUT, BroadcastTo, Function, SumTo, broadcast_to, sum_to  # noqa: F401  (the engine's pair)
 from ..errors import ShapeError, shape_str
 
 
@@ -28,6 +31,7 @@ def _kept_shape(shape: tuple, axes: tuple) -> tuple:
 
 class Sum(Function):
     """y = sum of a over axes"""
+    rules = (f"∂L/∂a = {GRAD_OUT} copied to every summed element",)
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
         ctx.axes = _axes("Sum", axis, a.ndim)
@@ -41,6 +45,7 @@ class Sum(Function):
 
 class Mean(Function):
     """y = mean of a over axes"""
+    rules = (f"∂L/∂a = {GRAD_OUT} / n, copied to every element",)
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
         ctx.axes = _axes("Mean", axis, a.ndim)
@@ -58,6 +63,7 @@ class Mean(Function):
 
 class Max(Function):
     """y = max of a over axes; tied maxima share the gradient equally"""
+    rules = (f"∂L/∂a = {GRAD_OUT} at the largest elements (ties share), 0 elsewhere",)
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
         ctx.axes = _axes("Max", axis, a.ndim)
@@ -73,6 +79,7 @@ class Max(Function):
 
 class Min(Function):
     """y = min of a over axes; tied minima share the gradient equally"""
+    rules = (f"∂L/∂a = {GRAD_OUT} at the smallest elements (ties share), 0 elsewhere",)
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
         ctx.axes = _axes("Min", axis, a.ndim)
@@ -100,6 +107,7 @@ def _spread_to_extremes(ctx: Any, gy: Any) -> Any:
 
 class Var(Function):
     """y = sum((a - mean a)^2) / (n - ddof) over axes"""
+    rules = (f"∂L/∂a = {GRAD_OUT} · 2(a − mean a) / (n − ddof)",)
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False, ddof=0):
         ctx.axes = _axes("Var", axis, a.ndim)
@@ -120,18 +128,6 @@ class Var(Function):
         return g * centered * (2.0 / (ctx.count - ctx.ddof))
 
 
-class BroadcastTo(Function):
-    """y = a repeated along broadcast axes up to ``shape``"""
-    @staticmethod
-    def forward(ctx, a, shape):
-        ctx.in_shape = a.shape
-        return ctx.xp.broadcast_to(a, shape)
-
-    @staticmethod
-    def backward(ctx, gy):
-        return sum_to(gy, ctx.in_shape)
-
-
 class ChannelSum(Function):
     """y[c] = the sum of x[:, c, ...] over every other axis (a bias's gradient: a conv's over
     (N, H, W), a linear layer's over the batch's rows)"""
@@ -143,24 +139,6 @@ class ChannelSum(Function):
     @staticmethod
     def backward(ctx, gy):
         return broadcast_to(gy.reshape((1, -1) + (1,) * (len(ctx.in_shape) - 2)), ctx.in_shape)
-
-
-class SumTo(Function):
-    """y = a summed over broadcast axes down to ``shape`` (un-broadcasting)"""
-    @staticmethod
-    def forward(ctx, a, shape):
-        ctx.in_shape = a.shape
-        lead = a.ndim - len(shape)
-        if lead < 0:
-            raise ShapeError(f"SumTo: cannot sum {shape_str(a.shape)} to the larger {shape_str(shape)}")
-        axes = tuple(range(lead)) + tuple(
-            lead + i for i, n in enumerate(shape) if n == 1 and a.shape[lead + i] != 1)
-        y = a.sum(axis=axes, keepdims=True) if axes else a
-        return y.reshape(shape)
-
-    @staticmethod
-    def backward(ctx, gy):
-        return broadcast_to(gy, ctx.in_shape)
 
 
 class ArgMax(Function):
@@ -213,15 +191,6 @@ def min(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
 def var(a: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
     """Variance; ddof=0 is NumPy's population variance."""
     return Var.apply(a, axis=axis, keepdims=keepdims, ddof=ddof)
-
-
-def broadcast_to(a: Any, shape: tuple) -> Any:
-    return BroadcastTo.apply(a, shape=tuple(shape))
-
-
-def sum_to(a: Any, shape: tuple) -> Any:
-    """Sum a broadcast result back to ``shape``: the engine's un-broadcasting step."""
-    return SumTo.apply(a, shape=tuple(shape))
 
 
 def argmax(a: Any, axis: int | None = None) -> Any:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import Function
+from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 
 
 class Reshape(Function):
     """y = a with a new shape"""
+    rules = (f"∂L/∂a = {GRAD_OUT} reshaped to a's shape",)
     @staticmethod
     def forward(ctx, a, shape):
         ctx.in_shape = a.shape
@@ -25,6 +26,7 @@ class Reshape(Function):
 
 class Transpose(Function):
     """y = a with its axes permuted (reversed when axes is None)"""
+    rules = (f"∂L/∂a = {GRAD_OUT} with the axes permuted back",)
     @staticmethod
     def forward(ctx, a, axes=None):
         if axes is not None and sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
@@ -56,6 +58,7 @@ def _plain_index(index: Any) -> Any:
 
 class GetItem(Function):
     """y = a[index] (slices, integers, integer arrays, None, Ellipsis)"""
+    rules = (f"∂L/∂a = zeros with {GRAD_OUT} added at the index",)
     @staticmethod
     def forward(ctx, a, index):
         ctx.in_shape = a.shape
@@ -71,6 +74,7 @@ class GetItem(Function):
 
 class ScatterAdd(Function):
     """y = zeros(shape) with g added at index (the backward of a[index])"""
+    rules = (f"∂L/∂a = {GRAD_OUT} read back at the index",)
     @staticmethod
     def forward(ctx, g, shape, index):
         out = ctx.xp.zeros(shape, dtype=g.dtype)
@@ -84,6 +88,7 @@ class ScatterAdd(Function):
 
 class Concat(Function):
     """y = a_1, a_2, ... joined along an existing axis"""
+    rules = (f"∂L/∂each = its slice of {GRAD_OUT}",)
     @staticmethod
     def forward(ctx, *arrays, axis=0):
         _same_rank("Concat", arrays, axis)
@@ -104,6 +109,7 @@ class Concat(Function):
 
 class Stack(Function):
     """y = a_1, a_2, ... joined along a new axis"""
+    rules = (f"∂L/∂each = its slice of {GRAD_OUT}",)
     @staticmethod
     def forward(ctx, *arrays, axis=0):
         shapes = {a.shape for a in arrays}
@@ -137,6 +143,7 @@ def _same_rank(op: str, arrays: Any, axis: int) -> None:
 
 class Pad(Function):
     """y = a with ``value`` added around it, pad_width as in numpy.pad"""
+    rules = (f"∂L/∂a = {GRAD_OUT} without the padding",)
     @staticmethod
     def forward(ctx, a, pad_width, value=0.0):
         ctx.pad_width = pad_width
@@ -150,6 +157,7 @@ class Pad(Function):
 
 class ToBackend(Function):
     """y = a copied to another backend (host <-> GPU)"""
+    rules = (f"∂L/∂a = {GRAD_OUT} moved back to a's backend",)
     @staticmethod
     def forward(ctx, a, target):
         ctx.source = ctx.backend

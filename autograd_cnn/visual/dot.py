@@ -18,8 +18,7 @@ import graphviz
 import numpy as np
 
 from ..errors import AutogradError, shape_str
-from .rules import rule_lines
-from .trace import OpNode, Step, TensorNode, Trace, record_gradients, trace
+from .trace import OpNode, Step, TensorNode, Trace, record_gradients, replay_backward, trace
 
 KINDS = ("forward", "backward", "both")
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -340,6 +339,8 @@ class Drawing:
         steps = self.step_units()
         if not steps:
             return
+        if self.steps is None and not self.tr.freed:
+            replay_backward(self.tr)  # the engine records its un-broadcast steps as it walks
         edge("seed", "b" + self.unit_of[out.producer.id].id, **self.grad_edge(None, out, frame))
         leaves: list[TensorNode] = []
         for u in steps:
@@ -362,9 +363,9 @@ class Drawing:
         op = u.ops[0] if u.module is None else None
         tail = "b" + u.id
         attrs = self.grad_edge((u, i), t, frame)
-        if op is not None and op.broadcasts(i):
+        if op is not None and op.unbroadcast(i) is not None:
             node = f"s{op.id}_{i}"
-            full = shape_str(tuple(op.output.tensor.shape))
+            full = shape_str(op.unbroadcast(i))
             g.node(node, _html([("b", "SumTo"), ("", f"{full} → {shape}"), ("small", "sum over broadcast axes")]),
                    shape="box", style="filled", fillcolor=SUM_FILL)
             edge(tail, node, **{**attrs, "label": full})
@@ -388,14 +389,14 @@ class Drawing:
         if u.module is None:
             op = u.ops[0]
             lines = [("b", f"{op.name}Backward")]
-            lines += [("", r) for r in rule_lines(op.name, op.arg_names(), op.ctx.needs_input_grad)]
+            lines += [("", r) for r in op.ctx.rule_lines()]
             if op.scope:
                 lines.append(("small", op.scope))
         else:
             lines = [("b", f"{u.title()} backward")]
             if len(u.ops) == 1:
                 op = u.ops[0]
-                lines += [("", r) for r in rule_lines(op.name, op.arg_names(), op.ctx.needs_input_grad)]
+                lines += [("", r) for r in op.ctx.rule_lines()]
             else:
                 lines.append(("small", f"{len(u.ops)} ops"))
             for p in u.absorbed:

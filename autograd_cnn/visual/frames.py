@@ -1,7 +1,7 @@
 """The backward pass step by step: one picture per step, and a page with a slider over them.
 
 ``backprop_frames(loss, folder)`` replays the backward pass on the retained graph with
-an observer on every step (``autograd.step_observers``), asking the engine for the
+a hook on every step (``autograd.register_step_hook``), asking the engine for the
 gradient of no input, so nothing is delivered: the user's graph stays intact and every
 ``.grad`` keeps its value. Call it before ``loss.backward()`` (or after
 ``loss.backward(retain_graph=True)``).
@@ -17,7 +17,6 @@ from typing import Any
 
 from ..errors import GraphError, shape_str
 from .dot import Drawing, Frame, _digraph, values_text
-from .rules import rule_lines
 from .trace import record_gradients, trace
 
 FRAME_FORMATS = ("svg", "png")
@@ -75,7 +74,7 @@ def step_caption(frame: Frame) -> str:
     """A line naming the step, its rule and the gradient that arrives."""
     op = frame.active
     step = frame.steps[frame.index]
-    rules = "; ".join(rule_lines(op.name, op.arg_names(), op.ctx.needs_input_grad))
+    rules = "; ".join(op.ctx.rule_lines())
     where = f" in {op.scope}" if op.scope else ""
     return (f"Step {frame.index + 1} of {len(frame.steps)}: {op.name}Backward{where}. "
             f"∂L/∂y arrives {shape_str(step.grad_output.shape)} {values_text(step.grad_output)}. {rules}")

@@ -1,14 +1,14 @@
 """One walk of the graph that every picture reads.
 
-``trace(output)`` follows ``grad_fn`` links from ``output`` back to the leaves and
-records, without changing anything, the tensors, the op nodes (in forward order), the
-backward steps (in the order the engine runs them) and which tensor feeds which op.
-``record_gradients(output)`` runs a quiet backward on the retained graph to learn every
+``trace(output)`` reads the graph behind ``output`` through the engine's inspection API
+(``autograd.graph_of``) and gives the pictures what they draw, without changing anything:
+the tensors, the op nodes (in forward order), the backward steps (in the order the engine
+runs them) and which tensor feeds which op. ``record_gradients(output)`` runs a quiet
+backward on the retained graph, listening with ``autograd.register_step_hook``, to learn every
 gradient the real backward would send, leaving every ``.grad`` as it was.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import autograd
 from ..errors import GraphError
+from ..tensor import Tensor, ones_like
 
 
 @dataclass(eq=False)
@@ -48,39 +49,18 @@ class OpNode:
 
     def arg_names(self) -> list[str]:
         """The names forward gives its tensor inputs (``a, b``; ``x, weight, bias``)."""
-        return input_names(self.ctx.fn, len(self.inputs))
+        return self.ctx.fn.input_names(len(self.inputs))
 
-    def broadcasts(self, i: int) -> bool:
-        """True when the gradient for input ``i`` is summed back to a broadcast input's shape."""
-        t, out = self.inputs[i].tensor, self.output.tensor
-        return self.name in BROADCASTING_OPS and tuple(t.shape) != tuple(out.shape)
-
-
-# Elementwise ops whose backward returns a gradient of the output's shape, which the
-# engine then sums back (SumTo) to a broadcast input's shape.
-BROADCASTING_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Maximum", "Minimum", "Where"})
-
-_NAMES: dict[Any, list[str]] = {}
-
-
-def input_names(fn: type, count: int) -> list[str]:
-    """The first ``count`` argument names of ``fn.forward`` after ``ctx``."""
-    if fn not in _NAMES:
-        try:
-            params = list(inspect.signature(fn.forward).parameters.values())[1:]
-            _NAMES[fn] = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        except (TypeError, ValueError):
-            _NAMES[fn] = []
-    names = _NAMES[fn]
-    return [names[i] if i < len(names) else f"input{i}" for i in range(count)]
+    def unbroadcast(self, i: int) -> tuple | None:
+        """The shape of input ``i``'s gradient before the engine summed it back to the input's
+        broadcast shape (a SumTo step), as the engine recorded it; None where it did not."""
+        return self.ctx.unbroadcast.get(i)
 
 
 class Trace:
     """The graph behind ``output``: tensors, ops in forward order, and backward steps."""
 
     def __init__(self, output: Any) -> None:
-        from ..tensor import Tensor
-
         if not isinstance(output, Tensor):
             raise TypeError(f"visual: expected a Tensor to draw, got {type(output).__name__}")
         self.output_tensor = output
@@ -89,22 +69,15 @@ class Trace:
         self._by_tensor: dict[int, TensorNode] = {}
         self._by_ctx: dict[int, OpNode] = {}
         # The engine's own order: consumers before producers. Forward order is its reverse.
-        self.engine_order = autograd._topological_order([output.grad_fn]) if output.grad_fn is not None else []
-        # A node does not hold its output; each output is the input of some later node (or the
-        # root). After a backward without retain_graph, some nodes hold a ReleasedTensor in its
-        # place: the tensor itself is taken wherever another node still holds it.
-        made = {id(output.grad_fn): output}
-        for ctx in self.engine_order:
-            for t in ctx.inputs:
-                if t.grad_fn is not None and not isinstance(made.get(id(t.grad_fn)), Tensor):
-                    made[id(t.grad_fn)] = t
+        graph = autograd.graph_of(output)
+        self.engine_order = graph.nodes
         for ctx in reversed(self.engine_order):
             op = OpNode(f"op{len(self.ops)}", ctx)
             self.ops.append(op)
             self._by_ctx[id(ctx)] = op
             for i, t in enumerate(ctx.inputs):
-                op.inputs.append(self._tensor(made[id(t.grad_fn)] if t.grad_fn is not None else t, op, i))
-            out = made[id(ctx)]
+                op.inputs.append(self._tensor(graph.output_of(t.grad_fn) if t.grad_fn is not None else t, op, i))
+            out = graph.output_of(ctx)
             op.output = self._add(out, self._op_output_label(out, op), "intermediate", op)
         self.output = self._by_tensor.get(id(output)) or self._add(output, _leaf_label(output, None, 0), "output")
         self.output.role = "output"
@@ -144,6 +117,11 @@ class Trace:
         return self._by_ctx.get(id(ctx))
 
     @property
+    def freed(self) -> bool:
+        """True once a backward() without retain_graph has freed the saved values."""
+        return any(op.ctx.freed for op in self.ops)
+
+    @property
     def backward_ran(self) -> bool:
         """True once a backward() has gone through this graph (as far as can be seen)."""
         if any(op.ctx.freed for op in self.ops):
@@ -153,7 +131,7 @@ class Trace:
     def saved(self, op: OpNode) -> list[TensorNode | tuple] | None:
         """What ``op``'s forward saved for backward: tensors of the graph as their nodes, other
         arrays (a mask, an index) as (shape, dtype); None once a backward freed them."""
-        if op.ctx._saved is None or op.ctx.freed:
+        if op.ctx.saved is None:
             return None
         out: list = []
         for value in op.ctx.saved_sources(op.output.tensor):
@@ -173,7 +151,7 @@ def _leaf_label(t: Any, consumer: OpNode | None, index: int) -> str:
         return t.name
     if consumer is None:
         return "output"
-    arg = input_names(consumer.ctx.fn, index + 1)[index]
+    arg = consumer.ctx.fn.input_names(index + 1)[index]
     return f"{consumer.scope}.{arg}" if consumer.scope else f"{consumer.name}.{arg}"
 
 
@@ -197,17 +175,8 @@ class Step:
 def record_gradients(tr: Trace) -> list[Step]:
     """Run backward on the retained graph and note every step, touching no ``.grad``.
 
-    The engine is asked for the gradients of no input at all, so it delivers nothing, and
-    ``retain_graph=True`` keeps the saved values: the user's graph and ``.grad`` values are
-    exactly as before. Raises GraphError when an earlier backward() already freed the graph.
+    Raises GraphError when an earlier backward() already freed the graph.
     """
-    out = tr.output_tensor
-    if out.grad_fn is None:
-        return []
-    if any(op.ctx.freed for op in tr.ops):
-        raise GraphError("visual: an earlier backward() freed this graph's saved values, so its "
-                         "steps cannot be replayed. Draw before calling backward(), or call "
-                         "backward(retain_graph=True).")
     steps: list[Step] = []
 
     def observe(node: Any, grad_output: Any, input_grads: tuple) -> None:
@@ -216,15 +185,27 @@ def record_gradients(tr: Trace) -> list[Step]:
             steps.append(Step(op, _host(grad_output),
                               tuple(None if g is None else _host(g) for g in input_grads)))
 
-    seed = out._backend.xp.ones_like(out.data)
-    from ..tensor import Tensor
-
-    autograd.step_observers.append(observe)
-    try:
-        autograd.run_backward([out], [Tensor(seed, out._backend)], retain_graph=True, inputs=[])
-    finally:
-        autograd.step_observers.remove(observe)
+    with autograd.register_step_hook(observe):
+        replay_backward(tr)
     return steps
+
+
+def replay_backward(tr: Trace) -> None:
+    """Let the engine walk the retained graph once, quietly, so that each node holds what the
+    engine records during backward (its ``unbroadcast`` steps).
+
+    The engine is asked for the gradients of no input at all, so it delivers nothing, and
+    ``retain_graph=True`` keeps the saved values: the user's graph and ``.grad`` values are
+    exactly as before. Raises GraphError when an earlier backward() already freed the graph.
+    """
+    out = tr.output_tensor
+    if out.grad_fn is None:
+        return
+    if tr.freed:
+        raise GraphError("visual: an earlier backward() freed this graph's saved values, so its "
+                         "steps cannot be replayed. Draw before calling backward(), or call "
+                         "backward(retain_graph=True).")
+    autograd.run_backward([out], [ones_like(out)], retain_graph=True, inputs=[])
 
 
 def _host(g: Any) -> np.ndarray:
