@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as _np
 
-from .autograd import enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import enable_grad, grad, graph_of, is_grad_enabled, no_grad, set_grad_enabled
 from .backends import available_backends, get_backend, set_backend, use_backend
 from .errors import AutogradError, BackendError, GraphError, ShapeError
 from .ops.elementwise import maximum, minimum, where
@@ -46,7 +46,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AutogradError", "BackendError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
     "arange", "available_backends", "concat", "enable_grad", "float32", "float64",
-    "from_numpy", "get_backend", "grad", "gradcheck", "gradgradcheck", "int32", "int64",
+    "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
     "ones_like", "pad", "rand", "randn", "save", "set_backend", "set_grad_enabled", "stack",
     "tensor", "use_backend", "where", "zeros", "zeros_like",

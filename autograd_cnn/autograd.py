@@ -490,14 +490,12 @@ class Graph:
         # root. Where a freeing backward left a ReleasedTensor in one place, the tensor itself
         # is taken from any other node that still holds it.
         self._made: dict[int, Any] = {id(output.grad_fn): output}
-        leaves: dict[int, Tensor] = {}
         for node in self.nodes:
             for t in node.inputs:
-                if t.grad_fn is None:
-                    leaves.setdefault(id(t), t)
-                elif not isinstance(self._made.get(id(t.grad_fn)), Tensor):
+                if t.grad_fn is not None and not isinstance(self._made.get(id(t.grad_fn)), Tensor):
                     self._made[id(t.grad_fn)] = t
-        self.leaves: list[Tensor] = list(reversed(leaves.values()))
+        leaves = {id(t): t for node in reversed(self.nodes) for t in node.inputs if t.grad_fn is None}
+        self.leaves: list[Tensor] = list(leaves.values())
 
     def output_of(self, node: Context) -> Any:
         return self._made[id(node)]
@@ -574,9 +572,13 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for node in _topological_order(roots):
+        order = _topological_order(roots)
+        held: _HeldLeaves | None = None  # made once a leaf with hooks gets a gradient
+        for k, node in enumerate(order):
             grad = pending.pop(node, None)
             if grad is None:
+                if held is not None:
+                    held.passed(node, wanted, found)
                 continue
             node.output = output = made.pop(node, None)
             if output is not None:
@@ -593,13 +595,19 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
                     continue
                 parent = t.grad_fn
                 if parent is None:
-                    _deliver(t, g, wanted, found)
+                    if t._grad_hooks or t._post_hooks:
+                        held = held or _HeldLeaves(order, k)
+                        held.add(t, g)
+                    else:
+                        _deliver(t, g, wanted, found)
                 elif parent in pending:  # a tensor that fed several ops: sum its gradients
                     pending[parent] = _accumulate(pending[parent], g)
                 else:
                     pending[parent] = g
                     if keep_outputs or t._retains_grad or t._grad_hooks:
                         made[parent] = t
+            if held is not None:
+                held.passed(node, wanted, found)
             if not retain_graph:
                 node.release(stand_ins)
     finally:
@@ -607,6 +615,32 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
         if collecting:
             gc.enable()
     return found if inputs is not None else None
+
+
+class _HeldLeaves:
+    """The gradients of leaves that have hooks, summed over the leaf's uses and delivered once
+    the walk has passed the last node that uses it: each hook sees the whole gradient, once."""
+
+    def __init__(self, order: list[Context], start: int) -> None:
+        self.uses_left: dict[int, int] = {}  # id of a hooked leaf -> its uses in order[start:]
+        for node in order[start:]:
+            for t in node.inputs:
+                if t.grad_fn is None and (t._grad_hooks or t._post_hooks):
+                    self.uses_left[id(t)] = self.uses_left.get(id(t), 0) + 1
+        self.sums: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def add(self, t: Tensor, g: Tensor) -> None:
+        held = self.sums.get(id(t))
+        self.sums[id(t)] = (t, g if held is None else _accumulate(held[1], g))
+
+    def passed(self, node: Context, wanted: dict | None, found: list) -> None:
+        for t in node.inputs:
+            left = self.uses_left.get(id(t))
+            if left is None:
+                continue
+            self.uses_left[id(t)] = left - 1
+            if left == 1 and id(t) in self.sums:
+                _deliver(*self.sums.pop(id(t)), wanted, found)
 
 
 def _step(node: Context, grad: Any) -> tuple:

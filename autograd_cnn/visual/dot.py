@@ -548,7 +548,8 @@ class Frame:
 # --------------------------------------------------------------------------- public
 
 
-def _digraph(name: str, rankdir: str, label: str = "") -> Picture:
+def new_picture(name: str, rankdir: str, label: str = "") -> Picture:
+    """An empty picture with the house style: fonts, the layout direction and a caption."""
     if rankdir not in ("TB", "LR", "BT", "RL"):
         raise ValueError(f"visual: rankdir must be \"TB\", \"LR\", \"BT\" or \"RL\", got {rankdir!r}")
     g = Picture(name)
@@ -568,7 +569,7 @@ def forward_graph(output: Any, collapse: str | None = None, collapse_depth: int 
     parts when given); ``rankdir="LR"`` lays it out left to right.
     """
     drawing = Drawing(trace(output), collapse, collapse_depth)
-    g = _digraph("forward", rankdir)
+    g = new_picture("forward", rankdir)
     drawing.forward(g)
     return g
 
@@ -581,7 +582,7 @@ def backward_graph(output: Any, collapse: str | None = None, collapse_depth: int
     on the retained graph supplies them; ``.grad`` values are left as they were).
     """
     drawing = Drawing(trace(output), collapse, collapse_depth, flow=flow)
-    g = _digraph("backward", rankdir, drawing.note)
+    g = new_picture("backward", rankdir, drawing.note)
     drawing.backward(g)
     return g
 
@@ -591,7 +592,7 @@ def both_graph(output: Any, collapse: str | None = None, collapse_depth: int | N
                frame: Frame | None = None, label: str = "") -> Picture:
     """Forward and mirrored backward graph side by side, with dashed lines for saved tensors."""
     drawing = drawing or Drawing(trace(output), collapse, collapse_depth, flow=flow)
-    g = _digraph("both", rankdir, label or drawing.note)
+    g = new_picture("both", rankdir, label or drawing.note)
     with g.subgraph(name="cluster_forward") as f:
         f.attr(label="forward", color="#9ca3af", style="rounded")
         drawing.forward(f)

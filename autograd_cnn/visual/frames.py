@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from ..errors import GraphError, shape_str
-from .dot import Drawing, Frame, _digraph, values_text
+from .dot import Drawing, Frame, new_picture, values_text
 from .trace import record_gradients, trace
 
 FRAME_FORMATS = ("svg", "png")
@@ -65,7 +65,7 @@ def frame_graph(drawing: Drawing, frame: Frame, kind: str, rankdir: str, caption
         from .dot import both_graph
 
         return both_graph(None, drawing=drawing, frame=frame, rankdir=rankdir, label=caption)
-    g = _digraph("backward", rankdir, caption)
+    g = new_picture("backward", rankdir, caption)
     drawing.backward(g, frame=frame)
     return g
 

@@ -1,0 +1,222 @@
+"""The engine's public surface: grad modes, gradient hooks, and reading a recorded graph."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autograd_cnn as ag
+import autograd_cnn.functional as F
+from autograd_cnn import autograd
+from autograd_cnn.errors import GraphError
+
+# --------------------------------------------------------------------------- grad modes
+
+MODES = [(ag.no_grad, False), (ag.enable_grad, True),
+         (lambda: ag.set_grad_enabled(False), False), (lambda: ag.set_grad_enabled(True), True)]
+
+
+@pytest.mark.parametrize("make, inside", MODES)
+@pytest.mark.parametrize("outside", [True, False])
+def test_each_grad_mode_as_a_decorator(make, inside, outside):
+    with ag.set_grad_enabled(outside):
+        @make()
+        def f(x):
+            return ag.is_grad_enabled(), x * 2
+
+        assert ag.is_grad_enabled() is outside, "decorating changed the mode at definition time"
+        seen, y = f(ag.tensor([1.0], requires_grad=True))
+        assert seen is inside and y.requires_grad is inside
+        assert ag.is_grad_enabled() is outside
+    assert f.__name__ == "f"
+
+
+@pytest.mark.parametrize("make, inside", MODES)
+@pytest.mark.parametrize("outside", [True, False])
+def test_each_grad_mode_as_a_with_block(make, inside, outside):
+    with ag.set_grad_enabled(outside):
+        with make():
+            assert ag.is_grad_enabled() is inside
+        assert ag.is_grad_enabled() is outside
+    assert ag.is_grad_enabled()
+
+
+def test_grad_modes_nest_in_any_order_and_restore_on_errors():
+    with ag.no_grad():
+        with ag.enable_grad():
+            assert ag.is_grad_enabled()
+            with ag.set_grad_enabled(False):
+                assert not ag.is_grad_enabled()
+                with pytest.raises(KeyError):
+                    with ag.enable_grad():
+                        raise KeyError("inside")
+                assert not ag.is_grad_enabled()
+            assert ag.is_grad_enabled()
+        assert not ag.is_grad_enabled()
+    assert ag.is_grad_enabled()
+
+
+def test_one_grad_mode_object_can_be_reentered():
+    off = ag.no_grad()
+    with off:
+        with ag.enable_grad():
+            with off:
+                assert not ag.is_grad_enabled()
+            assert ag.is_grad_enabled()
+        assert not ag.is_grad_enabled()
+    assert ag.is_grad_enabled()
+
+
+def test_set_grad_enabled_as_a_call_sets_the_mode_at_once():
+    try:
+        ag.set_grad_enabled(False)
+        assert not ag.is_grad_enabled()
+        assert not (ag.tensor([1.0], requires_grad=True) * 2).requires_grad
+    finally:
+        ag.set_grad_enabled(True)
+    assert ag.is_grad_enabled()
+
+
+def test_a_decorated_function_runs_its_mode_on_every_call_even_recursive():
+    @ag.enable_grad()
+    def inner(x):
+        return x * 3
+
+    @ag.no_grad()
+    def outer(x):
+        return inner(x), x * 3
+
+    a, b = outer(ag.tensor([1.0], requires_grad=True))
+    assert a.requires_grad and not b.requires_grad
+
+
+# --------------------------------------------------------------------------- tensor hooks
+
+
+def test_register_hook_on_a_leaf_sees_and_can_replace_the_gradient():
+    x = ag.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append(g.numpy().copy()))
+    handle = x.register_hook(lambda g: g * 10)
+    (x * x).sum().backward()
+    np.testing.assert_allclose(seen[0], [2.0, 4.0])
+    np.testing.assert_allclose(x.grad.numpy(), [20.0, 40.0])
+    handle.remove()
+    handle.remove()  # twice is fine
+    x.grad = None
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+    assert len(seen) == 2
+
+
+def test_register_hook_on_an_intermediate_changes_what_flows_below_it():
+    x = ag.tensor([1.0, -2.0], requires_grad=True)
+    h = x * 3
+    grads = []
+    h.register_hook(lambda g: grads.append(g.numpy().copy()) or g * 0.5)
+    (h * h).sum().backward()
+    np.testing.assert_allclose(grads[0], 2 * 3 * np.array([1.0, -2.0]))
+    np.testing.assert_allclose(x.grad.numpy(), 3 * 0.5 * 2 * 3 * np.array([1.0, -2.0]))
+    assert h.grad is None  # a hook is not retain_grad()
+
+
+def test_a_hook_that_returns_the_wrong_shape_is_named():
+    x = ag.tensor([1.0, 2.0], requires_grad=True)
+
+    def widen(g):
+        return ag.zeros(3)
+
+    x.register_hook(widen)
+    with pytest.raises(GraphError, match=r"widen.*returned \(3\).*\(2\)"):
+        x.sum().backward()
+
+
+def test_hooks_need_a_tensor_that_requires_grad():
+    with pytest.raises(GraphError, match="does not require grad"):
+        ag.tensor([1.0]).register_hook(lambda g: g)
+    x = ag.tensor([1.0], requires_grad=True)
+    with pytest.raises(GraphError, match="only a leaf"):
+        (x * 2).register_post_accumulate_grad_hook(lambda t: None)
+
+
+def test_post_accumulate_hook_runs_after_grad_is_summed_from_every_use():
+    w = ag.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    handle = w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.numpy().copy()))
+    (w * 2 + w * w).sum().backward()
+    np.testing.assert_allclose(seen, [[4.0, 6.0]])  # 2 + 2w, once: the engine sums the uses first
+    (w * 2).sum().backward()
+    np.testing.assert_allclose(seen[-1], [6.0, 8.0])  # after accumulating into the existing .grad
+    handle.remove()
+    (w * 2).sum().backward()
+    assert len(seen) == 2
+
+
+def test_post_accumulate_hooks_fire_in_backward_order_for_each_parameter():
+    layer1, layer2 = ag.randn(4, 3, requires_grad=True), ag.randn(2, 4, requires_grad=True)
+    order = []
+    layer1.register_post_accumulate_grad_hook(lambda t: order.append("layer1"))
+    layer2.register_post_accumulate_grad_hook(lambda t: order.append("layer2"))
+    x = ag.randn(5, 3)
+    F.linear(F.relu(F.linear(x, layer1)), layer2).sum().backward()
+    assert order == ["layer2", "layer1"]  # the last layer's gradient is ready first
+
+
+def test_step_hook_sees_every_node_and_goes_away_with_its_handle():
+    x = ag.tensor([1.0, 2.0], requires_grad=True)
+    names = []
+    with autograd.register_step_hook(lambda node, gy, grads: names.append(node.name)):
+        (x.exp() * 2).sum().backward()
+    assert names == ["Sum", "Mul", "Exp"]
+    (x.exp() * 2).sum().backward()
+    assert names == ["Sum", "Mul", "Exp"]
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+def test_graph_of_lists_nodes_in_backward_order_with_their_inputs_and_outputs():
+    x = ag.tensor([[1.0, 2.0, 3.0]], requires_grad=True, name="x")
+    b = ag.tensor([0.5, 0.5, 0.5], requires_grad=True, name="b")
+    h = (x + b).relu()
+    loss = h.sum()
+    g = ag.graph_of(loss)
+    assert [n.name for n in g.nodes] == ["Sum", "ReLU", "Add"]
+    assert [n.name for n in reversed(g.nodes)] == ["Add", "ReLU", "Sum"]  # forward's order
+    assert g.output_of(g.nodes[0]) is loss and g.output_of(g.nodes[1]) is h
+    assert [id(t) for t in g.leaves] == [id(x), id(b)] and len(g) == 3 and list(g) == g.nodes
+    add = g.nodes[2]
+    assert add.inputs[0] is x and add.inputs[1] is b and add.needs_input_grad == (True, True)
+    assert add.fn.input_names(2) == ["a", "b"]
+    assert add.rule_lines() == ["∂L/∂a = ∂L/∂y", "∂L/∂b = ∂L/∂y"]
+
+
+def test_the_engine_records_the_unbroadcast_steps_it_performs():
+    x = ag.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+    b = ag.tensor([1.0, 1.0, 1.0], requires_grad=True)
+    loss = (x * b).sum()
+    mul = loss.grad_fn.inputs[0].grad_fn
+    assert mul.unbroadcast == {}  # nothing known before backward runs
+    loss.backward()
+    assert mul.unbroadcast == {1: (2, 3)}  # b's gradient was (2, 3), summed to (3,)
+    np.testing.assert_allclose(b.grad.numpy(), [5.0, 7.0, 9.0])
+
+
+def test_saved_values_params_and_scope_are_readable_until_freed():
+    from autograd_cnn import nn
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, stride=2))
+    x = ag.randn(1, 1, 4, 4, requires_grad=True)
+    loss = F.max_pool2d(model(x), 2).sum()
+    nodes = {n.name: n for n in ag.graph_of(loss)}
+    assert nodes["Conv2d"].scope == "0" and nodes["MaxPool2d"].scope == ""
+    assert nodes["Conv2d"].params["stride"] == (2, 2)
+    pool = nodes["MaxPool2d"]
+    assert pool.saved is not None and len(pool.saved) >= 1
+    loss.backward()
+    assert pool.saved is None and pool.freed
+    assert [n.name for n in ag.graph_of(loss)] == list(nodes)  # the shape stays after freeing
+
+
+def test_graph_of_refuses_what_is_not_a_tensor():
+    with pytest.raises(TypeError, match="graph_of: expected a Tensor"):
+        ag.graph_of(np.ones(3))
