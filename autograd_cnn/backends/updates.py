@@ -1,6 +1,8 @@
-"""Optimizer update rules, in place: SGD with momentum, RMSprop and Adam, against ``self.xp``.
+"""Optimizer update rules: every optimizer's arithmetic on its arrays, in place, in one file.
 
-The CuPy backend fuses each into one kernel.
+``optim.py`` keeps the bookkeeping (parameter groups, state, hyper-parameters) and calls these
+by name. Each rule here is written once against ``self.xp``; the CuPy backend fuses SGD with
+momentum, RMSprop and Adam into one kernel each and falls back here for the rest.
 """
 from __future__ import annotations
 
@@ -10,7 +12,26 @@ from .base import Backend
 
 
 class UpdateKernels(Backend):
-    """The update rules optim calls (equal to PyTorch's); a backend may fuse each into one pass."""
+    """The update rules of optim's SGD, RMSprop, Adam, AdamW and Adadelta (equal to PyTorch's)."""
+
+    def weight_decay_grad(self, p: Any, g: Any, weight_decay: float) -> Any:
+        """g + weight_decay p: L2 weight decay folded into the gradient (a new array: g is the caller's)."""
+        return g + weight_decay * p
+
+    def decoupled_weight_decay(self, p: Any, lr: float, weight_decay: float) -> None:
+        """p *= 1 - lr weight_decay: AdamW's decay, applied to the weights before the Adam step."""
+        p *= 1 - lr * weight_decay
+
+    def sgd_update(self, p: Any, g: Any, lr: float) -> None:
+        """p -= lr g: SGD without momentum."""
+        p -= lr * g
+
+    def sgd_momentum_start(self, p: Any, g: Any, lr: float, momentum: float, nesterov: bool) -> Any:
+        """The first step with momentum: buf starts as a copy of g, as PyTorch's (no dampening on it);
+        p -= lr (g + momentum buf if nesterov else buf). Returns buf, the optimizer's new state."""
+        buf = g.copy()
+        p -= lr * (g + momentum * buf if nesterov else buf)
+        return buf
 
     def sgd_momentum_update(self, p: Any, g: Any, buf: Any, lr: float, momentum: float, dampening: float,
                             nesterov: bool) -> None:
@@ -49,3 +70,16 @@ class UpdateKernels(Backend):
         self.xp.divide(exp_avg, denom, out=denom)  # reuse the buffer for the update direction
         denom *= step_size
         p -= denom
+
+    def adadelta_update(self, p: Any, g: Any, square_avg: Any, acc_delta: Any, lr: float, rho: float,
+                        eps: float) -> None:
+        """v = rho v + (1 - rho) g^2; d = sqrt(u + eps) / sqrt(v + eps) g; u = rho u + (1 - rho) d^2;
+        p -= lr d (v is square_avg, u is acc_delta)."""
+        square_avg *= rho
+        square_avg += (1 - rho) * g * g
+        delta = self.xp.sqrt(acc_delta + eps)
+        delta /= self.xp.sqrt(square_avg + eps)
+        delta *= g
+        acc_delta *= rho
+        acc_delta += (1 - rho) * delta * delta
+        p -= lr * delta
