@@ -1,8 +1,9 @@
 """Optimizers and learning-rate schedules.
 
 Each update rule equals PyTorch's for the same hyper-parameters and runs in place on the
-parameter arrays through the parameter's backend: no graph, few temporaries, and on a GPU
-one fused kernel per parameter for SGD with momentum, RMSprop and Adam. Optimizer
+parameter arrays through the parameter's backend (its arithmetic is in ``backends/updates.py``;
+the classes here keep the hyper-parameters and the state): no graph, few temporaries, and on a
+GPU one fused kernel per parameter for SGD with momentum, RMSprop and Adam. Optimizer
 state is created on the parameter's backend and follows the parameter if ``Module.to``
 moves it (on the next step).
 """
@@ -67,6 +68,11 @@ class Optimizer:
 
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _decayed(p: Any, g: Any, group: dict, backend: Any) -> Any:
+        """g with the group's L2 weight decay folded in (g itself when there is none)."""
+        return backend.weight_decay_grad(p, g, group["weight_decay"]) if group["weight_decay"] else g
 
     def _state_for(self, p: Tensor) -> dict:
         """The parameter's state, its arrays moved to the parameter's backend and dtype if needed."""
@@ -142,14 +148,12 @@ class SGD(Optimizer):
                                       dampening=dampening))
 
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
+        g = self._decayed(p, g, group, backend)
         momentum = group["momentum"]
         if not momentum:
-            p -= group["lr"] * g
+            backend.sgd_update(p, g, group["lr"])
         elif "momentum_buffer" not in state:  # the first step starts the buffer at g, as PyTorch
-            buf = state["momentum_buffer"] = g.copy()
-            p -= group["lr"] * (g + momentum * buf if group["nesterov"] else buf)
+            state["momentum_buffer"] = backend.sgd_momentum_start(p, g, group["lr"], momentum, group["nesterov"])
         else:
             backend.sgd_momentum_update(p, g, state["momentum_buffer"], group["lr"], momentum,
                                         group["dampening"], group["nesterov"])
@@ -163,8 +167,7 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum, weight_decay=weight_decay))
 
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
+        g = self._decayed(p, g, group, backend)
         if "square_avg" not in state:
             state["step"] = 0
             state["square_avg"] = backend.xp.zeros_like(p)
@@ -190,9 +193,9 @@ class Adam(Optimizer):
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
         lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
         if wd and self.decoupled:
-            p *= 1 - lr * wd
+            backend.decoupled_weight_decay(p, lr, wd)
         elif wd:
-            g = g + wd * p
+            g = backend.weight_decay_grad(p, g, wd)
         if "exp_avg" not in state:
             state.update(step=0, exp_avg=backend.xp.zeros_like(p), exp_avg_sq=backend.xp.zeros_like(p))
         state["step"] += 1
@@ -220,21 +223,12 @@ class Adadelta(Optimizer):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
 
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
-        rho, eps = group["rho"], group["eps"]
-        if group["weight_decay"]:
-            g = g + group["weight_decay"] * p
+        g = self._decayed(p, g, group, backend)
         if "square_avg" not in state:
             state.update(step=0, square_avg=backend.xp.zeros_like(p), acc_delta=backend.xp.zeros_like(p))
         state["step"] += 1
-        v, u = state["square_avg"], state["acc_delta"]
-        v *= rho
-        v += (1 - rho) * g * g
-        delta = backend.xp.sqrt(u + eps)
-        delta /= backend.xp.sqrt(v + eps)
-        delta *= g
-        u *= rho
-        u += (1 - rho) * delta * delta
-        p -= group["lr"] * delta
+        backend.adadelta_update(p, g, state["square_avg"], state["acc_delta"], group["lr"], group["rho"],
+                                group["eps"])
 
 
 # --------------------------------------------------------------------------- schedules

@@ -2,7 +2,9 @@
 and the rule that inputs on two backends are an error naming both."""
 from __future__ import annotations
 
+import copy
 import os
+import pickle
 import subprocess
 import sys
 
@@ -154,6 +156,26 @@ def test_available_backends():
     assert names[0] == "numpy"
     assert ("cupy" in names) == CUPY_OK
 
+
+
+def test_a_backend_copies_and_pickles_to_its_one_instance():
+    numpy_backend = ag.get_backend("numpy")
+    assert copy.deepcopy(numpy_backend) is numpy_backend
+    assert pickle.loads(pickle.dumps(numpy_backend)) is numpy_backend
+
+
+def test_kernel_families_share_no_method_name():
+    """XpBackend composes one class per kernel family; a name in two would make their order matter."""
+    from autograd_cnn.backends.xp_backend import XpBackend
+
+    families = [cls for cls in XpBackend.__mro__ if cls.__name__.endswith("Kernels")]
+    assert len(families) == len(XpBackend.__bases__) == 6
+    owner: dict[str, str] = {}
+    for family in families:
+        for name in vars(family):
+            if not name.startswith("__"):
+                assert name not in owner, f"{name} is defined in both {owner[name]} and {family.__name__}"
+                owner[name] = family.__name__
 
 # --------------------------------------------------------------------------- two backends
 

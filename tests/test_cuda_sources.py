@@ -21,7 +21,9 @@ pytestmark = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler (g++) 
 _C_TYPES = {"T": "T", "I": "long long", "int32": "int", "int64": "long long", "bool": "bool"}
 _CTYPES = {"T": ctypes.c_float, "int": ctypes.c_int, "long long": ctypes.c_longlong}  # T is float here
 
-_PRELUDE = """
+# What every translated kernel needs; PRELUDE, kernel_params and c_function also build the
+# CuPy stand-in (tests/cupy_standin).
+PRELUDE = """
 #include <cmath>
 #include <cstddef>
 using std::exp;
@@ -32,7 +34,7 @@ struct Indexer { std::ptrdiff_t n; std::ptrdiff_t size() const { return n; } };
 """
 
 
-def _params(source: cuda_sources.KernelSource) -> list:
+def kernel_params(source: cuda_sources.KernelSource) -> list:
     """(name, C type, is_array, is_raw) for each parameter, inputs then outputs."""
     out = []
     for text, is_output in ((source.in_params, False), (source.out_params, True)):
@@ -44,8 +46,9 @@ def _params(source: cuda_sources.KernelSource) -> list:
     return out
 
 
-def _c_function(source: cuda_sources.KernelSource) -> str:
-    params = _params(source)
+def c_function(source: cuda_sources.KernelSource) -> str:
+    """The kernel body as a C++ function: one loop over ``i`` where the GPU runs one thread each."""
+    params = kernel_params(source)
     args = ", ".join(f"{ctype}* {name}_ptr" if is_array else f"{ctype} {name}" for name, ctype, is_array, _ in params)
     binds = []
     for name, ctype, is_array, raw in params:
@@ -61,7 +64,7 @@ def _c_function(source: cuda_sources.KernelSource) -> str:
 def kernels(tmp_path_factory):
     """The kernel bodies as one shared library of C functions, one per kernel."""
     folder = tmp_path_factory.mktemp("kernels")
-    code = _PRELUDE + "\n".join(_c_function(s) for s in cuda_sources.ALL)
+    code = PRELUDE + "\n".join(c_function(s) for s in cuda_sources.ALL)
     (folder / "kernels.cpp").write_text(code)
     result = subprocess.run([COMPILER, "-O1", "-shared", "-fPIC", "-std=c++17", "-o", str(folder / "kernels.so"),
                              str(folder / "kernels.cpp")], capture_output=True, text=True)
@@ -72,7 +75,7 @@ def kernels(tmp_path_factory):
 def _run(lib, source: cuda_sources.KernelSource, size: int, *args) -> None:
     """Call a kernel over ``size`` elements; arrays go as pointers, numbers as their C type."""
     c_args = []
-    for (_, ctype, is_array, _), value in zip(_params(source), args):
+    for (_, ctype, is_array, _), value in zip(kernel_params(source), args):
         if is_array:
             assert value.flags.c_contiguous
             c_args.append(ctypes.c_void_p(value.ctypes.data))

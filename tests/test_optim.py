@@ -55,6 +55,50 @@ def test_matches_torch(name, kwargs):
     np.testing.assert_allclose(_run_ours(name, kwargs, w0), t.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
+
+def _reference(name, kwargs, w0, steps=5):
+    """The update rules as PyTorch documents them, in plain NumPy float64: one step at a time."""
+    k = {"lr": 1e-3, "momentum": 0.0, "weight_decay": 0.0, "nesterov": False, "dampening": 0.0, "alpha": 0.9,
+         "eps": 1e-7 if name in ("RMSprop", "Adadelta") else 1e-8, "betas": (0.9, 0.999), "rho": 0.95, **kwargs}
+    if name == "AdamW":
+        k["weight_decay"] = kwargs.get("weight_decay", 1e-2)
+    p, a, b, lr, wd = w0.copy(), np.zeros_like(w0), np.zeros_like(w0), k["lr"], k["weight_decay"]
+    for t in range(1, steps + 1):
+        g = _grads(t - 1, w0.shape)
+        if name == "AdamW":
+            p = p * (1 - lr * wd)
+        else:
+            g = g + wd * p
+        if name == "SGD":
+            if k["momentum"]:
+                a = g if t == 1 else k["momentum"] * a + (1 - k["dampening"]) * g
+                g = g + k["momentum"] * a if k["nesterov"] else a
+            p = p - lr * g
+        elif name == "RMSprop":
+            a = k["alpha"] * a + (1 - k["alpha"]) * g * g
+            step = g / (np.sqrt(a) + k["eps"])
+            if k["momentum"]:
+                b = k["momentum"] * b + step
+                step = b
+            p = p - lr * step
+        elif name in ("Adam", "AdamW"):
+            (b1, b2) = k["betas"]
+            a, b = b1 * a + (1 - b1) * g, b2 * b + (1 - b2) * g * g
+            p = p - lr * (a / (1 - b1 ** t)) / (np.sqrt(b / (1 - b2 ** t)) + k["eps"])
+        else:  # Adadelta: a the average of g^2, b the average of the squared steps
+            a = k["rho"] * a + (1 - k["rho"]) * g * g
+            delta = np.sqrt(b + k["eps"]) / np.sqrt(a + k["eps"]) * g
+            b = k["rho"] * b + (1 - k["rho"]) * delta * delta
+            p = p - lr * delta
+    return p
+
+
+@pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)])
+def test_update_rules_match_a_plain_reference(backend, name, kwargs):
+    """Every optimizer's backend update rule (fused or not) against the documented algorithm."""
+    w0 = np.random.default_rng(0).standard_normal((3, 4))
+    np.testing.assert_allclose(_run_ours(name, kwargs, w0), _reference(name, kwargs, w0), rtol=1e-10, atol=1e-12)
+
 def test_sgd_momentum_by_hand(backend):
     p = nn.Parameter(ag.tensor([1.0], dtype="float64"))
     opt = optim.SGD([p], lr=0.1, momentum=0.5)

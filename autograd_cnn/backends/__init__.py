@@ -1,7 +1,8 @@
 """The backend registry: AUTOGRAD_CNN_BACKEND, set_backend, use_backend, get_backend.
 
 The variable is read once, at import, to choose the default backend for new tensors;
-ops follow the backend of their inputs.
+ops follow the backend of their inputs. This module imports the backend classes (CuPy's on
+first use) and holds one instance of each; they never import it.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ GPU_INSTALL_HINT = "pip install 'autograd-cnn[gpu]'"
 ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
            "cupy": "cupy", "gpu": "cupy", "cuda": "cupy", "auto": "auto"}
 
-_instances: dict[str, Backend] = {"numpy": NumpyBackend()}
+_instances: dict[str, Backend] = {"numpy": NumpyBackend.instance()}
 _default: Backend = _instances["numpy"]
 
 
@@ -30,7 +31,7 @@ def _load_cupy() -> Backend:
     if "cupy" not in _instances:
         from .cupy_backend import CupyBackend  # imports cupy; raises BackendError if unusable
 
-        _instances["cupy"] = CupyBackend()
+        _instances["cupy"] = CupyBackend.instance()
     return _instances["cupy"]
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from ..errors import BackendError, ShapeError
 from . import cuda_sources
-from .base import Backend, _class_range_message
+from .indexing import class_range_message
+from .xp_backend import XpBackend
 
 #: Set to 0 to run the generic ``xp`` kernels instead of the fused CUDA ones (to compare them).
 FUSED_ENV_VAR = "AUTOGRAD_CNN_FUSED_KERNELS"
@@ -28,7 +29,9 @@ if _gpu_count == 0:
     raise BackendError("CuPy is installed but no GPU is visible; use the numpy backend.")
 
 
-class CupyBackend(Backend):
+class CupyBackend(XpBackend):
+    """CuPy arrays on a GPU: the generic kernels, some fused into one CUDA launch each."""
+
     name = "cupy"
     xp = cupy
     # Fewer, larger kernels: for conv2d's input gradient one GEMM and col2im beat a product
@@ -86,7 +89,7 @@ class CupyBackend(Backend):
         for op, classes, target in pending:
             low, high = int(target.min()), int(target.max())
             if low < 0 or high >= classes:
-                raise ShapeError(_class_range_message(op, classes, low, high)
+                raise ShapeError(class_range_message(op, classes, low, high)
                                  + " (found on the GPU and reported at this read of a value)")
         op, classes, _ = pending[-1]  # the targets were changed in place since: no values to show
         raise ShapeError(f"{op}: a class index outside [0, {classes - 1}] was found on the GPU "
@@ -211,9 +214,9 @@ class CupyBackend(Backend):
     def channel_sum(self, x: Any) -> Any:
         if self._fuses(x) and x.ndim == 4 and x.strides[1] != x.itemsize:
             return x.sum(axis=(0, 2, 3))  # one reduction kernel; einsum takes several launches here
-        return super().channel_sum(x)  # with the kept ones vector of _ones below
+        return super().channel_sum(x)  # with the kept ones vector below
 
-    def _ones(self, length: int, dtype: Any) -> Any:
+    def ones_vector(self, length: int, dtype: Any) -> Any:
         """A vector of ones, kept: a product with it sums rows, and making it is two launches."""
         return self._kept(self._ones_cache, (length, str(dtype)), lambda: cupy.ones(length, dtype=dtype), 16)
 

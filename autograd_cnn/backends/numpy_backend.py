@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend
+from .xp_backend import XpBackend
 
 #: Set to 0 to leave the C library's malloc settings as they are (see ``keep_freed_memory``).
 MEMORY_ENV_VAR = "AUTOGRAD_CNN_CACHE_MEMORY"
@@ -39,7 +39,9 @@ def keep_freed_memory() -> bool:
     return bool(took and mallopt(m_trim_threshold, 1 << 30))
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(XpBackend):
+    """NumPy arrays on the CPU: the generic kernels as they are."""
+
     name = "numpy"
     xp = np
 

@@ -38,8 +38,8 @@ def _build() -> dict:
     folder = os.environ.get("AUTOGRAD_CNN_STANDIN_BUILD") or tempfile.mkdtemp()
     libraries = {}
     for element in ("float", "double"):
-        code = harness._PRELUDE.replace("typedef float T;", f"typedef {element} T;")
-        code += "\n".join(harness._c_function(source) for source in cuda_sources.ALL)
+        code = harness.PRELUDE.replace("typedef float T;", f"typedef {element} T;")
+        code += "\n".join(harness.c_function(source) for source in cuda_sources.ALL)
         path = os.path.join(folder, f"kernels_{element}")
         with open(path + ".cpp", "w") as f:
             f.write(code)
@@ -64,7 +64,7 @@ class ElementwiseKernel:
     def __call__(self, *args: object) -> None:
         import test_cuda_sources as harness
 
-        params = harness._params(self.source)
+        params = harness.kernel_params(self.source)
         assert len(args) == len(params), f"{self.source.name}: {len(args)} arguments for {len(params)}"
         outputs_from = len(self.source.in_params.split(","))
         t_arrays = [a for (_, ctype, is_array, _), a in zip(params, args) if is_array and ctype == "T"]

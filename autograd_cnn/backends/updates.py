@@ -1,0 +1,85 @@
+"""Optimizer update rules: every optimizer's arithmetic on its arrays, in place, in one file.
+
+``optim.py`` keeps the bookkeeping (parameter groups, state, hyper-parameters) and calls these
+by name. Each rule here is written once against ``self.xp``; the CuPy backend fuses SGD with
+momentum, RMSprop and Adam into one kernel each and falls back here for the rest.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Backend
+
+
+class UpdateKernels(Backend):
+    """The update rules of optim's SGD, RMSprop, Adam, AdamW and Adadelta (equal to PyTorch's)."""
+
+    def weight_decay_grad(self, p: Any, g: Any, weight_decay: float) -> Any:
+        """g + weight_decay p: L2 weight decay folded into the gradient (a new array: g is the caller's)."""
+        return g + weight_decay * p
+
+    def decoupled_weight_decay(self, p: Any, lr: float, weight_decay: float) -> None:
+        """p *= 1 - lr weight_decay: AdamW's decay, applied to the weights before the Adam step."""
+        p *= 1 - lr * weight_decay
+
+    def sgd_update(self, p: Any, g: Any, lr: float) -> None:
+        """p -= lr g: SGD without momentum."""
+        p -= lr * g
+
+    def sgd_momentum_start(self, p: Any, g: Any, lr: float, momentum: float, nesterov: bool) -> Any:
+        """The first step with momentum: buf starts as a copy of g, as PyTorch's (no dampening on it);
+        p -= lr (g + momentum buf if nesterov else buf). Returns buf, the optimizer's new state."""
+        buf = g.copy()
+        p -= lr * (g + momentum * buf if nesterov else buf)
+        return buf
+
+    def sgd_momentum_update(self, p: Any, g: Any, buf: Any, lr: float, momentum: float, dampening: float,
+                            nesterov: bool) -> None:
+        """buf = momentum buf + (1 - dampening) g; p -= lr (g + momentum buf if nesterov else buf)."""
+        buf *= momentum
+        buf += (1 - dampening) * g
+        p -= lr * (g + momentum * buf if nesterov else buf)
+
+    def rmsprop_update(self, p: Any, g: Any, square_avg: Any, buf: Any, lr: float, alpha: float,
+                       eps: float, momentum: float) -> None:
+        """square_avg = alpha square_avg + (1 - alpha) g^2; step = g / (sqrt(square_avg) + eps);
+        with momentum, buf = momentum buf + step and the step is buf; p -= lr step."""
+        square_avg *= alpha
+        square_avg += (1 - alpha) * g * g
+        step = self.xp.sqrt(square_avg)
+        step += eps
+        self.xp.divide(g, step, out=step)
+        if buf is not None:
+            buf *= momentum
+            buf += step
+            step = buf
+        p -= lr * step
+
+    def adam_update(self, p: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, betas: tuple, step_size: float,
+                    bias2_sqrt: float, eps: float) -> None:
+        """Adam's moving averages of g and g^2, then p -= step_size m / (sqrt(v) / bias2_sqrt + eps)
+        (step_size = lr / (1 - beta1^t), bias2_sqrt = sqrt(1 - beta2^t): the bias corrections)."""
+        b1, b2 = betas
+        exp_avg *= b1
+        exp_avg += (1 - b1) * g
+        exp_avg_sq *= b2
+        exp_avg_sq += (1 - b2) * g * g
+        denom = self.xp.sqrt(exp_avg_sq)
+        denom /= bias2_sqrt
+        denom += eps
+        self.xp.divide(exp_avg, denom, out=denom)  # reuse the buffer for the update direction
+        denom *= step_size
+        p -= denom
+
+    def adadelta_update(self, p: Any, g: Any, square_avg: Any, acc_delta: Any, lr: float, rho: float,
+                        eps: float) -> None:
+        """v = rho v + (1 - rho) g^2; d = sqrt(u + eps) / sqrt(v + eps) g; u = rho u + (1 - rho) d^2;
+        p -= lr d (v is square_avg, u is acc_delta)."""
+        square_avg *= rho
+        square_avg += (1 - rho) * g * g
+        delta = self.xp.sqrt(acc_delta + eps)
+        delta /= self.xp.sqrt(square_avg + eps)
+        delta *= g
+        acc_delta *= rho
+        acc_delta += (1 - rho) * delta * delta
+        p -= lr * delta
