@@ -27,6 +27,6 @@ def host_rng() -> np.random.Generator:
 
 def backend_rng(backend: Any) -> Any:
     """The backend's generator; a backend loaded after manual_seed is seeded on first use."""
-    if backend._rng is None and _seed is not None:
+    if not backend.rng_started and _seed is not None:
         backend.seed(_seed + 7919)  # a different stream from the host's
     return backend.rng

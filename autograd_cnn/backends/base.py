@@ -80,6 +80,11 @@ class Backend:
             self._rng = self.xp.random.default_rng()
         return self._rng
 
+    @property
+    def rng_started(self) -> bool:
+        """True once the generator exists: seeded, or drawn from."""
+        return self._rng is not None
+
     def seed(self, seed: int) -> None:
         """Start the random generator afresh from ``seed``."""
         self._rng = self.xp.random.default_rng(seed)
