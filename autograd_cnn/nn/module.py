@@ -3,13 +3,14 @@
 Each module knows its dotted ``_path`` in the root model ("" for the root, "0",
 "features.3" below it). ``__call__`` runs ``forward`` inside ``autograd.scope(path)`` so
 every graph node records the layer that made it, and each Parameter is named after
-its path ("features.0.weight") unless the user named it.
+its path ("features.0.weight") unless the user named it. Forward hooks, as PyTorch's,
+let other code watch or change what a module takes and returns without touching it.
 """
 from __future__ import annotations
 
 import weakref
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,29 @@ class Parameter(Tensor):
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
+class RemovableHandle:
+    """What ``register_forward_hook`` returns: ``handle.remove()`` takes the hook off again.
+
+    Also a ``with`` block that removes the hook at its end.
+    """
+
+    __slots__ = ("_hooks",)
+
+    def __init__(self, hooks: dict, fn: Callable) -> None:
+        self._hooks = hooks
+        hooks[self] = fn  # the handle is the key: registration order is the dict's order
+
+    def remove(self) -> None:
+        """Take the hook off; removing it twice is harmless."""
+        self._hooks.pop(self, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
 # How deep in nested Module calls we are: a call at depth 0 is a root call, which
 # refreshes the paths and parameter names of the whole model.
 _call_depth = 0
@@ -60,6 +84,8 @@ class Module(TrainingLoop):
         object.__setattr__(self, "_parent", None)
         object.__setattr__(self, "_path", "")
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", {})
+        object.__setattr__(self, "_forward_hooks", {})
 
     # --- registration -------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -110,7 +136,11 @@ class Module(TrainingLoop):
         _call_depth += 1
         try:
             with autograd.scope(self._path):
+                if self._forward_pre_hooks:  # an empty dict: one test, the only cost without hooks
+                    args = self._run_forward_pre_hooks(args)
                 out = self.forward(*args, **kwargs)
+                if self._forward_hooks:
+                    out = self._run_forward_hooks(args, out)
         except ShapeError as err:
             if self._modules or repr(self) in str(err):
                 raise
@@ -120,6 +150,38 @@ class Module(TrainingLoop):
             _call_depth -= 1
         if _summary_rows is not None:
             _summary_rows.append((self, out))
+        return out
+
+    # --- hooks ------------------------------------------------------------------
+    def register_forward_hook(self, fn: Callable[[Module, tuple, Any], Any]) -> RemovableHandle:
+        """Call ``fn(module, inputs, output)`` after each forward; returns a handle with ``.remove()``.
+
+        ``inputs`` is the tuple of positional arguments. A hook that returns something other
+        than None replaces the output (later hooks see the replacement). Hooks run in the
+        order they were registered.
+        """
+        return RemovableHandle(self._forward_hooks, fn)
+
+    def register_forward_pre_hook(self, fn: Callable[[Module, tuple], Any]) -> RemovableHandle:
+        """Call ``fn(module, inputs)`` before each forward; returns a handle with ``.remove()``.
+
+        A hook that returns something other than None replaces the positional inputs (a
+        single value counts as a one-element tuple).
+        """
+        return RemovableHandle(self._forward_pre_hooks, fn)
+
+    def _run_forward_pre_hooks(self, args: tuple) -> tuple:
+        for fn in tuple(self._forward_pre_hooks.values()):  # a copy: a hook may remove itself
+            result = fn(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        return args
+
+    def _run_forward_hooks(self, args: tuple, out: Any) -> Any:
+        for fn in tuple(self._forward_hooks.values()):
+            result = fn(self, args, out)
+            if result is not None:
+                out = result
         return out
 
     def _root(self) -> Module:

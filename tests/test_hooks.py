@@ -1,0 +1,140 @@
+"""Forward hooks on modules, as PyTorch's: order, removal, replacement, nesting, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import autograd_cnn as ag
+from autograd_cnn import nn
+
+
+def _model():
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def _hooks_left(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+# --------------------------------------------------------------------------- forward hooks
+
+
+def test_hooks_run_in_registration_order_and_see_inputs_and_output():
+    layer = nn.Linear(3, 2)
+    x = ag.randn(5, 3)
+    calls = []
+    for name in ("first", "second", "third"):
+        layer.register_forward_hook(lambda m, inputs, out, name=name: calls.append((name, m, inputs, out)))
+    out = layer(x)
+    assert [c[0] for c in calls] == ["first", "second", "third"]
+    assert all(m is layer and inputs == (x,) and o is out for _, m, inputs, o in calls)
+
+
+def test_remove_takes_the_hook_off_and_twice_is_harmless():
+    layer = nn.ReLU()
+    seen = []
+    keep = layer.register_forward_hook(lambda m, i, o: seen.append("keep"))
+    drop = layer.register_forward_hook(lambda m, i, o: seen.append("drop"))
+    drop.remove()
+    drop.remove()
+    layer(ag.ones(2))
+    assert seen == ["keep"]
+    keep.remove()
+    layer(ag.ones(2))
+    assert seen == ["keep"]
+    with layer.register_forward_hook(lambda m, i, o: seen.append("with")):
+        layer(ag.ones(2))
+    layer(ag.ones(2))
+    assert seen == ["keep", "with"]
+
+
+def test_a_hook_may_remove_itself_while_running():
+    layer = nn.Identity()
+    seen = []
+
+    def once(module, inputs, output):
+        seen.append("once")
+        handle.remove()
+
+    handle = layer.register_forward_hook(once)
+    layer.register_forward_hook(lambda m, i, o: seen.append("always"))
+    layer(ag.ones(1))
+    layer(ag.ones(1))
+    assert seen == ["once", "always", "always"]
+
+
+def test_a_returned_value_replaces_the_output_for_later_hooks_and_the_next_layer():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Identity())
+    x = ag.randn(3, 2)
+    plain = model(x).numpy()
+    seen = []
+    model[0].register_forward_hook(lambda m, i, out: out * 2)
+    model[0].register_forward_hook(lambda m, i, out: seen.append(out.numpy()))  # None: no change
+    model[1].register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0].numpy()))
+    np.testing.assert_allclose(model(x).numpy(), 2 * plain, rtol=1e-6)
+    np.testing.assert_allclose(seen[0], 2 * plain, rtol=1e-6)
+    np.testing.assert_allclose(seen[1], 2 * plain, rtol=1e-6)
+
+
+def test_replaced_output_keeps_the_graph():
+    layer = nn.Linear(2, 1)
+    layer.register_forward_hook(lambda m, i, out: out * 3)
+    layer(ag.ones(1, 2)).sum().backward()
+    np.testing.assert_allclose(layer.weight.grad.numpy(), [[3.0, 3.0]])
+
+
+def test_pre_hooks_replace_inputs_in_order():
+    layer = nn.Identity()
+    layer.register_forward_pre_hook(lambda m, inputs: inputs[0] + 1)  # one value: a one-tuple
+    layer.register_forward_pre_hook(lambda m, inputs: (inputs[0] * 10,))
+    layer.register_forward_pre_hook(lambda m, inputs: None)
+    assert layer(ag.tensor([1.0])).numpy().tolist() == [20.0]
+
+
+def test_hooks_on_nested_children_fire_inner_first_with_their_paths():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.features(x))
+
+    net = Net()
+    order = []
+    for path, module in net.named_modules():
+        module.register_forward_pre_hook(lambda m, i, path=path: order.append(("pre", path)))
+        module.register_forward_hook(lambda m, i, o: order.append(("post", m._path, tuple(o.shape))))
+    net(ag.randn(5, 3))
+    assert order == [("pre", ""), ("pre", "features"), ("pre", "features.0"), ("post", "features.0", (5, 4)),
+                     ("pre", "features.1"), ("post", "features.1", (5, 4)), ("post", "features", (5, 4)),
+                     ("pre", "head"), ("post", "head", (5, 2)), ("post", "", (5, 2))]
+
+
+def test_a_hook_that_raises_leaves_the_model_usable():
+    model = _model()
+    x = ag.randn(2, 3)
+    expected = model(x).numpy()
+
+    def broken(module, inputs, output):
+        raise RuntimeError("hook failed")
+
+    handle = model[1].register_forward_hook(broken)
+    with pytest.raises(RuntimeError, match="hook failed"):
+        model(x)
+    handle.remove()
+    np.testing.assert_allclose(model(x).numpy(), expected)
+    # The failed call still unwound the call depth: the next call is a root call that names a new layer.
+    model.append(nn.Linear(2, 2))
+    model(x)
+    assert model[3].weight.name == "3.weight"
+    with pytest.raises(ValueError, match="pre-hook failed"):
+        with model.register_forward_pre_hook(lambda m, i: (_ for _ in ()).throw(ValueError("pre-hook failed"))):
+            model(x)
+    assert model(x).shape == (2, 2) and _hooks_left(model) == 0
+
+
+def test_hooks_need_no_cost_when_there_are_none():
+    layer = nn.ReLU()
+    assert layer._forward_hooks == {} and layer._forward_pre_hooks == {}  # what __call__ tests, and all
