@@ -1,10 +1,12 @@
-"""Forward hooks on modules, as PyTorch's: order, removal, replacement, nesting, errors."""
+"""Forward hooks on modules, as PyTorch's: order, removal, replacement, nesting, errors; and
+summary, which watches a forward with them, leaves none behind."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import autograd_cnn as ag
+import autograd_cnn.functional as F
 from autograd_cnn import nn
 
 
@@ -138,3 +140,26 @@ def test_a_hook_that_raises_leaves_the_model_usable():
 def test_hooks_need_no_cost_when_there_are_none():
     layer = nn.ReLU()
     assert layer._forward_hooks == {} and layer._forward_pre_hooks == {}  # what __call__ tests, and all
+
+
+# --------------------------------------------------------------------------- summary uses hooks
+
+
+def test_summary_takes_its_hooks_off_also_when_the_forward_fails():
+    model = _model()
+    user = model[0].register_forward_hook(lambda m, i, o: None)
+    lines = []
+    assert model.summary((3,), print_fn=lines.append) == 3 * 4 + 4 + 4 * 2 + 2
+    assert _hooks_left(model) == 1  # the user's own hook stays
+    with pytest.raises(ag.ShapeError, match=r"Linear\(3, 4\) at \[0\] expects input \(N, 3\)"):
+        model.summary((5,), print_fn=lines.append)
+    assert _hooks_left(model) == 1 and len(lines) == 1
+    user.remove()
+
+
+def test_summary_rows_show_outputs_replaced_by_a_user_hook():
+    model = _model()
+    model[2].register_forward_hook(lambda m, i, out: F.concat([out, out], axis=1))
+    lines = []
+    model.summary((3,), print_fn=lines.append)
+    assert " 2 (Linear)                  (None, 4)" in lines[0]

@@ -148,8 +148,6 @@ class Module(TrainingLoop):
             raise ShapeError(f"{self!r}{self._where()}: {err}") from None
         finally:
             _call_depth -= 1
-        if _summary_rows is not None:
-            _summary_rows.append((self, out))
         return out
 
     # --- hooks ------------------------------------------------------------------
@@ -402,10 +400,6 @@ class Module(TrainingLoop):
 
     def __dir__(self) -> list:
         return sorted(set(super().__dir__()) | set(self._modules) | set(self._parameters))
-
-
-# (module, output) for every call while a summary traces the model; None otherwise.
-_summary_rows: list | None = None
 
 
 def _move(t: Tensor, backend: Backend) -> None:
