@@ -1,6 +1,9 @@
-"""Forward hooks on modules, as PyTorch's: order, removal, replacement, nesting, errors; and
-summary, which watches a forward with them, leaves none behind."""
+"""Forward hooks on modules, as PyTorch's: order, removal, replacement, nesting, errors; and the
+two users inside nn (summary, and the loss that reads a final Softmax's input) leave none behind."""
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +166,119 @@ def test_summary_rows_show_outputs_replaced_by_a_user_hook():
     lines = []
     model.summary((3,), print_fn=lines.append)
     assert " 2 (Linear)                  (None, 4)" in lines[0]
+
+
+# --------------------------------------------------------------------------- the loss and a final Softmax
+
+
+def _blobs(n=48):
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, n)
+    x = (np.array([[2.0, 0.0], [-2.0, 2.0], [0.0, -2.5]])[y] + 0.5 * rng.standard_normal((n, 2))).astype("float32")
+    return x, y
+
+
+def test_fit_leaves_the_softmax_layer_as_it_was_and_emitting_probabilities():
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3), nn.Softmax())
+    softmax = model[3]
+    sums = []
+    softmax.register_forward_hook(lambda m, i, out: sums.append(out.numpy().sum(axis=1)))
+    x, y = _blobs()
+    model(ag.tensor(x))
+    state = lambda: {k: dict(v) if isinstance(v, dict) else v for k, v in vars(softmax).items()}  # noqa: E731
+    before = state()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_data=(x, y))
+    loss, _ = model.evaluate(x, y, batch_size=48, verbose=0)
+    assert state() == before  # no flag, and only the user's hook left on it
+    # one call, 2 epochs of 3 training and 3 validation batches, one evaluate batch: all probabilities
+    assert len(sums) == 1 + 2 * (3 + 3) + 1 and all(np.allclose(s, 1, rtol=1e-5) for s in sums)
+    logits = model[:-1](ag.tensor(x))
+    assert loss == pytest.approx(F.cross_entropy(logits, ag.tensor(y)).item(), rel=1e-5)
+
+
+def test_the_choice_is_made_once_in_compile():
+    model = nn.Sequential(nn.Linear(2, 3), nn.Softmax())
+    x, y = _blobs()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    on_input = model.evaluate(x, y, verbose=0)
+    model.compile("sgd", "sparse_categorical_crossentropy", from_logits=True)  # says: outputs are logits
+    on_output = model.evaluate(x, y, verbose=0)
+    assert on_output == pytest.approx(F.cross_entropy(model(ag.tensor(x)), ag.tensor(y)).item(), rel=1e-5)
+    assert on_input != pytest.approx(on_output, rel=1e-3)
+    np.testing.assert_allclose(model.predict(x).sum(axis=1), 1, rtol=1e-5)  # no second softmax on top
+
+
+def test_a_nested_final_softmax_is_found_and_read():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(2, 3)
+            self.head = nn.Sequential(nn.Identity(), nn.Softmax())
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    net = Net()
+    x, y = _blobs()
+    net.compile("sgd", "sparse_categorical_crossentropy")
+    expected = F.cross_entropy(net.body(ag.tensor(x)), ag.tensor(y)).item()
+    assert net.evaluate(x, y, verbose=0) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_final_softmax_that_forward_skips_is_a_clear_error():
+    class Skips(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 3)
+            self.softmax = nn.Softmax()
+
+        def forward(self, x):
+            return self.fc(x)
+
+    model = Skips()
+    x, y = _blobs()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(RuntimeError, match=r"Softmax\(axis=-1\) at \[softmax\].*from_logits=True"):
+        model.evaluate(x, y, verbose=0)
+    model.compile("sgd", "sparse_categorical_crossentropy", from_logits=True)
+    assert np.isfinite(model.evaluate(x, y, verbose=0))
+
+
+def test_workflow_errors_and_a_failed_compile_keeps_the_last_one():
+    model = nn.Sequential(nn.Linear(2, 3))
+    x, y = _blobs()
+    for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y, verbose=0)):
+        with pytest.raises(RuntimeError, match=r"^Sequential\.(fit|evaluate): call compile\(optimizer, loss, "):
+            call()
+    raw = model.predict(x[:4])  # uncompiled: the raw outputs
+    np.testing.assert_allclose(raw, model(ag.tensor(x[:4])).numpy(), rtol=1e-6)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="unknown loss"):
+        model.compile("sgd", "hinge")
+    np.testing.assert_allclose(model.predict(x[:4]).sum(axis=1), 1, rtol=1e-5)  # still the first compile
+    assert model.evaluate(x, y, verbose=0) > 0
+
+
+def test_layers_inherit_no_training_loop():
+    assert not [name for name in ("_fit_epoch", "_evaluate_data", "_loss_value") if hasattr(nn.ReLU(), name)]
+    assert nn.Module.__bases__ == (object,)
+
+
+# --------------------------------------------------------------------------- layering
+
+
+NN = Path(__file__).resolve().parents[1] / "autograd_cnn" / "nn"
+ORDER = ["init", "module", "layers", "callbacks", "summary", "training", "__init__"]  # each imports only earlier ones
+
+
+def test_nn_files_import_only_the_files_below_them():
+    assert sorted(p.stem for p in NN.glob("*.py")) == sorted(ORDER)
+    for name in ORDER:
+        tree = ast.parse((NN / f"{name}.py").read_text())
+        for node in ast.walk(tree):  # function-level imports count too
+            if not isinstance(node, ast.ImportFrom) or node.level != 1:
+                continue
+            targets = [node.module] if node.module else [a.name for a in node.names]
+            for target in targets:
+                assert ORDER.index(target.split(".")[0]) < ORDER.index(name), f"nn/{name}.py imports .{target}"

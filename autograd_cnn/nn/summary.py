@@ -12,15 +12,13 @@ from typing import Any
 from ..autograd import no_grad
 from ..backends import get_backend
 from ..tensor import Tensor
-from .module import Module
+from .module import Module, switched_mode
 
 _WIDTHS = (29, 26, 10)
 
 
 def summary(model: Module, input_shape: Any, print_fn: Callable[[str], Any] = print) -> int:
     """Print the table and return the total parameter count (trainable + non-trainable)."""
-    from .training import _mode
-
     shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
     if shape and shape[0] is None:  # (None, 1, 28, 28): Keras's way of writing the batch axis
         shape = shape[1:]
@@ -35,7 +33,7 @@ def summary(model: Module, input_shape: Any, print_fn: Callable[[str], Any] = pr
 
     handles = [m.register_forward_hook(record) for m in model.modules()]
     try:
-        with _mode(model, training=False), no_grad():
+        with switched_mode(model, training=False), no_grad():
             model(x)
     finally:
         for handle in handles:
