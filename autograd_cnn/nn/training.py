@@ -200,14 +200,15 @@ class CompiledLoss:
             raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a "
                              "callable loss(output, target)")
         self.fn = loss
-        self.softmax = _final_softmax(model) if self.kind in ("sparse", "categorical") else None
-        if self.kind not in ("sparse", "categorical"):
+        classifies = self.kind in ("sparse", "categorical")
+        softmax = _final_softmax(model) if classifies else None
+        if not classifies:
             self.reads = "output"
-        elif self.softmax is not None and from_logits is not True:
+        elif softmax is not None and from_logits is not True:
             self.reads = "softmax_input"
         else:
-            self.softmax = None
             self.reads = "probabilities" if from_logits is False else "logits"
+        self.softmax = softmax if self.reads == "softmax_input" else None  # the layer whose input it reads
         self._softmax_input: Tensor | None = None
 
     @contextmanager
@@ -234,9 +235,9 @@ class CompiledLoss:
         if self.reads == "softmax_input":
             out, self._softmax_input = self._softmax_input, None
             if out is None:
-                raise RuntimeError(f"compile: the loss reads the input of the model's last layer "
+                raise RuntimeError(f"the loss compile chose reads the input of the model's last layer "
                                    f"{self.softmax!r}{self.softmax._where()}, but the forward pass did not call "
-                                   "it; pass from_logits=True to compile if the outputs are logits")
+                                   "that layer; compile with from_logits=True if the outputs are logits")
         if self.reads == "probabilities":
             eps = 1e-7  # Keras's clip, so log(0) never appears
             log_p = F.minimum(F.maximum(out, eps), 1 - eps).log()
