@@ -46,19 +46,12 @@ def _positive(text: str) -> int:
     return value
 
 
-def _prepare(x: Any, input_shape: tuple[int, ...]) -> Any:
-    """uint8 images -> float32 in [0, 1] shaped (N, *input_shape), as the lectures prepare them."""
-    return x.reshape(len(x), *input_shape).astype("float32") / 255
-
-
-def _load(dataset: str, limit: int | None) -> tuple[Any, Any, Any, Any]:
-    """(x_train, y_train, x_test, y_test) of a data set, each cut to ``limit`` rows when given."""
+def _images(dataset: str, input_shape: tuple[int, ...], limit: int | None = None) -> Any:
+    """A data set's splits as float32 in [0, 1]: (N, 1, 28, 28) for a model that takes channels,
+    (N, 28, 28) for the MLPs (they start with Flatten)."""
     from . import data
 
-    (x_train, y_train), (x_test, y_test) = data.load_dataset(dataset)
-    if limit:
-        x_train, y_train, x_test, y_test = x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit]
-    return x_train, y_train, x_test, y_test
+    return data.load_images(dataset, channels_first=len(input_shape) == 3, limit=limit)
 
 
 def _optimizer(name: str, lr: float | None, model: Any) -> Any:
@@ -79,8 +72,7 @@ def _train(args: argparse.Namespace) -> Any:
     from .models import MODELS
 
     build, input_shape = MODELS[args.model]
-    x_train, y_train, x_test, y_test = _load(args.dataset, args.limit)
-    x_train, x_test = _prepare(x_train, input_shape), _prepare(x_test, input_shape)
+    (x_train, y_train), (x_test, y_test) = _images(args.dataset, input_shape, args.limit)
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, "
           f"backend {ag.get_backend().name}")
     ag.manual_seed(args.seed)
@@ -147,19 +139,17 @@ def _draw_training_step(model: Any, out: Path) -> None:
     import autograd_cnn as ag
     import autograd_cnn.functional as F
 
-    from . import data
-
     try:
         from . import visual
     except ImportError as e:
         print(f"graph pictures skipped: the graph renderer is not available ({e})")
         return
-    (x, y), _ = data.load_sample(split=True, seed=0)
+    (x, y), _ = _images("sample", (1, 28, 28), limit=4)
     model.train()
     backend = ag.get_backend()  # NumPy arrays would otherwise stay on the host
-    batch = ag.tensor(_prepare(x[:4], (1, 28, 28)), backend=backend, name="digits")
+    batch = ag.tensor(x, backend=backend, name="digits")
     loss = F.cross_entropy(model[:-1](batch) if _ends_in_softmax(model) else model(batch),
-                           ag.tensor(y[:4].astype("int64"), backend=backend, name="labels"))
+                           ag.tensor(y, backend=backend, name="labels"))
     loss.backward(retain_graph=True)
     print()
     kinds = (("forward", "forward"), ("backward", "backward"), ("both", "forward and backward"))
@@ -229,16 +219,15 @@ def _graph_loss(args: argparse.Namespace) -> Any:
             raise SystemExit(f"autograd-cnn graph: build() in {args.script} returned "
                              f"{type(loss).__name__}, not a Tensor")
         return loss
-    from . import data
     from .models import MODELS
 
     build_model, input_shape = MODELS[args.model]
     ag.manual_seed(0)
     model = build_model()
-    (x, y), _ = data.load_sample(split=True, seed=0)
-    batch = ag.tensor(_prepare(x[:args.batch], input_shape), backend=ag.get_backend(), name="images")
+    (x, y), _ = _images("sample", input_shape, limit=args.batch)
+    batch = ag.tensor(x, backend=ag.get_backend(), name="images")
     logits = model[:-1](batch) if _ends_in_softmax(model) else model(batch)
-    return F.cross_entropy(logits, ag.tensor(y[:args.batch].astype("int64"), backend=ag.get_backend(), name="labels"))
+    return F.cross_entropy(logits, ag.tensor(y, backend=ag.get_backend(), name="labels"))
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -266,7 +255,8 @@ def _graph_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="lecture-cnn", choices=list(MODELS), help="default: %(default)s")
     parser.add_argument("--script", default=None, metavar="PATH.py",
                         help="draw the loss returned by build() in this Python file instead of a model")
-    parser.add_argument("--batch", type=int, default=2, help="digits in the drawn training step (default: %(default)s)")
+    parser.add_argument("--batch", type=_positive, default=2,
+                        help="digits in the drawn training step (default: %(default)s)")
     parser.add_argument("--kind", default="both", choices=["forward", "backward", "both"], help="default: %(default)s")
     parser.add_argument("--out", default="out/graph.svg", help="default: %(default)s")
     parser.add_argument("--format", default=None, choices=["svg", "png", "pdf", "dot"],

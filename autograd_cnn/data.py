@@ -2,6 +2,7 @@
 
     (x_train, y_train), (x_test, y_test) = load_mnist()        # like keras.datasets.mnist
     (x_train, y_train), (x_test, y_test) = load_sample(split=True)   # ships with the package
+    (x_train, y_train), (x_test, y_test) = load_images("sample")     # float32 (N, 1, 28, 28) in [0, 1]
     for xb, yb in DataLoader(x_train, y_train, batch_size=128): ...
 
 Every loader looks for its files, in order, in ``$AUTOGRAD_CNN_DATA`` (the folder itself or its
@@ -368,6 +369,31 @@ def load_dataset(name: str, **fetch_args: Any) -> _Split:
     if name not in DATA_LOADERS:
         raise DataError(f"load_dataset: unknown data set {name!r}; known: sample, {', '.join(DATA_LOADERS)}")
     return DATA_LOADERS[name](**fetch_args)
+
+
+def load_images(name: str = "sample", channels_first: bool = True, limit: int | None = None,
+                **fetch_args: Any) -> _Split:
+    """A data set ready for a network, as the lectures prepare it: the pixels as float32 / 255.
+
+    ``((x_train, y_train), (x_test, y_test))`` of :func:`load_dataset` (``name`` as it takes
+    it), with x float32 in [0, 1] and y int64 class indices. ``channels_first``: images
+    (N, C, H, W), as ``Conv2d`` takes them: (N, 1, 28, 28) for the digits, (N, 3, 32, 32) for
+    CIFAR-10; False keeps the stored layout, (N, 28, 28) or (N, 32, 32, 3). ``limit``: at most
+    the first ``limit`` images of each split, for quick runs.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"load_images: limit must be a positive int or None, got {limit!r}")
+    train, test = load_dataset(name, **fetch_args)
+    return _scaled(*train, channels_first, limit), _scaled(*test, channels_first, limit)
+
+
+def _scaled(x: np.ndarray, y: np.ndarray, channels_first: bool, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    x, y = x[:limit], y[:limit]
+    if channels_first:  # grey (N, H, W) gains a channel axis; colour (N, H, W, C) moves it
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    x /= 255
+    return x, y.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- mini-batches

@@ -65,10 +65,11 @@ def cnn_step(out: str, fmt: str) -> None:
     """One RMSprop step of the lecture CNN on four shipped digits."""
     ag.manual_seed(0)
     model = models.lecture_cnn(softmax=False)  # logits; cross_entropy applies the softmax
-    images, labels = data.load_sample()
-    pick = np.array([0, 1500, 2500, 4500])  # the sample is sorted by label: digits 0, 3, 5, 9
-    x = ag.tensor(images[pick, None].astype(np.float32) / 255, name="digits")
-    loss = F.cross_entropy(model(x), ag.tensor(labels[pick].astype(np.int64)))
+    (images, labels), _ = data.load_images("sample")  # (N, 1, 28, 28) in [0, 1]
+    pick = [int(np.flatnonzero(labels == digit)[0]) for digit in (0, 3, 5, 9)]
+    x = ag.tensor(images[pick], name="digits")
+    y = ag.tensor(labels[pick])
+    loss = F.cross_entropy(model(x), y)
     loss.name = "L"
     draw_all(loss, out, "lecture_cnn", fmt)
     visual.save(loss, os.path.join(out, f"lecture_cnn_layers.{fmt}"), kind="both", collapse="module", flow=True)
@@ -77,7 +78,7 @@ def cnn_step(out: str, fmt: str) -> None:
     optimizer = optim.RMSprop(model.parameters(), lr=1e-3)
     optimizer.step()
     with ag.no_grad():
-        after = F.cross_entropy(model(x), ag.tensor(labels[pick].astype(np.int64))).item()
+        after = F.cross_entropy(model(x), y).item()
     print(f"    loss on these digits: {before:.4f} before the step, {after:.4f} after")
 
 

@@ -76,11 +76,11 @@ def max_pool_example() -> np.ndarray:
 def sample_digit() -> np.ndarray | None:
     """One real MNIST digit (28x28, 0-1) from the sample shipped in the package, or None."""
     try:
-        from autograd_cnn.data import load_sample
-        x, _ = load_sample()
+        from autograd_cnn.data import load_images
+        (x, _), _ = load_images("sample", channels_first=False, limit=1)
     except (ImportError, OSError, AttributeError):
         return None
-    return x[0].astype(float) / 255
+    return x[0]
 
 
 def save_kernel_pictures(digit: np.ndarray, folder: pathlib.Path) -> pathlib.Path:

@@ -22,10 +22,9 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--limit", type=int, default=None, help="use at most N training and N test images")
     args = parser.parse_args(argv)
 
-    (train_images, train_labels), (test_images, test_labels) = data.load_dataset(args.dataset)
-    if args.limit:
-        train_images, train_labels = train_images[:args.limit], train_labels[:args.limit]
-        test_images, test_labels = test_images[:args.limit], test_labels[:args.limit]
+    # Preparing the data: the lecture's reshape to (N, 28, 28, 1) and astype("float32") / 255,
+    # channels first: images become (N, 1, 28, 28) float32 in [0, 1].
+    (train_images, train_labels), (test_images, test_labels) = data.load_images(args.dataset, limit=args.limit)
 
     # The convnet: a stack of Conv2d and MaxPool2d layers, then a classifier.
     model = nn.Sequential(
@@ -38,12 +37,6 @@ def main(argv: list[str] | None = None) -> float:
         nn.Linear(1152, 10), nn.Softmax(),              # (None, 10)
     )
     model.summary((1, 28, 28))  # 104,202 parameters, as in the lecture
-
-    # Preparing the data: images become (N, 1, 28, 28) float32 in [0, 1].
-    train_images = train_images.reshape(len(train_images), 1, 28, 28)
-    train_images = train_images.astype("float32") / 255
-    test_images = test_images.reshape(len(test_images), 1, 28, 28)
-    test_images = test_images.astype("float32") / 255
 
     model.compile(optimizer="rmsprop",
                   loss="sparse_categorical_crossentropy",

@@ -21,11 +21,10 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--limit", type=int, default=None, help="use at most N training and N test images")
     args = parser.parse_args(argv)
 
-    # Loading the data set: four uint8 NumPy arrays, as keras.datasets.mnist.load_data() gives.
-    (train_images, train_labels), (test_images, test_labels) = data.load_dataset(args.dataset)
-    if args.limit:
-        train_images, train_labels = train_images[:args.limit], train_labels[:args.limit]
-        test_images, test_labels = test_images[:args.limit], test_labels[:args.limit]
+    # Loading the data set: four NumPy arrays, as keras.datasets.mnist.load_data() gives, with the
+    # lecture's astype("float32") / 255 done: (N, 28, 28) images in [0, 1] instead of uint8 in [0, 255].
+    (train_images, train_labels), (test_images, test_labels) = data.load_images(
+        args.dataset, channels_first=False, limit=args.limit)
     print("train_images.shape:", train_images.shape, " test_images.shape:", test_images.shape)
 
     # The network architecture.
@@ -40,11 +39,9 @@ def main(argv: list[str] | None = None) -> float:
                   loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 
-    # Preparing the data: (N, 28, 28) uint8 in [0, 255] -> (N, 784) float32 in [0, 1].
+    # Preparing the data: each 28x28 image becomes one vector of 784 values, (N, 28, 28) -> (N, 784).
     train_images = train_images.reshape(len(train_images), 28 * 28)
-    train_images = train_images.astype("float32") / 255
     test_images = test_images.reshape(len(test_images), 28 * 28)
-    test_images = test_images.astype("float32") / 255
 
     # Training ("fitting") the model.
     model.fit(train_images, train_labels, epochs=args.epochs, batch_size=128)

@@ -41,17 +41,16 @@ def trained_cnn(weights: str | None, epochs: int, limit: int | None) -> nn.Seque
     if weights:
         model.load_state_dict(ag.load(weights))
         return model
-    (x_train, y_train), _ = data.load_sample(split=True)
-    x_train, y_train = x_train[:limit], y_train[:limit]
+    (x_train, y_train), _ = data.load_images("sample", limit=limit)
     model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train.reshape(-1, 1, 28, 28).astype("float32") / 255, y_train, epochs=epochs, batch_size=128)
+    model.fit(x_train, y_train, epochs=epochs, batch_size=128)
     return model
 
 
 def feature_maps(model: nn.Sequential, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """The output of each convolution's ReLU for one (28, 28) uint8 image, as (name, (C, H, W))."""
+    """The output of each convolution's ReLU for one (1, 28, 28) image in [0, 1], as (name, (C, H, W))."""
     maps = []
-    h = ag.tensor(image.reshape(1, 1, 28, 28).astype("float32") / 255, backend=ag.get_backend())
+    h = ag.tensor(image[None], backend=ag.get_backend())
     layers = list(model.children())
     model.eval()
     with ag.no_grad():
@@ -99,8 +98,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
 
     model = trained_cnn(args.weights, args.epochs, args.limit)
-    _, (x_test, y_test) = data.load_sample(split=True)
-    digit, label = x_test[args.index], int(y_test[args.index])
+    _, (x_test, y_test) = data.load_images("sample")
+    image, label = x_test[args.index], int(y_test[args.index])
+    digit = image[0]  # (28, 28), to draw
     written = []
 
     # Weights: one shared colour scale centred on zero, so red is positive and blue negative everywhere.
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     fig.savefig(written[-1], dpi=120)
     plt.close(fig)
 
-    for name, maps in feature_maps(model, digit):
+    for name, maps in feature_maps(model, image):
         # Each map scaled to its own maximum: a map's pattern matters here, not its size.
         peaks = maps.max(axis=(1, 2), keepdims=True)
         scaled = np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)

@@ -39,9 +39,9 @@ def test_train_mlp_and_save(tmp_path, capsys):
     assert 0.5 < accuracy <= 1.0  # ten classes: chance is 0.1
     model = models.lecture_mlp()
     model.load_state_dict(ag.load(str(path)))
-    (x, y), _ = data.load_sample(split=True)
-    probs = model.predict(x[:600].reshape(600, 784).astype("float32") / 255)
-    assert (probs.argmax(1) == y[:600]).mean() > 0.5  # the saved weights are the trained ones
+    (x, y), _ = data.load_images("sample", limit=600)
+    probs = model.predict(x)
+    assert (probs.argmax(1) == y).mean() > 0.5  # the saved weights are the trained ones
 
 
 def test_train_cnn_with_an_optimizer_and_learning_rate(capsys):
@@ -122,11 +122,11 @@ def test_run_all_finds_every_benchmark_script():
     assert run_all.accepts(cli.BENCHMARKS.parent / "accuracy.py", "--quick")
 
 
-def test_prepare_scales_and_reshapes():
-    x = np.array([[[0, 255], [51, 102]]], dtype=np.uint8)
-    got = cli._prepare(x, (1, 2, 2))
-    assert got.shape == (1, 1, 2, 2) and got.dtype == np.float32
-    np.testing.assert_allclose(got.ravel(), [0, 1, 0.2, 0.4])
+def test_images_come_in_each_model_s_layout():
+    for input_shape in ((1, 28, 28), (28, 28)):  # the CNNs', the MLPs'
+        (x, y), (x_test, _) = cli._images("sample", input_shape, limit=3)
+        assert x.shape == (3, *input_shape) and x_test.shape == (3, *input_shape)
+        assert x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1 and y.dtype == np.int64
 
 
 def test_module_entry_point():

@@ -292,6 +292,44 @@ def test_load_dataset_by_name():
         data.load_dataset("imagenet")
 
 
+def test_load_images_prepares_the_digits_as_the_lectures_do():
+    (x_train, y_train), (x_test, y_test) = data.load_images("sample")
+    (raw_train, raw_y), (raw_test, raw_test_y) = data.load_sample(split=True)
+    assert x_train.shape == (4000, 1, 28, 28) and x_test.shape == (1000, 1, 28, 28)
+    assert x_train.dtype == np.float32 and y_train.dtype == np.int64 and x_train.flags.c_contiguous
+    np.testing.assert_array_equal(x_train[:, 0], raw_train.astype("float32") / 255)  # to the bit
+    np.testing.assert_array_equal(x_test[:, 0], raw_test.astype("float32") / 255)
+    np.testing.assert_array_equal(y_train, raw_y)
+    np.testing.assert_array_equal(y_test, raw_test_y)
+    assert x_train.min() == 0 and x_train.max() == 1
+
+
+def test_load_images_channels_last_and_limit():
+    (x_train, y_train), (x_test, y_test) = data.load_images("sample", channels_first=False, limit=10)
+    assert x_train.shape == (10, 28, 28) and x_test.shape == (10, 28, 28)
+    assert y_train.shape == (10,) and y_test.shape == (10,)
+    np.testing.assert_array_equal(x_test, data.load_sample(split=True)[1][0][:10] / np.float32(255))
+    with pytest.raises(ValueError, match="load_images: limit must be a positive int or None, got 0"):
+        data.load_images(limit=0)
+
+
+def test_load_images_moves_colour_channels_first(monkeypatch):
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, 6, dtype=np.uint8)
+    monkeypatch.setitem(data.DATA_LOADERS, "cifar10", lambda **_: ((colour, labels), (colour[:2], labels[:2])))
+    (x_train, y_train), (x_test, _) = data.load_images("cifar10")
+    assert x_train.shape == (6, 3, 32, 32) and x_test.shape == (2, 3, 32, 32) and x_train.flags.c_contiguous
+    assert x_train[4, 2, 7, 9] == np.float32(colour[4, 7, 9, 2]) / np.float32(255)
+    np.testing.assert_array_equal(np.rint(x_train.transpose(0, 2, 3, 1) * 255), colour)
+    assert y_train.tolist() == labels.tolist()
+
+
+def test_load_images_passes_fetch_options_on(isolated):
+    with pytest.raises(DataError, match="no download was tried"):
+        data.load_images("mnist", download_missing=False)
+
+
 def test_fetch_unknown_data_set():
     with pytest.raises(DataError, match="unknown data set 'mnist2'.*fashion-mnist"):
         data.fetch("mnist2")

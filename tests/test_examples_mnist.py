@@ -71,7 +71,7 @@ def test_what_the_cnn_sees_reads_saved_weights(tmp_path):
     loaded = sees.trained_cnn(str(tmp_path / "cnn.npz"), epochs=0, limit=None)
     first = list(loaded.children())[0].weight.numpy()
     assert (first == model[0].weight.numpy()).all()
-    (_, _), (x_test, _) = data.load_sample(split=True)
+    (_, _), (x_test, _) = data.load_images("sample", limit=1)
     maps = sees.feature_maps(loaded, x_test[0])
     assert [(name, m.shape) for name, m in maps] == [
         ("conv1", (32, 26, 26)), ("conv2", (64, 11, 11)), ("conv3", (128, 3, 3))]

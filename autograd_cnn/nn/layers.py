@@ -355,10 +355,9 @@ class Softmax(Module):
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
         self.axis = axis
-        self._emit_logits = False  # set by fit/evaluate while the loss reads the logits
 
     def forward(self, x: Any) -> Any:
-        return x if self._emit_logits else F.softmax(x, self.axis)
+        return F.softmax(x, self.axis)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"

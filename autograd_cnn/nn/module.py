@@ -3,14 +3,16 @@
 Each module knows its dotted ``_path`` in the root model ("" for the root, "0",
 "features.3" below it). ``__call__`` runs ``forward`` inside ``autograd.scope(path)`` so
 every graph node records the layer that made it, and each Parameter is named after
-its path ("features.0.weight") unless the user named it.
+its path ("features.0.weight") unless the user named it. Forward hooks, as PyTorch's,
+let other code watch or change what a module takes and returns without touching it.
 """
 from __future__ import annotations
 
 import weakref
 from collections import namedtuple
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -18,7 +20,6 @@ from .. import autograd
 from ..backends import ALIASES, Backend, get_backend
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
-from .training import TrainingLoop
 
 
 class Parameter(Tensor):
@@ -43,15 +44,43 @@ class Parameter(Tensor):
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
+
+class RemovableHandle:
+    """What ``register_forward_hook`` returns: ``handle.remove()`` takes the hook off again.
+
+    Also a ``with`` block that removes the hook at its end.
+    """
+
+    __slots__ = ("_hooks",)
+
+    def __init__(self, hooks: dict, fn: Callable) -> None:
+        self._hooks = hooks
+        hooks[self] = fn  # the handle is the key: registration order is the dict's order
+
+    def remove(self) -> None:
+        """Take the hook off; removing it twice is harmless."""
+        self._hooks.pop(self, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
 # How deep in nested Module calls we are: a call at depth 0 is a root call, which
 # refreshes the paths and parameter names of the whole model.
 _call_depth = 0
 
 
-class Module(TrainingLoop):
+class Module:
     """Base class of every layer and model: subclass it, set layers in __init__, write forward."""
 
     training: bool
+    # Keras's workflow is built on the layers (nn/training.py, nn/summary.py import them), so this
+    # file cannot import it; nn/__init__.py, which imports both sides, sets these two once.
+    _Trainer: ClassVar[type]
+    _summarize: ClassVar[Callable[..., int]]
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -60,6 +89,9 @@ class Module(TrainingLoop):
         object.__setattr__(self, "_parent", None)
         object.__setattr__(self, "_path", "")
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", {})
+        object.__setattr__(self, "_forward_hooks", {})
+        object.__setattr__(self, "_trainer", None)  # set by compile
 
     # --- registration -------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -110,7 +142,11 @@ class Module(TrainingLoop):
         _call_depth += 1
         try:
             with autograd.scope(self._path):
+                if self._forward_pre_hooks:  # an empty dict: one test, the only cost without hooks
+                    args = self._run_forward_pre_hooks(args)
                 out = self.forward(*args, **kwargs)
+                if self._forward_hooks:
+                    out = self._run_forward_hooks(args, out)
         except ShapeError as err:
             if self._modules or repr(self) in str(err):
                 raise
@@ -118,8 +154,38 @@ class Module(TrainingLoop):
             raise ShapeError(f"{self!r}{self._where()}: {err}") from None
         finally:
             _call_depth -= 1
-        if _summary_rows is not None:
-            _summary_rows.append((self, out))
+        return out
+
+    # --- hooks ------------------------------------------------------------------
+    def register_forward_hook(self, fn: Callable[[Module, tuple, Any], Any]) -> RemovableHandle:
+        """Call ``fn(module, inputs, output)`` after each forward; returns a handle with ``.remove()``.
+
+        ``inputs`` is the tuple of positional arguments. A hook that returns something other
+        than None replaces the output (later hooks see the replacement). Hooks run in the
+        order they were registered.
+        """
+        return RemovableHandle(self._forward_hooks, fn)
+
+    def register_forward_pre_hook(self, fn: Callable[[Module, tuple], Any]) -> RemovableHandle:
+        """Call ``fn(module, inputs)`` before each forward; returns a handle with ``.remove()``.
+
+        A hook that returns something other than None replaces the positional inputs (a
+        single value counts as a one-element tuple).
+        """
+        return RemovableHandle(self._forward_pre_hooks, fn)
+
+    def _run_forward_pre_hooks(self, args: tuple) -> tuple:
+        for fn in tuple(self._forward_pre_hooks.values()):  # a copy: a hook may remove itself
+            result = fn(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        return args
+
+    def _run_forward_hooks(self, args: tuple, out: Any) -> Any:
+        for fn in tuple(self._forward_hooks.values()):
+            result = fn(self, args, out)
+            if result is not None:
+                out = result
         return out
 
     def _root(self) -> Module:
@@ -316,16 +382,57 @@ class Module(TrainingLoop):
             lines.append(f"  ({name}): {child}")
         return "\n".join(lines) + "\n)"
 
-    def summary(self, input_shape: tuple, print_fn: Any = print) -> int:
+    def summary(self, input_shape: tuple, print_fn: Callable[[str], Any] = print) -> int:
         """Print a Keras-style table (layer, output shape, parameter count) and return the total.
 
         ``input_shape`` leaves out the batch axis: ``(1, 28, 28)`` for MNIST images.
         Shapes come from one forward pass on a zero batch of 1, under no_grad and in
         evaluation mode (the model's mode is restored afterwards).
         """
-        from .summary import summary
+        return self._summarize(self, input_shape, print_fn)
 
-        return summary(self, input_shape, print_fn)
+    # --- Keras's workflow: each method hands over to the model's Trainer (nn/training.py) ---
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = "sparse_categorical_crossentropy",
+                metrics: list | None = None, from_logits: bool | None = None) -> None:
+        """Choose the optimizer, the loss and the metrics for ``fit`` and ``evaluate``.
+
+        ``optimizer``: "rmsprop", "adam", "adamw", "sgd", "adadelta" (default settings) or an
+        optimizer object. ``loss``: "sparse_categorical_crossentropy" (integer labels),
+        "categorical_crossentropy" (one-hot labels), "mse", or a callable ``loss(output, y)``.
+        ``metrics``: ``["accuracy"]`` or None. The classification losses read logits unless
+        the model's last layer is ``Softmax``; then they read the Softmax's input, which is
+        as stable as cross-entropy on logits. ``from_logits`` overrides: True means the
+        outputs are logits, False that they are probabilities.
+        """
+        trainer = self._Trainer(self)
+        trainer.compile(optimizer, loss, metrics, from_logits)
+        object.__setattr__(self, "_trainer", trainer)  # only once compile has succeeded
+
+    def fit(self, x: Any, y: Any, epochs: int = 5, batch_size: int = 128, validation_data: tuple | None = None,
+            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> Any:
+        """Train for ``epochs`` passes over (x, y) in mini-batches; return a ``History``.
+
+        ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        Ctrl-C stops after the current step and returns the History so far. A NaN loss
+        stops with an error naming the epoch and step.
+        """
+        return self._trainer_now().fit(x, y, epochs, batch_size, validation_data, shuffle, verbose, callbacks)
+
+    def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
+        """(loss, accuracy) on (x, y) in evaluation mode; the loss alone without the accuracy metric."""
+        return self._trainer_now().evaluate(x, y, batch_size, verbose)
+
+    def predict(self, x: Any, batch_size: int = 128, verbose: int = 0) -> np.ndarray:
+        """The model's outputs for x as a NumPy array; class probabilities for classifiers.
+
+        A model compiled with a classification loss on logits gets a softmax applied,
+        so ``predict`` returns probabilities whether or not it ends in ``Softmax``.
+        """
+        return self._trainer_now().predict(x, batch_size, verbose)
+
+    def _trainer_now(self) -> Any:
+        """The Trainer compile made, or an uncompiled one (it predicts, and says to compile for the rest)."""
+        return self._trainer if self._trainer is not None else self._Trainer(self)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -342,8 +449,16 @@ class Module(TrainingLoop):
         return sorted(set(super().__dir__()) | set(self._modules) | set(self._parameters))
 
 
-# (module, output) for every call while a summary traces the model; None otherwise.
-_summary_rows: list | None = None
+@contextmanager
+def switched_mode(model: Module, training: bool) -> Iterator[None]:
+    """Switch train/eval for a block and put every module's own flag back afterwards."""
+    previous = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for m, flag in previous:
+            object.__setattr__(m, "training", flag)
 
 
 def _move(t: Tensor, backend: Backend) -> None:

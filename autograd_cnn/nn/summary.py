@@ -1,7 +1,8 @@
 """``model.summary(input_shape)``: Keras's table of layers, output shapes and parameter counts.
 
-Shapes come from tracing one forward pass on a zero batch of 1. As in Keras, batch
-norm's running statistics count as non-trainable parameters.
+Shapes come from one forward pass on a zero batch of 1, watched by a forward hook on every
+module (taken off again afterwards). As in Keras, batch norm's running statistics count as
+non-trainable parameters.
 """
 from __future__ import annotations
 
@@ -11,15 +12,13 @@ from typing import Any
 from ..autograd import no_grad
 from ..backends import get_backend
 from ..tensor import Tensor
-from . import module as _module
+from .module import Module, switched_mode
 
 _WIDTHS = (29, 26, 10)
 
 
-def summary(model: Any, input_shape: Any, print_fn: Callable[[str], Any] = print) -> int:
+def summary(model: Module, input_shape: Any, print_fn: Callable[[str], Any] = print) -> int:
     """Print the table and return the total parameter count (trainable + non-trainable)."""
-    from .training import _mode
-
     shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
     if shape and shape[0] is None:  # (None, 1, 28, 28): Keras's way of writing the batch axis
         shape = shape[1:]
@@ -27,12 +26,18 @@ def summary(model: Any, input_shape: Any, print_fn: Callable[[str], Any] = print
     backend = param._backend if param is not None else get_backend()
     dtype = param.dtype if param is not None else "float32"
     x = Tensor(backend.xp.zeros((1,) + shape, dtype=dtype), backend)
-    _module._summary_rows = rows = []
+    rows: list[tuple[Module, Any]] = []  # (module, output) in the order the calls return
+
+    def record(module: Module, inputs: tuple, output: Any) -> None:
+        rows.append((module, output))
+
+    handles = [m.register_forward_hook(record) for m in model.modules()]
     try:
-        with _mode(model, training=False), no_grad():
+        with switched_mode(model, training=False), no_grad():
             model(x)
     finally:
-        _module._summary_rows = None
+        for handle in handles:
+            handle.remove()
     print_fn(_table(model, rows))
     return _count(model)[0]
 

@@ -1,4 +1,5 @@
-"""The Keras-style workflow on any Module: compile, fit, evaluate, predict.
+"""The Keras-style workflow: a ``Trainer`` holds a model's optimizer, loss and metrics and runs
+fit, evaluate and predict. ``Module.compile`` builds one; ``Module.fit`` and the rest hand over to it.
 
 Losses are read to the host at most a few times a second: between reads the running
 sums stay on the backend, so a GPU is never made to wait after every step.
@@ -15,9 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import functional as F
+from .. import optim
 from ..autograd import no_grad
+from ..backends import backend_of, get_backend
 from ..errors import ShapeError, shape_str
+from ..random import host_rng
 from ..tensor import Tensor
+from .callbacks import History
+from .layers import Softmax
+from .module import Module, switched_mode
 
 _READ_INTERVAL = 0.25  # seconds between host reads of the running loss (progress bar, NaN check)
 
@@ -26,75 +34,49 @@ _LOSSES = {"sparse_categorical_crossentropy": "sparse", "categorical_crossentrop
 _OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd", "adadelta")
 
 
-class TrainingLoop:
-    """compile / fit / evaluate / predict, mixed into every Module."""
+class Trainer:
+    """The loop of one model: ``compile`` sets optimizer, loss and metrics; then fit, evaluate, predict.
 
-    # --- compile ------------------------------------------------------------
+    Uncompiled, it still predicts (the model's raw outputs); fit and evaluate say to compile.
+    """
+
+    def __init__(self, model: Module) -> None:
+        self.model = model
+        self.optimizer: Any = None
+        self.loss: CompiledLoss | None = None
+        self.metrics: list[str] = []
+
     def compile(self, optimizer: Any = "rmsprop", loss: Any = "sparse_categorical_crossentropy",
                 metrics: list | None = None, from_logits: bool | None = None) -> None:
-        """Choose the optimizer, the loss and the metrics for ``fit`` and ``evaluate``.
-
-        ``optimizer``: "rmsprop", "adam", "adamw", "sgd", "adadelta" (default settings) or an
-        optimizer object. ``loss``: "sparse_categorical_crossentropy" (integer labels),
-        "categorical_crossentropy" (one-hot labels), "mse", or a callable ``loss(output, y)``.
-        ``metrics``: ``["accuracy"]`` or None. The classification losses read logits unless
-        the model's last layer is ``Softmax``; then they read the Softmax's input, which is
-        as stable as cross-entropy on logits. ``from_logits`` overrides: True means the
-        outputs are logits, False that they are probabilities.
-        """
-        self._optimizer = _make_optimizer(optimizer, self)
-        if callable(loss):
-            self._loss_kind = "callable"
-        elif isinstance(loss, str) and loss.lower() in _LOSSES:
-            self._loss_kind = _LOSSES[loss.lower()]
-        else:
-            raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a "
-                             "callable loss(output, target)")
-        self._loss = loss
-        self._metrics = []
+        """Check the choices, then keep them (all or none); see ``Module.compile``."""
+        optimizer = _make_optimizer(optimizer, self.model)
+        loss = CompiledLoss(loss, self.model, from_logits)
         for m in metrics or []:
             if m not in ("accuracy", "acc"):
                 raise ValueError(f"compile: unknown metric {m!r}; the one metric is 'accuracy'")
-            self._metrics = ["accuracy"]
-        softmax = _final_softmax(self) if self._loss_kind in ("sparse", "categorical") else None
-        # "logits": outputs are logits; "softmax_input": the final Softmax is skipped and the
-        # loss reads its input; "probs": outputs are probabilities (clipped log, as Keras).
-        if self._loss_kind not in ("sparse", "categorical"):
-            self._output_kind = "raw"
-        elif softmax is not None and from_logits is not True:
-            self._output_kind = "softmax_input"
-        else:
-            self._output_kind = "probs" if from_logits is False else "logits"
-        # object.__setattr__: a reference to a layer, not a new sub-module of the model
-        object.__setattr__(self, "_final_softmax", softmax if self._output_kind == "softmax_input" else None)
-        self.stop_training = False
+        self.optimizer, self.loss, self.metrics = optimizer, loss, ["accuracy"] if metrics else []
+        self.model.stop_training = False  # Keras's flag: callbacks set it to end fit early
 
     def _check_compiled(self, what: str) -> None:
-        if getattr(self, "_optimizer", None) is None:
-            raise RuntimeError(f"{type(self).__name__}.{what}: call compile(optimizer, loss, metrics) first")
+        if self.optimizer is None:
+            raise RuntimeError(f"{type(self.model).__name__}.{what}: call compile(optimizer, loss, metrics) first")
 
     # --- fit ----------------------------------------------------------------
     def fit(self, x: Any, y: Any, epochs: int = 5, batch_size: int = 128, validation_data: tuple | None = None,
-            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> Any:
-        """Train for ``epochs`` passes over (x, y) in mini-batches; return a ``History``.
-
-        ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
-        Ctrl-C stops after the current step and returns the History so far. A NaN loss
-        stops with an error naming the epoch and step.
-        """
-        from .callbacks import History
-
+            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> History:
+        """Train and return the History; see ``Module.fit``."""
         self._check_compiled("fit")
-        data = _Data(self, x, y, batch_size, "fit")
-        val = _Data(self, validation_data[0], validation_data[1], batch_size, "fit (validation_data)") \
+        model = self.model
+        data = self._data(x, y, batch_size, "fit")
+        val = self._data(validation_data[0], validation_data[1], batch_size, "fit (validation_data)") \
             if validation_data is not None else None
         history = History()
         callbacks = [history] + list(callbacks or [])
         for cb in callbacks:
-            cb.set_model(self)
-        was_training = self.training
-        self.stop_training = False
-        self.train()
+            cb.set_model(model)
+        was_training = model.training
+        model.stop_training = False
+        model.train()
         for cb in callbacks:
             cb.on_train_begin({})
         try:
@@ -105,7 +87,7 @@ class TrainingLoop:
                     logs = self._fit_epoch(data, epoch, epochs, shuffle, verbose, callbacks, interrupt, val)
                     for cb in callbacks:
                         cb.on_epoch_end(epoch, logs)
-                    if self.stop_training:
+                    if model.stop_training:
                         break
         except KeyboardInterrupt:
             history.interrupted = True
@@ -113,7 +95,7 @@ class TrainingLoop:
                 print(f"Interrupted: stopped after {len(history.epoch)} complete epoch(s); "
                       "the model keeps the weights of its last step.")
         finally:
-            self.train(was_training)
+            model.train(was_training)
         for cb in callbacks:
             cb.on_train_end({})
         return history
@@ -121,26 +103,27 @@ class TrainingLoop:
     def _fit_epoch(self, data: _Data, epoch: int, epochs: int, shuffle: bool, verbose: int,
                    callbacks: list, interrupt: _DeferredInterrupt, val: _Data | None) -> dict:
         bar = _progress(data.steps, f"Epoch {epoch + 1}/{epochs}", verbose == 1)
-        sums = _RunningSums(self, data.backend, "fit", epoch)
+        sums = _RunningSums(data.backend, "fit", epoch, self.metrics)
         start = time.perf_counter()
         try:
-            for step, (xb, yb) in enumerate(data.batches(shuffle)):
-                self._optimizer.zero_grad()
-                out = self._forward(xb)
-                loss = self._loss_value(out, yb)
-                loss.backward()
-                self._optimizer.step()
-                sums.add(loss, out, yb, step)
-                for cb in callbacks:
-                    cb.on_train_batch_end(step, {"batch": step, "size": len(xb)})
-                if sums.due():
-                    logs = sums.read(step)
+            with self.loss.watching():
+                for step, (xb, yb) in enumerate(data.batches(shuffle)):
+                    self.optimizer.zero_grad()
+                    out = self.model(xb)
+                    loss = self.loss(out, yb)
+                    loss.backward()
+                    self.optimizer.step()
+                    sums.add(loss, out, yb, step)
+                    for cb in callbacks:
+                        cb.on_train_batch_end(step, {"batch": step, "size": len(xb)})
+                    if sums.due():
+                        logs = sums.read(step)
+                        if bar is not None:
+                            bar.set_postfix_str(_format(logs), refresh=False)
                     if bar is not None:
-                        bar.set_postfix_str(_format(logs), refresh=False)
-                if bar is not None:
-                    bar.update(1)
-                if interrupt.requested:
-                    raise KeyboardInterrupt
+                        bar.update(1)
+                    if interrupt.requested:
+                        raise KeyboardInterrupt
             logs = sums.read(data.steps - 1)
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_data(val).items()})
@@ -155,20 +138,20 @@ class TrainingLoop:
 
     # --- evaluate and predict -------------------------------------------------
     def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
-        """(loss, accuracy) on (x, y) in evaluation mode; the loss alone without the accuracy metric."""
+        """(loss, accuracy), or the loss alone; see ``Module.evaluate``."""
         self._check_compiled("evaluate")
-        logs = self._evaluate_data(_Data(self, x, y, batch_size, "evaluate"), verbose == 1)
+        logs = self._evaluate_data(self._data(x, y, batch_size, "evaluate"), verbose == 1)
         if verbose == 2:
             print(_format(logs, " - ", ": "))
         return (logs["loss"], logs["accuracy"]) if "accuracy" in logs else logs["loss"]
 
     def _evaluate_data(self, data: _Data, bar: bool = False) -> dict:
         progress = _progress(data.steps, "Evaluate", bar)
-        sums = _RunningSums(self, data.backend, "evaluate", None)
-        with _mode(self, training=False), no_grad():
+        sums = _RunningSums(data.backend, "evaluate", None, self.metrics)
+        with switched_mode(self.model, training=False), no_grad(), self.loss.watching():
             for step, (xb, yb) in enumerate(data.batches(False)):
-                out = self._forward(xb)
-                sums.add(self._loss_value(out, yb), out, yb, step, check=False)
+                out = self.model(xb)
+                sums.add(self.loss(out, yb), out, yb, step, check=False)
                 if progress is not None:
                     progress.update(1)
         logs = sums.read(data.steps - 1, check=False)
@@ -178,60 +161,96 @@ class TrainingLoop:
         return logs
 
     def predict(self, x: Any, batch_size: int = 128, verbose: int = 0) -> np.ndarray:
-        """The model's outputs for x as a NumPy array; class probabilities for classifiers.
-
-        A model compiled with a classification loss on logits gets a softmax applied,
-        so ``predict`` returns probabilities whether or not it ends in ``Softmax``.
-        """
-        data = _Data(self, x, None, batch_size, "predict")
+        """The outputs as NumPy, probabilities for classifiers; see ``Module.predict``."""
+        data = self._data(x, None, batch_size, "predict")
+        softmax = self.loss is not None and self.loss.reads == "logits"
         progress = _progress(data.steps, "Predict", verbose == 1)
         outs = []
-        with _mode(self, training=False), no_grad():
+        with switched_mode(self.model, training=False), no_grad():
             for xb, _ in data.batches(False):
-                out = self(xb)
-                if getattr(self, "_output_kind", None) == "logits":
-                    out = out.softmax(axis=1)
-                outs.append(out.data)
+                out = self.model(xb)
+                outs.append((out.softmax(axis=1) if softmax else out).data)
                 if progress is not None:
                     progress.update(1)
         if progress is not None:
             progress.close()
         return data.backend.to_host(data.backend.xp.concatenate(outs, axis=0))
 
-    # --- one step's pieces ------------------------------------------------------
-    def _forward(self, xb: Tensor) -> Tensor:
-        softmax = self._final_softmax
-        if softmax is None:
-            return self(xb)
-        softmax._emit_logits = True  # the loss reads the Softmax's input
-        try:
-            return self(xb)
-        finally:
-            softmax._emit_logits = False
+    def _data(self, x: Any, y: Any, batch_size: int, op: str) -> _Data:
+        sparse = self.loss is not None and self.loss.kind == "sparse"
+        return _Data(self.model, x, y, batch_size, op, sparse)
 
-    def _loss_value(self, out: Tensor, yb: Tensor) -> Tensor:
-        from .. import functional as F
 
-        kind = self._loss_kind
-        if kind == "callable":
-            return self._loss(out, yb)
-        if kind == "mse":
-            return F.mse_loss(out, yb)
-        if self._output_kind == "probs":
+class CompiledLoss:
+    """The loss compile chose, holding its one decision: what it reads from the model.
+
+    ``reads``: "output" (mse, a callable loss), "logits" (the outputs are logits),
+    "probabilities" (the outputs are probabilities: a clipped log, as Keras), or
+    "softmax_input": the model ends in ``Softmax`` and the loss takes that layer's input,
+    which a forward hook keeps while ``watching()`` is on: as stable as cross-entropy on
+    logits, and the layer itself is left as it is.
+    """
+
+    def __init__(self, loss: Any, model: Module, from_logits: bool | None) -> None:
+        if callable(loss):
+            self.kind = "callable"
+        elif isinstance(loss, str) and loss.lower() in _LOSSES:
+            self.kind = _LOSSES[loss.lower()]
+        else:
+            raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a "
+                             "callable loss(output, target)")
+        self.fn = loss
+        classifies = self.kind in ("sparse", "categorical")
+        softmax = _final_softmax(model) if classifies else None
+        if not classifies:
+            self.reads = "output"
+        elif softmax is not None and from_logits is not True:
+            self.reads = "softmax_input"
+        else:
+            self.reads = "probabilities" if from_logits is False else "logits"
+        self.softmax = softmax if self.reads == "softmax_input" else None  # the layer whose input it reads
+        self._softmax_input: Tensor | None = None
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """While on, a forward hook keeps the final Softmax's input for the loss to read."""
+        if self.softmax is None:
+            yield
+            return
+        with self.softmax.register_forward_hook(self._keep_input):
+            try:
+                yield
+            finally:
+                self._softmax_input = None  # let go of the last batch's graph
+
+    def _keep_input(self, module: Module, inputs: tuple, output: Any) -> None:
+        self._softmax_input = inputs[0]
+
+    def __call__(self, out: Tensor, target: Tensor) -> Tensor:
+        """The loss of one batch, from the model's output (or the Softmax's input kept for it)."""
+        if self.kind == "callable":
+            return self.fn(out, target)
+        if self.kind == "mse":
+            return F.mse_loss(out, target)
+        if self.reads == "softmax_input":
+            out, self._softmax_input = self._softmax_input, None
+            if out is None:
+                raise RuntimeError(f"the loss compile chose reads the input of the model's last layer "
+                                   f"{self.softmax!r}{self.softmax._where()}, but the forward pass did not call "
+                                   "that layer; compile with from_logits=True if the outputs are logits")
+        if self.reads == "probabilities":
             eps = 1e-7  # Keras's clip, so log(0) never appears
             log_p = F.minimum(F.maximum(out, eps), 1 - eps).log()
-            if kind == "sparse":
-                return F.nll_loss(log_p, yb)
-            return -(yb * log_p).sum(axis=1).mean()
-        return F.cross_entropy(out, yb)
+            if self.kind == "sparse":
+                return F.nll_loss(log_p, target)
+            return -(target * log_p).sum(axis=1).mean()
+        return F.cross_entropy(out, target)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _make_optimizer(optimizer: Any, model: Any) -> Any:
-    from .. import optim
-
+def _make_optimizer(optimizer: Any, model: Module) -> Any:
     if not isinstance(optimizer, str):
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
             raise TypeError(f"compile: optimizer must be a name {_OPTIMIZERS} or an optimizer object "
@@ -247,10 +266,8 @@ def _make_optimizer(optimizer: Any, model: Any) -> Any:
     return classes[name](model.parameters())
 
 
-def _final_softmax(model: Any) -> Any:
+def _final_softmax(model: Module) -> Softmax | None:
     """The model's last layer if it is a Softmax (the last registered sub-module, recursively)."""
-    from .layers import Softmax
-
     module = model
     while True:
         children = list(module.children())
@@ -260,25 +277,11 @@ def _final_softmax(model: Any) -> Any:
     return module if isinstance(module, Softmax) else None
 
 
-@contextmanager
-def _mode(model: Any, training: bool) -> Iterator[None]:
-    """Switch train/eval for a block and put every module's own flag back afterwards."""
-    previous = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for m, flag in previous:
-            object.__setattr__(m, "training", flag)
-
-
 class _Data:
     """x (and y) split into mini-batches that land on the model's backend and dtype."""
 
-    def __init__(self, model: Any, x: Any, y: Any, batch_size: int, op: str) -> None:
+    def __init__(self, model: Module, x: Any, y: Any, batch_size: int, op: str, sparse: bool) -> None:
         param = next(iter(model.parameters()), None)
-        from ..backends import get_backend
-
         self.backend = param._backend if param is not None else get_backend()
         self.dtype = param.dtype if param is not None else np.dtype("float32")
         self.x, self.x_backend = _source(x)
@@ -293,11 +296,9 @@ class _Data:
             raise ShapeError(f"{op}: x holds no samples")
         self.n, self.batch_size = n, batch_size
         self.steps = math.ceil(n / batch_size)
-        self.sparse = getattr(model, "_loss_kind", None) == "sparse"
+        self.sparse = sparse  # y holds class indices: they stay integers
 
     def batches(self, shuffle: bool) -> Iterator[tuple[Tensor, Tensor | None]]:
-        from ..random import host_rng
-
         order = host_rng().permutation(self.n) if shuffle else None
         for start in range(0, self.n, self.batch_size):
             index = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
@@ -324,8 +325,6 @@ def _source(data: Any) -> tuple[Any, Any]:
     if isinstance(data, Tensor):
         return data.data, data._backend
     if hasattr(data, "__cuda_array_interface__"):
-        from ..backends import backend_of
-
         return data, backend_of(data)
     return np.asarray(data), None
 
@@ -333,11 +332,11 @@ def _source(data: Any) -> tuple[Any, Any]:
 class _RunningSums:
     """Sums of loss and correct predictions kept on the backend; read to the host on demand."""
 
-    def __init__(self, model: Any, backend: Any, op: str, epoch: int | None) -> None:
-        self.model, self.backend, self.op, self.epoch = model, backend, op, epoch
+    def __init__(self, backend: Any, op: str, epoch: int | None, metrics: list[str]) -> None:
+        self.backend, self.op, self.epoch = backend, op, epoch
         self.loss_sum = self.correct = 0.0
         self.count = 0
-        self.accuracy = "accuracy" in model._metrics
+        self.accuracy = "accuracy" in metrics
         # The CPU pays nothing to read a number: check every step there, so a NaN is
         # pinned to its exact step.
         self.every_step = backend.name == "numpy"
