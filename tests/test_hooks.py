@@ -268,8 +268,8 @@ def test_layers_inherit_no_training_loop():
 # --------------------------------------------------------------------------- layering
 
 
-NN = Path(__file__).resolve().parents[1] / "autograd_cnn" / "nn"
-ORDER = ["init", "module", "layers", "callbacks", "summary", "training", "__init__"]  # each imports only earlier ones
+NN = Path(nn.__file__).parent
+ORDER = ["init", "callbacks", "summary", "training", "module", "layers", "__init__"]  # each imports only earlier ones
 
 
 def test_nn_files_import_only_the_files_below_them():

@@ -5,7 +5,7 @@ every Module (summary, compile, fit, evaluate, predict). Callbacks live here too
 """
 from __future__ import annotations
 
-from . import init, summary, training
+from . import init
 from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from .layers import (
     GELU,
@@ -34,11 +34,6 @@ from .layers import (
     Tanh,
 )
 from .module import Module, Parameter
-
-# Module's compile/fit/evaluate/predict/summary hand over to these. They are built on the
-# layers, so module.py cannot import them: they are given to it here, where both are known.
-Module._Trainer = training.Trainer
-Module._summarize = staticmethod(summary.summary)
 
 __all__ = [
     "GELU", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Callback",

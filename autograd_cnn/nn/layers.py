@@ -33,9 +33,9 @@ class _Layer(Module):
         ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         shape = getattr(x, "shape", None)
         if shape is None:
-            raise TypeError(f"{self!r}{self._where()} expects a Tensor, got {type(x).__name__}")
+            raise TypeError(f"{self!r}{self.where()} expects a Tensor, got {type(x).__name__}")
         if len(shape) not in ranks or (axis is not None and shape[axis] != size):
-            raise ShapeError(f"{self!r}{self._where()} expects input {layout}, got {shape_str(shape)}")
+            raise ShapeError(f"{self!r}{self.where()} expects input {layout}, got {shape_str(shape)}")
 
 
 # --------------------------------------------------------------------------- dense
@@ -161,7 +161,7 @@ class LocallyConnected2d(_Layer):
         layout = f"(N, {self.in_channels}, {h}, {w})"
         self._expect(x, 4, layout, 1, self.in_channels)
         if tuple(x.shape[2:]) != self.input_size:
-            raise ShapeError(f"{self!r}{self._where()} expects input {layout}, got {shape_str(x.shape)}")
+            raise ShapeError(f"{self!r}{self.where()} expects input {layout}, got {shape_str(x.shape)}")
         return F.locally_connected2d(x, self.weight, self.bias, self.stride)
 
     def extra_repr(self) -> str:
@@ -285,7 +285,7 @@ class Flatten(_Layer):
 
     def forward(self, x: Any) -> Any:
         if x.ndim <= self.start_axis:
-            raise ShapeError(f"{self!r}{self._where()} expects at least {self.start_axis + 1} dimensions, "
+            raise ShapeError(f"{self!r}{self.where()} expects at least {self.start_axis + 1} dimensions, "
                              f"got {shape_str(x.shape)}")
         return F.flatten(x, self.start_axis)
 
@@ -351,6 +351,8 @@ class GELU(Module):
 
 class Softmax(Module):
     """Probabilities along ``axis``. As a model's last layer, compile's loss reads its input."""
+
+    outputs_probabilities = True
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()

@@ -20,6 +20,8 @@ from .. import autograd
 from ..backends import ALIASES, Backend, get_backend
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
+from .summary import summary
+from .training import Trainer
 
 
 class Parameter(Tensor):
@@ -77,10 +79,9 @@ class Module:
     """Base class of every layer and model: subclass it, set layers in __init__, write forward."""
 
     training: bool
-    # Keras's workflow is built on the layers (nn/training.py, nn/summary.py import them), so this
-    # file cannot import it; nn/__init__.py, which imports both sides, sets these two once.
-    _Trainer: ClassVar[type]
-    _summarize: ClassVar[Callable[..., int]]
+    # True for a layer whose output is a softmax of its input (nn.Softmax): as a model's last
+    # layer, the classification losses of compile read that input instead (more stable).
+    outputs_probabilities: ClassVar[bool] = False
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
@@ -151,7 +152,7 @@ class Module:
             if self._modules or repr(self) in str(err):
                 raise
             # An op's own error inside a layer: say which layer, and where it sits in the model.
-            raise ShapeError(f"{self!r}{self._where()}: {err}") from None
+            raise ShapeError(f"{self!r}{self.where()}: {err}") from None
         finally:
             _call_depth -= 1
         return out
@@ -207,7 +208,7 @@ class Module:
                     p.name = full
                     p._auto_name = full
 
-    def _where(self) -> str:
+    def where(self) -> str:
         """The text ' at [features.0]' that error messages add; empty for the root."""
         return f" at [{self._path}]" if self._path else ""
 
@@ -382,6 +383,17 @@ class Module:
             lines.append(f"  ({name}): {child}")
         return "\n".join(lines) + "\n)"
 
+    @contextmanager
+    def switched_mode(self, training: bool) -> Iterator[None]:
+        """Switch train/eval for a block and put every module's own flag back afterwards."""
+        previous = [(m, m.training) for m in self.modules()]
+        self.train(training)
+        try:
+            yield
+        finally:
+            for m, flag in previous:
+                object.__setattr__(m, "training", flag)
+
     def summary(self, input_shape: tuple, print_fn: Callable[[str], Any] = print) -> int:
         """Print a Keras-style table (layer, output shape, parameter count) and return the total.
 
@@ -389,7 +401,7 @@ class Module:
         Shapes come from one forward pass on a zero batch of 1, under no_grad and in
         evaluation mode (the model's mode is restored afterwards).
         """
-        return self._summarize(self, input_shape, print_fn)
+        return summary(self, input_shape, print_fn)
 
     # --- Keras's workflow: each method hands over to the model's Trainer (nn/training.py) ---
     def compile(self, optimizer: Any = "rmsprop", loss: Any = "sparse_categorical_crossentropy",
@@ -404,7 +416,7 @@ class Module:
         as stable as cross-entropy on logits. ``from_logits`` overrides: True means the
         outputs are logits, False that they are probabilities.
         """
-        trainer = self._Trainer(self)
+        trainer = Trainer(self)
         trainer.compile(optimizer, loss, metrics, from_logits)
         object.__setattr__(self, "_trainer", trainer)  # only once compile has succeeded
 
@@ -432,7 +444,7 @@ class Module:
 
     def _trainer_now(self) -> Any:
         """The Trainer compile made, or an uncompiled one (it predicts, and says to compile for the rest)."""
-        return self._trainer if self._trainer is not None else self._Trainer(self)
+        return self._trainer if self._trainer is not None else Trainer(self)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -447,18 +459,6 @@ class Module:
 
     def __dir__(self) -> list:
         return sorted(set(super().__dir__()) | set(self._modules) | set(self._parameters))
-
-
-@contextmanager
-def switched_mode(model: Module, training: bool) -> Iterator[None]:
-    """Switch train/eval for a block and put every module's own flag back afterwards."""
-    previous = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for m, flag in previous:
-            object.__setattr__(m, "training", flag)
 
 
 def _move(t: Tensor, backend: Backend) -> None:

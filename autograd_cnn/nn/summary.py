@@ -12,12 +12,11 @@ from typing import Any
 from ..autograd import no_grad
 from ..backends import get_backend
 from ..tensor import Tensor
-from .module import Module, switched_mode
 
 _WIDTHS = (29, 26, 10)
 
 
-def summary(model: Module, input_shape: Any, print_fn: Callable[[str], Any] = print) -> int:
+def summary(model: Any, input_shape: Any, print_fn: Callable[[str], Any] = print) -> int:
     """Print the table and return the total parameter count (trainable + non-trainable)."""
     shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
     if shape and shape[0] is None:  # (None, 1, 28, 28): Keras's way of writing the batch axis
@@ -26,14 +25,14 @@ def summary(model: Module, input_shape: Any, print_fn: Callable[[str], Any] = pr
     backend = param._backend if param is not None else get_backend()
     dtype = param.dtype if param is not None else "float32"
     x = Tensor(backend.xp.zeros((1,) + shape, dtype=dtype), backend)
-    rows: list[tuple[Module, Any]] = []  # (module, output) in the order the calls return
+    rows: list[tuple[Any, Any]] = []  # (module, output) in the order the calls return
 
-    def record(module: Module, inputs: tuple, output: Any) -> None:
+    def record(module: Any, inputs: tuple, output: Any) -> None:
         rows.append((module, output))
 
     handles = [m.register_forward_hook(record) for m in model.modules()]
     try:
-        with switched_mode(model, training=False), no_grad():
+        with model.switched_mode(training=False), no_grad():
             model(x)
     finally:
         for handle in handles:

@@ -1,6 +1,9 @@
 """The Keras-style workflow: a ``Trainer`` holds a model's optimizer, loss and metrics and runs
 fit, evaluate and predict. ``Module.compile`` builds one; ``Module.fit`` and the rest hand over to it.
 
+This file sits below ``module.py`` (which imports it): it knows a model only by what every
+``nn.Module`` has (call it, ``parameters()``, ``children()``, ``switched_mode``, forward hooks).
+
 Losses are read to the host at most a few times a second: between reads the running
 sums stay on the backend, so a GPU is never made to wait after every step.
 """
@@ -24,8 +27,6 @@ from ..errors import ShapeError, shape_str
 from ..random import host_rng
 from ..tensor import Tensor
 from .callbacks import History
-from .layers import Softmax
-from .module import Module, switched_mode
 
 _READ_INTERVAL = 0.25  # seconds between host reads of the running loss (progress bar, NaN check)
 
@@ -40,7 +41,7 @@ class Trainer:
     Uncompiled, it still predicts (the model's raw outputs); fit and evaluate say to compile.
     """
 
-    def __init__(self, model: Module) -> None:
+    def __init__(self, model: Any) -> None:
         self.model = model
         self.optimizer: Any = None
         self.loss: CompiledLoss | None = None
@@ -148,7 +149,7 @@ class Trainer:
     def _evaluate_data(self, data: _Data, bar: bool = False) -> dict:
         progress = _progress(data.steps, "Evaluate", bar)
         sums = _RunningSums(data.backend, "evaluate", None, self.metrics)
-        with switched_mode(self.model, training=False), no_grad(), self.loss.watching():
+        with self.model.switched_mode(training=False), no_grad(), self.loss.watching():
             for step, (xb, yb) in enumerate(data.batches(False)):
                 out = self.model(xb)
                 sums.add(self.loss(out, yb), out, yb, step, check=False)
@@ -166,7 +167,7 @@ class Trainer:
         softmax = self.loss is not None and self.loss.reads == "logits"
         progress = _progress(data.steps, "Predict", verbose == 1)
         outs = []
-        with switched_mode(self.model, training=False), no_grad():
+        with self.model.switched_mode(training=False), no_grad():
             for xb, _ in data.batches(False):
                 out = self.model(xb)
                 outs.append((out.softmax(axis=1) if softmax else out).data)
@@ -191,7 +192,7 @@ class CompiledLoss:
     logits, and the layer itself is left as it is.
     """
 
-    def __init__(self, loss: Any, model: Module, from_logits: bool | None) -> None:
+    def __init__(self, loss: Any, model: Any, from_logits: bool | None) -> None:
         if callable(loss):
             self.kind = "callable"
         elif isinstance(loss, str) and loss.lower() in _LOSSES:
@@ -223,7 +224,7 @@ class CompiledLoss:
             finally:
                 self._softmax_input = None  # let go of the last batch's graph
 
-    def _keep_input(self, module: Module, inputs: tuple, output: Any) -> None:
+    def _keep_input(self, module: Any, inputs: tuple, output: Any) -> None:
         self._softmax_input = inputs[0]
 
     def __call__(self, out: Tensor, target: Tensor) -> Tensor:
@@ -236,7 +237,7 @@ class CompiledLoss:
             out, self._softmax_input = self._softmax_input, None
             if out is None:
                 raise RuntimeError(f"the loss compile chose reads the input of the model's last layer "
-                                   f"{self.softmax!r}{self.softmax._where()}, but the forward pass did not call "
+                                   f"{self.softmax!r}{self.softmax.where()}, but the forward pass did not call "
                                    "that layer; compile with from_logits=True if the outputs are logits")
         if self.reads == "probabilities":
             eps = 1e-7  # Keras's clip, so log(0) never appears
@@ -250,7 +251,7 @@ class CompiledLoss:
 # --------------------------------------------------------------------------- helpers
 
 
-def _make_optimizer(optimizer: Any, model: Module) -> Any:
+def _make_optimizer(optimizer: Any, model: Any) -> Any:
     if not isinstance(optimizer, str):
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
             raise TypeError(f"compile: optimizer must be a name {_OPTIMIZERS} or an optimizer object "
@@ -266,21 +267,22 @@ def _make_optimizer(optimizer: Any, model: Module) -> Any:
     return classes[name](model.parameters())
 
 
-def _final_softmax(model: Module) -> Softmax | None:
-    """The model's last layer if it is a Softmax (the last registered sub-module, recursively)."""
+def _final_softmax(model: Any) -> Any:
+    """The model's last layer if it is a softmax (the last registered sub-module, recursively,
+    when that layer says ``outputs_probabilities``: nn.Softmax does)."""
     module = model
     while True:
         children = list(module.children())
         if not children:
             break
         module = children[-1]
-    return module if isinstance(module, Softmax) else None
+    return module if module.outputs_probabilities else None
 
 
 class _Data:
     """x (and y) split into mini-batches that land on the model's backend and dtype."""
 
-    def __init__(self, model: Module, x: Any, y: Any, batch_size: int, op: str, sparse: bool) -> None:
+    def __init__(self, model: Any, x: Any, y: Any, batch_size: int, op: str, sparse: bool) -> None:
         param = next(iter(model.parameters()), None)
         self.backend = param._backend if param is not None else get_backend()
         self.dtype = param.dtype if param is not None else np.dtype("float32")
