@@ -167,7 +167,7 @@ FORWARD = [
         ag.tensor(A), ag.tensor(TARGETS), ag.tensor(B[:3]), q_sums_to_one=True),
      _ce_grad_rows(A, TARGETS, B[:3], True)),
     ("cross_entropy_grad_probs", lambda: loss.SoftmaxCrossEntropyGrad.apply(
-        ag.tensor(A), ag.tensor(P), ag.tensor(B[:3])),
+        ag.tensor(A), ag.tensor(P), ag.tensor(B[:3]), q_sums_to_one=False),
      _ce_grad_rows(A, P, B[:3], False)),
     ("nll_loss", lambda: F.nll_loss(ag.tensor(X), ag.tensor(LABELS), reduction="sum"),
      np.array(-sum(float(X[i, t]) for i, t in enumerate(LABELS)))),

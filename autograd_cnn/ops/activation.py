@@ -43,15 +43,14 @@ class LeakyReLU(Function):
     """y = x if x > 0 else slope * x"""
     rules = (f"∂L/∂x = {GRAD_OUT} · (1 if x > 0 else slope)",)
     @staticmethod
-    def forward(ctx, x, negative_slope=0.01):
-        ctx.slope = negative_slope
+    def forward(ctx, x, *, negative_slope):
         ctx.save_for_backward(x)
         return ctx.xp.where(x > 0, x, x * x.dtype.type(negative_slope))
 
     @staticmethod
     def backward(ctx, gy):
         (x,) = ctx.saved_tensors
-        return where(x > 0, gy, gy * ctx.slope)
+        return where(x > 0, gy, gy * ctx.params["negative_slope"])
 
 
 class Sigmoid(Function):
@@ -117,9 +116,8 @@ class Gelu(Function):
     """y = x * Phi(x) (erf form) or its tanh approximation"""
     rules = (f"∂L/∂x = {GRAD_OUT} · (Φ(x) + x·φ(x))",)
     @staticmethod
-    def forward(ctx, x, approximate="none"):
+    def forward(ctx, x, *, approximate):
         ctx.save_for_backward(x)
-        ctx.approximate = approximate
         if approximate == "tanh":
             c = math.sqrt(2 / math.pi)
             return 0.5 * x * (1 + ctx.xp.tanh(c * (x + 0.044715 * x ** 3)))
@@ -128,7 +126,7 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, gy):
         (x,) = ctx.saved_tensors
-        if ctx.approximate == "tanh":
+        if ctx.params["approximate"] == "tanh":
             c = math.sqrt(2 / math.pi)
             t = tanh(c * (x + 0.044715 * x ** 3))
             return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
@@ -155,26 +153,24 @@ class Softmax(Function):
     """y_i = e^x_i / sum_j e^x_j along an axis"""
     rules = (f"∂L/∂x = y ⊙ ({GRAD_OUT} − Σ {GRAD_OUT} ⊙ y)",)
     @staticmethod
-    def forward(ctx, x, axis=-1):
+    def forward(ctx, x, *, axis):
         _check_axis("Softmax", x, axis)
         y = ctx.backend.softmax(x, axis)
-        ctx.axis = axis
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
-        return y * (gy - (gy * y).sum(axis=ctx.axis, keepdims=True))
+        return y * (gy - (gy * y).sum(axis=ctx.params["axis"], keepdims=True))
 
 
 class LogSoftmax(Function):
     """y_i = x_i - log sum_j e^x_j along an axis"""
     rules = (f"∂L/∂x = {GRAD_OUT} − softmax(x) · Σ {GRAD_OUT}",)
     @staticmethod
-    def forward(ctx, x, axis=-1):
+    def forward(ctx, x, *, axis):
         _check_axis("LogSoftmax", x, axis)
-        ctx.axis = axis
         y = ctx.backend.log_softmax(x, axis)
         ctx.save_for_backward(y)
         return y
@@ -182,7 +178,7 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
-        return gy - exp(y) * gy.sum(axis=ctx.axis, keepdims=True)
+        return gy - exp(y) * gy.sum(axis=ctx.params["axis"], keepdims=True)
 
 
 def _check_axis(op: str, x: Any, axis: int) -> None:

@@ -69,7 +69,8 @@ def _check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -
 def _geometry(ctx: Any) -> dict:
     """The stride, padding, dilation and groups a conv node ran with, to pass on to the
     ops of its backward (each conv op's backward is made of the other two)."""
-    return dict(stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation, groups=ctx.groups)
+    p = ctx.params
+    return dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
 
 
 class Conv2d(Function):
@@ -79,7 +80,6 @@ class Conv2d(Function):
              f"∂L/∂b = Σ {GRAD_OUT} over N, H, W")
     @staticmethod
     def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups):
-        ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
         ctx.save_for_backward(x, weight)
         hw = out_size("Conv2d", x.shape, weight.shape[2:], stride, padding, dilation)
         return ctx.backend.conv2d(x, weight, bias, stride, padding, dilation, groups, hw)
@@ -103,7 +103,6 @@ class ConvTranspose2d(Function):
              f"∂L/∂b = Σ {GRAD_OUT} over N, H, W")
     @staticmethod
     def forward(ctx, x, weight, *, out_hw, stride, padding, dilation, groups):
-        ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
         ctx.save_for_backward(x, weight)
         in_shape = (x.shape[0], weight.shape[1] * groups) + tuple(out_hw)
         return ctx.backend.conv2d_grad_input(x, weight, in_shape, stride, padding, dilation, groups)
@@ -122,7 +121,6 @@ class Conv2dGradWeight(Function):
     """gw[o, c] = sum_n gy[n, o] ⋆ x[n, c]  (conv2d's gradient in its weight)"""
     @staticmethod
     def forward(ctx, x, gy, *, kernel_size, stride, padding, dilation, groups):
-        ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
         ctx.save_for_backward(x, gy)
         return ctx.backend.conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups)
 
@@ -140,26 +138,25 @@ class Unfold(Function):
     """y[n, i, j, c, ki, kj] = x[n, c, i * s + ki, j * s + kj]  (the windows, copied out)"""
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, out_hw):
-        ctx.kernel_size, ctx.stride, ctx.in_shape = kernel_size, stride, x.shape
+        ctx.in_shape = x.shape
         windows = ctx.backend.im2col(x, kernel_size, stride, ((0, 0), (0, 0)), (1, 1), out_hw)
         return ctx.xp.ascontiguousarray(windows.transpose(0, 1, 2, 5, 3, 4))
 
     @staticmethod
     def backward(ctx, gy):
-        return Fold.apply(gy, in_shape=ctx.in_shape, stride=ctx.stride)
+        return Fold.apply(gy, in_shape=ctx.in_shape, stride=ctx.params["stride"])
 
 
 class Fold(Function):
     """x[n, c, i * s + ki, j * s + kj] += y[n, i, j, c, ki, kj]  (Unfold's adjoint)"""
     @staticmethod
     def forward(ctx, cols, *, in_shape, stride):
-        ctx.stride, ctx.in_shape = stride, in_shape
         ctx.kernel_size, ctx.out_hw = cols.shape[4:], cols.shape[1:3]
         return ctx.backend.col2im(cols.transpose(0, 1, 2, 4, 5, 3), in_shape, stride, ((0, 0), (0, 0)), (1, 1))
 
     @staticmethod
     def backward(ctx, g):
-        return Unfold.apply(g, kernel_size=ctx.kernel_size, stride=ctx.stride, out_hw=ctx.out_hw)
+        return Unfold.apply(g, kernel_size=ctx.kernel_size, stride=ctx.params["stride"], out_hw=ctx.out_hw)
 
 
 # ---------------------------------------------------------------- wrappers

@@ -255,7 +255,7 @@ class AsType(Function):
     """y = a converted to another float dtype"""
     rules = (f"∂L/∂a = {GRAD_OUT} cast back to a's dtype",)
     @staticmethod
-    def forward(ctx, a, dtype):
+    def forward(ctx, a, *, dtype):
         ctx.dtype_in = a.dtype
         return a.astype(dtype, copy=False)
 
@@ -273,7 +273,7 @@ class Compare(Function):
     differentiable = False
 
     @staticmethod
-    def forward(ctx, a, b, how):
+    def forward(ctx, a, b, *, how):
         _check_broadcast("Compare", a, b)
         return getattr(ctx.xp, _COMPARE[how])(a, b)
 

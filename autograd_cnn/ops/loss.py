@@ -25,8 +25,7 @@ class SoftmaxCrossEntropy(Function):
     """loss_n = -sum_c q_nc log softmax(z_n)_c; dL/dz = softmax(z) - q when q sums to 1"""
     rules = (f"∂L/∂z = (softmax(z) − onehot) · {GRAD_OUT}   (z − z*)", f"∂L/∂q = −log softmax(z) · {GRAD_OUT}")
     @staticmethod
-    def forward(ctx, logits, q, q_sums_to_one=False):
-        ctx.q_sums_to_one = q_sums_to_one
+    def forward(ctx, logits, q, *, q_sums_to_one):
         ctx.save_for_backward(logits, q)
         return ctx.backend.softmax_cross_entropy(logits, q)
 
@@ -34,7 +33,7 @@ class SoftmaxCrossEntropy(Function):
     def backward(ctx, gy):
         z, q = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        gz = SoftmaxCrossEntropyGrad.apply(z, q, gy, q_sums_to_one=ctx.q_sums_to_one) if needs[0] else None
+        gz = SoftmaxCrossEntropyGrad.apply(z, q, gy, q_sums_to_one=ctx.params["q_sums_to_one"]) if needs[0] else None
         gq = -log_softmax(z) * gy.reshape(gy.shape + (1,)) if needs[1] else None
         return gz, gq
 
@@ -45,8 +44,7 @@ class SoftmaxCrossEntropyGrad(Function):
              f"∂L/∂q = g · (Σ {GRAD_OUT} ⊙ p − {GRAD_OUT}), only −g · {GRAD_OUT} for labels",
              f"∂L/∂g = Σ {GRAD_OUT} ⊙ (s · p − q)")
     @staticmethod
-    def forward(ctx, z, q, g, q_sums_to_one=False):
-        ctx.q_sums_to_one = q_sums_to_one
+    def forward(ctx, z, q, g, *, q_sums_to_one):
         ctx.save_for_backward(z, q, g)
         return ctx.backend.softmax_cross_entropy_grad(z, q, g, q_sums_to_one)
 
@@ -54,14 +52,14 @@ class SoftmaxCrossEntropyGrad(Function):
     def backward(ctx, ggz):
         # gz is g * (s * p - q) with p = softmax(z); softmax's Jacobian is diag(p) - p pᵀ.
         z, q, g = ctx.saved_tensors
-        needs = ctx.needs_input_grad
+        needs, labels = ctx.needs_input_grad, ctx.params["q_sums_to_one"]
         p, g = softmax(z), g.reshape(g.shape + (1,))
         along_p = (ggz * p).sum(axis=-1, keepdims=True)
-        s = 1 if ctx.q_sums_to_one else q.sum(axis=-1, keepdims=True)
+        s = 1 if labels else q.sum(axis=-1, keepdims=True)
         gz = g * s * p * (ggz - along_p) if needs[0] else None
         gq = None
         if needs[1]:  # s depends on q only when q is not known to sum to one
-            gq = -g * ggz if ctx.q_sums_to_one else g * (along_p - ggz)
+            gq = -g * ggz if labels else g * (along_p - ggz)
         gg = (ggz * (p * s - q)).sum(axis=-1) if needs[2] else None
         return gz, gq, gg
 
@@ -71,7 +69,7 @@ class OneHot(Function):
     differentiable = False
 
     @staticmethod
-    def forward(ctx, target, classes, smoothing=0.0, dtype="float32"):
+    def forward(ctx, target, *, classes, smoothing=0.0, dtype="float32"):
         # Label smoothing moves `smoothing` of each row's mass evenly over all classes.
         off = smoothing / classes
         # On a GPU a bad class index is reported at the next read of a value, as CUDA reports

@@ -14,13 +14,12 @@ class Dropout(Function):
     """y = x * mask / (1 - p), mask_i ~ Bernoulli(1 - p)"""
     rules = (f"∂L/∂x = {GRAD_OUT} · mask / (1 − p)",)
     @staticmethod
-    def forward(ctx, x, p=0.5):
+    def forward(ctx, x, *, p):
         dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
         keep = backend_rng(ctx.backend).random(x.shape, dtype=dtype) >= p
         # The mask already holds the 1 / (1 - p) rescaling, so backward is one multiply.
         scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
         mask = keep.astype(dtype) * dtype.type(scale)
-        ctx.p = p
         ctx.save_for_backward(mask)
         return x * mask
 
@@ -46,11 +45,10 @@ class BatchNorm(Function):
              f"∂L/∂γ = Σ {GRAD_OUT} · x̂",
              f"∂L/∂β = Σ {GRAD_OUT}")
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean=None, running_var=None, training=True,
-                momentum=0.1, eps=1e-5):
+    def forward(ctx, x, weight, bias, *, running_mean, running_var, training, momentum, eps):
         xp = ctx.xp
         axes, shape = _channel_axes(x.ndim), _channel_shape(x.ndim, x.shape[1])
-        ctx.axes, ctx.shape, ctx.training, ctx.eps = axes, shape, training, eps
+        ctx.axes, ctx.shape = axes, shape
         if training:
             mean = x.mean(axis=axes, keepdims=True)
             var = x.var(axis=axes, keepdims=True)
@@ -60,25 +58,25 @@ class BatchNorm(Function):
             mean, var = running_mean.reshape(shape), running_var.reshape(shape)
         invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
         xhat = (x - mean) * invstd
-        ctx.mean, ctx.invstd = mean.astype(x.dtype, copy=False), invstd
+        ctx.mean = mean.astype(x.dtype, copy=False)  # for a create_graph backward in eval mode
         ctx.save_for_backward(x, weight, xhat, invstd)
         return xhat * weight.reshape(shape) + bias.reshape(shape)
 
     @staticmethod
     def backward(ctx, gy):
         x, weight, xhat, invstd = ctx.saved_tensors
-        axes = ctx.axes
-        if is_grad_enabled() and ctx.training:
+        axes, training = ctx.axes, ctx.params["training"]
+        if is_grad_enabled() and training:
             # create_graph: rebuild the statistics from x so second derivatives see them move.
             mean = x.mean(axis=axes, keepdims=True)
-            invstd = (x.var(axis=axes, keepdims=True) + ctx.eps) ** -0.5
+            invstd = (x.var(axis=axes, keepdims=True) + ctx.params["eps"]) ** -0.5
             xhat = (x - mean) * invstd
         elif is_grad_enabled():
             xhat = (x - ctx.mean) * invstd  # eval: fixed statistics, xhat still depends on x
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gxhat = gy * weight.reshape(ctx.shape)
-            if ctx.training:
+            if training:
                 gxhat = (gxhat - gxhat.mean(axis=axes, keepdims=True)
                          - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True))
             gx = gxhat * invstd

@@ -16,12 +16,19 @@ from .matmul import matmul
 from .shape import reshape
 
 
+def _passed_on(ctx: Any, *names: str) -> dict:
+    """The named settings a pooling node ran with, handed on unchanged to the op of its backward."""
+    return {name: ctx.params[name] for name in names}
+
+
+_WINDOW = ("kernel_size", "stride", "padding", "dilation")  # a max-pool window's settings
+
+
 class MaxPool2d(Function):
     """y[n, c, i, j] = max over the window at (i, j) of x[n, c]"""
     rules = (f"∂L/∂x = {GRAD_OUT} routed to each window's largest element",)
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, padding, dilation, out_hw):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
         ctx.in_shape = x.shape
         if not ctx.records:
             return ctx.backend.max_pool2d(x, kernel_size, stride, padding, dilation, out_hw)
@@ -34,37 +41,33 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, gy):
         (mask,) = ctx.saved_tensors
-        return MaxPool2dGrad.apply(gy, mask=mask.data, in_shape=ctx.in_shape, kernel_size=ctx.kernel_size,
-                                   stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation)
+        return MaxPool2dGrad.apply(gy, mask=mask.data, in_shape=ctx.in_shape, **_passed_on(ctx, *_WINDOW))
 
 
 class MaxPool2dGrad(Function):
     """gx = gy sent to the first maximum of each window (max_pool2d's backward)"""
     @staticmethod
     def forward(ctx, gy, *, mask, in_shape, kernel_size, stride, padding, dilation):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
         return ctx.backend.max_pool2d_scatter(gy, mask, in_shape, kernel_size, stride, padding, dilation)
 
     @staticmethod
     def backward(ctx, ggx):
-        p = ctx.params
-        return MaxPool2dGather.apply(ggx, mask=p["mask"], kernel_size=p["kernel_size"], stride=p["stride"],
-                                     padding=p["padding"], dilation=p["dilation"])
+        return MaxPool2dGather.apply(ggx, **_passed_on(ctx, "mask", *_WINDOW))
 
 
 class MaxPool2dGather(Function):
     """y[n, c, i, j] = x at the element each window chose (MaxPool2dGrad's adjoint)"""
     @staticmethod
     def forward(ctx, x, *, mask, kernel_size, stride, padding, dilation):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
         ctx.in_shape = x.shape
         return ctx.backend.max_pool2d_gather(x, mask, kernel_size, stride, padding, dilation)
 
     @staticmethod
     def backward(ctx, gy):
-        p = ctx.params
-        return MaxPool2dGrad.apply(gy, mask=p["mask"], in_shape=ctx.in_shape, kernel_size=p["kernel_size"],
-                                   stride=p["stride"], padding=p["padding"], dilation=p["dilation"])
+        return MaxPool2dGrad.apply(gy, in_shape=ctx.in_shape, **_passed_on(ctx, "mask", *_WINDOW))
+
+
+_AVG_WINDOW = ("kernel_size", "stride", "padding", "counts")  # an average-pool window's settings
 
 
 def _divisor(ctx: Any, counts: tuple, dtype: Any) -> Any:
@@ -78,31 +81,27 @@ class AvgPool2d(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} / window size, spread over each window",)
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, padding, out_hw, counts):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.in_shape = kernel_size, stride, padding, x.shape
+        ctx.in_shape = x.shape
         y = ctx.backend.sum_pool2d(x, kernel_size, stride, padding, out_hw)
         y /= _divisor(ctx, counts, x.dtype)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        p = ctx.params
-        return AvgPool2dGrad.apply(gy, in_shape=ctx.in_shape, kernel_size=p["kernel_size"], stride=p["stride"],
-                                   padding=p["padding"], counts=p["counts"])
+        return AvgPool2dGrad.apply(gy, in_shape=ctx.in_shape, **_passed_on(ctx, *_AVG_WINDOW))
 
 
 class AvgPool2dGrad(Function):
     """gx = each window's gy / its size, added to every element of the window (avg_pool2d's backward)"""
     @staticmethod
     def forward(ctx, gy, *, in_shape, kernel_size, stride, padding, counts):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.out_hw = kernel_size, stride, padding, gy.shape[2:]
+        ctx.out_hw = gy.shape[2:]
         g = gy / _divisor(ctx, counts, gy.dtype)
         return ctx.backend.sum_pool2d_spread(g, in_shape, kernel_size, stride, padding)
 
     @staticmethod
     def backward(ctx, ggx):
-        p = ctx.params
-        return AvgPool2d.apply(ggx, kernel_size=p["kernel_size"], stride=p["stride"], padding=p["padding"],
-                               out_hw=ctx.out_hw, counts=p["counts"])
+        return AvgPool2d.apply(ggx, out_hw=ctx.out_hw, **_passed_on(ctx, *_AVG_WINDOW))
 
 
 # ---------------------------------------------------------------- geometry

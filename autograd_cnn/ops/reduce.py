@@ -5,6 +5,7 @@ in ``autograd.py``; it is re-exported here with the other reductions."""
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 from ..autograd import GRAD_OUT, BroadcastTo, Function, SumTo, broadcast_to, sum_to  # noqa: F401  (the engine's pair)
@@ -33,7 +34,7 @@ class Sum(Function):
     """y = sum of a over axes"""
     rules = (f"∂L/∂a = {GRAD_OUT} copied to every summed element",)
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx, a, *, axis, keepdims):
         ctx.axes = _axes("Sum", axis, a.ndim)
         ctx.in_shape = a.shape
         return a.sum(axis=ctx.axes, keepdims=keepdims)
@@ -47,12 +48,10 @@ class Mean(Function):
     """y = mean of a over axes"""
     rules = (f"∂L/∂a = {GRAD_OUT} / n, copied to every element",)
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx, a, *, axis, keepdims):
         ctx.axes = _axes("Mean", axis, a.ndim)
         ctx.in_shape = a.shape
-        ctx.count = 1
-        for i in ctx.axes:
-            ctx.count *= a.shape[i]
+        ctx.count = math.prod(a.shape[i] for i in ctx.axes)
         return a.mean(axis=ctx.axes, keepdims=keepdims)
 
     @staticmethod
@@ -65,7 +64,7 @@ class Max(Function):
     """y = max of a over axes; tied maxima share the gradient equally"""
     rules = (f"∂L/∂a = {GRAD_OUT} at the largest elements (ties share), 0 elsewhere",)
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx, a, *, axis, keepdims):
         ctx.axes = _axes("Max", axis, a.ndim)
         _check_nonempty("Max", a, ctx.axes)
         y = a.max(axis=ctx.axes, keepdims=True)
@@ -81,7 +80,7 @@ class Min(Function):
     """y = min of a over axes; tied minima share the gradient equally"""
     rules = (f"∂L/∂a = {GRAD_OUT} at the smallest elements (ties share), 0 elsewhere",)
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx, a, *, axis, keepdims):
         ctx.axes = _axes("Min", axis, a.ndim)
         _check_nonempty("Min", a, ctx.axes)
         y = a.min(axis=ctx.axes, keepdims=True)
@@ -109,14 +108,11 @@ class Var(Function):
     """y = sum((a - mean a)^2) / (n - ddof) over axes"""
     rules = (f"∂L/∂a = {GRAD_OUT} · 2(a − mean a) / (n − ddof)",)
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False, ddof=0):
+    def forward(ctx, a, *, axis, keepdims, ddof):
         ctx.axes = _axes("Var", axis, a.ndim)
-        ctx.count = 1
-        for i in ctx.axes:
-            ctx.count *= a.shape[i]
+        ctx.count = math.prod(a.shape[i] for i in ctx.axes)
         if ctx.count - ddof <= 0:
             raise ShapeError(f"Var: {ctx.count} elements with ddof={ddof} leave no degrees of freedom")
-        ctx.ddof = ddof
         ctx.save_for_backward(a)
         return a.var(axis=ctx.axes, keepdims=keepdims, ddof=ddof)
 
@@ -125,7 +121,7 @@ class Var(Function):
         (a,) = ctx.saved_tensors
         centered = a - a.mean(axis=ctx.axes, keepdims=True)
         g = gy.reshape(_kept_shape(a.shape, ctx.axes))
-        return g * centered * (2.0 / (ctx.count - ctx.ddof))
+        return g * centered * (2.0 / (ctx.count - ctx.params["ddof"]))
 
 
 class ChannelSum(Function):
@@ -146,7 +142,7 @@ class ArgMax(Function):
     differentiable = False
 
     @staticmethod
-    def forward(ctx, a, axis=None):
+    def forward(ctx, a, *, axis):
         if axis is not None:
             _axes("ArgMax", axis, a.ndim)  # names the op and the axis when out of range
         return a.argmax(axis=axis)
@@ -161,7 +157,7 @@ class ArgMin(Function):
     differentiable = False
 
     @staticmethod
-    def forward(ctx, a, axis=None):
+    def forward(ctx, a, *, axis):
         if axis is not None:
             _axes("ArgMin", axis, a.ndim)  # names the op and the axis when out of range
         return a.argmin(axis=axis)

@@ -11,7 +11,7 @@ class Reshape(Function):
     """y = a with a new shape"""
     rules = (f"∂L/∂a = {GRAD_OUT} reshaped to a's shape",)
     @staticmethod
-    def forward(ctx, a, shape):
+    def forward(ctx, a, *, shape):
         ctx.in_shape = a.shape
         try:
             return a.reshape(shape)
@@ -28,20 +28,20 @@ class Transpose(Function):
     """y = a with its axes permuted (reversed when axes is None)"""
     rules = (f"∂L/∂a = {GRAD_OUT} with the axes permuted back",)
     @staticmethod
-    def forward(ctx, a, axes=None):
+    def forward(ctx, a, *, axes):
         if axes is not None and sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
             raise ShapeError(f"Transpose: axes {tuple(axes)} are not a permutation of "
                              f"the {a.ndim} axes of {shape_str(a.shape)}")
-        ctx.axes = axes
         return a.transpose(axes)
 
     @staticmethod
     def backward(ctx, gy):
-        if ctx.axes is None:
+        axes = ctx.params["axes"]
+        if axes is None:
             return gy.transpose()
-        inverse = [0] * len(ctx.axes)
-        for i, ax in enumerate(ctx.axes):
-            inverse[ax % len(ctx.axes)] = i
+        inverse = [0] * len(axes)
+        for i, ax in enumerate(axes):
+            inverse[ax % len(axes)] = i
         return gy.transpose(tuple(inverse))
 
 
@@ -60,7 +60,7 @@ class GetItem(Function):
     """y = a[index] (slices, integers, integer arrays, None, Ellipsis)"""
     rules = (f"∂L/∂a = zeros with {GRAD_OUT} added at the index",)
     @staticmethod
-    def forward(ctx, a, index):
+    def forward(ctx, a, *, index):
         ctx.in_shape = a.shape
         try:
             return a[index]
@@ -76,7 +76,7 @@ class ScatterAdd(Function):
     """y = zeros(shape) with g added at index (the backward of a[index])"""
     rules = (f"∂L/∂a = {GRAD_OUT} read back at the index",)
     @staticmethod
-    def forward(ctx, g, shape, index):
+    def forward(ctx, g, *, shape, index):
         out = ctx.xp.zeros(shape, dtype=g.dtype)
         ctx.backend.scatter_add(out, index, g)
         return out
@@ -90,18 +90,17 @@ class Concat(Function):
     """y = a_1, a_2, ... joined along an existing axis"""
     rules = (f"∂L/∂each = its slice of {GRAD_OUT}",)
     @staticmethod
-    def forward(ctx, *arrays, axis=0):
+    def forward(ctx, *arrays, axis):
         _same_rank("Concat", arrays, axis)
-        ctx.axis = axis
         ctx.sizes = [a.shape[axis] for a in arrays]
         return ctx.xp.concatenate(arrays, axis=axis)
 
     @staticmethod
     def backward(ctx, gy):
-        grads, start = [], 0
+        grads, start, axis = [], 0, ctx.params["axis"]
         for size in ctx.sizes:
             index = [slice(None)] * gy.ndim
-            index[ctx.axis] = slice(start, start + size)
+            index[axis] = slice(start, start + size)
             grads.append(gy[tuple(index)])
             start += size
         return tuple(grads)
@@ -111,20 +110,18 @@ class Stack(Function):
     """y = a_1, a_2, ... joined along a new axis"""
     rules = (f"∂L/∂each = its slice of {GRAD_OUT}",)
     @staticmethod
-    def forward(ctx, *arrays, axis=0):
+    def forward(ctx, *arrays, axis):
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise ShapeError("Stack: every tensor needs the same shape, got "
                              + ", ".join(shape_str(a.shape) for a in arrays))
-        ctx.axis = axis
         return ctx.xp.stack(arrays, axis=axis)
 
     @staticmethod
     def backward(ctx, gy):
-        index = [slice(None)] * gy.ndim
-        grads = []
-        for i in range(gy.shape[ctx.axis]):
-            index[ctx.axis] = i
+        index, grads, axis = [slice(None)] * gy.ndim, [], ctx.params["axis"]
+        for i in range(gy.shape[axis]):
+            index[axis] = i
             grads.append(gy[tuple(index)])
         return tuple(grads)
 
@@ -145,13 +142,12 @@ class Pad(Function):
     """y = a with ``value`` added around it, pad_width as in numpy.pad"""
     rules = (f"∂L/∂a = {GRAD_OUT} without the padding",)
     @staticmethod
-    def forward(ctx, a, pad_width, value=0.0):
-        ctx.pad_width = pad_width
+    def forward(ctx, a, *, pad_width, value):
         return ctx.xp.pad(a, pad_width, mode="constant", constant_values=value)
 
     @staticmethod
     def backward(ctx, gy):
-        index = tuple(slice(lo, n - hi) for (lo, hi), n in zip(ctx.pad_width, gy.shape))
+        index = tuple(slice(lo, n - hi) for (lo, hi), n in zip(ctx.params["pad_width"], gy.shape))
         return gy[index]
 
 
@@ -159,14 +155,13 @@ class ToBackend(Function):
     """y = a copied to another backend (host <-> GPU)"""
     rules = (f"∂L/∂a = {GRAD_OUT} moved back to a's backend",)
     @staticmethod
-    def forward(ctx, a, target):
-        ctx.source = ctx.backend
+    def forward(ctx, a, *, target):
         ctx.out_backend = target
         return target.from_host(ctx.backend.to_host(a))
 
     @staticmethod
     def backward(ctx, gy):
-        return to_backend(gy, ctx.source)
+        return to_backend(gy, ctx.backend)  # the backend the input lives on
 
 
 def reshape(a: Any, shape: tuple) -> Any:
