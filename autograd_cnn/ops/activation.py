@@ -53,6 +53,30 @@ class LeakyReLU(Function):
         return where(x > 0, gy, gy * ctx.params["negative_slope"])
 
 
+class _GradInY(Function):
+    """SigmoidGrad and TanhGrad, which differ only in ``slope``: gx = gy * slope(y), an
+    activation's backward as one op, where slope is its dy/dx written in its output y (and
+    ``dslope`` is d slope / dy, for this op's own backward)."""
+
+    @staticmethod
+    def slope(y):
+        raise NotImplementedError
+
+    @staticmethod
+    def dslope(y):
+        raise NotImplementedError
+
+    @staticmethod
+    def forward(ctx, gy, y):
+        ctx.save_for_backward(gy, y)
+        return gy * ctx.fn.slope(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        gy, y = ctx.saved_tensors
+        return g * ctx.fn.slope(y), g * gy * ctx.fn.dslope(y)
+
+
 class Sigmoid(Function):
     """y = 1 / (1 + e^-x)"""
     rules = (f"∂L/∂x = {GRAD_OUT} · y(1 − y)",)
@@ -71,17 +95,15 @@ class Sigmoid(Function):
         return SigmoidGrad.apply(gy, y)
 
 
-class SigmoidGrad(Function):
+class SigmoidGrad(_GradInY):
     """gx = gy * y * (1 - y): sigmoid's backward as one op (one pass, not four)"""
     @staticmethod
-    def forward(ctx, gy, y):
-        ctx.save_for_backward(gy, y)
-        return gy * y * (1 - y)
+    def slope(y):
+        return y * (1 - y)
 
     @staticmethod
-    def backward(ctx, g):
-        gy, y = ctx.saved_tensors
-        return g * y * (1 - y), g * gy * (1 - 2 * y)
+    def dslope(y):
+        return 1 - 2 * y
 
 
 class Tanh(Function):
@@ -99,17 +121,15 @@ class Tanh(Function):
         return TanhGrad.apply(gy, y)
 
 
-class TanhGrad(Function):
+class TanhGrad(_GradInY):
     """gx = gy * (1 - y^2): tanh's backward as one op (one pass, not three)"""
     @staticmethod
-    def forward(ctx, gy, y):
-        ctx.save_for_backward(gy, y)
-        return gy * (1 - y * y)
+    def slope(y):
+        return 1 - y * y
 
     @staticmethod
-    def backward(ctx, g):
-        gy, y = ctx.saved_tensors
-        return g * (1 - y * y), -2 * g * gy * y
+    def dslope(y):
+        return -2 * y
 
 
 class Gelu(Function):

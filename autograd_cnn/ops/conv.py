@@ -44,9 +44,16 @@ def conv_padding(op: str, padding: Any, kernel_size: tuple, stride: tuple, dilat
     return ((ph, ph), (pw, pw))
 
 
+def conv_settings(op: str, kernel_size: tuple, stride: Any, padding: Any, dilation: Any) -> tuple:
+    """stride and dilation as (h, w) pairs and padding as ((top, bottom), (left, right)), checked:
+    the settings every convolution op here runs with."""
+    stride, dilation = pair(op, "stride", stride), pair(op, "dilation", dilation)
+    return stride, conv_padding(op, padding, kernel_size, stride, dilation), dilation
+
+
 def out_size(op: str, in_shape: tuple, kernel_size: tuple, stride: tuple, padding: tuple,
              dilation: tuple) -> tuple:
-    """Output height and width, O = (I + pads - dilation * (K - 1) - 1) // S + 1."""
+    """Output height and width, O = (I + pads - span) // S + 1, span = dilation * (K - 1) + 1."""
     out = []
     for size, k, s, (lo, hi), d in zip(in_shape[2:], kernel_size, stride, padding, dilation):
         span = d * (k - 1) + 1
@@ -58,6 +65,29 @@ def out_size(op: str, in_shape: tuple, kernel_size: tuple, stride: tuple, paddin
     return tuple(out)
 
 
+def transposed_size(op: str, in_shape: tuple, kernel_size: tuple, stride: tuple, padding: tuple,
+                    dilation: tuple, output_padding: tuple) -> tuple:
+    """out_size run backwards, a transposed convolution's output height and width:
+    O = (I - 1) * S - pads + span + output_padding, where output_padding gives back the rows
+    that out_size's floor division drops."""
+    out = tuple((size - 1) * s - lo - hi + d * (k - 1) + 1 + extra
+                for size, k, s, (lo, hi), d, extra in zip(in_shape[2:], kernel_size, stride, padding, dilation,
+                                                           output_padding))
+    if min(out) < 1:
+        raise ShapeError(f"{op}: input {shape_str(in_shape)} with padding {padding} gives an empty "
+                         f"output {shape_str(out)}; use less padding")
+    return out
+
+
+def _check_groups(op: str, groups: Any, channels: dict) -> None:
+    """groups: a positive int dividing each channel count, {"input": C, "output": O}."""
+    if not isinstance(groups, int) or groups < 1:
+        raise ShapeError(f"{op}: groups must be a positive int, got {groups!r}")
+    if any(n % groups for n in channels.values()):
+        counts = " and ".join(f"the {name} channels ({n})" for name, n in channels.items())
+        raise ShapeError(f"{op}: groups={groups} must divide {counts}")
+
+
 def _check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -> None:
     if x.ndim != ndim:
         raise ShapeError(f"{op}: input must be {ndim}-D {layout}, got shape {shape_str(x.shape)}")
@@ -67,8 +97,9 @@ def _check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -
 
 
 def _geometry(ctx: Any) -> dict:
-    """The stride, padding, dilation and groups a conv node ran with, to pass on to the
-    ops of its backward (each conv op's backward is made of the other two)."""
+    """The stride, padding, dilation and groups a conv node ran with, handed on unchanged to the
+    ops of its backward: Conv2d, ConvTranspose2d and Conv2dGradWeight are three views of one
+    convolution, and each one's backward is made of the other two."""
     p = ctx.params
     return dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
 
@@ -167,12 +198,8 @@ def _check_conv(op: str, x: Any, weight: Any, bias: Any, groups: int) -> None:
     if weight.ndim != 4:
         raise ShapeError(f"{op}: weight must be 4-D (out_channels, in_channels / groups, KH, KW), "
                          f"got shape {shape_str(weight.shape)}")
-    if not isinstance(groups, int) or groups < 1:
-        raise ShapeError(f"{op}: groups must be a positive int, got {groups!r}")
     c, o = x.shape[1], weight.shape[0]
-    if c % groups or o % groups:
-        raise ShapeError(f"{op}: groups={groups} must divide both the input channels ({c}) and the "
-                         f"output channels ({o}) of weight {shape_str(weight.shape)}")
+    _check_groups(op, groups, {"input": c, "output": o})
     if weight.shape[1] * groups != c:
         raise ShapeError(f"{op}: input {shape_str(x.shape)} has {c} channels, but weight "
                          f"{shape_str(weight.shape)} with groups={groups} expects "
@@ -191,9 +218,9 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     bottom and right, as PyTorch). ``groups=C`` gives a depthwise convolution.
     """
     _check_conv("conv2d", x, weight, bias, groups)
-    stride, dilation = pair("conv2d", "stride", stride), pair("conv2d", "dilation", dilation)
-    padding = conv_padding("conv2d", padding, tuple(weight.shape[2:]), stride, dilation)
-    out_size("conv2d", tuple(x.shape), tuple(weight.shape[2:]), stride, padding, dilation)
+    kernel = tuple(weight.shape[2:])
+    stride, padding, dilation = conv_settings("conv2d", kernel, stride, padding, dilation)
+    out_size("conv2d", tuple(x.shape), kernel, stride, padding, dilation)  # too large a kernel: named here
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
@@ -226,22 +253,16 @@ def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, pad
         raise ShapeError(f"{op}: weight must be (in_channels, out_channels / groups, KH, KW) with "
                          f"in_channels = {x.shape[1]} (the input's channels); got weight "
                          f"{shape_str(weight.shape)} for input {shape_str(x.shape)}")
-    if not isinstance(groups, int) or groups < 1 or x.shape[1] % groups:
-        raise ShapeError(f"{op}: groups={groups!r} must be a positive int dividing the input "
-                         f"channels ({x.shape[1]})")
-    stride, dilation = pair(op, "stride", stride), pair(op, "dilation", dilation)
-    ph, pw = pair(op, "padding", padding, minimum=0)
+    _check_groups(op, groups, {"input": x.shape[1]})
+    kernel = tuple(weight.shape[2:])
+    padding = pair(op, "padding", padding, minimum=0)  # numbers only, as PyTorch: no "same" here
+    stride, padding, dilation = conv_settings(op, kernel, stride, padding, dilation)
     extra = pair(op, "output_padding", output_padding, minimum=0)
     if any(e >= s for e, s in zip(extra, stride)):
         raise ShapeError(f"{op}: output_padding {extra} must be smaller than stride {stride}")
-    k = weight.shape[2:]
-    out_hw = tuple((size - 1) * s - 2 * p + d * (kk - 1) + e + 1
-                   for size, s, p, d, kk, e in zip(x.shape[2:], stride, (ph, pw), dilation, k, extra))
-    if min(out_hw) < 1:
-        raise ShapeError(f"{op}: input {shape_str(x.shape)} with padding {(ph, pw)} gives an empty "
-                         f"output {shape_str(out_hw)}; use less padding")
-    y = ConvTranspose2d.apply(x, weight, out_hw=out_hw, stride=stride, padding=((ph, ph), (pw, pw)),
-                              dilation=dilation, groups=groups)
+    out_hw = transposed_size(op, tuple(x.shape), kernel, stride, padding, dilation, extra)
+    y = ConvTranspose2d.apply(x, weight, out_hw=out_hw, stride=stride, padding=padding, dilation=dilation,
+                              groups=groups)
     if bias is not None:
         c_out = weight.shape[1] * groups
         if tuple(bias.shape) != (c_out,):

@@ -219,36 +219,35 @@ class Where(Function):
         return None, where(cond, gy, zero), where(cond, zero, gy)
 
 
-class Maximum(Function):
+class _Pick(Function):
+    """Maximum and Minimum, which differ only in ``pick``: y = a or b elementwise, whichever
+    ``pick`` chooses; a tie sends the gradient to a."""
+    pick: str  # the array function that chooses: "maximum" or "minimum"
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = _operands(ctx.name, a, b)
+        y = getattr(ctx.xp, ctx.fn.pick)(a, b)
+        ctx.save_for_backward(a == y)  # where a was chosen: a ≥ b for Maximum, a ≤ b for Minimum
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (pick_a,) = ctx.saved_tensors
+        zero = gy * 0
+        return where(pick_a, gy, zero), where(pick_a, zero, gy)
+
+
+class Maximum(_Pick):
     """y = max(a, b) elementwise; a tie sends the gradient to a"""
     rules = (f"∂L/∂a = {GRAD_OUT} where a ≥ b, else 0", f"∂L/∂b = {GRAD_OUT} where a < b, else 0")
-    @staticmethod
-    def forward(ctx, a, b):
-        a, b = _operands("Maximum", a, b)
-        ctx.save_for_backward(a >= b)
-        return ctx.xp.maximum(a, b)
-
-    @staticmethod
-    def backward(ctx, gy):
-        (pick_a,) = ctx.saved_tensors
-        zero = gy * 0
-        return where(pick_a, gy, zero), where(pick_a, zero, gy)
+    pick = "maximum"
 
 
-class Minimum(Function):
+class Minimum(_Pick):
     """y = min(a, b) elementwise; a tie sends the gradient to a"""
     rules = (f"∂L/∂a = {GRAD_OUT} where a ≤ b, else 0", f"∂L/∂b = {GRAD_OUT} where a > b, else 0")
-    @staticmethod
-    def forward(ctx, a, b):
-        a, b = _operands("Minimum", a, b)
-        ctx.save_for_backward(a <= b)
-        return ctx.xp.minimum(a, b)
-
-    @staticmethod
-    def backward(ctx, gy):
-        (pick_a,) = ctx.saved_tensors
-        zero = gy * 0
-        return where(pick_a, gy, zero), where(pick_a, zero, gy)
+    pick = "minimum"
 
 
 class AsType(Function):

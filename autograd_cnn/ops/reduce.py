@@ -60,48 +60,38 @@ class Mean(Function):
         return broadcast_to(g, ctx.in_shape)
 
 
-class Max(Function):
+class _Extreme(Function):
+    """Max and Min, which differ only in ``pick``: y = the extreme of a over axes; tied
+    extremes share the gradient equally."""
+    pick: str  # the array method that finds the extreme: "max" or "min"
+
+    @staticmethod
+    def forward(ctx, a, *, axis, keepdims):
+        ctx.axes = axes = _axes(ctx.name, axis, a.ndim)
+        if any(a.shape[i] == 0 for i in axes):
+            raise ShapeError(f"{ctx.name}: cannot reduce an empty axis of shape {shape_str(a.shape)}")
+        y = getattr(a, ctx.fn.pick)(axis=axes, keepdims=True)
+        ctx.save_for_backward(a == y)  # the extremes: ties included
+        return y if keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+
+    @staticmethod
+    def backward(ctx, gy):
+        (is_extreme,) = ctx.saved_tensors
+        mask = is_extreme.astype(gy.dtype)
+        count = mask.sum(axis=ctx.axes, keepdims=True)
+        return gy.reshape(_kept_shape(mask.shape, ctx.axes)) * mask / count
+
+
+class Max(_Extreme):
     """y = max of a over axes; tied maxima share the gradient equally"""
     rules = (f"∂L/∂a = {GRAD_OUT} at the largest elements (ties share), 0 elsewhere",)
-    @staticmethod
-    def forward(ctx, a, *, axis, keepdims):
-        ctx.axes = _axes("Max", axis, a.ndim)
-        _check_nonempty("Max", a, ctx.axes)
-        y = a.max(axis=ctx.axes, keepdims=True)
-        ctx.save_for_backward(a == y)
-        return y if keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in ctx.axes])
-
-    @staticmethod
-    def backward(ctx, gy):
-        return _spread_to_extremes(ctx, gy)
+    pick = "max"
 
 
-class Min(Function):
+class Min(_Extreme):
     """y = min of a over axes; tied minima share the gradient equally"""
     rules = (f"∂L/∂a = {GRAD_OUT} at the smallest elements (ties share), 0 elsewhere",)
-    @staticmethod
-    def forward(ctx, a, *, axis, keepdims):
-        ctx.axes = _axes("Min", axis, a.ndim)
-        _check_nonempty("Min", a, ctx.axes)
-        y = a.min(axis=ctx.axes, keepdims=True)
-        ctx.save_for_backward(a == y)
-        return y if keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in ctx.axes])
-
-    @staticmethod
-    def backward(ctx, gy):
-        return _spread_to_extremes(ctx, gy)
-
-
-def _check_nonempty(op: str, a: Any, axes: tuple) -> None:
-    if any(a.shape[i] == 0 for i in axes):
-        raise ShapeError(f"{op}: cannot reduce an empty axis of shape {shape_str(a.shape)}")
-
-
-def _spread_to_extremes(ctx: Any, gy: Any) -> Any:
-    (mask,) = ctx.saved_tensors
-    mask = mask.astype(gy.dtype)
-    count = mask.sum(axis=ctx.axes, keepdims=True)
-    return gy.reshape(_kept_shape(mask.shape, ctx.axes)) * mask / count
+    pick = "min"
 
 
 class Var(Function):
@@ -137,34 +127,31 @@ class ChannelSum(Function):
         return broadcast_to(gy.reshape((1, -1) + (1,) * (len(ctx.in_shape) - 2)), ctx.in_shape)
 
 
-class ArgMax(Function):
+class _ArgExtreme(Function):
+    """ArgMax and ArgMin, which differ only in ``pick``: the index of the extreme along an
+    axis; no gradient."""
+    differentiable = False
+    pick: str  # the array method: "argmax" or "argmin"
+
+    @staticmethod
+    def forward(ctx, a, *, axis):
+        if axis is not None:
+            _axes(ctx.name, axis, a.ndim)  # names the op and the axis when out of range
+        return getattr(a, ctx.fn.pick)(axis=axis)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return None
+
+
+class ArgMax(_ArgExtreme):
     """index of the largest element along an axis; no gradient"""
-    differentiable = False
-
-    @staticmethod
-    def forward(ctx, a, *, axis):
-        if axis is not None:
-            _axes("ArgMax", axis, a.ndim)  # names the op and the axis when out of range
-        return a.argmax(axis=axis)
-
-    @staticmethod
-    def backward(ctx, gy):
-        return None
+    pick = "argmax"
 
 
-class ArgMin(Function):
+class ArgMin(_ArgExtreme):
     """index of the smallest element along an axis; no gradient"""
-    differentiable = False
-
-    @staticmethod
-    def forward(ctx, a, *, axis):
-        if axis is not None:
-            _axes("ArgMin", axis, a.ndim)  # names the op and the axis when out of range
-        return a.argmin(axis=axis)
-
-    @staticmethod
-    def backward(ctx, gy):
-        return None
+    pick = "argmin"
 
 
 def sum(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
