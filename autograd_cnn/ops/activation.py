@@ -6,6 +6,7 @@ from typing import Any
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 from .elementwise import exp, where
 
 
@@ -207,39 +208,39 @@ def _check_axis(op: str, x: Any, axis: int) -> None:
                          f"use an int from {-x.ndim} to {x.ndim - 1}")
 
 
-def relu(x: Any) -> Any:
+def relu(x: Tensor) -> Tensor:
     """max(x, 0); the gradient at 0 is 0, as in PyTorch."""
     return ReLU.apply(x)
 
 
-def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     return LeakyReLU.apply(x, negative_slope=negative_slope)
 
 
-def sigmoid(x: Any) -> Any:
+def sigmoid(x: Tensor) -> Tensor:
     return Sigmoid.apply(x)
 
 
-def tanh(x: Any) -> Any:
+def tanh(x: Tensor) -> Tensor:
     return Tanh.apply(x)
 
 
-def gelu(x: Any, approximate: str = "none") -> Any:
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU: the exact erf form by default, ``approximate="tanh"`` for the tanh form."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return Gelu.apply(x, approximate=approximate)
 
 
-def erf(x: Any) -> Any:
+def erf(x: Tensor) -> Tensor:
     return Erf.apply(x)
 
 
-def softmax(x: Any, axis: int = -1) -> Any:
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Probabilities along ``axis``; stable for large inputs."""
     return Softmax.apply(x, axis=axis)
 
 
-def log_softmax(x: Any, axis: int = -1) -> Any:
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Log-probabilities along ``axis``; stable for large inputs."""
     return LogSoftmax.apply(x, axis=axis)

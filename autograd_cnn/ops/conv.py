@@ -10,6 +10,7 @@ from typing import Any
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 from .matmul import matmul
 from .reduce import ChannelSum
 from .shape import reshape, transpose
@@ -209,8 +210,8 @@ def _check_conv(op: str, x: Any, weight: Any, bias: Any, groups: int) -> None:
                          f"got {shape_str(bias.shape)}")
 
 
-def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1) -> Any:
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Tensor:
     """2-D cross-correlation of x (N, C, H, W) with weight (O, C / groups, KH, KW), plus bias (O,).
 
     ``stride`` and ``dilation`` are an int or a pair; ``padding`` an int, a pair, ``"valid"``
@@ -225,8 +226,8 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
-def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any = 0, dilation: int = 1,
-           groups: int = 1) -> Any:
+def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: Any = 0, dilation: int = 1,
+           groups: int = 1) -> Tensor:
     """1-D cross-correlation of x (N, C, W) with weight (O, C / groups, K): conv2d on a height-1 image."""
     _check_image("conv1d", x, 3, "(N, C, W)")
     if weight.ndim != 3:
@@ -240,8 +241,8 @@ def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any 
     return reshape(y, (n, y.shape[1], y.shape[3]))
 
 
-def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Any:
+def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Tensor:
     """Transposed convolution of x (N, C_in, H, W) with weight (C_in, C_out / groups, KH, KW).
 
     The gradient of conv2d in its input: output size (H - 1) * stride - 2 * padding +
@@ -271,7 +272,7 @@ def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, pad
     return y
 
 
-def locally_connected2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1) -> Any:
+def locally_connected2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1) -> Tensor:
     """A convolution whose weights are not shared: each output position has its own kernel.
 
     x (N, C, H, W); weight (OH, OW, out_channels, C, KH, KW); bias (out_channels, OH, OW);

@@ -4,9 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 
 
 def _check_broadcast(op: str, a: Any, b: Any) -> None:
@@ -281,67 +283,67 @@ class Compare(Function):
         return None, None
 
 
-def add(a: Any, b: Any) -> Any:
+def add(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Add.apply(a, b)
 
 
-def sub(a: Any, b: Any) -> Any:
+def sub(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Sub.apply(a, b)
 
 
-def mul(a: Any, b: Any) -> Any:
+def mul(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Mul.apply(a, b)
 
 
-def div(a: Any, b: Any) -> Any:
+def div(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Div.apply(a, b)
 
 
-def pow(a: Any, b: Any) -> Any:  # noqa: A001 (the operator's own name)
+def pow(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:  # noqa: A001 (the operator's own name)
     return Pow.apply(a, b)
 
 
-def neg(a: Any) -> Any:
+def neg(a: Tensor) -> Tensor:
     return Neg.apply(a)
 
 
-def exp(a: Any) -> Any:
+def exp(a: Tensor) -> Tensor:
     return Exp.apply(a)
 
 
-def log(a: Any) -> Any:
+def log(a: Tensor) -> Tensor:
     return Log.apply(a)
 
 
-def sqrt(a: Any) -> Any:
+def sqrt(a: Tensor) -> Tensor:
     return Sqrt.apply(a)
 
 
-def abs(a: Any) -> Any:  # noqa: A001
+def abs(a: Tensor) -> Tensor:  # noqa: A001
     return Abs.apply(a)
 
 
-def sign(a: Any) -> Any:
+def sign(a: Tensor) -> Tensor:
     return Sign.apply(a)
 
 
-def where(cond: Any, a: Any, b: Any) -> Any:
+def where(cond: Tensor | ArrayLike, a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     """Elements of ``a`` where ``cond`` holds, else of ``b`` (broadcasting all three)."""
     return Where.apply(cond, a, b)
 
 
-def maximum(a: Any, b: Any) -> Any:
+def maximum(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Maximum.apply(a, b)
 
 
-def minimum(a: Any, b: Any) -> Any:
+def minimum(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Minimum.apply(a, b)
 
 
-def astype(a: Any, dtype: Any) -> Any:
+def astype(a: Tensor, dtype: Any) -> Tensor:
     return AsType.apply(a, dtype=dtype)
 
 
-def compare(a: Any, b: Any, how: str) -> Any:
+def compare(a: Tensor, b: Tensor | ArrayLike, how: str) -> Tensor:
     return Compare.apply(a, b, how=how)
 

@@ -1,17 +1,18 @@
 """Losses. Softmax cross-entropy is one op, so its gradient is the lecture's z - z*."""
 from __future__ import annotations
 
-from typing import Any
+from numpy.typing import ArrayLike
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 from .activation import log_softmax, sigmoid, softmax
 from .shape import getitem
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _reduce(op: str, losses: Any, reduction: str) -> Any:
+def _reduce(op: str, losses: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         return losses.mean()
     if reduction == "sum":
@@ -98,7 +99,7 @@ class BCEWithLogits(Function):
         return gz, gt
 
 
-def _classes_last(op: str, logits: Any) -> Any:
+def _classes_last(op: str, logits: Tensor) -> Tensor:
     """(N, C, d1, ...) -> (N, d1, ..., C) so the class axis is last, as PyTorch's layout."""
     if logits.ndim < 2:
         raise ShapeError(f"{op}: logits need shape (N, C) or (N, C, ...), got {shape_str(logits.shape)}")
@@ -108,15 +109,13 @@ def _classes_last(op: str, logits: Any) -> Any:
     return logits.transpose(axes)
 
 
-def cross_entropy(logits: Any, target: Any, label_smoothing: float = 0.0,
-                  reduction: str = "mean") -> Any:
+def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy on logits (N, C[, ...]).
 
     ``target`` holds class indices (N[, ...]) (Keras's sparse categorical cross-entropy)
     or class probabilities of the logits' shape.
     """
-    from ..tensor import Tensor
-
     z = _classes_last("cross_entropy", logits)
     classes = z.shape[-1]
     target_t = target if isinstance(target, Tensor) else Tensor(logits._backend.asarray(target), logits._backend)
@@ -136,7 +135,7 @@ def cross_entropy(logits: Any, target: Any, label_smoothing: float = 0.0,
     return _reduce("cross_entropy", losses, reduction)
 
 
-def nll_loss(log_probs: Any, target: Any, reduction: str = "mean") -> Any:
+def nll_loss(log_probs: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices, given log-probabilities (N, C)."""
     xp = log_probs._backend.xp
     t = target.data if hasattr(target, "data") else log_probs._backend.asarray(target)
@@ -147,7 +146,7 @@ def nll_loss(log_probs: Any, target: Any, reduction: str = "mean") -> Any:
     return _reduce("nll_loss", -picked, reduction)
 
 
-def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Any:
+def mse_loss(pred: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Mean squared error."""
     if hasattr(target, "shape") and tuple(target.shape) != tuple(pred.shape):
         raise ShapeError(f"mse_loss: pred {shape_str(pred.shape)} and target "
@@ -156,7 +155,7 @@ def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Any:
     return _reduce("mse_loss", diff * diff, reduction)
 
 
-def binary_cross_entropy_with_logits(logits: Any, target: Any, reduction: str = "mean") -> Any:
+def binary_cross_entropy_with_logits(logits: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op."""
     if hasattr(target, "shape") and tuple(target.shape) != tuple(logits.shape):
         raise ShapeError(f"binary_cross_entropy_with_logits: logits {shape_str(logits.shape)} and "

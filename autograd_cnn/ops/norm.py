@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..autograd import GRAD_OUT, Function, is_grad_enabled
 from ..errors import ShapeError, shape_str
 from ..random import backend_rng
+from ..tensor import Tensor
 
 
 class Dropout(Function):
@@ -97,7 +99,7 @@ def _update_running(xp: Any, running_mean: Any, running_var: Any, mean: Any, var
     running_var += (momentum * unbiased.reshape(-1)).astype(running_var.dtype, copy=False)
 
 
-def dropout(x: Any, p: float = 0.5, training: bool = True) -> Any:
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p).
 
     Identity when ``training`` is False or ``p`` is 0. Masks come from the backend's
@@ -111,15 +113,14 @@ def dropout(x: Any, p: float = 0.5, training: bool = True) -> Any:
     return Dropout.apply(x, p=float(p))
 
 
-def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
-               training: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Any:
+def batch_norm(x: Tensor, running_mean: Tensor | ArrayLike | None, running_var: Tensor | ArrayLike | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = True,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalise each channel (axis 1) of x (N, C), (N, C, L) or (N, C, H, W).
 
     Training uses the batch's statistics and updates ``running_mean``/``running_var`` in
     place (the variance unbiased, as PyTorch); evaluation uses the running statistics.
     """
-    from ..tensor import Tensor
-
     if x.ndim not in (2, 3, 4):
         raise ShapeError(f"batch_norm: expects input (N, C), (N, C, L) or (N, C, H, W), "
                          f"got {shape_str(x.shape)}")

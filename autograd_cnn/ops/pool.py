@@ -11,6 +11,7 @@ from typing import Any
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 from .conv import pair
 from .matmul import matmul
 from .shape import reshape
@@ -151,8 +152,8 @@ def _window_counts(size: int, n_out: int, k: int, s: int, p: int, include_pad: b
 # ---------------------------------------------------------------- wrappers
 
 
-def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-               ceil_mode: bool = False) -> Any:
+def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False) -> Tensor:
     """The maximum of each window of x (N, C, H, W); stride defaults to the kernel size.
 
     The gradient of a window goes to its first maximum only, as in PyTorch.
@@ -162,8 +163,8 @@ def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, d
     return MaxPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, out_hw=out_hw)
 
 
-def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-               count_include_pad: bool = True) -> Any:
+def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
     """The mean of each window of x (N, C, H, W); stride defaults to the kernel size.
 
     With ``count_include_pad`` the zeros of the padding count in the mean, as PyTorch.
@@ -174,7 +175,7 @@ def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, c
     return AvgPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding, out_hw=out_hw, counts=counts)
 
 
-def _as_height_one(op: str, x: Any) -> Any:
+def _as_height_one(op: str, x: Tensor) -> Tensor:
     if x.ndim != 3:
         raise ShapeError(f"{op}: input must be 3-D (N, C, W), got shape {shape_str(x.shape)}")
     return reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
@@ -188,8 +189,8 @@ def _single(op: str, name: str, value: Any) -> int:
     return value
 
 
-def max_pool1d(x: Any, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1,
-               ceil_mode: bool = False) -> Any:
+def max_pool1d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1,
+               ceil_mode: bool = False) -> Tensor:
     """The maximum of each window of x (N, C, W)."""
     op = "max_pool1d"
     k = _single(op, "kernel_size", kernel_size)
@@ -199,8 +200,8 @@ def max_pool1d(x: Any, kernel_size: int, stride: int | None = None, padding: int
     return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
 
 
-def avg_pool1d(x: Any, kernel_size: int, stride: int | None = None, padding: int = 0, ceil_mode: bool = False,
-               count_include_pad: bool = True) -> Any:
+def avg_pool1d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
     """The mean of each window of x (N, C, W)."""
     op = "avg_pool1d"
     k = _single(op, "kernel_size", kernel_size)
@@ -210,14 +211,14 @@ def avg_pool1d(x: Any, kernel_size: int, stride: int | None = None, padding: int
     return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
 
 
-def global_avg_pool2d(x: Any) -> Any:
+def global_avg_pool2d(x: Tensor) -> Tensor:
     """The mean of each channel over the whole image: (N, C, H, W) to (N, C)."""
     if x.ndim != 4:
         raise ShapeError(f"global_avg_pool2d: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
     return x.mean(axis=(2, 3))
 
 
-def global_max_pool2d(x: Any) -> Any:
+def global_max_pool2d(x: Tensor) -> Tensor:
     """The maximum of each channel over the whole image: (N, C, H, W) to (N, C)."""
     if x.ndim != 4:
         raise ShapeError(f"global_max_pool2d: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
@@ -233,7 +234,7 @@ def _adaptive_matrix(xp: Any, size: int, n_out: int, dtype: Any) -> Any:
     return m
 
 
-def adaptive_avg_pool2d(x: Any, output_size: Any) -> Any:
+def adaptive_avg_pool2d(x: Tensor, output_size: Any) -> Tensor:
     """Average pooling to a fixed (OH, OW) whatever the input size, with PyTorch's windows."""
     op = "adaptive_avg_pool2d"
     if x.ndim != 4:

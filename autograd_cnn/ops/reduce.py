@@ -10,6 +10,7 @@ from typing import Any
 
 from ..autograd import GRAD_OUT, BroadcastTo, Function, SumTo, broadcast_to, sum_to  # noqa: F401  (the engine's pair)
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 
 
 def _axes(op: str, axis: Any, ndim: int) -> tuple:
@@ -154,32 +155,32 @@ class ArgMin(_ArgExtreme):
     pick = "argmin"
 
 
-def sum(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+def sum(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (None: all, an int, or a tuple)."""
     return Sum.apply(a, axis=axis, keepdims=keepdims)
 
 
-def mean(a: Any, axis: Any = None, keepdims: bool = False) -> Any:
+def mean(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     return Mean.apply(a, axis=axis, keepdims=keepdims)
 
 
-def max(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+def max(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     return Max.apply(a, axis=axis, keepdims=keepdims)
 
 
-def min(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+def min(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     return Min.apply(a, axis=axis, keepdims=keepdims)
 
 
-def var(a: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
+def var(a: Tensor, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     """Variance; ddof=0 is NumPy's population variance."""
     return Var.apply(a, axis=axis, keepdims=keepdims, ddof=ddof)
 
 
-def argmax(a: Any, axis: int | None = None) -> Any:
+def argmax(a: Tensor, axis: int | None = None) -> Tensor:
     return ArgMax.apply(a, axis=axis)
 
 
-def argmin(a: Any, axis: int | None = None) -> Any:
+def argmin(a: Tensor, axis: int | None = None) -> Tensor:
     return ArgMin.apply(a, axis=axis)
 

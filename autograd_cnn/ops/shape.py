@@ -1,10 +1,13 @@
 """Ops that move elements without arithmetic: reshape, transpose, indexing, concat, pad."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..autograd import GRAD_OUT, Function
+from ..backends import Backend
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 
 
 class Reshape(Function):
@@ -47,8 +50,6 @@ class Transpose(Function):
 
 def _plain_index(index: Any) -> Any:
     """Tensors and lists inside an index become arrays the backend can use."""
-    from ..tensor import Tensor
-
     if isinstance(index, tuple):
         return tuple(_plain_index(i) for i in index)
     if isinstance(index, Tensor):
@@ -164,16 +165,16 @@ class ToBackend(Function):
         return to_backend(gy, ctx.backend)  # the backend the input lives on
 
 
-def reshape(a: Any, shape: tuple) -> Any:
+def reshape(a: Tensor, shape: tuple) -> Tensor:
     shape = tuple(int(n) for n in shape)
     return Reshape.apply(a, shape=shape)
 
 
-def transpose(a: Any, axes: tuple | None = None) -> Any:
+def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
     return Transpose.apply(a, axes=tuple(axes) if axes is not None else None)
 
 
-def flatten(a: Any, start_axis: int = 0) -> Any:
+def flatten(a: Tensor, start_axis: int = 0) -> Tensor:
     """Join the axes from ``start_axis`` on into one."""
     shape = a.shape
     start = start_axis % max(len(shape), 1)
@@ -184,21 +185,21 @@ def flatten(a: Any, start_axis: int = 0) -> Any:
     return reshape(a, lead + (rest,))
 
 
-def getitem(a: Any, index: Any) -> Any:
+def getitem(a: Tensor, index: Any) -> Tensor:
     return GetItem.apply(a, index=_plain_index(index))
 
 
-def concat(tensors: Any, axis: int = 0) -> Any:
+def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis."""
     return Concat.apply(*tensors, axis=axis)
 
 
-def stack(tensors: Any, axis: int = 0) -> Any:
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join same-shaped tensors along a new axis."""
     return Stack.apply(*tensors, axis=axis)
 
 
-def pad(a: Any, pad_width: Any, value: float = 0.0) -> Any:
+def pad(a: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
     """Pad with a constant; ``pad_width`` is an int, a (before, after) pair, or one per axis."""
     ndim = len(a.shape)
     if isinstance(pad_width, int):
@@ -212,5 +213,5 @@ def pad(a: Any, pad_width: Any, value: float = 0.0) -> Any:
     return Pad.apply(a, pad_width=pad_width, value=value)
 
 
-def to_backend(a: Any, target: Any) -> Any:
+def to_backend(a: Tensor, target: Backend) -> Tensor:
     return ToBackend.apply(a, target=target)
