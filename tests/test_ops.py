@@ -377,6 +377,13 @@ def test_backward_rule_with_a_wrong_shape_is_named():
         Bad.apply(x).sum().backward()
 
 
+def test_nll_loss_takes_class_indices_as_an_array_or_a_list():
+    log_probs = F.log_softmax(ag.tensor(X))
+    expected = F.nll_loss(log_probs, ag.tensor(LABELS)).item()
+    for target in (LABELS, LABELS.tolist()):
+        assert F.nll_loss(log_probs, target).item() == expected
+
+
 def test_reduction_names_are_checked():
     with pytest.raises(ValueError, match="cross_entropy: reduction must be one of"):
         F.cross_entropy(_t(2, 3), ag.tensor([0, 1]), reduction="avg")

@@ -138,7 +138,7 @@ def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: f
 def nll_loss(log_probs: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices, given log-probabilities (N, C)."""
     xp = log_probs._backend.xp
-    t = target.data if hasattr(target, "data") else log_probs._backend.asarray(target)
+    t = target.data if isinstance(target, Tensor) else log_probs._backend.asarray(target)
     if log_probs.ndim != 2 or t.shape != log_probs.shape[:1]:
         raise ShapeError(f"nll_loss: log_probs (N, C) and target (N,) expected, got "
                          f"{shape_str(log_probs.shape)} and {shape_str(t.shape)}")
