@@ -2,6 +2,8 @@
 rules, and the shape errors (each names the op and the shapes)."""
 from __future__ import annotations
 
+import importlib
+import inspect
 import itertools
 import math
 
@@ -12,10 +14,11 @@ import autograd_cnn as ag
 import autograd_cnn.functional as F
 from autograd_cnn.autograd import Function
 from autograd_cnn.errors import ShapeError
-from autograd_cnn.ops import activation, elementwise, loss, matmul, reduce, shape
+from autograd_cnn.ops import activation, conv, elementwise, loss, norm, pool, reduce, shape
 from autograd_cnn.ops.reduce import ChannelSum, broadcast_to, sum_to
 from autograd_cnn.ops.shape import to_backend
 
+matmul = importlib.import_module("autograd_cnn.ops.matmul")  # the package's own ``matmul`` is the function
 CORE_MODULES = (elementwise, reduce, shape, matmul, activation, loss)
 RNG = np.random.default_rng(5)
 
@@ -219,6 +222,29 @@ def test_scatter_add_forward_adds_repeated_indices():
     out = shape.ScatterAdd.apply(g, shape=(3,), index=np.array([0, 2, 0]))
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out.numpy(), [5.0, 0.0, 2.0])
+
+
+# --------------------------------------------------------------------------- the F.* names
+
+# API.md's functional ops: each must be an F.* name.
+API_FUNCTIONAL = [
+    "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d",
+    "global_avg_pool2d", "global_max_pool2d", "adaptive_avg_pool2d", "relu", "leaky_relu", "sigmoid", "tanh",
+    "gelu", "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits",
+    "dropout", "batch_norm", "flatten",
+]
+
+
+def test_functional_reexports_the_wrappers_each_ops_module_lists():
+    modules = (activation, conv, elementwise, loss, matmul, norm, pool, reduce, shape)
+    listed = [name for m in modules for name in m.__all__]
+    assert len(set(listed)) == len(listed), "two ops modules list the same name"
+    assert sorted(F.__all__) == sorted(listed)
+    for m in modules:
+        for name in m.__all__:
+            assert getattr(F, name) is getattr(m, name), f"F.{name} is not {m.__name__}.{name}"
+    assert set(API_FUNCTIONAL) <= set(F.__all__)
+    assert inspect.signature(F.flatten).parameters["start_axis"].default == 1  # the batch axis stays
 
 
 # --------------------------------------------------------------------------- dtype rules

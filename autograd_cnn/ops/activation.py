@@ -9,6 +9,8 @@ from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 from .elementwise import exp, where
 
+__all__ = ["erf", "gelu", "leaky_relu", "log_softmax", "relu", "sigmoid", "softmax", "tanh"]
+
 
 class ReLU(Function):
     """y = max(x, 0)"""

@@ -15,6 +15,8 @@ from .matmul import matmul
 from .reduce import ChannelSum
 from .shape import reshape, transpose
 
+__all__ = ["conv1d", "conv2d", "conv_transpose2d", "locally_connected2d"]
+
 # ---------------------------------------------------------------- geometry helpers
 
 

@@ -10,6 +10,9 @@ from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 
+# add, sub, mul, ... and compare stay out of F: Tensor's operators call them.
+__all__ = ["abs", "exp", "log", "maximum", "minimum", "sqrt", "where"]
+
 
 def _check_broadcast(op: str, a: Any, b: Any) -> None:
     """Name the op and both shapes, instead of NumPy's own broadcasting message."""

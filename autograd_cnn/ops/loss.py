@@ -9,6 +9,8 @@ from ..tensor import Tensor
 from .activation import log_softmax, sigmoid, softmax
 from .shape import getitem
 
+__all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "mse_loss", "nll_loss"]
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 

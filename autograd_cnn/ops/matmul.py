@@ -10,6 +10,8 @@ from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 from .reduce import ChannelSum, sum_to
 
+__all__ = ["linear", "matmul"]
+
 
 def _swap_last(t: Any) -> Any:
     axes = tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2)

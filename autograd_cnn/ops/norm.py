@@ -11,6 +11,8 @@ from ..errors import ShapeError, shape_str
 from ..random import backend_rng
 from ..tensor import Tensor
 
+__all__ = ["batch_norm", "dropout"]
+
 
 class Dropout(Function):
     """y = x * mask / (1 - p), mask_i ~ Bernoulli(1 - p)"""

@@ -16,6 +16,9 @@ from .conv import pair
 from .matmul import matmul
 from .shape import reshape
 
+__all__ = ["adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d",
+           "max_pool1d", "max_pool2d"]
+
 
 def _passed_on(ctx: Any, *names: str) -> dict:
     """The named settings a pooling node ran with, handed on unchanged to the op of its backward."""

@@ -12,6 +12,8 @@ from ..autograd import GRAD_OUT, BroadcastTo, Function, SumTo, broadcast_to, sum
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 
+__all__ = ["max", "mean", "min", "sum", "var"]  # argmax and argmin are Tensor methods
+
 
 def _axes(op: str, axis: Any, ndim: int) -> tuple:
     """Normalise None, an int or a tuple to a sorted tuple of non-negative axes."""

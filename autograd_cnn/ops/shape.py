@@ -9,6 +9,9 @@ from ..backends import Backend
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 
+# getitem and to_backend stay out of F: Tensor's indexing and .to() call them.
+__all__ = ["concat", "flatten", "pad", "reshape", "stack", "transpose"]
+
 
 class Reshape(Function):
     """y = a with a new shape"""
@@ -174,15 +177,16 @@ def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
     return Transpose.apply(a, axes=tuple(axes) if axes is not None else None)
 
 
-def flatten(a: Tensor, start_axis: int = 0) -> Tensor:
-    """Join the axes from ``start_axis`` on into one."""
-    shape = a.shape
+def flatten(x: Tensor, start_axis: int = 1) -> Tensor:
+    """Join the axes from ``start_axis`` on into one (the batch axis 0 stays by default;
+    ``Tensor.flatten`` passes its own default, 0)."""
+    shape = x.shape
     start = start_axis % max(len(shape), 1)
     lead = shape[:start]
     rest = 1
     for n in shape[start:]:
         rest *= n
-    return reshape(a, lead + (rest,))
+    return reshape(x, lead + (rest,))
 
 
 def getitem(a: Tensor, index: Any) -> Tensor:
