@@ -157,6 +157,8 @@ FORWARD = [
     ("tanh_grad", lambda: activation.TanhGrad.apply(ag.tensor(A), ag.tensor(B / 3)),
      ref_elementwise(lambda g, y: g * (1 - y * y), A, B / 3)),
     ("tanh", lambda: F.tanh(ag.tensor(A)), ref_elementwise(math.tanh, A)),
+    ("softplus", lambda: F.softplus(ag.tensor(A * 30)),  # both sides of the threshold, 20
+     ref_elementwise(lambda a: a if a > 20 else math.log1p(math.exp(a)), A * 30)),
     ("gelu", lambda: F.gelu(ag.tensor(A)), ref_elementwise(_gelu, A)),
     ("gelu_tanh", lambda: F.gelu(ag.tensor(A), approximate="tanh"), ref_elementwise(_gelu_tanh, A)),
     ("erf", lambda: activation.erf(ag.tensor(A)), ref_elementwise(erf, A)),
@@ -329,6 +331,7 @@ def test_large_inputs_stay_finite(backend):
     z = ag.tensor([[1000.0, -1000.0, 0.0]])
     assert np.isfinite(F.softmax(z).numpy()).all() and np.isfinite(F.log_softmax(z).numpy()[0, 0])
     assert np.isfinite(F.sigmoid(z).numpy()).all()
+    assert np.isfinite(F.softplus(z, threshold=1e4).numpy()).all()  # the log(1 + e^z) branch at |z| = 1000
     assert np.isfinite(F.cross_entropy(z, ag.tensor([1])).item())
     assert np.isfinite(F.binary_cross_entropy_with_logits(z, ag.tensor([[0.0, 1.0, 1.0]])).item())
 

@@ -9,7 +9,7 @@ from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 from .elementwise import exp, where
 
-__all__ = ["erf", "gelu", "leaky_relu", "log_softmax", "relu", "sigmoid", "softmax", "tanh"]
+__all__ = ["erf", "gelu", "leaky_relu", "log_softmax", "relu", "sigmoid", "softmax", "softplus", "tanh"]
 
 
 class ReLU(Function):
@@ -135,6 +135,25 @@ class TanhGrad(_GradInY):
         return -2 * y
 
 
+class Softplus(Function):
+    """y = log(1 + e^(beta x)) / beta, and y = x where beta x > threshold"""
+    rules = (f"∂L/∂x = {GRAD_OUT} · sigmoid(β·x), or {GRAD_OUT} where β·x > threshold",)
+    @staticmethod
+    def forward(ctx, x, *, beta, threshold):
+        xp = ctx.xp
+        z = x * beta
+        # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|): exp never sees a positive number, so never overflows.
+        y = (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))) / beta
+        ctx.save_for_backward(x)
+        return xp.where(z > threshold, x, y)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        z = x * ctx.params["beta"]
+        return gy * where(z > ctx.params["threshold"], 1.0, sigmoid(z))
+
+
 class Gelu(Function):
     """y = x * Phi(x) (erf form) or its tanh approximation"""
     rules = (f"∂L/∂x = {GRAD_OUT} · (Φ(x) + x·φ(x))",)
@@ -225,6 +244,13 @@ def sigmoid(x: Tensor) -> Tensor:
 
 def tanh(x: Tensor) -> Tensor:
     return Tanh.apply(x)
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + e^(beta x)) / beta, a smooth relu; x itself where beta x > threshold, as PyTorch."""
+    if beta == 0:
+        raise ValueError("softplus: beta divides the result and must not be 0; the default is 1.0")
+    return Softplus.apply(x, beta=float(beta), threshold=float(threshold))
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
