@@ -91,9 +91,20 @@ def _check_groups(op: str, groups: Any, channels: dict) -> None:
         raise ShapeError(f"{op}: groups={groups} must divide {counts}")
 
 
-def _check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -> None:
+def check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -> None:
     if x.ndim != ndim:
         raise ShapeError(f"{op}: input must be {ndim}-D {layout}, got shape {shape_str(x.shape)}")
+
+
+def as_height_one(op: str, x: Tensor) -> Tensor:
+    """x (N, C, W) as the image (N, C, 1, W): the 1-D ops run as their 2-D ones."""
+    check_image(op, x, 3, "(N, C, W)")
+    return reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+
+
+def drop_height(y: Tensor) -> Tensor:
+    """A height-1 image (N, C, 1, W) back to (N, C, W)."""
+    return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
 
 
 # ---------------------------------------------------------------- Functions
@@ -197,7 +208,7 @@ class Fold(Function):
 
 
 def _check_conv(op: str, x: Any, weight: Any, bias: Any, groups: int) -> None:
-    _check_image(op, x)
+    check_image(op, x)
     if weight.ndim != 4:
         raise ShapeError(f"{op}: weight must be 4-D (out_channels, in_channels / groups, KH, KW), "
                          f"got shape {shape_str(weight.shape)}")
@@ -231,16 +242,15 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
 def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: Any = 0, dilation: int = 1,
            groups: int = 1) -> Tensor:
     """1-D cross-correlation of x (N, C, W) with weight (O, C / groups, K): conv2d on a height-1 image."""
-    _check_image("conv1d", x, 3, "(N, C, W)")
+    image = as_height_one("conv1d", x)
     if weight.ndim != 3:
         raise ShapeError(f"conv1d: weight must be 3-D (out_channels, in_channels / groups, K), "
                          f"got shape {shape_str(weight.shape)}")
     if not isinstance(padding, str):
         padding = (0, padding)
-    n, c, w = x.shape
-    y = conv2d(reshape(x, (n, c, 1, w)), reshape(weight, weight.shape[:2] + (1, weight.shape[2])), bias,
+    y = conv2d(image, reshape(weight, weight.shape[:2] + (1, weight.shape[2])), bias,
                stride=(1, stride), padding=padding, dilation=(1, dilation), groups=groups)
-    return reshape(y, (n, y.shape[1], y.shape[3]))
+    return drop_height(y)
 
 
 def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
@@ -251,7 +261,7 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
     dilation * (K - 1) + output_padding + 1, as PyTorch.
     """
     op = "conv_transpose2d"
-    _check_image(op, x)
+    check_image(op, x)
     if weight.ndim != 4 or x.shape[1] != weight.shape[0]:
         raise ShapeError(f"{op}: weight must be (in_channels, out_channels / groups, KH, KW) with "
                          f"in_channels = {x.shape[1]} (the input's channels); got weight "
@@ -281,7 +291,7 @@ def locally_connected2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, s
     no padding. y[n, o, i, j] = sum x's window at (i, j) times weight[i, j, o] (+ bias[o, i, j]).
     """
     op = "locally_connected2d"
-    _check_image(op, x)
+    check_image(op, x)
     if weight.ndim != 6:
         raise ShapeError(f"{op}: weight must be 6-D (OH, OW, out_channels, in_channels, KH, KW), "
                          f"got shape {shape_str(weight.shape)}")

@@ -148,19 +148,22 @@ def nll_loss(log_probs: Tensor, target: Tensor | ArrayLike, reduction: str = "me
     return _reduce("nll_loss", -picked, reduction)
 
 
+def _check_same_shape(op: str, name: str, x: Tensor, target: Tensor | ArrayLike) -> None:
+    """A target that has a shape must have x's (a number broadcasts)."""
+    if hasattr(target, "shape") and tuple(target.shape) != tuple(x.shape):
+        raise ShapeError(f"{op}: {name} {shape_str(x.shape)} and target {shape_str(tuple(target.shape))} "
+                         "must have the same shape")
+
+
 def mse_loss(pred: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Mean squared error."""
-    if hasattr(target, "shape") and tuple(target.shape) != tuple(pred.shape):
-        raise ShapeError(f"mse_loss: pred {shape_str(pred.shape)} and target "
-                         f"{shape_str(tuple(target.shape))} must have the same shape")
+    _check_same_shape("mse_loss", "pred", pred, target)
     diff = pred - target
     return _reduce("mse_loss", diff * diff, reduction)
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op."""
-    if hasattr(target, "shape") and tuple(target.shape) != tuple(logits.shape):
-        raise ShapeError(f"binary_cross_entropy_with_logits: logits {shape_str(logits.shape)} and "
-                         f"target {shape_str(tuple(target.shape))} must have the same shape")
+    _check_same_shape("binary_cross_entropy_with_logits", "logits", logits, target)
     return _reduce("binary_cross_entropy_with_logits", BCEWithLogits.apply(logits, target), reduction)
 

@@ -7,14 +7,14 @@ again: double backward works and the renderer draws real ops.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
-from .conv import pair
+from .conv import as_height_one, check_image, drop_height, pair
 from .matmul import matmul
-from .shape import reshape
 
 __all__ = ["adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d",
            "max_pool1d", "max_pool2d"]
@@ -118,8 +118,7 @@ def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any,
     With ceil_mode the last window may hang over the bottom/right edge; the padding grows
     to hold it, and (as PyTorch) a window that would start in the padding is dropped.
     """
-    if x.ndim != 4:
-        raise ShapeError(f"{op}: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    check_image(op, x)
     kernel = pair(op, "kernel_size", kernel_size)
     stride = kernel if stride is None else pair(op, "stride", stride)
     pads = pair(op, "padding", padding, minimum=0)
@@ -178,12 +177,6 @@ def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
     return AvgPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding, out_hw=out_hw, counts=counts)
 
 
-def _as_height_one(op: str, x: Tensor) -> Tensor:
-    if x.ndim != 3:
-        raise ShapeError(f"{op}: input must be 3-D (N, C, W), got shape {shape_str(x.shape)}")
-    return reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
-
-
 def _single(op: str, name: str, value: Any) -> int:
     if isinstance(value, (tuple, list)) and len(value) == 1:
         value = value[0]
@@ -192,39 +185,38 @@ def _single(op: str, name: str, value: Any) -> int:
     return value
 
 
+def _pool1d(op: str, pool2d: Callable, x: Tensor, kernel_size: Any, stride: Any, padding: Any,
+            **options: Any) -> Tensor:
+    """A 1-D pool of x (N, C, W): the 2-D one on a height-1 image."""
+    k = _single(op, "kernel_size", kernel_size)
+    s = k if stride is None else _single(op, "stride", stride)
+    y = pool2d(as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding)), **options)
+    return drop_height(y)
+
+
 def max_pool1d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1,
                ceil_mode: bool = False) -> Tensor:
     """The maximum of each window of x (N, C, W)."""
-    op = "max_pool1d"
-    k = _single(op, "kernel_size", kernel_size)
-    s = k if stride is None else _single(op, "stride", stride)
-    y = max_pool2d(_as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding)),
-                   (1, _single(op, "dilation", dilation)), ceil_mode)
-    return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
+    return _pool1d("max_pool1d", max_pool2d, x, kernel_size, stride, padding,
+                   dilation=(1, _single("max_pool1d", "dilation", dilation)), ceil_mode=ceil_mode)
 
 
 def avg_pool1d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0, ceil_mode: bool = False,
                count_include_pad: bool = True) -> Tensor:
     """The mean of each window of x (N, C, W)."""
-    op = "avg_pool1d"
-    k = _single(op, "kernel_size", kernel_size)
-    s = k if stride is None else _single(op, "stride", stride)
-    y = avg_pool2d(_as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding)), ceil_mode,
-                   count_include_pad)
-    return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
+    return _pool1d("avg_pool1d", avg_pool2d, x, kernel_size, stride, padding, ceil_mode=ceil_mode,
+                   count_include_pad=count_include_pad)
 
 
 def global_avg_pool2d(x: Tensor) -> Tensor:
     """The mean of each channel over the whole image: (N, C, H, W) to (N, C)."""
-    if x.ndim != 4:
-        raise ShapeError(f"global_avg_pool2d: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    check_image("global_avg_pool2d", x)
     return x.mean(axis=(2, 3))
 
 
 def global_max_pool2d(x: Tensor) -> Tensor:
     """The maximum of each channel over the whole image: (N, C, H, W) to (N, C)."""
-    if x.ndim != 4:
-        raise ShapeError(f"global_max_pool2d: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    check_image("global_max_pool2d", x)
     return x.max(axis=(2, 3))
 
 
@@ -240,8 +232,7 @@ def _adaptive_matrix(xp: Any, size: int, n_out: int, dtype: Any) -> Any:
 def adaptive_avg_pool2d(x: Tensor, output_size: Any) -> Tensor:
     """Average pooling to a fixed (OH, OW) whatever the input size, with PyTorch's windows."""
     op = "adaptive_avg_pool2d"
-    if x.ndim != 4:
-        raise ShapeError(f"{op}: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    check_image(op, x)
     oh, ow = pair(op, "output_size", output_size)
     h, w = x.shape[2:]
     if h % oh == 0 and w % ow == 0:
