@@ -234,7 +234,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     _check_conv("conv2d", x, weight, bias, groups)
     kernel = tuple(weight.shape[2:])
     stride, padding, dilation = conv_settings("conv2d", kernel, stride, padding, dilation)
-    out_size("conv2d", tuple(x.shape), kernel, stride, padding, dilation)  # too large a kernel: named here
+    out_size("conv2d", tuple(x.shape), kernel, stride, padding, dilation)  # so a too-large kernel names conv2d
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
 

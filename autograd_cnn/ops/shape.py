@@ -101,7 +101,8 @@ class Concat(Function):
 
     @staticmethod
     def backward(ctx, gy):
-        grads, start, axis = [], 0, ctx.params["axis"]
+        axis = ctx.params["axis"]
+        grads, start = [], 0
         for size in ctx.sizes:
             index = [slice(None)] * gy.ndim
             index[axis] = slice(start, start + size)
@@ -123,7 +124,8 @@ class Stack(Function):
 
     @staticmethod
     def backward(ctx, gy):
-        index, grads, axis = [slice(None)] * gy.ndim, [], ctx.params["axis"]
+        axis = ctx.params["axis"]
+        index, grads = [slice(None)] * gy.ndim, []
         for i in range(gy.shape[axis]):
             index[axis] = i
             grads.append(gy[tuple(index)])
