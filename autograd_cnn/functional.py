@@ -1,37 +1,27 @@
-"""The ``F.*`` names users call: ``import autograd_cnn.functional as F``."""
+"""The ``F.*`` names users call: ``import autograd_cnn.functional as F``.
+
+Each ops module lists its public wrappers in ``__all__``; this module re-exports them all,
+so a new wrapper in an ops module is an ``F.`` name with no edit here.
+"""
 from __future__ import annotations
 
-from .ops.activation import erf, gelu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
-from .ops.conv import conv1d, conv2d, conv_transpose2d, locally_connected2d
-from .ops.elementwise import abs, exp, log, maximum, minimum, sqrt, where
-from .ops.loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss
-from .ops.matmul import linear, matmul
-from .ops.norm import batch_norm, dropout
-from .ops.pool import (
-    adaptive_avg_pool2d,
-    avg_pool1d,
-    avg_pool2d,
-    global_avg_pool2d,
-    global_max_pool2d,
-    max_pool1d,
-    max_pool2d,
-)
-from .ops.reduce import max, mean, min, sum, var
-from .ops.shape import concat, pad, reshape, stack, transpose
+from .ops.activation import *  # noqa: F403
+from .ops.activation import __all__ as _activation
+from .ops.conv import *  # noqa: F403
+from .ops.conv import __all__ as _conv
+from .ops.elementwise import *  # noqa: F403
+from .ops.elementwise import __all__ as _elementwise
+from .ops.loss import *  # noqa: F403
+from .ops.loss import __all__ as _loss
+from .ops.matmul import *  # noqa: F403
+from .ops.matmul import __all__ as _matmul
+from .ops.norm import *  # noqa: F403
+from .ops.norm import __all__ as _norm
+from .ops.pool import *  # noqa: F403
+from .ops.pool import __all__ as _pool
+from .ops.reduce import *  # noqa: F403
+from .ops.reduce import __all__ as _reduce
+from .ops.shape import *  # noqa: F403
+from .ops.shape import __all__ as _shape
 
-
-def flatten(x, start_axis: int = 1):
-    """Join every axis from ``start_axis`` on (the batch axis 0 stays by default)."""
-    from .ops.shape import flatten as _flatten
-
-    return _flatten(x, start_axis)
-
-
-__all__ = [
-    "abs", "batch_norm", "binary_cross_entropy_with_logits", "concat", "cross_entropy", "dropout", "erf", "exp",
-    "flatten", "gelu", "leaky_relu", "linear", "log", "log_softmax", "matmul", "max",
-    "maximum", "mean", "min", "minimum", "mse_loss", "nll_loss", "pad", "relu", "reshape",
-    "sigmoid", "softmax", "sqrt", "stack", "sum", "tanh", "transpose", "var", "where",
-    "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "conv1d", "conv2d", "conv_transpose2d",
-    "global_avg_pool2d", "global_max_pool2d", "locally_connected2d", "max_pool1d", "max_pool2d",
-]
+__all__ = [*_activation, *_conv, *_elementwise, *_loss, *_matmul, *_norm, *_pool, *_reduce, *_shape]

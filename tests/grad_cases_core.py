@@ -89,6 +89,8 @@ CASES = [
     Case("leaky_relu", lambda a: F.leaky_relu(a, 0.1), [(3, 4)], dodge=away_from(0)),
     Case("sigmoid", lambda a: F.sigmoid(a), [(3, 4)], domain=(-6, 6)),
     Case("tanh", lambda a: F.tanh(a), [(3, 4)]),
+    Case("softplus_both_sides_of_threshold", lambda a: F.softplus(a, beta=1.5, threshold=2.0), [(3, 4)],
+         domain=(-3, 3), dodge=away_from(2.0 / 1.5)),
     Case("gelu_erf", lambda a: F.gelu(a), [(3, 4)]),
     Case("gelu_tanh", lambda a: F.gelu(a, approximate="tanh"), [(3, 4)]),
     Case("softmax", lambda a: F.softmax(a, axis=-1), [(3, 4)]),

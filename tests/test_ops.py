@@ -2,6 +2,8 @@
 rules, and the shape errors (each names the op and the shapes)."""
 from __future__ import annotations
 
+import importlib
+import inspect
 import itertools
 import math
 
@@ -12,10 +14,11 @@ import autograd_cnn as ag
 import autograd_cnn.functional as F
 from autograd_cnn.autograd import Function
 from autograd_cnn.errors import ShapeError
-from autograd_cnn.ops import activation, elementwise, loss, matmul, reduce, shape
+from autograd_cnn.ops import activation, conv, elementwise, loss, norm, pool, reduce, shape
 from autograd_cnn.ops.reduce import ChannelSum, broadcast_to, sum_to
 from autograd_cnn.ops.shape import to_backend
 
+matmul = importlib.import_module("autograd_cnn.ops.matmul")  # the package's own ``matmul`` is the function
 CORE_MODULES = (elementwise, reduce, shape, matmul, activation, loss)
 RNG = np.random.default_rng(5)
 
@@ -154,6 +157,8 @@ FORWARD = [
     ("tanh_grad", lambda: activation.TanhGrad.apply(ag.tensor(A), ag.tensor(B / 3)),
      ref_elementwise(lambda g, y: g * (1 - y * y), A, B / 3)),
     ("tanh", lambda: F.tanh(ag.tensor(A)), ref_elementwise(math.tanh, A)),
+    ("softplus", lambda: F.softplus(ag.tensor(A * 30)),  # both sides of the threshold, 20
+     ref_elementwise(lambda a: a if a > 20 else math.log1p(math.exp(a)), A * 30)),
     ("gelu", lambda: F.gelu(ag.tensor(A)), ref_elementwise(_gelu, A)),
     ("gelu_tanh", lambda: F.gelu(ag.tensor(A), approximate="tanh"), ref_elementwise(_gelu_tanh, A)),
     ("erf", lambda: activation.erf(ag.tensor(A)), ref_elementwise(erf, A)),
@@ -167,7 +172,7 @@ FORWARD = [
         ag.tensor(A), ag.tensor(TARGETS), ag.tensor(B[:3]), q_sums_to_one=True),
      _ce_grad_rows(A, TARGETS, B[:3], True)),
     ("cross_entropy_grad_probs", lambda: loss.SoftmaxCrossEntropyGrad.apply(
-        ag.tensor(A), ag.tensor(P), ag.tensor(B[:3])),
+        ag.tensor(A), ag.tensor(P), ag.tensor(B[:3]), q_sums_to_one=False),
      _ce_grad_rows(A, P, B[:3], False)),
     ("nll_loss", lambda: F.nll_loss(ag.tensor(X), ag.tensor(LABELS), reduction="sum"),
      np.array(-sum(float(X[i, t]) for i, t in enumerate(LABELS)))),
@@ -207,7 +212,8 @@ def test_every_core_op_has_a_forward_row(applied_functions):
         fn()
     test_no_grad_ops_forward()
     core = {obj for m in CORE_MODULES for obj in vars(m).values()
-            if isinstance(obj, type) and issubclass(obj, Function) and obj.__module__ == m.__name__}
+            if isinstance(obj, type) and issubclass(obj, Function) and obj.__module__ == m.__name__
+            and not obj.__name__.startswith("_")}  # a private base only holds what two ops share
     backward_only = {shape.ScatterAdd}  # runs in GetItem's backward; checked below
     missing = sorted(f.__name__ for f in core - used - backward_only)
     assert not missing, f"core ops without a forward check: {missing}"
@@ -218,6 +224,29 @@ def test_scatter_add_forward_adds_repeated_indices():
     out = shape.ScatterAdd.apply(g, shape=(3,), index=np.array([0, 2, 0]))
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out.numpy(), [5.0, 0.0, 2.0])
+
+
+# --------------------------------------------------------------------------- the F.* names
+
+# API.md's functional ops: each must be an F.* name.
+API_FUNCTIONAL = [
+    "linear", "conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d",
+    "global_avg_pool2d", "global_max_pool2d", "adaptive_avg_pool2d", "relu", "leaky_relu", "sigmoid", "tanh",
+    "gelu", "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits",
+    "dropout", "batch_norm", "flatten",
+]
+
+
+def test_functional_reexports_the_wrappers_each_ops_module_lists():
+    modules = (activation, conv, elementwise, loss, matmul, norm, pool, reduce, shape)
+    listed = [name for m in modules for name in m.__all__]
+    assert len(set(listed)) == len(listed), "two ops modules list the same name"
+    assert sorted(F.__all__) == sorted(listed)
+    for m in modules:
+        for name in m.__all__:
+            assert getattr(F, name) is getattr(m, name), f"F.{name} is not {m.__name__}.{name}"
+    assert set(API_FUNCTIONAL) <= set(F.__all__)
+    assert inspect.signature(F.flatten).parameters["start_axis"].default == 1  # the batch axis stays
 
 
 # --------------------------------------------------------------------------- dtype rules
@@ -302,6 +331,7 @@ def test_large_inputs_stay_finite(backend):
     z = ag.tensor([[1000.0, -1000.0, 0.0]])
     assert np.isfinite(F.softmax(z).numpy()).all() and np.isfinite(F.log_softmax(z).numpy()[0, 0])
     assert np.isfinite(F.sigmoid(z).numpy()).all()
+    assert np.isfinite(F.softplus(z, threshold=1e4).numpy()).all()  # the log(1 + e^z) branch at |z| = 1000
     assert np.isfinite(F.cross_entropy(z, ag.tensor([1])).item())
     assert np.isfinite(F.binary_cross_entropy_with_logits(z, ag.tensor([[0.0, 1.0, 1.0]])).item())
 
@@ -374,6 +404,13 @@ def test_backward_rule_with_a_wrong_shape_is_named():
     x = ag.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
     with pytest.raises(ShapeError, match=r"Bad\.backward: gradient for input 0 has shape \(1\), expected \(2, 3\)"):
         Bad.apply(x).sum().backward()
+
+
+def test_nll_loss_takes_class_indices_as_an_array_or_a_list():
+    log_probs = F.log_softmax(ag.tensor(X))
+    expected = F.nll_loss(log_probs, ag.tensor(LABELS)).item()
+    for target in (LABELS, LABELS.tolist()):
+        assert F.nll_loss(log_probs, target).item() == expected
 
 
 def test_reduction_names_are_checked():

@@ -1,5 +1,8 @@
 """Derivative rules, one module per op family. Each Function's backward sits beside its forward.
 
+Each module's ``__all__`` lists its wrappers that users call as ``F.*``: ``functional.py``
+re-exports them, so a new wrapper there is an ``F.`` name with no other edit.
+
 This package is also the namespace that ``Tensor``'s operators and methods call (``a * b`` is
 ``mul(a, b)`` here): it hands itself to ``tensor.bind_ops`` once, below.
 """

@@ -6,7 +6,10 @@ from typing import Any
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 from .elementwise import exp, where
+
+__all__ = ["erf", "gelu", "leaky_relu", "log_softmax", "relu", "sigmoid", "softmax", "softplus", "tanh"]
 
 
 class ReLU(Function):
@@ -43,15 +46,38 @@ class LeakyReLU(Function):
     """y = x if x > 0 else slope * x"""
     rules = (f"∂L/∂x = {GRAD_OUT} · (1 if x > 0 else slope)",)
     @staticmethod
-    def forward(ctx, x, negative_slope=0.01):
-        ctx.slope = negative_slope
+    def forward(ctx, x, *, negative_slope):
         ctx.save_for_backward(x)
         return ctx.xp.where(x > 0, x, x * x.dtype.type(negative_slope))
 
     @staticmethod
     def backward(ctx, gy):
         (x,) = ctx.saved_tensors
-        return where(x > 0, gy, gy * ctx.slope)
+        return where(x > 0, gy, gy * ctx.params["negative_slope"])
+
+
+class _GradInY(Function):
+    """SigmoidGrad and TanhGrad, which differ only in ``slope``: gx = gy * slope(y), an
+    activation's backward as one op, where slope is its dy/dx written in its output y (and
+    ``dslope`` is d slope / dy, for this op's own backward)."""
+
+    @staticmethod
+    def slope(y):
+        raise NotImplementedError
+
+    @staticmethod
+    def dslope(y):
+        raise NotImplementedError
+
+    @staticmethod
+    def forward(ctx, gy, y):
+        ctx.save_for_backward(gy, y)
+        return gy * ctx.fn.slope(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        gy, y = ctx.saved_tensors
+        return g * ctx.fn.slope(y), g * gy * ctx.fn.dslope(y)
 
 
 class Sigmoid(Function):
@@ -72,17 +98,15 @@ class Sigmoid(Function):
         return SigmoidGrad.apply(gy, y)
 
 
-class SigmoidGrad(Function):
+class SigmoidGrad(_GradInY):
     """gx = gy * y * (1 - y): sigmoid's backward as one op (one pass, not four)"""
     @staticmethod
-    def forward(ctx, gy, y):
-        ctx.save_for_backward(gy, y)
-        return gy * y * (1 - y)
+    def slope(y):
+        return y * (1 - y)
 
     @staticmethod
-    def backward(ctx, g):
-        gy, y = ctx.saved_tensors
-        return g * y * (1 - y), g * gy * (1 - 2 * y)
+    def dslope(y):
+        return 1 - 2 * y
 
 
 class Tanh(Function):
@@ -100,26 +124,42 @@ class Tanh(Function):
         return TanhGrad.apply(gy, y)
 
 
-class TanhGrad(Function):
+class TanhGrad(_GradInY):
     """gx = gy * (1 - y^2): tanh's backward as one op (one pass, not three)"""
     @staticmethod
-    def forward(ctx, gy, y):
-        ctx.save_for_backward(gy, y)
-        return gy * (1 - y * y)
+    def slope(y):
+        return 1 - y * y
 
     @staticmethod
-    def backward(ctx, g):
-        gy, y = ctx.saved_tensors
-        return g * (1 - y * y), -2 * g * gy * y
+    def dslope(y):
+        return -2 * y
+
+
+class Softplus(Function):
+    """y = log(1 + e^(beta x)) / beta, and y = x where beta x > threshold"""
+    rules = (f"∂L/∂x = {GRAD_OUT} · sigmoid(β·x), or {GRAD_OUT} where β·x > threshold",)
+    @staticmethod
+    def forward(ctx, x, *, beta, threshold):
+        xp = ctx.xp
+        z = x * beta
+        # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|): exp never sees a positive number, so never overflows.
+        y = (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))) / beta
+        ctx.save_for_backward(x)
+        return xp.where(z > threshold, x, y)
+
+    @staticmethod
+    def backward(ctx, gy):
+        (x,) = ctx.saved_tensors
+        z = x * ctx.params["beta"]
+        return gy * where(z > ctx.params["threshold"], 1.0, sigmoid(z))
 
 
 class Gelu(Function):
     """y = x * Phi(x) (erf form) or its tanh approximation"""
     rules = (f"∂L/∂x = {GRAD_OUT} · (Φ(x) + x·φ(x))",)
     @staticmethod
-    def forward(ctx, x, approximate="none"):
+    def forward(ctx, x, *, approximate):
         ctx.save_for_backward(x)
-        ctx.approximate = approximate
         if approximate == "tanh":
             c = math.sqrt(2 / math.pi)
             return 0.5 * x * (1 + ctx.xp.tanh(c * (x + 0.044715 * x ** 3)))
@@ -128,7 +168,7 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, gy):
         (x,) = ctx.saved_tensors
-        if ctx.approximate == "tanh":
+        if ctx.params["approximate"] == "tanh":
             c = math.sqrt(2 / math.pi)
             t = tanh(c * (x + 0.044715 * x ** 3))
             return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
@@ -155,26 +195,24 @@ class Softmax(Function):
     """y_i = e^x_i / sum_j e^x_j along an axis"""
     rules = (f"∂L/∂x = y ⊙ ({GRAD_OUT} − Σ {GRAD_OUT} ⊙ y)",)
     @staticmethod
-    def forward(ctx, x, axis=-1):
+    def forward(ctx, x, *, axis):
         _check_axis("Softmax", x, axis)
         y = ctx.backend.softmax(x, axis)
-        ctx.axis = axis
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
-        return y * (gy - (gy * y).sum(axis=ctx.axis, keepdims=True))
+        return y * (gy - (gy * y).sum(axis=ctx.params["axis"], keepdims=True))
 
 
 class LogSoftmax(Function):
     """y_i = x_i - log sum_j e^x_j along an axis"""
     rules = (f"∂L/∂x = {GRAD_OUT} − softmax(x) · Σ {GRAD_OUT}",)
     @staticmethod
-    def forward(ctx, x, axis=-1):
+    def forward(ctx, x, *, axis):
         _check_axis("LogSoftmax", x, axis)
-        ctx.axis = axis
         y = ctx.backend.log_softmax(x, axis)
         ctx.save_for_backward(y)
         return y
@@ -182,7 +220,7 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
-        return gy - exp(y) * gy.sum(axis=ctx.axis, keepdims=True)
+        return gy - exp(y) * gy.sum(axis=ctx.params["axis"], keepdims=True)
 
 
 def _check_axis(op: str, x: Any, axis: int) -> None:
@@ -191,39 +229,46 @@ def _check_axis(op: str, x: Any, axis: int) -> None:
                          f"use an int from {-x.ndim} to {x.ndim - 1}")
 
 
-def relu(x: Any) -> Any:
+def relu(x: Tensor) -> Tensor:
     """max(x, 0); the gradient at 0 is 0, as in PyTorch."""
     return ReLU.apply(x)
 
 
-def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     return LeakyReLU.apply(x, negative_slope=negative_slope)
 
 
-def sigmoid(x: Any) -> Any:
+def sigmoid(x: Tensor) -> Tensor:
     return Sigmoid.apply(x)
 
 
-def tanh(x: Any) -> Any:
+def tanh(x: Tensor) -> Tensor:
     return Tanh.apply(x)
 
 
-def gelu(x: Any, approximate: str = "none") -> Any:
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + e^(beta x)) / beta, a smooth relu; x itself where beta x > threshold, as PyTorch."""
+    if beta == 0:
+        raise ValueError("softplus: beta divides the result and must not be 0; the default is 1.0")
+    return Softplus.apply(x, beta=float(beta), threshold=float(threshold))
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU: the exact erf form by default, ``approximate="tanh"`` for the tanh form."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return Gelu.apply(x, approximate=approximate)
 
 
-def erf(x: Any) -> Any:
+def erf(x: Tensor) -> Tensor:
     return Erf.apply(x)
 
 
-def softmax(x: Any, axis: int = -1) -> Any:
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Probabilities along ``axis``; stable for large inputs."""
     return Softmax.apply(x, axis=axis)
 
 
-def log_softmax(x: Any, axis: int = -1) -> Any:
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Log-probabilities along ``axis``; stable for large inputs."""
     return LogSoftmax.apply(x, axis=axis)

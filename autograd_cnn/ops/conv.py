@@ -10,9 +10,12 @@ from typing import Any
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 from .matmul import matmul
 from .reduce import ChannelSum
 from .shape import reshape, transpose
+
+__all__ = ["conv1d", "conv2d", "conv_transpose2d", "locally_connected2d"]
 
 # ---------------------------------------------------------------- geometry helpers
 
@@ -44,9 +47,16 @@ def conv_padding(op: str, padding: Any, kernel_size: tuple, stride: tuple, dilat
     return ((ph, ph), (pw, pw))
 
 
+def conv_settings(op: str, kernel_size: tuple, stride: Any, padding: Any, dilation: Any) -> tuple:
+    """stride and dilation as (h, w) pairs and padding as ((top, bottom), (left, right)), checked:
+    the settings every convolution op here runs with."""
+    stride, dilation = pair(op, "stride", stride), pair(op, "dilation", dilation)
+    return stride, conv_padding(op, padding, kernel_size, stride, dilation), dilation
+
+
 def out_size(op: str, in_shape: tuple, kernel_size: tuple, stride: tuple, padding: tuple,
              dilation: tuple) -> tuple:
-    """Output height and width, O = (I + pads - dilation * (K - 1) - 1) // S + 1."""
+    """Output height and width, O = (I + pads - span) // S + 1, span = dilation * (K - 1) + 1."""
     out = []
     for size, k, s, (lo, hi), d in zip(in_shape[2:], kernel_size, stride, padding, dilation):
         span = d * (k - 1) + 1
@@ -58,18 +68,54 @@ def out_size(op: str, in_shape: tuple, kernel_size: tuple, stride: tuple, paddin
     return tuple(out)
 
 
-def _check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -> None:
+def transposed_size(op: str, in_shape: tuple, kernel_size: tuple, stride: tuple, padding: tuple,
+                    dilation: tuple, output_padding: tuple) -> tuple:
+    """out_size run backwards, a transposed convolution's output height and width:
+    O = (I - 1) * S - pads + span + output_padding, where output_padding gives back the rows
+    that out_size's floor division drops."""
+    out = tuple((size - 1) * s - lo - hi + d * (k - 1) + 1 + extra
+                for size, k, s, (lo, hi), d, extra in zip(in_shape[2:], kernel_size, stride, padding, dilation,
+                                                           output_padding))
+    if min(out) < 1:
+        raise ShapeError(f"{op}: input {shape_str(in_shape)} with padding {padding} gives an empty "
+                         f"output {shape_str(out)}; use less padding")
+    return out
+
+
+def _check_groups(op: str, groups: Any, channels: dict) -> None:
+    """groups: a positive int dividing each channel count, {"input": C, "output": O}."""
+    if not isinstance(groups, int) or groups < 1:
+        raise ShapeError(f"{op}: groups must be a positive int, got {groups!r}")
+    if any(n % groups for n in channels.values()):
+        counts = " and ".join(f"the {name} channels ({n})" for name, n in channels.items())
+        raise ShapeError(f"{op}: groups={groups} must divide {counts}")
+
+
+def check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -> None:
     if x.ndim != ndim:
         raise ShapeError(f"{op}: input must be {ndim}-D {layout}, got shape {shape_str(x.shape)}")
+
+
+def as_height_one(op: str, x: Tensor) -> Tensor:
+    """x (N, C, W) as the image (N, C, 1, W): the 1-D ops run as their 2-D ones."""
+    check_image(op, x, 3, "(N, C, W)")
+    return reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+
+
+def drop_height(y: Tensor) -> Tensor:
+    """A height-1 image (N, C, 1, W) back to (N, C, W)."""
+    return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
 
 
 # ---------------------------------------------------------------- Functions
 
 
 def _geometry(ctx: Any) -> dict:
-    """The stride, padding, dilation and groups a conv node ran with, to pass on to the
-    ops of its backward (each conv op's backward is made of the other two)."""
-    return dict(stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation, groups=ctx.groups)
+    """The stride, padding, dilation and groups a conv node ran with, handed on unchanged to the
+    ops of its backward: Conv2d, ConvTranspose2d and Conv2dGradWeight are three views of one
+    convolution, and each one's backward is made of the other two."""
+    p = ctx.params
+    return dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
 
 
 class Conv2d(Function):
@@ -79,7 +125,6 @@ class Conv2d(Function):
              f"∂L/∂b = Σ {GRAD_OUT} over N, H, W")
     @staticmethod
     def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups):
-        ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
         ctx.save_for_backward(x, weight)
         hw = out_size("Conv2d", x.shape, weight.shape[2:], stride, padding, dilation)
         return ctx.backend.conv2d(x, weight, bias, stride, padding, dilation, groups, hw)
@@ -103,7 +148,6 @@ class ConvTranspose2d(Function):
              f"∂L/∂b = Σ {GRAD_OUT} over N, H, W")
     @staticmethod
     def forward(ctx, x, weight, *, out_hw, stride, padding, dilation, groups):
-        ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
         ctx.save_for_backward(x, weight)
         in_shape = (x.shape[0], weight.shape[1] * groups) + tuple(out_hw)
         return ctx.backend.conv2d_grad_input(x, weight, in_shape, stride, padding, dilation, groups)
@@ -122,7 +166,6 @@ class Conv2dGradWeight(Function):
     """gw[o, c] = sum_n gy[n, o] ⋆ x[n, c]  (conv2d's gradient in its weight)"""
     @staticmethod
     def forward(ctx, x, gy, *, kernel_size, stride, padding, dilation, groups):
-        ctx.stride, ctx.padding, ctx.dilation, ctx.groups = stride, padding, dilation, groups
         ctx.save_for_backward(x, gy)
         return ctx.backend.conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups)
 
@@ -140,42 +183,37 @@ class Unfold(Function):
     """y[n, i, j, c, ki, kj] = x[n, c, i * s + ki, j * s + kj]  (the windows, copied out)"""
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, out_hw):
-        ctx.kernel_size, ctx.stride, ctx.in_shape = kernel_size, stride, x.shape
+        ctx.in_shape = x.shape
         windows = ctx.backend.im2col(x, kernel_size, stride, ((0, 0), (0, 0)), (1, 1), out_hw)
         return ctx.xp.ascontiguousarray(windows.transpose(0, 1, 2, 5, 3, 4))
 
     @staticmethod
     def backward(ctx, gy):
-        return Fold.apply(gy, in_shape=ctx.in_shape, stride=ctx.stride)
+        return Fold.apply(gy, in_shape=ctx.in_shape, stride=ctx.params["stride"])
 
 
 class Fold(Function):
     """x[n, c, i * s + ki, j * s + kj] += y[n, i, j, c, ki, kj]  (Unfold's adjoint)"""
     @staticmethod
     def forward(ctx, cols, *, in_shape, stride):
-        ctx.stride, ctx.in_shape = stride, in_shape
         ctx.kernel_size, ctx.out_hw = cols.shape[4:], cols.shape[1:3]
         return ctx.backend.col2im(cols.transpose(0, 1, 2, 4, 5, 3), in_shape, stride, ((0, 0), (0, 0)), (1, 1))
 
     @staticmethod
     def backward(ctx, g):
-        return Unfold.apply(g, kernel_size=ctx.kernel_size, stride=ctx.stride, out_hw=ctx.out_hw)
+        return Unfold.apply(g, kernel_size=ctx.kernel_size, stride=ctx.params["stride"], out_hw=ctx.out_hw)
 
 
 # ---------------------------------------------------------------- wrappers
 
 
 def _check_conv(op: str, x: Any, weight: Any, bias: Any, groups: int) -> None:
-    _check_image(op, x)
+    check_image(op, x)
     if weight.ndim != 4:
         raise ShapeError(f"{op}: weight must be 4-D (out_channels, in_channels / groups, KH, KW), "
                          f"got shape {shape_str(weight.shape)}")
-    if not isinstance(groups, int) or groups < 1:
-        raise ShapeError(f"{op}: groups must be a positive int, got {groups!r}")
     c, o = x.shape[1], weight.shape[0]
-    if c % groups or o % groups:
-        raise ShapeError(f"{op}: groups={groups} must divide both the input channels ({c}) and the "
-                         f"output channels ({o}) of weight {shape_str(weight.shape)}")
+    _check_groups(op, groups, {"input": c, "output": o})
     if weight.shape[1] * groups != c:
         raise ShapeError(f"{op}: input {shape_str(x.shape)} has {c} channels, but weight "
                          f"{shape_str(weight.shape)} with groups={groups} expects "
@@ -185,8 +223,8 @@ def _check_conv(op: str, x: Any, weight: Any, bias: Any, groups: int) -> None:
                          f"got {shape_str(bias.shape)}")
 
 
-def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1) -> Any:
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Tensor:
     """2-D cross-correlation of x (N, C, H, W) with weight (O, C / groups, KH, KW), plus bias (O,).
 
     ``stride`` and ``dilation`` are an int or a pair; ``padding`` an int, a pair, ``"valid"``
@@ -194,57 +232,50 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
     bottom and right, as PyTorch). ``groups=C`` gives a depthwise convolution.
     """
     _check_conv("conv2d", x, weight, bias, groups)
-    stride, dilation = pair("conv2d", "stride", stride), pair("conv2d", "dilation", dilation)
-    padding = conv_padding("conv2d", padding, tuple(weight.shape[2:]), stride, dilation)
-    out_size("conv2d", tuple(x.shape), tuple(weight.shape[2:]), stride, padding, dilation)
+    kernel = tuple(weight.shape[2:])
+    stride, padding, dilation = conv_settings("conv2d", kernel, stride, padding, dilation)
+    out_size("conv2d", tuple(x.shape), kernel, stride, padding, dilation)  # so a too-large kernel names conv2d
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
-def conv1d(x: Any, weight: Any, bias: Any = None, stride: int = 1, padding: Any = 0, dilation: int = 1,
-           groups: int = 1) -> Any:
+def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: Any = 0, dilation: int = 1,
+           groups: int = 1) -> Tensor:
     """1-D cross-correlation of x (N, C, W) with weight (O, C / groups, K): conv2d on a height-1 image."""
-    _check_image("conv1d", x, 3, "(N, C, W)")
+    image = as_height_one("conv1d", x)
     if weight.ndim != 3:
         raise ShapeError(f"conv1d: weight must be 3-D (out_channels, in_channels / groups, K), "
                          f"got shape {shape_str(weight.shape)}")
     if not isinstance(padding, str):
         padding = (0, padding)
-    n, c, w = x.shape
-    y = conv2d(reshape(x, (n, c, 1, w)), reshape(weight, weight.shape[:2] + (1, weight.shape[2])), bias,
+    y = conv2d(image, reshape(weight, weight.shape[:2] + (1, weight.shape[2])), bias,
                stride=(1, stride), padding=padding, dilation=(1, dilation), groups=groups)
-    return reshape(y, (n, y.shape[1], y.shape[3]))
+    return drop_height(y)
 
 
-def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
-                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Any:
+def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
+                     output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Tensor:
     """Transposed convolution of x (N, C_in, H, W) with weight (C_in, C_out / groups, KH, KW).
 
     The gradient of conv2d in its input: output size (H - 1) * stride - 2 * padding +
     dilation * (K - 1) + output_padding + 1, as PyTorch.
     """
     op = "conv_transpose2d"
-    _check_image(op, x)
+    check_image(op, x)
     if weight.ndim != 4 or x.shape[1] != weight.shape[0]:
         raise ShapeError(f"{op}: weight must be (in_channels, out_channels / groups, KH, KW) with "
                          f"in_channels = {x.shape[1]} (the input's channels); got weight "
                          f"{shape_str(weight.shape)} for input {shape_str(x.shape)}")
-    if not isinstance(groups, int) or groups < 1 or x.shape[1] % groups:
-        raise ShapeError(f"{op}: groups={groups!r} must be a positive int dividing the input "
-                         f"channels ({x.shape[1]})")
-    stride, dilation = pair(op, "stride", stride), pair(op, "dilation", dilation)
-    ph, pw = pair(op, "padding", padding, minimum=0)
+    _check_groups(op, groups, {"input": x.shape[1]})
+    kernel = tuple(weight.shape[2:])
+    padding = pair(op, "padding", padding, minimum=0)  # numbers only, as PyTorch: no "same" here
+    stride, padding, dilation = conv_settings(op, kernel, stride, padding, dilation)
     extra = pair(op, "output_padding", output_padding, minimum=0)
     if any(e >= s for e, s in zip(extra, stride)):
         raise ShapeError(f"{op}: output_padding {extra} must be smaller than stride {stride}")
-    k = weight.shape[2:]
-    out_hw = tuple((size - 1) * s - 2 * p + d * (kk - 1) + e + 1
-                   for size, s, p, d, kk, e in zip(x.shape[2:], stride, (ph, pw), dilation, k, extra))
-    if min(out_hw) < 1:
-        raise ShapeError(f"{op}: input {shape_str(x.shape)} with padding {(ph, pw)} gives an empty "
-                         f"output {shape_str(out_hw)}; use less padding")
-    y = ConvTranspose2d.apply(x, weight, out_hw=out_hw, stride=stride, padding=((ph, ph), (pw, pw)),
-                              dilation=dilation, groups=groups)
+    out_hw = transposed_size(op, tuple(x.shape), kernel, stride, padding, dilation, extra)
+    y = ConvTranspose2d.apply(x, weight, out_hw=out_hw, stride=stride, padding=padding, dilation=dilation,
+                              groups=groups)
     if bias is not None:
         c_out = weight.shape[1] * groups
         if tuple(bias.shape) != (c_out,):
@@ -253,14 +284,14 @@ def conv_transpose2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, pad
     return y
 
 
-def locally_connected2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1) -> Any:
+def locally_connected2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1) -> Tensor:
     """A convolution whose weights are not shared: each output position has its own kernel.
 
     x (N, C, H, W); weight (OH, OW, out_channels, C, KH, KW); bias (out_channels, OH, OW);
     no padding. y[n, o, i, j] = sum x's window at (i, j) times weight[i, j, o] (+ bias[o, i, j]).
     """
     op = "locally_connected2d"
-    _check_image(op, x)
+    check_image(op, x)
     if weight.ndim != 6:
         raise ShapeError(f"{op}: weight must be 6-D (OH, OW, out_channels, in_channels, KH, KW), "
                          f"got shape {shape_str(weight.shape)}")

@@ -4,9 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
+
+# add, sub, mul, ... and compare stay out of F: Tensor's operators call them.
+__all__ = ["abs", "exp", "log", "maximum", "minimum", "sqrt", "where"]
 
 
 def _check_broadcast(op: str, a: Any, b: Any) -> None:
@@ -219,43 +224,42 @@ class Where(Function):
         return None, where(cond, gy, zero), where(cond, zero, gy)
 
 
-class Maximum(Function):
+class _Pick(Function):
+    """Maximum and Minimum, which differ only in ``pick``: y = a or b elementwise, whichever
+    ``pick`` chooses; a tie sends the gradient to a."""
+    pick: str  # the array function that chooses: "maximum" or "minimum"
+
+    @staticmethod
+    def forward(ctx, a, b):
+        a, b = _operands(ctx.name, a, b)
+        y = getattr(ctx.xp, ctx.fn.pick)(a, b)
+        ctx.save_for_backward(a == y)  # where a was chosen: a ≥ b for Maximum, a ≤ b for Minimum
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (pick_a,) = ctx.saved_tensors
+        zero = gy * 0
+        return where(pick_a, gy, zero), where(pick_a, zero, gy)
+
+
+class Maximum(_Pick):
     """y = max(a, b) elementwise; a tie sends the gradient to a"""
     rules = (f"∂L/∂a = {GRAD_OUT} where a ≥ b, else 0", f"∂L/∂b = {GRAD_OUT} where a < b, else 0")
-    @staticmethod
-    def forward(ctx, a, b):
-        a, b = _operands("Maximum", a, b)
-        ctx.save_for_backward(a >= b)
-        return ctx.xp.maximum(a, b)
-
-    @staticmethod
-    def backward(ctx, gy):
-        (pick_a,) = ctx.saved_tensors
-        zero = gy * 0
-        return where(pick_a, gy, zero), where(pick_a, zero, gy)
+    pick = "maximum"
 
 
-class Minimum(Function):
+class Minimum(_Pick):
     """y = min(a, b) elementwise; a tie sends the gradient to a"""
     rules = (f"∂L/∂a = {GRAD_OUT} where a ≤ b, else 0", f"∂L/∂b = {GRAD_OUT} where a > b, else 0")
-    @staticmethod
-    def forward(ctx, a, b):
-        a, b = _operands("Minimum", a, b)
-        ctx.save_for_backward(a <= b)
-        return ctx.xp.minimum(a, b)
-
-    @staticmethod
-    def backward(ctx, gy):
-        (pick_a,) = ctx.saved_tensors
-        zero = gy * 0
-        return where(pick_a, gy, zero), where(pick_a, zero, gy)
+    pick = "minimum"
 
 
 class AsType(Function):
     """y = a converted to another float dtype"""
     rules = (f"∂L/∂a = {GRAD_OUT} cast back to a's dtype",)
     @staticmethod
-    def forward(ctx, a, dtype):
+    def forward(ctx, a, *, dtype):
         ctx.dtype_in = a.dtype
         return a.astype(dtype, copy=False)
 
@@ -273,7 +277,7 @@ class Compare(Function):
     differentiable = False
 
     @staticmethod
-    def forward(ctx, a, b, how):
+    def forward(ctx, a, b, *, how):
         _check_broadcast("Compare", a, b)
         return getattr(ctx.xp, _COMPARE[how])(a, b)
 
@@ -282,67 +286,67 @@ class Compare(Function):
         return None, None
 
 
-def add(a: Any, b: Any) -> Any:
+def add(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Add.apply(a, b)
 
 
-def sub(a: Any, b: Any) -> Any:
+def sub(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Sub.apply(a, b)
 
 
-def mul(a: Any, b: Any) -> Any:
+def mul(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Mul.apply(a, b)
 
 
-def div(a: Any, b: Any) -> Any:
+def div(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Div.apply(a, b)
 
 
-def pow(a: Any, b: Any) -> Any:  # noqa: A001 (the operator's own name)
+def pow(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:  # noqa: A001 (the operator's own name)
     return Pow.apply(a, b)
 
 
-def neg(a: Any) -> Any:
+def neg(a: Tensor) -> Tensor:
     return Neg.apply(a)
 
 
-def exp(a: Any) -> Any:
+def exp(a: Tensor) -> Tensor:
     return Exp.apply(a)
 
 
-def log(a: Any) -> Any:
+def log(a: Tensor) -> Tensor:
     return Log.apply(a)
 
 
-def sqrt(a: Any) -> Any:
+def sqrt(a: Tensor) -> Tensor:
     return Sqrt.apply(a)
 
 
-def abs(a: Any) -> Any:  # noqa: A001
+def abs(a: Tensor) -> Tensor:  # noqa: A001
     return Abs.apply(a)
 
 
-def sign(a: Any) -> Any:
+def sign(a: Tensor) -> Tensor:
     return Sign.apply(a)
 
 
-def where(cond: Any, a: Any, b: Any) -> Any:
+def where(cond: Tensor | ArrayLike, a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     """Elements of ``a`` where ``cond`` holds, else of ``b`` (broadcasting all three)."""
     return Where.apply(cond, a, b)
 
 
-def maximum(a: Any, b: Any) -> Any:
+def maximum(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Maximum.apply(a, b)
 
 
-def minimum(a: Any, b: Any) -> Any:
+def minimum(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     return Minimum.apply(a, b)
 
 
-def astype(a: Any, dtype: Any) -> Any:
+def astype(a: Tensor, dtype: Any) -> Tensor:
     return AsType.apply(a, dtype=dtype)
 
 
-def compare(a: Any, b: Any, how: str) -> Any:
+def compare(a: Tensor, b: Tensor | ArrayLike, how: str) -> Tensor:
     return Compare.apply(a, b, how=how)
 

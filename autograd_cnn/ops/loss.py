@@ -1,17 +1,20 @@
 """Losses. Softmax cross-entropy is one op, so its gradient is the lecture's z - z*."""
 from __future__ import annotations
 
-from typing import Any
+from numpy.typing import ArrayLike
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 from .activation import log_softmax, sigmoid, softmax
 from .shape import getitem
+
+__all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "mse_loss", "nll_loss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _reduce(op: str, losses: Any, reduction: str) -> Any:
+def _reduce(op: str, losses: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         return losses.mean()
     if reduction == "sum":
@@ -25,8 +28,7 @@ class SoftmaxCrossEntropy(Function):
     """loss_n = -sum_c q_nc log softmax(z_n)_c; dL/dz = softmax(z) - q when q sums to 1"""
     rules = (f"∂L/∂z = (softmax(z) − onehot) · {GRAD_OUT}   (z − z*)", f"∂L/∂q = −log softmax(z) · {GRAD_OUT}")
     @staticmethod
-    def forward(ctx, logits, q, q_sums_to_one=False):
-        ctx.q_sums_to_one = q_sums_to_one
+    def forward(ctx, logits, q, *, q_sums_to_one):
         ctx.save_for_backward(logits, q)
         return ctx.backend.softmax_cross_entropy(logits, q)
 
@@ -34,7 +36,7 @@ class SoftmaxCrossEntropy(Function):
     def backward(ctx, gy):
         z, q = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        gz = SoftmaxCrossEntropyGrad.apply(z, q, gy, q_sums_to_one=ctx.q_sums_to_one) if needs[0] else None
+        gz = SoftmaxCrossEntropyGrad.apply(z, q, gy, q_sums_to_one=ctx.params["q_sums_to_one"]) if needs[0] else None
         gq = -log_softmax(z) * gy.reshape(gy.shape + (1,)) if needs[1] else None
         return gz, gq
 
@@ -45,8 +47,7 @@ class SoftmaxCrossEntropyGrad(Function):
              f"∂L/∂q = g · (Σ {GRAD_OUT} ⊙ p − {GRAD_OUT}), only −g · {GRAD_OUT} for labels",
              f"∂L/∂g = Σ {GRAD_OUT} ⊙ (s · p − q)")
     @staticmethod
-    def forward(ctx, z, q, g, q_sums_to_one=False):
-        ctx.q_sums_to_one = q_sums_to_one
+    def forward(ctx, z, q, g, *, q_sums_to_one):
         ctx.save_for_backward(z, q, g)
         return ctx.backend.softmax_cross_entropy_grad(z, q, g, q_sums_to_one)
 
@@ -54,14 +55,14 @@ class SoftmaxCrossEntropyGrad(Function):
     def backward(ctx, ggz):
         # gz is g * (s * p - q) with p = softmax(z); softmax's Jacobian is diag(p) - p pᵀ.
         z, q, g = ctx.saved_tensors
-        needs = ctx.needs_input_grad
+        needs, labels = ctx.needs_input_grad, ctx.params["q_sums_to_one"]
         p, g = softmax(z), g.reshape(g.shape + (1,))
         along_p = (ggz * p).sum(axis=-1, keepdims=True)
-        s = 1 if ctx.q_sums_to_one else q.sum(axis=-1, keepdims=True)
+        s = 1 if labels else q.sum(axis=-1, keepdims=True)
         gz = g * s * p * (ggz - along_p) if needs[0] else None
         gq = None
         if needs[1]:  # s depends on q only when q is not known to sum to one
-            gq = -g * ggz if ctx.q_sums_to_one else g * (along_p - ggz)
+            gq = -g * ggz if labels else g * (along_p - ggz)
         gg = (ggz * (p * s - q)).sum(axis=-1) if needs[2] else None
         return gz, gq, gg
 
@@ -71,7 +72,7 @@ class OneHot(Function):
     differentiable = False
 
     @staticmethod
-    def forward(ctx, target, classes, smoothing=0.0, dtype="float32"):
+    def forward(ctx, target, *, classes, smoothing=0.0, dtype="float32"):
         # Label smoothing moves `smoothing` of each row's mass evenly over all classes.
         off = smoothing / classes
         # On a GPU a bad class index is reported at the next read of a value, as CUDA reports
@@ -100,7 +101,7 @@ class BCEWithLogits(Function):
         return gz, gt
 
 
-def _classes_last(op: str, logits: Any) -> Any:
+def _classes_last(op: str, logits: Tensor) -> Tensor:
     """(N, C, d1, ...) -> (N, d1, ..., C) so the class axis is last, as PyTorch's layout."""
     if logits.ndim < 2:
         raise ShapeError(f"{op}: logits need shape (N, C) or (N, C, ...), got {shape_str(logits.shape)}")
@@ -110,15 +111,13 @@ def _classes_last(op: str, logits: Any) -> Any:
     return logits.transpose(axes)
 
 
-def cross_entropy(logits: Any, target: Any, label_smoothing: float = 0.0,
-                  reduction: str = "mean") -> Any:
+def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: float = 0.0,
+                  reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy on logits (N, C[, ...]).
 
     ``target`` holds class indices (N[, ...]) (Keras's sparse categorical cross-entropy)
     or class probabilities of the logits' shape.
     """
-    from ..tensor import Tensor
-
     z = _classes_last("cross_entropy", logits)
     classes = z.shape[-1]
     target_t = target if isinstance(target, Tensor) else Tensor(logits._backend.asarray(target), logits._backend)
@@ -138,10 +137,10 @@ def cross_entropy(logits: Any, target: Any, label_smoothing: float = 0.0,
     return _reduce("cross_entropy", losses, reduction)
 
 
-def nll_loss(log_probs: Any, target: Any, reduction: str = "mean") -> Any:
+def nll_loss(log_probs: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices, given log-probabilities (N, C)."""
     xp = log_probs._backend.xp
-    t = target.data if hasattr(target, "data") else log_probs._backend.asarray(target)
+    t = target.data if isinstance(target, Tensor) else log_probs._backend.asarray(target)
     if log_probs.ndim != 2 or t.shape != log_probs.shape[:1]:
         raise ShapeError(f"nll_loss: log_probs (N, C) and target (N,) expected, got "
                          f"{shape_str(log_probs.shape)} and {shape_str(t.shape)}")
@@ -149,19 +148,22 @@ def nll_loss(log_probs: Any, target: Any, reduction: str = "mean") -> Any:
     return _reduce("nll_loss", -picked, reduction)
 
 
-def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Any:
+def _check_same_shape(op: str, name: str, x: Tensor, target: Tensor | ArrayLike) -> None:
+    """A target that has a shape must have x's (a number broadcasts)."""
+    if hasattr(target, "shape") and tuple(target.shape) != tuple(x.shape):
+        raise ShapeError(f"{op}: {name} {shape_str(x.shape)} and target {shape_str(tuple(target.shape))} "
+                         "must have the same shape")
+
+
+def mse_loss(pred: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Mean squared error."""
-    if hasattr(target, "shape") and tuple(target.shape) != tuple(pred.shape):
-        raise ShapeError(f"mse_loss: pred {shape_str(pred.shape)} and target "
-                         f"{shape_str(tuple(target.shape))} must have the same shape")
+    _check_same_shape("mse_loss", "pred", pred, target)
     diff = pred - target
     return _reduce("mse_loss", diff * diff, reduction)
 
 
-def binary_cross_entropy_with_logits(logits: Any, target: Any, reduction: str = "mean") -> Any:
+def binary_cross_entropy_with_logits(logits: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op."""
-    if hasattr(target, "shape") and tuple(target.shape) != tuple(logits.shape):
-        raise ShapeError(f"binary_cross_entropy_with_logits: logits {shape_str(logits.shape)} and "
-                         f"target {shape_str(tuple(target.shape))} must have the same shape")
+    _check_same_shape("binary_cross_entropy_with_logits", "logits", logits, target)
     return _reduce("binary_cross_entropy_with_logits", BCEWithLogits.apply(logits, target), reduction)
 

@@ -3,9 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from numpy.typing import ArrayLike
+
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
 from .reduce import ChannelSum, sum_to
+
+__all__ = ["linear", "matmul"]
 
 
 def _swap_last(t: Any) -> Any:
@@ -78,12 +83,12 @@ class Linear(Function):
         return gx, gw, gb
 
 
-def matmul(a: Any, b: Any) -> Any:
+def matmul(a: Tensor | ArrayLike, b: Tensor | ArrayLike) -> Tensor:
     """Matrix product with NumPy's broadcasting and 1-D rules."""
     return MatMul.apply(a, b)
 
 
-def linear(x: Any, weight: Any, bias: Any = None) -> Any:
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` with weight shaped (out_features, in_features)."""
     if bias is None:
         return Linear.apply(x, weight)

@@ -4,23 +4,26 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..autograd import GRAD_OUT, Function, is_grad_enabled
 from ..errors import ShapeError, shape_str
 from ..random import backend_rng
+from ..tensor import Tensor
+
+__all__ = ["batch_norm", "dropout"]
 
 
 class Dropout(Function):
     """y = x * mask / (1 - p), mask_i ~ Bernoulli(1 - p)"""
     rules = (f"∂L/∂x = {GRAD_OUT} · mask / (1 − p)",)
     @staticmethod
-    def forward(ctx, x, p=0.5):
+    def forward(ctx, x, *, p):
         dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
         keep = backend_rng(ctx.backend).random(x.shape, dtype=dtype) >= p
         # The mask already holds the 1 / (1 - p) rescaling, so backward is one multiply.
         scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
         mask = keep.astype(dtype) * dtype.type(scale)
-        ctx.p = p
         ctx.save_for_backward(mask)
         return x * mask
 
@@ -46,11 +49,10 @@ class BatchNorm(Function):
              f"∂L/∂γ = Σ {GRAD_OUT} · x̂",
              f"∂L/∂β = Σ {GRAD_OUT}")
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean=None, running_var=None, training=True,
-                momentum=0.1, eps=1e-5):
+    def forward(ctx, x, weight, bias, *, running_mean, running_var, training, momentum, eps):
         xp = ctx.xp
         axes, shape = _channel_axes(x.ndim), _channel_shape(x.ndim, x.shape[1])
-        ctx.axes, ctx.shape, ctx.training, ctx.eps = axes, shape, training, eps
+        ctx.axes, ctx.shape = axes, shape
         if training:
             mean = x.mean(axis=axes, keepdims=True)
             var = x.var(axis=axes, keepdims=True)
@@ -60,25 +62,25 @@ class BatchNorm(Function):
             mean, var = running_mean.reshape(shape), running_var.reshape(shape)
         invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
         xhat = (x - mean) * invstd
-        ctx.mean, ctx.invstd = mean.astype(x.dtype, copy=False), invstd
+        ctx.mean = mean.astype(x.dtype, copy=False)  # for a create_graph backward in eval mode
         ctx.save_for_backward(x, weight, xhat, invstd)
         return xhat * weight.reshape(shape) + bias.reshape(shape)
 
     @staticmethod
     def backward(ctx, gy):
         x, weight, xhat, invstd = ctx.saved_tensors
-        axes = ctx.axes
-        if is_grad_enabled() and ctx.training:
+        axes, training = ctx.axes, ctx.params["training"]
+        if is_grad_enabled() and training:
             # create_graph: rebuild the statistics from x so second derivatives see them move.
             mean = x.mean(axis=axes, keepdims=True)
-            invstd = (x.var(axis=axes, keepdims=True) + ctx.eps) ** -0.5
+            invstd = (x.var(axis=axes, keepdims=True) + ctx.params["eps"]) ** -0.5
             xhat = (x - mean) * invstd
         elif is_grad_enabled():
             xhat = (x - ctx.mean) * invstd  # eval: fixed statistics, xhat still depends on x
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gxhat = gy * weight.reshape(ctx.shape)
-            if ctx.training:
+            if training:
                 gxhat = (gxhat - gxhat.mean(axis=axes, keepdims=True)
                          - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True))
             gx = gxhat * invstd
@@ -99,7 +101,7 @@ def _update_running(xp: Any, running_mean: Any, running_var: Any, mean: Any, var
     running_var += (momentum * unbiased.reshape(-1)).astype(running_var.dtype, copy=False)
 
 
-def dropout(x: Any, p: float = 0.5, training: bool = True) -> Any:
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p).
 
     Identity when ``training`` is False or ``p`` is 0. Masks come from the backend's
@@ -113,15 +115,14 @@ def dropout(x: Any, p: float = 0.5, training: bool = True) -> Any:
     return Dropout.apply(x, p=float(p))
 
 
-def batch_norm(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
-               training: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Any:
+def batch_norm(x: Tensor, running_mean: Tensor | ArrayLike | None, running_var: Tensor | ArrayLike | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = True,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Normalise each channel (axis 1) of x (N, C), (N, C, L) or (N, C, H, W).
 
     Training uses the batch's statistics and updates ``running_mean``/``running_var`` in
     place (the variance unbiased, as PyTorch); evaluation uses the running statistics.
     """
-    from ..tensor import Tensor
-
     if x.ndim not in (2, 3, 4):
         raise ShapeError(f"batch_norm: expects input (N, C), (N, C, L) or (N, C, H, W), "
                          f"got {shape_str(x.shape)}")

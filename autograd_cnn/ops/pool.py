@@ -7,13 +7,25 @@ again: double backward works and the renderer draws real ops.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
-from .conv import pair
+from ..tensor import Tensor
+from .conv import as_height_one, check_image, drop_height, pair
 from .matmul import matmul
-from .shape import reshape
+
+__all__ = ["adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d",
+           "max_pool1d", "max_pool2d"]
+
+
+def _passed_on(ctx: Any, *names: str) -> dict:
+    """The named settings a pooling node ran with, handed on unchanged to the op of its backward."""
+    return {name: ctx.params[name] for name in names}
+
+
+_WINDOW = ("kernel_size", "stride", "padding", "dilation")  # a max-pool window's settings
 
 
 class MaxPool2d(Function):
@@ -21,7 +33,6 @@ class MaxPool2d(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} routed to each window's largest element",)
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, padding, dilation, out_hw):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
         ctx.in_shape = x.shape
         if not ctx.records:
             return ctx.backend.max_pool2d(x, kernel_size, stride, padding, dilation, out_hw)
@@ -34,37 +45,33 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, gy):
         (mask,) = ctx.saved_tensors
-        return MaxPool2dGrad.apply(gy, mask=mask.data, in_shape=ctx.in_shape, kernel_size=ctx.kernel_size,
-                                   stride=ctx.stride, padding=ctx.padding, dilation=ctx.dilation)
+        return MaxPool2dGrad.apply(gy, mask=mask.data, in_shape=ctx.in_shape, **_passed_on(ctx, *_WINDOW))
 
 
 class MaxPool2dGrad(Function):
     """gx = gy sent to the first maximum of each window (max_pool2d's backward)"""
     @staticmethod
     def forward(ctx, gy, *, mask, in_shape, kernel_size, stride, padding, dilation):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
         return ctx.backend.max_pool2d_scatter(gy, mask, in_shape, kernel_size, stride, padding, dilation)
 
     @staticmethod
     def backward(ctx, ggx):
-        p = ctx.params
-        return MaxPool2dGather.apply(ggx, mask=p["mask"], kernel_size=p["kernel_size"], stride=p["stride"],
-                                     padding=p["padding"], dilation=p["dilation"])
+        return MaxPool2dGather.apply(ggx, **_passed_on(ctx, "mask", *_WINDOW))
 
 
 class MaxPool2dGather(Function):
     """y[n, c, i, j] = x at the element each window chose (MaxPool2dGrad's adjoint)"""
     @staticmethod
     def forward(ctx, x, *, mask, kernel_size, stride, padding, dilation):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation = kernel_size, stride, padding, dilation
         ctx.in_shape = x.shape
         return ctx.backend.max_pool2d_gather(x, mask, kernel_size, stride, padding, dilation)
 
     @staticmethod
     def backward(ctx, gy):
-        p = ctx.params
-        return MaxPool2dGrad.apply(gy, mask=p["mask"], in_shape=ctx.in_shape, kernel_size=p["kernel_size"],
-                                   stride=p["stride"], padding=p["padding"], dilation=p["dilation"])
+        return MaxPool2dGrad.apply(gy, in_shape=ctx.in_shape, **_passed_on(ctx, "mask", *_WINDOW))
+
+
+_AVG_WINDOW = ("kernel_size", "stride", "padding", "counts")  # an average-pool window's settings
 
 
 def _divisor(ctx: Any, counts: tuple, dtype: Any) -> Any:
@@ -78,31 +85,27 @@ class AvgPool2d(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} / window size, spread over each window",)
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, padding, out_hw, counts):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.in_shape = kernel_size, stride, padding, x.shape
+        ctx.in_shape = x.shape
         y = ctx.backend.sum_pool2d(x, kernel_size, stride, padding, out_hw)
         y /= _divisor(ctx, counts, x.dtype)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        p = ctx.params
-        return AvgPool2dGrad.apply(gy, in_shape=ctx.in_shape, kernel_size=p["kernel_size"], stride=p["stride"],
-                                   padding=p["padding"], counts=p["counts"])
+        return AvgPool2dGrad.apply(gy, in_shape=ctx.in_shape, **_passed_on(ctx, *_AVG_WINDOW))
 
 
 class AvgPool2dGrad(Function):
     """gx = each window's gy / its size, added to every element of the window (avg_pool2d's backward)"""
     @staticmethod
     def forward(ctx, gy, *, in_shape, kernel_size, stride, padding, counts):
-        ctx.kernel_size, ctx.stride, ctx.padding, ctx.out_hw = kernel_size, stride, padding, gy.shape[2:]
+        ctx.out_hw = gy.shape[2:]
         g = gy / _divisor(ctx, counts, gy.dtype)
         return ctx.backend.sum_pool2d_spread(g, in_shape, kernel_size, stride, padding)
 
     @staticmethod
     def backward(ctx, ggx):
-        p = ctx.params
-        return AvgPool2d.apply(ggx, kernel_size=p["kernel_size"], stride=p["stride"], padding=p["padding"],
-                               out_hw=ctx.out_hw, counts=p["counts"])
+        return AvgPool2d.apply(ggx, out_hw=ctx.out_hw, **_passed_on(ctx, *_AVG_WINDOW))
 
 
 # ---------------------------------------------------------------- geometry
@@ -115,8 +118,7 @@ def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any,
     With ceil_mode the last window may hang over the bottom/right edge; the padding grows
     to hold it, and (as PyTorch) a window that would start in the padding is dropped.
     """
-    if x.ndim != 4:
-        raise ShapeError(f"{op}: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    check_image(op, x)
     kernel = pair(op, "kernel_size", kernel_size)
     stride = kernel if stride is None else pair(op, "stride", stride)
     pads = pair(op, "padding", padding, minimum=0)
@@ -152,8 +154,8 @@ def _window_counts(size: int, n_out: int, k: int, s: int, p: int, include_pad: b
 # ---------------------------------------------------------------- wrappers
 
 
-def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-               ceil_mode: bool = False) -> Any:
+def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False) -> Tensor:
     """The maximum of each window of x (N, C, H, W); stride defaults to the kernel size.
 
     The gradient of a window goes to its first maximum only, as in PyTorch.
@@ -163,8 +165,8 @@ def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, d
     return MaxPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, out_hw=out_hw)
 
 
-def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-               count_include_pad: bool = True) -> Any:
+def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
     """The mean of each window of x (N, C, H, W); stride defaults to the kernel size.
 
     With ``count_include_pad`` the zeros of the padding count in the mean, as PyTorch.
@@ -175,12 +177,6 @@ def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, c
     return AvgPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding, out_hw=out_hw, counts=counts)
 
 
-def _as_height_one(op: str, x: Any) -> Any:
-    if x.ndim != 3:
-        raise ShapeError(f"{op}: input must be 3-D (N, C, W), got shape {shape_str(x.shape)}")
-    return reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
-
-
 def _single(op: str, name: str, value: Any) -> int:
     if isinstance(value, (tuple, list)) and len(value) == 1:
         value = value[0]
@@ -189,39 +185,38 @@ def _single(op: str, name: str, value: Any) -> int:
     return value
 
 
-def max_pool1d(x: Any, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1,
-               ceil_mode: bool = False) -> Any:
+def _pool1d(op: str, pool2d: Callable, x: Tensor, kernel_size: Any, stride: Any, padding: Any,
+            **options: Any) -> Tensor:
+    """A 1-D pool of x (N, C, W): the 2-D one on a height-1 image."""
+    k = _single(op, "kernel_size", kernel_size)
+    s = k if stride is None else _single(op, "stride", stride)
+    y = pool2d(as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding)), **options)
+    return drop_height(y)
+
+
+def max_pool1d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0, dilation: int = 1,
+               ceil_mode: bool = False) -> Tensor:
     """The maximum of each window of x (N, C, W)."""
-    op = "max_pool1d"
-    k = _single(op, "kernel_size", kernel_size)
-    s = k if stride is None else _single(op, "stride", stride)
-    y = max_pool2d(_as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding)),
-                   (1, _single(op, "dilation", dilation)), ceil_mode)
-    return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
+    return _pool1d("max_pool1d", max_pool2d, x, kernel_size, stride, padding,
+                   dilation=(1, _single("max_pool1d", "dilation", dilation)), ceil_mode=ceil_mode)
 
 
-def avg_pool1d(x: Any, kernel_size: int, stride: int | None = None, padding: int = 0, ceil_mode: bool = False,
-               count_include_pad: bool = True) -> Any:
+def avg_pool1d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
     """The mean of each window of x (N, C, W)."""
-    op = "avg_pool1d"
-    k = _single(op, "kernel_size", kernel_size)
-    s = k if stride is None else _single(op, "stride", stride)
-    y = avg_pool2d(_as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding)), ceil_mode,
-                   count_include_pad)
-    return reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
+    return _pool1d("avg_pool1d", avg_pool2d, x, kernel_size, stride, padding, ceil_mode=ceil_mode,
+                   count_include_pad=count_include_pad)
 
 
-def global_avg_pool2d(x: Any) -> Any:
+def global_avg_pool2d(x: Tensor) -> Tensor:
     """The mean of each channel over the whole image: (N, C, H, W) to (N, C)."""
-    if x.ndim != 4:
-        raise ShapeError(f"global_avg_pool2d: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    check_image("global_avg_pool2d", x)
     return x.mean(axis=(2, 3))
 
 
-def global_max_pool2d(x: Any) -> Any:
+def global_max_pool2d(x: Tensor) -> Tensor:
     """The maximum of each channel over the whole image: (N, C, H, W) to (N, C)."""
-    if x.ndim != 4:
-        raise ShapeError(f"global_max_pool2d: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    check_image("global_max_pool2d", x)
     return x.max(axis=(2, 3))
 
 
@@ -234,11 +229,10 @@ def _adaptive_matrix(xp: Any, size: int, n_out: int, dtype: Any) -> Any:
     return m
 
 
-def adaptive_avg_pool2d(x: Any, output_size: Any) -> Any:
+def adaptive_avg_pool2d(x: Tensor, output_size: Any) -> Tensor:
     """Average pooling to a fixed (OH, OW) whatever the input size, with PyTorch's windows."""
     op = "adaptive_avg_pool2d"
-    if x.ndim != 4:
-        raise ShapeError(f"{op}: input must be 4-D (N, C, H, W), got shape {shape_str(x.shape)}")
+    check_image(op, x)
     oh, ow = pair(op, "output_size", output_size)
     h, w = x.shape[2:]
     if h % oh == 0 and w % ow == 0:

@@ -5,10 +5,14 @@ in ``autograd.py``; it is re-exported here with the other reductions."""
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 from ..autograd import GRAD_OUT, BroadcastTo, Function, SumTo, broadcast_to, sum_to  # noqa: F401  (the engine's pair)
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
+
+__all__ = ["max", "mean", "min", "sum", "var"]  # argmax and argmin are Tensor methods
 
 
 def _axes(op: str, axis: Any, ndim: int) -> tuple:
@@ -33,7 +37,7 @@ class Sum(Function):
     """y = sum of a over axes"""
     rules = (f"∂L/∂a = {GRAD_OUT} copied to every summed element",)
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx, a, *, axis, keepdims):
         ctx.axes = _axes("Sum", axis, a.ndim)
         ctx.in_shape = a.shape
         return a.sum(axis=ctx.axes, keepdims=keepdims)
@@ -47,12 +51,10 @@ class Mean(Function):
     """y = mean of a over axes"""
     rules = (f"∂L/∂a = {GRAD_OUT} / n, copied to every element",)
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
+    def forward(ctx, a, *, axis, keepdims):
         ctx.axes = _axes("Mean", axis, a.ndim)
         ctx.in_shape = a.shape
-        ctx.count = 1
-        for i in ctx.axes:
-            ctx.count *= a.shape[i]
+        ctx.count = math.prod(a.shape[i] for i in ctx.axes)
         return a.mean(axis=ctx.axes, keepdims=keepdims)
 
     @staticmethod
@@ -61,62 +63,49 @@ class Mean(Function):
         return broadcast_to(g, ctx.in_shape)
 
 
-class Max(Function):
+class _Extreme(Function):
+    """Max and Min, which differ only in ``pick``: y = the extreme of a over axes; tied
+    extremes share the gradient equally."""
+    pick: str  # the array method that finds the extreme: "max" or "min"
+
+    @staticmethod
+    def forward(ctx, a, *, axis, keepdims):
+        ctx.axes = axes = _axes(ctx.name, axis, a.ndim)
+        if any(a.shape[i] == 0 for i in axes):
+            raise ShapeError(f"{ctx.name}: cannot reduce an empty axis of shape {shape_str(a.shape)}")
+        y = getattr(a, ctx.fn.pick)(axis=axes, keepdims=True)
+        ctx.save_for_backward(a == y)  # the extremes: ties included
+        return y if keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+
+    @staticmethod
+    def backward(ctx, gy):
+        (is_extreme,) = ctx.saved_tensors
+        mask = is_extreme.astype(gy.dtype)
+        count = mask.sum(axis=ctx.axes, keepdims=True)
+        return gy.reshape(_kept_shape(mask.shape, ctx.axes)) * mask / count
+
+
+class Max(_Extreme):
     """y = max of a over axes; tied maxima share the gradient equally"""
     rules = (f"∂L/∂a = {GRAD_OUT} at the largest elements (ties share), 0 elsewhere",)
-    @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
-        ctx.axes = _axes("Max", axis, a.ndim)
-        _check_nonempty("Max", a, ctx.axes)
-        y = a.max(axis=ctx.axes, keepdims=True)
-        ctx.save_for_backward(a == y)
-        return y if keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in ctx.axes])
-
-    @staticmethod
-    def backward(ctx, gy):
-        return _spread_to_extremes(ctx, gy)
+    pick = "max"
 
 
-class Min(Function):
+class Min(_Extreme):
     """y = min of a over axes; tied minima share the gradient equally"""
     rules = (f"∂L/∂a = {GRAD_OUT} at the smallest elements (ties share), 0 elsewhere",)
-    @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False):
-        ctx.axes = _axes("Min", axis, a.ndim)
-        _check_nonempty("Min", a, ctx.axes)
-        y = a.min(axis=ctx.axes, keepdims=True)
-        ctx.save_for_backward(a == y)
-        return y if keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in ctx.axes])
-
-    @staticmethod
-    def backward(ctx, gy):
-        return _spread_to_extremes(ctx, gy)
-
-
-def _check_nonempty(op: str, a: Any, axes: tuple) -> None:
-    if any(a.shape[i] == 0 for i in axes):
-        raise ShapeError(f"{op}: cannot reduce an empty axis of shape {shape_str(a.shape)}")
-
-
-def _spread_to_extremes(ctx: Any, gy: Any) -> Any:
-    (mask,) = ctx.saved_tensors
-    mask = mask.astype(gy.dtype)
-    count = mask.sum(axis=ctx.axes, keepdims=True)
-    return gy.reshape(_kept_shape(mask.shape, ctx.axes)) * mask / count
+    pick = "min"
 
 
 class Var(Function):
     """y = sum((a - mean a)^2) / (n - ddof) over axes"""
     rules = (f"∂L/∂a = {GRAD_OUT} · 2(a − mean a) / (n − ddof)",)
     @staticmethod
-    def forward(ctx, a, axis=None, keepdims=False, ddof=0):
+    def forward(ctx, a, *, axis, keepdims, ddof):
         ctx.axes = _axes("Var", axis, a.ndim)
-        ctx.count = 1
-        for i in ctx.axes:
-            ctx.count *= a.shape[i]
+        ctx.count = math.prod(a.shape[i] for i in ctx.axes)
         if ctx.count - ddof <= 0:
             raise ShapeError(f"Var: {ctx.count} elements with ddof={ddof} leave no degrees of freedom")
-        ctx.ddof = ddof
         ctx.save_for_backward(a)
         return a.var(axis=ctx.axes, keepdims=keepdims, ddof=ddof)
 
@@ -125,7 +114,7 @@ class Var(Function):
         (a,) = ctx.saved_tensors
         centered = a - a.mean(axis=ctx.axes, keepdims=True)
         g = gy.reshape(_kept_shape(a.shape, ctx.axes))
-        return g * centered * (2.0 / (ctx.count - ctx.ddof))
+        return g * centered * (2.0 / (ctx.count - ctx.params["ddof"]))
 
 
 class ChannelSum(Function):
@@ -141,62 +130,59 @@ class ChannelSum(Function):
         return broadcast_to(gy.reshape((1, -1) + (1,) * (len(ctx.in_shape) - 2)), ctx.in_shape)
 
 
-class ArgMax(Function):
+class _ArgExtreme(Function):
+    """ArgMax and ArgMin, which differ only in ``pick``: the index of the extreme along an
+    axis; no gradient."""
+    differentiable = False
+    pick: str  # the array method: "argmax" or "argmin"
+
+    @staticmethod
+    def forward(ctx, a, *, axis):
+        if axis is not None:
+            _axes(ctx.name, axis, a.ndim)  # names the op and the axis when out of range
+        return getattr(a, ctx.fn.pick)(axis=axis)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return None
+
+
+class ArgMax(_ArgExtreme):
     """index of the largest element along an axis; no gradient"""
-    differentiable = False
-
-    @staticmethod
-    def forward(ctx, a, axis=None):
-        if axis is not None:
-            _axes("ArgMax", axis, a.ndim)  # names the op and the axis when out of range
-        return a.argmax(axis=axis)
-
-    @staticmethod
-    def backward(ctx, gy):
-        return None
+    pick = "argmax"
 
 
-class ArgMin(Function):
+class ArgMin(_ArgExtreme):
     """index of the smallest element along an axis; no gradient"""
-    differentiable = False
-
-    @staticmethod
-    def forward(ctx, a, axis=None):
-        if axis is not None:
-            _axes("ArgMin", axis, a.ndim)  # names the op and the axis when out of range
-        return a.argmin(axis=axis)
-
-    @staticmethod
-    def backward(ctx, gy):
-        return None
+    pick = "argmin"
 
 
-def sum(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+def sum(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (None: all, an int, or a tuple)."""
     return Sum.apply(a, axis=axis, keepdims=keepdims)
 
 
-def mean(a: Any, axis: Any = None, keepdims: bool = False) -> Any:
+def mean(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     return Mean.apply(a, axis=axis, keepdims=keepdims)
 
 
-def max(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+def max(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     return Max.apply(a, axis=axis, keepdims=keepdims)
 
 
-def min(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+def min(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     return Min.apply(a, axis=axis, keepdims=keepdims)
 
 
-def var(a: Any, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Any:
+def var(a: Tensor, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     """Variance; ddof=0 is NumPy's population variance."""
     return Var.apply(a, axis=axis, keepdims=keepdims, ddof=ddof)
 
 
-def argmax(a: Any, axis: int | None = None) -> Any:
+def argmax(a: Tensor, axis: int | None = None) -> Tensor:
     return ArgMax.apply(a, axis=axis)
 
 
-def argmin(a: Any, axis: int | None = None) -> Any:
+def argmin(a: Tensor, axis: int | None = None) -> Tensor:
     return ArgMin.apply(a, axis=axis)
 

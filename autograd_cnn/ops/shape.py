@@ -1,17 +1,23 @@
 """Ops that move elements without arithmetic: reshape, transpose, indexing, concat, pad."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..autograd import GRAD_OUT, Function
+from ..backends import Backend
 from ..errors import ShapeError, shape_str
+from ..tensor import Tensor
+
+# getitem and to_backend stay out of F: Tensor's indexing and .to() call them.
+__all__ = ["concat", "flatten", "pad", "reshape", "stack", "transpose"]
 
 
 class Reshape(Function):
     """y = a with a new shape"""
     rules = (f"∂L/∂a = {GRAD_OUT} reshaped to a's shape",)
     @staticmethod
-    def forward(ctx, a, shape):
+    def forward(ctx, a, *, shape):
         ctx.in_shape = a.shape
         try:
             return a.reshape(shape)
@@ -28,27 +34,25 @@ class Transpose(Function):
     """y = a with its axes permuted (reversed when axes is None)"""
     rules = (f"∂L/∂a = {GRAD_OUT} with the axes permuted back",)
     @staticmethod
-    def forward(ctx, a, axes=None):
+    def forward(ctx, a, *, axes):
         if axes is not None and sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
             raise ShapeError(f"Transpose: axes {tuple(axes)} are not a permutation of "
                              f"the {a.ndim} axes of {shape_str(a.shape)}")
-        ctx.axes = axes
         return a.transpose(axes)
 
     @staticmethod
     def backward(ctx, gy):
-        if ctx.axes is None:
+        axes = ctx.params["axes"]
+        if axes is None:
             return gy.transpose()
-        inverse = [0] * len(ctx.axes)
-        for i, ax in enumerate(ctx.axes):
-            inverse[ax % len(ctx.axes)] = i
+        inverse = [0] * len(axes)
+        for i, ax in enumerate(axes):
+            inverse[ax % len(axes)] = i
         return gy.transpose(tuple(inverse))
 
 
 def _plain_index(index: Any) -> Any:
     """Tensors and lists inside an index become arrays the backend can use."""
-    from ..tensor import Tensor
-
     if isinstance(index, tuple):
         return tuple(_plain_index(i) for i in index)
     if isinstance(index, Tensor):
@@ -60,7 +64,7 @@ class GetItem(Function):
     """y = a[index] (slices, integers, integer arrays, None, Ellipsis)"""
     rules = (f"∂L/∂a = zeros with {GRAD_OUT} added at the index",)
     @staticmethod
-    def forward(ctx, a, index):
+    def forward(ctx, a, *, index):
         ctx.in_shape = a.shape
         try:
             return a[index]
@@ -76,7 +80,7 @@ class ScatterAdd(Function):
     """y = zeros(shape) with g added at index (the backward of a[index])"""
     rules = (f"∂L/∂a = {GRAD_OUT} read back at the index",)
     @staticmethod
-    def forward(ctx, g, shape, index):
+    def forward(ctx, g, *, shape, index):
         out = ctx.xp.zeros(shape, dtype=g.dtype)
         ctx.backend.scatter_add(out, index, g)
         return out
@@ -90,18 +94,18 @@ class Concat(Function):
     """y = a_1, a_2, ... joined along an existing axis"""
     rules = (f"∂L/∂each = its slice of {GRAD_OUT}",)
     @staticmethod
-    def forward(ctx, *arrays, axis=0):
+    def forward(ctx, *arrays, axis):
         _same_rank("Concat", arrays, axis)
-        ctx.axis = axis
         ctx.sizes = [a.shape[axis] for a in arrays]
         return ctx.xp.concatenate(arrays, axis=axis)
 
     @staticmethod
     def backward(ctx, gy):
+        axis = ctx.params["axis"]
         grads, start = [], 0
         for size in ctx.sizes:
             index = [slice(None)] * gy.ndim
-            index[ctx.axis] = slice(start, start + size)
+            index[axis] = slice(start, start + size)
             grads.append(gy[tuple(index)])
             start += size
         return tuple(grads)
@@ -111,20 +115,19 @@ class Stack(Function):
     """y = a_1, a_2, ... joined along a new axis"""
     rules = (f"∂L/∂each = its slice of {GRAD_OUT}",)
     @staticmethod
-    def forward(ctx, *arrays, axis=0):
+    def forward(ctx, *arrays, axis):
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise ShapeError("Stack: every tensor needs the same shape, got "
                              + ", ".join(shape_str(a.shape) for a in arrays))
-        ctx.axis = axis
         return ctx.xp.stack(arrays, axis=axis)
 
     @staticmethod
     def backward(ctx, gy):
-        index = [slice(None)] * gy.ndim
-        grads = []
-        for i in range(gy.shape[ctx.axis]):
-            index[ctx.axis] = i
+        axis = ctx.params["axis"]
+        index, grads = [slice(None)] * gy.ndim, []
+        for i in range(gy.shape[axis]):
+            index[axis] = i
             grads.append(gy[tuple(index)])
         return tuple(grads)
 
@@ -145,13 +148,12 @@ class Pad(Function):
     """y = a with ``value`` added around it, pad_width as in numpy.pad"""
     rules = (f"∂L/∂a = {GRAD_OUT} without the padding",)
     @staticmethod
-    def forward(ctx, a, pad_width, value=0.0):
-        ctx.pad_width = pad_width
+    def forward(ctx, a, *, pad_width, value):
         return ctx.xp.pad(a, pad_width, mode="constant", constant_values=value)
 
     @staticmethod
     def backward(ctx, gy):
-        index = tuple(slice(lo, n - hi) for (lo, hi), n in zip(ctx.pad_width, gy.shape))
+        index = tuple(slice(lo, n - hi) for (lo, hi), n in zip(ctx.params["pad_width"], gy.shape))
         return gy[index]
 
 
@@ -159,51 +161,51 @@ class ToBackend(Function):
     """y = a copied to another backend (host <-> GPU)"""
     rules = (f"∂L/∂a = {GRAD_OUT} moved back to a's backend",)
     @staticmethod
-    def forward(ctx, a, target):
-        ctx.source = ctx.backend
+    def forward(ctx, a, *, target):
         ctx.out_backend = target
         return target.from_host(ctx.backend.to_host(a))
 
     @staticmethod
     def backward(ctx, gy):
-        return to_backend(gy, ctx.source)
+        return to_backend(gy, ctx.backend)  # the backend the input lives on
 
 
-def reshape(a: Any, shape: tuple) -> Any:
+def reshape(a: Tensor, shape: tuple) -> Tensor:
     shape = tuple(int(n) for n in shape)
     return Reshape.apply(a, shape=shape)
 
 
-def transpose(a: Any, axes: tuple | None = None) -> Any:
+def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
     return Transpose.apply(a, axes=tuple(axes) if axes is not None else None)
 
 
-def flatten(a: Any, start_axis: int = 0) -> Any:
-    """Join the axes from ``start_axis`` on into one."""
-    shape = a.shape
+def flatten(x: Tensor, start_axis: int = 1) -> Tensor:
+    """Join the axes from ``start_axis`` on into one (the batch axis 0 stays by default;
+    ``Tensor.flatten`` passes its own default, 0)."""
+    shape = x.shape
     start = start_axis % max(len(shape), 1)
     lead = shape[:start]
     rest = 1
     for n in shape[start:]:
         rest *= n
-    return reshape(a, lead + (rest,))
+    return reshape(x, lead + (rest,))
 
 
-def getitem(a: Any, index: Any) -> Any:
+def getitem(a: Tensor, index: Any) -> Tensor:
     return GetItem.apply(a, index=_plain_index(index))
 
 
-def concat(tensors: Any, axis: int = 0) -> Any:
+def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis."""
     return Concat.apply(*tensors, axis=axis)
 
 
-def stack(tensors: Any, axis: int = 0) -> Any:
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join same-shaped tensors along a new axis."""
     return Stack.apply(*tensors, axis=axis)
 
 
-def pad(a: Any, pad_width: Any, value: float = 0.0) -> Any:
+def pad(a: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
     """Pad with a constant; ``pad_width`` is an int, a (before, after) pair, or one per axis."""
     ndim = len(a.shape)
     if isinstance(pad_width, int):
@@ -217,5 +219,5 @@ def pad(a: Any, pad_width: Any, value: float = 0.0) -> Any:
     return Pad.apply(a, pad_width=pad_width, value=value)
 
 
-def to_backend(a: Any, target: Any) -> Any:
+def to_backend(a: Tensor, target: Backend) -> Tensor:
     return ToBackend.apply(a, target=target)
