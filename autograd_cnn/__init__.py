@@ -10,9 +10,19 @@ from typing import Any
 
 import numpy as _np
 
-from .autograd import enable_grad, grad, graph_of, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import (
+    detect_anomaly,
+    enable_grad,
+    grad,
+    graph_of,
+    is_anomaly_enabled,
+    is_grad_enabled,
+    no_grad,
+    set_detect_anomaly,
+    set_grad_enabled,
+)
 from .backends import available_backends, get_backend, set_backend, use_backend
-from .errors import AutogradError, BackendError, GraphError, ShapeError
+from .errors import AnomalyError, AutogradError, BackendError, GraphError, ShapeError
 from .ops.elementwise import maximum, minimum, where
 from .ops.shape import concat, pad, stack
 from .random import manual_seed
@@ -44,10 +54,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AutogradError", "BackendError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
-    "arange", "available_backends", "concat", "enable_grad", "float32", "float64",
+    "AnomalyError", "AutogradError", "BackendError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
+    "arange", "available_backends", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
     "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
-    "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
-    "ones_like", "pad", "rand", "randn", "save", "set_backend", "set_grad_enabled", "stack",
+    "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
+    "ones_like", "pad", "rand", "randn", "save", "set_backend", "set_detect_anomaly", "set_grad_enabled", "stack",
     "tensor", "use_backend", "where", "zeros", "zeros_like",
 ]

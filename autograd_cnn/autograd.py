@@ -19,15 +19,19 @@ import functools
 import gc
 import inspect
 import math
+import os
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .backends import get_backend
-from .errors import AutogradError, BackendError, GraphError, ShapeError, shape_str
+from .errors import AnomalyError, AutogradError, BackendError, GraphError, ShapeError, shape_str
 from .hooks import RemovableHandle
 from .tensor import Tensor
 
-_grad_enabled = True
+_grad_enabled = True  # set by no_grad, enable_grad and set_grad_enabled
+_anomaly = False  # set by detect_anomaly and set_detect_anomaly
+_walking = False  # True during a backward walk: anomaly mode checks its gradients, not its ops
 
 
 # The module path (e.g. "features.0") of the nn.Module whose forward is running; each
@@ -56,72 +60,101 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-def _set_grad_mode(mode: bool) -> None:
-    global _grad_enabled
-    _grad_enabled = mode
+def is_anomaly_enabled() -> bool:
+    """True while every op checks its output and its gradients for NaN and Inf (``detect_anomaly``)."""
+    return _anomaly
 
 
-class _GradMode:
-    """The one mechanism behind ``no_grad``, ``enable_grad`` and ``set_grad_enabled``: a ``with``
-    block that sets the mode and restores the caller's on the way out (nested in any order, the
-    same object re-entered too), or a decorator that does the same around each call."""
+class _Switch:
+    """The one mechanism behind the engine's switches (``no_grad``, ``enable_grad``,
+    ``set_grad_enabled``; ``detect_anomaly``, ``set_detect_anomaly``): a ``with`` block that sets
+    the module global ``flag`` to ``mode`` and restores the caller's value on the way out (nested
+    in any order, the same object re-entered too), or a decorator that does the same per call."""
 
+    flag: str  # the name of the module global this switch sets
     mode: bool
 
     def __init__(self) -> None:
         self._previous: list[bool] = []
 
     def __enter__(self) -> None:
-        self._previous.append(_grad_enabled)
-        _set_grad_mode(self.mode)
+        self._previous.append(globals()[self.flag])
+        globals()[self.flag] = self.mode
 
     def __exit__(self, *exc: object) -> None:
-        _set_grad_mode(self._previous.pop())
+        globals()[self.flag] = self._previous.pop()
+
+    def _fresh(self) -> _Switch:
+        return type(self)()
 
     def __call__(self, func: Callable) -> Callable:
-        mode = self.mode
-
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with set_grad_enabled(mode):
+            with self._fresh():  # one block per call: recursion and threads nest as blocks do
                 return func(*args, **kwargs)
         return wrapper
 
 
-class no_grad(_GradMode):
-    """``with ag.no_grad():`` (or ``@ag.no_grad()``) runs ops without recording a graph."""
-
-    mode = False
-
-
-class enable_grad(_GradMode):
-    """``with ag.enable_grad():`` (or ``@ag.enable_grad()``) records the graph even inside ``no_grad``."""
-
-    mode = True
-
-
-class set_grad_enabled(_GradMode):
-    """``ag.set_grad_enabled(flag)`` sets the mode at once, as in PyTorch; as a ``with`` block or a
-    decorator it holds only inside and restores the caller's mode afterwards."""
+class _SetAtOnce(_Switch):
+    """A switch that takes effect when called, as PyTorch's ``set_grad_enabled(flag)``; as a
+    ``with`` block or a decorator it holds only inside and restores the caller's value."""
 
     def __init__(self, mode: bool) -> None:
         super().__init__()
         self.mode = bool(mode)
-        self._at_call: bool | None = _grad_enabled  # what the first ``with`` restores
-        _set_grad_mode(self.mode)
+        self._at_call: bool | None = globals()[self.flag]  # what the first ``with`` restores
+        globals()[self.flag] = self.mode
 
     def __enter__(self) -> None:
         if self._at_call is None:
             super().__enter__()
-        else:  # entered right after the call, which has set the mode already
+        else:  # entered right after the call, which has set the value already
             self._previous.append(self._at_call)
             self._at_call = None
 
+    def _fresh(self) -> _Switch:
+        return type(self)(self.mode)
+
     def __call__(self, func: Callable) -> Callable:
         if self._at_call is not None:  # as a decorator it sets nothing at definition time
-            _set_grad_mode(self._at_call)
+            globals()[self.flag] = self._at_call
             self._at_call = None
         return super().__call__(func)
+
+
+class no_grad(_Switch):
+    """``with ag.no_grad():`` (or ``@ag.no_grad()``) runs ops without recording a graph."""
+
+    flag, mode = "_grad_enabled", False
+
+
+class enable_grad(_Switch):
+    """``with ag.enable_grad():`` (or ``@ag.enable_grad()``) records the graph even inside ``no_grad``."""
+
+    flag, mode = "_grad_enabled", True
+
+
+class set_grad_enabled(_SetAtOnce):
+    """``ag.set_grad_enabled(flag)`` turns graph recording on or off at once; as a ``with`` block
+    or a decorator it holds only inside."""
+
+    flag = "_grad_enabled"
+
+
+class detect_anomaly(_Switch):
+    """``with ag.detect_anomaly():`` (or ``@ag.detect_anomaly()``): the first op whose forward output
+    or backward gradient holds NaN or Inf raises ``AnomalyError`` naming the op, its module path,
+    the shapes and the line that created it; a value an op saved for backward that changed behind
+    the library's back is caught too. Slow (each op checks and copies what it saves): for
+    finding a bug, not for training."""
+
+    flag, mode = "_anomaly", True
+
+
+class set_detect_anomaly(_SetAtOnce):
+    """``ag.set_detect_anomaly(flag)`` turns anomaly checks on or off at once (see ``detect_anomaly``)."""
+
+    flag = "_anomaly"
 
 
 # Callables told of every backward step, as (node, grad_output, input_grads): register_step_hook.
@@ -168,7 +201,7 @@ class Context:
     # The engine's own fields live in slots (fast, and a backward that frees saved values
     # does not grow each node's __dict__); an op's own attributes (ctx.axis) go in __dict__.
     __slots__ = ("fn", "backend", "params", "scope", "records", "inputs", "needs_input_grad", "_saved",
-                 "output", "freed", "out_backend", "unbroadcast", "__dict__", "__weakref__")
+                 "output", "freed", "out_backend", "unbroadcast", "versions", "__dict__", "__weakref__")
 
     def __init__(self, fn: type, backend: Any, params: dict | None = None) -> None:
         self.fn = fn
@@ -183,6 +216,7 @@ class Context:
         self.freed = False
         self.out_backend: Any = None  # an op whose output lives elsewhere (ToBackend) sets this
         self.unbroadcast: dict[int, tuple] = _NO_UNBROADCAST  # replaced by the first entry
+        self.versions: tuple | None = None  # the inputs' versions when forward saved values
 
     @property
     def xp(self) -> Any:
@@ -204,8 +238,32 @@ class Context:
             raise GraphError(
                 f"{self.name}: its saved values were freed by an earlier backward(). "
                 "Pass retain_graph=True to the first backward() to run backward twice.")
+        self._check_unchanged()
         return tuple([v if isinstance(v, Tensor) else Tensor(v, self.backend)
                       for v in self.saved_sources(self.output)])
+
+    def _check_unchanged(self) -> None:
+        """Refuse to differentiate with saved values that changed since forward: an input changed
+        in place through the library (its version moved on), or, under detect_anomaly, any saved
+        array changed behind the library's back."""
+        for i, t in enumerate(self.inputs):
+            if self.versions is not None and t._version != self.versions[i] and \
+                    any(v is t._data for v in self._saved):
+                who = repr(t.name) if t.name else f"input {i} ({self.fn.input_names(i + 1)[i]})"
+                raise GraphError(
+                    f"{self.name}{_where(self)}: {who} of shape {shape_str(t.shape)}, which {self.name} saved for "
+                    f"backward, was changed in place after the forward pass (version {self.versions[i]} then, "
+                    f"{t._version} now), so its gradient would be computed with the new values. Compute the "
+                    "forward pass again after the change (call optimizer.step() after loss.backward(), not "
+                    "between the forward pass and it), or change a copy.")
+        copies = self.__dict__.get("saved_copies")
+        if copies is not None:
+            for k, (value, copy) in enumerate(zip(self._saved, copies)):
+                if copy is not None and not self.xp.array_equal(value, copy, equal_nan=True):
+                    raise AnomalyError(
+                        f"{self.name}{_where(self)}: saved value {k} of shape {shape_str(value.shape)} changed "
+                        f"after the forward pass, behind the library's back (a write into .data's array?); "
+                        f"the op was created at {self.created_at}. Change a copy instead.")
 
     @property
     def saved(self) -> list | None:
@@ -352,7 +410,7 @@ class Function:
                 if backend is not None:
                     raise _two_backends(cls.__name__, backend, t._backend)
                 backend = t._backend
-            arrays.append(t.data)
+            arrays.append(t._data)
             needs.append(t.requires_grad)
         if backend is None:
             raise GraphError(f"{cls.__name__}: needs at least one tensor input")
@@ -373,8 +431,61 @@ class Function:
             needs = tuple(needs)
             # One shared tuple per pattern: a node's own would be one more object to scan.
             ctx.needs_input_grad = _NEEDS.setdefault(needs, needs) if len(needs) <= 4 else needs
+            if ctx._saved:
+                ctx.versions = tuple([t._version for t in inputs])
             result.grad_fn = ctx
+        if _anomaly and not _walking:
+            _watch(ctx, inputs, out, requires_grad)
         return result
+
+
+# --------------------------------------------------------------------------- anomaly mode
+
+
+def _watch(ctx: Context, inputs: Sequence[Tensor], out: Any, recorded: bool) -> None:
+    """detect_anomaly's forward side: note where the op was created, copy what it saved, and
+    stop at the first output that holds NaN or Inf."""
+    ctx.created_at = _user_line()
+    if recorded and ctx._saved:
+        ctx.saved_copies = [ctx.xp.array(v, copy=True) if ctx.backend.is_array(v) else None for v in ctx._saved]
+    bad = _non_finite(ctx.xp, out)
+    if bad:
+        shapes = ", ".join(shape_str(t.shape) for t in inputs)
+        raise AnomalyError(f"{ctx.name}{_where(ctx)}: its output of shape {shape_str(out.shape)} holds {bad}, "
+                           f"from inputs of shapes {shapes}, at {ctx.created_at}. Look at this op's inputs "
+                           "(a log of 0, a square root of a negative number, a division by 0, an overflow).")
+
+
+def _check_grads(node: Context, input_grads: tuple) -> None:
+    """detect_anomaly's backward side: stop at the first gradient that holds NaN or Inf."""
+    names = node.fn.input_names(len(node.inputs))
+    for i, g in enumerate(input_grads):
+        bad = _non_finite(node.xp, g._data) if g is not None else ""
+        if bad:
+            raise AnomalyError(
+                f"{node.name}Backward{_where(node)}: the gradient for its input {names[i]} of shape "
+                f"{shape_str(g.shape)} holds {bad}; the op was created at "
+                f"{node.__dict__.get('created_at', 'a line outside detect_anomaly')}.")
+
+
+def _non_finite(xp: Any, array: Any) -> str:
+    """'NaN', 'Inf' or '' for a float array (integers and booleans are always finite)."""
+    if array.dtype.kind not in "fc" or bool(xp.isfinite(array).all()):
+        return ""
+    return "NaN" if bool(xp.isnan(array).any()) else "Inf"
+
+
+def _user_line() -> str:
+    """The first line of the stack outside this package: where the user's code made the op."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    for frame in reversed(traceback.extract_stack()):
+        if not os.path.abspath(frame.filename).startswith(package + os.sep):
+            return f"{frame.filename}:{frame.lineno} ({(frame.line or '').strip()})"
+    return "an unknown line"
+
+
+def _where(node: Context) -> str:
+    return f" in {node.scope}" if node.scope else ""
 
 
 def _two_backends(op: str, first: Any, second: Any) -> BackendError:
@@ -545,7 +656,7 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
     that called ``retain_grad()``). Otherwise the gradients of ``inputs`` are returned
     and no ``.grad`` is touched (``ag.grad``).
     """
-    global _grad_enabled
+    global _grad_enabled, _walking
     wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
     found: list = [None] * len(inputs) if inputs is not None else []
     pending: dict[Context, Any] = {}  # node -> the gradient of its output, summed so far
@@ -564,8 +675,8 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
         made[out.grad_fn] = out
         roots.append(out.grad_fn)
 
-    previous = _grad_enabled
-    _grad_enabled = create_graph
+    previous, was_walking = _grad_enabled, _walking
+    _grad_enabled, _walking = create_graph, True
     # The walk makes no reference cycles, yet its many short-lived gradients and nodes set off
     # the cycle collector, whose full passes scan the whole heap (slow beside a large library's
     # objects). Paused for the walk only; the caller's setting comes back in `finally`.
@@ -611,7 +722,7 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
             if not retain_graph:
                 node.release(stand_ins)
     finally:
-        _grad_enabled = previous
+        _grad_enabled, _walking = previous, was_walking
         if collecting:
             gc.enable()
     return found if inputs is not None else None
@@ -660,6 +771,8 @@ def _step(node: Context, grad: Any) -> tuple:
             input_grads = tuple([_fit_grad(node, i, t, g) if g is not None and t.requires_grad else None
                                  for i, (t, g) in enumerate(zip(inputs, input_grads))])
             break
+    if _anomaly:
+        _check_grads(node, input_grads)
     for hook in _step_hooks:
         hook(node, grad, input_grads)
     return input_grads
@@ -741,7 +854,7 @@ def _accumulate(total: Any, g: Any) -> Any:
         return g
     if _grad_enabled:
         return total + g
-    return Tensor(total.data + g.data, total._backend)
+    return Tensor(total._data + g._data, total._backend)
 
 
 def backward(tensor: Any, grad: Any = None, retain_graph: bool | None = None,

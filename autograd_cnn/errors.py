@@ -18,6 +18,10 @@ class GraphError(AutogradError, RuntimeError):
     """A misuse of the graph: backward twice, backward on a non-scalar, and the like."""
 
 
+class AnomalyError(AutogradError, RuntimeError):
+    """``detect_anomaly``: an op made NaN or Inf, or a saved value changed behind the library's back."""
+
+
 def shape_str(shape: tuple) -> str:
     """(2, 3) rather than Python's (2, 3) with a trailing comma for 1-tuples."""
     return "(" + ", ".join(str(s) for s in shape) + ")"

@@ -65,6 +65,7 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 self._update(p.data, p.grad.data, self._state_for(p), group, p._backend)
+                p.bump_version()  # a backward through a graph that saved p now refuses it
 
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
         raise NotImplementedError

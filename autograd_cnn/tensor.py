@@ -30,13 +30,14 @@ def bind_ops(namespace: ModuleType) -> None:
 class Tensor:
     """An n-dimensional array that records the ops applied to it."""
 
-    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "name", "_backend",
-                 "_retains_grad", "_grad_hooks", "_post_hooks", "__weakref__")
+    __slots__ = ("_data", "grad", "requires_grad", "grad_fn", "name", "_backend",
+                 "_retains_grad", "_grad_hooks", "_post_hooks", "_version", "__weakref__")
     __array_priority__ = 1000  # ndarray * Tensor calls Tensor.__rmul__, not numpy's loop
 
     def __init__(self, data: Any, backend: Backend | None = None, requires_grad: bool = False,
                  name: str | None = None) -> None:
-        self.data = data
+        self._data = data
+        self._version = 0  # bumped by every in-place change made through the library
         self._backend = backend if backend is not None else backend_of(data)
         self.grad: Tensor | None = None
         self.requires_grad = requires_grad
@@ -48,20 +49,37 @@ class Tensor:
 
     # --- attributes -------------------------------------------------------
     @property
+    def data(self) -> Any:
+        """The backend array (``numpy.ndarray`` or ``cupy.ndarray``). Assigning to it counts as an
+        in-place change (``_version``); writing into the array itself cannot be seen, so call
+        ``bump_version()`` after doing that to a tensor an op may have saved."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._data = value
+        self._version += 1
+
+    def bump_version(self) -> None:
+        """Count an in-place change of the values, so that a backward through an op that saved
+        them raises instead of using the changed values (the optimizers do this on each step)."""
+        self._version += 1
+
+    @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return self._data.size
 
     @property
     def dtype(self) -> Any:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def backend(self) -> str:
@@ -76,7 +94,7 @@ class Tensor:
         return _ops.transpose(self)
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self._data)
 
     def __repr__(self) -> str:
         values = str(self.numpy()).replace("\n", "\n       ")
@@ -88,13 +106,13 @@ class Tensor:
     # --- conversion -------------------------------------------------------
     def numpy(self) -> Any:
         """The values as a host NumPy array (copied from the GPU when needed)."""
-        return self._backend.to_host(self.data)
+        return self._backend.to_host(self._data)
 
     def item(self) -> float | int:
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(f"item(): only a one-element tensor has an item, "
                              f"this one has shape {shape_str(self.shape)}")
-        return self._backend.to_host(self.data).reshape(()).item()  # a GPU's errors surface here
+        return self._backend.to_host(self._data).reshape(()).item()  # a GPU's errors surface here
 
     def tolist(self) -> Any:
         return self.numpy().tolist()
@@ -106,7 +124,7 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {shape_str(self.shape)} "
                              "is ambiguous; use .any() or .all()")
         return bool(self.item())
@@ -117,7 +135,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same values, cut from the graph."""
-        return Tensor(self.data, self._backend)
+        return Tensor(self._data, self._backend)
 
     def to(self, backend: str | Backend) -> Tensor:
         """This tensor on another backend (differentiable); itself when already there."""
@@ -273,10 +291,10 @@ class Tensor:
         return _ops.argmin(self, axis)
 
     def any(self) -> bool:
-        return bool(self.data.any())
+        return bool(self._data.any())
 
     def all(self) -> bool:
-        return bool(self.data.all())
+        return bool(self._data.all())
 
     def exp(self) -> Tensor:
         return _ops.exp(self)
@@ -391,13 +409,13 @@ def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: A
 
 def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Zeros of t's shape, backend and memory layout (a channels-last image stays channels-last)."""
-    return Tensor(t._backend.xp.zeros_like(t.data, dtype=dtype or t.dtype), t._backend,
+    return Tensor(t._backend.xp.zeros_like(t._data, dtype=dtype or t.dtype), t._backend,
                   requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Ones of t's shape, backend and memory layout (a channels-last image stays channels-last)."""
-    return Tensor(t._backend.xp.ones_like(t.data, dtype=dtype or t.dtype), t._backend,
+    return Tensor(t._backend.xp.ones_like(t._data, dtype=dtype or t.dtype), t._backend,
                   requires_grad=requires_grad)
 
 

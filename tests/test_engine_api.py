@@ -220,3 +220,113 @@ def test_saved_values_params_and_scope_are_readable_until_freed():
 def test_graph_of_refuses_what_is_not_a_tensor():
     with pytest.raises(TypeError, match="graph_of: expected a Tensor"):
         ag.graph_of(np.ones(3))
+
+
+# --------------------------------------------------------------------------- in-place changes
+
+
+def test_optimizer_step_between_forward_and_backward_is_refused():
+    from autograd_cnn import nn, optim
+
+    model = nn.Linear(3, 2)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    loss = model(ag.randn(4, 3)).sum()
+    opt.step()  # no gradient yet: nothing changes, nothing is counted
+    loss.backward()  # fine
+    loss = model(ag.randn(4, 3)).sum()
+    opt.step()  # changes weight in place
+    with pytest.raises(GraphError, match=r"weight.*changed in place.*version 1 then, 2 now"):
+        loss.backward()
+
+
+def test_assigning_data_counts_as_a_change_and_bump_version_is_public():
+    x = ag.tensor([1.0, 2.0, 3.0], requires_grad=True, name="x")
+    w = ag.tensor([2.0, 2.0, 2.0], name="w")
+    v = w._version
+    y = (x * w).sum()
+    w.bump_version()  # as after writing into w.data's array by hand
+    assert w._version == v + 1
+    with pytest.raises(GraphError, match=r"Mul: 'w' of shape \(3\).*changed in place"):
+        y.backward()
+    w.data = w.data * 10
+    assert w._version == v + 2
+
+
+def test_a_change_to_a_tensor_the_op_did_not_save_is_fine():
+    a = ag.tensor([1.0, 2.0], requires_grad=True)
+    b = ag.tensor([3.0, 4.0])
+    y = (a + b).sum()  # Add saves nothing
+    b.bump_version()
+    y.backward()
+    np.testing.assert_allclose(a.grad.numpy(), [1.0, 1.0])
+
+
+def test_load_state_dict_counts_as_an_in_place_change():
+    from autograd_cnn import nn
+
+    model = nn.Linear(2, 1)
+    loss = model(ag.randn(3, 2)).sum()
+    model.load_state_dict(model.state_dict())
+    with pytest.raises(GraphError, match="changed in place"):
+        loss.backward()
+
+
+# --------------------------------------------------------------------------- anomaly mode
+
+
+def test_anomaly_mode_names_the_first_op_that_made_a_nan_and_the_users_line():
+    x = ag.tensor([1.0, -1.0], requires_grad=True)
+    with ag.detect_anomaly(), np.errstate(invalid="ignore"):
+        assert ag.is_anomaly_enabled()
+        with pytest.raises(ag.AnomalyError, match=r"Sqrt: its output of shape \(2\) holds NaN.*test_engine_api.py"):
+            (x * 2).sqrt().sum()
+    assert not ag.is_anomaly_enabled()
+    with np.errstate(invalid="ignore"):
+        y = x.sqrt()  # off: no check, NumPy's NaN goes through
+    assert np.isnan(y.numpy()[1])
+
+
+def test_anomaly_mode_catches_a_gradient_that_becomes_inf():
+    x = ag.tensor([0.0, 1.0], requires_grad=True)
+    with ag.detect_anomaly(), np.errstate(divide="ignore"):
+        y = x.sqrt().sum()  # sqrt(0) = 0 is fine; its gradient 1/(2·0) is not
+        with pytest.raises(ag.AnomalyError, match=r"SqrtBackward: the gradient for its input a .* holds Inf.*"
+                                                   r"created at .*test_engine_api.py"):
+            y.backward()
+
+
+def test_anomaly_mode_names_the_module_path():
+    from autograd_cnn import nn
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    with ag.detect_anomaly(), np.errstate(invalid="ignore"), \
+            pytest.raises(ag.AnomalyError, match=r"^Linear in 0: its output"):
+        model(ag.tensor([[np.inf, 1.0]]))
+
+
+def test_anomaly_mode_catches_a_saved_array_changed_behind_the_librarys_back():
+    x = ag.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    w = ag.tensor([1.0, 2.0, 3.0])
+    with ag.detect_anomaly():
+        y = (x * w).sum()
+        w.data[...] = 10  # cannot be counted: only anomaly mode's copy sees it
+        with pytest.raises(ag.AnomalyError, match="changed after the forward pass, behind the library's back"):
+            y.backward()
+    y = (x * w).sum()
+    w.data[...] = 1
+    y.backward()  # off: the changed values are used, as the docs warn
+    np.testing.assert_allclose(x.grad.numpy(), [1.0, 1.0, 1.0])
+
+
+def test_set_detect_anomaly_as_a_call_and_as_a_decorator():
+    try:
+        ag.set_detect_anomaly(True)
+        assert ag.is_anomaly_enabled()
+    finally:
+        ag.set_detect_anomaly(False)
+
+    @ag.detect_anomaly()
+    def f():
+        return ag.is_anomaly_enabled()
+
+    assert f() and not ag.is_anomaly_enabled()

@@ -19,6 +19,7 @@ def uniform_(t: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
     dtype = t.dtype if t.dtype.kind == "f" else "float32"
     sample = backend_rng(t._backend).random(t.shape, dtype=dtype)
     t.data[...] = sample * (high - low) + low
+    t.bump_version()
     return t
 
 
@@ -26,16 +27,19 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with samples from N(mean, std^2)."""
     sample = backend_rng(t._backend).standard_normal(t.shape, dtype=t.dtype)
     t.data[...] = sample * std + mean
+    t.bump_version()
     return t
 
 
 def zeros_(t: Tensor) -> Tensor:
     t.data[...] = 0
+    t.bump_version()
     return t
 
 
 def ones_(t: Tensor) -> Tensor:
     t.data[...] = 1
+    t.bump_version()
     return t
 
 

@@ -360,6 +360,7 @@ class Module:
         for name, value in values.items():
             target = own[name]
             target.data[...] = target._backend.asarray(value, dtype=target.dtype)
+            target.bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     def save(self, path: str) -> None:
