@@ -16,7 +16,7 @@ from .errors import AutogradError, BackendError, GraphError, ShapeError
 from .ops.elementwise import maximum, minimum, where
 from .ops.shape import concat, pad, stack
 from .random import manual_seed
-from .tensor import Tensor, arange, from_numpy, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from .tensor import Tensor, arange, from_dlpack, from_numpy, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .testing import GradcheckError, gradcheck, gradgradcheck
 
 __version__ = "0.1.0"
@@ -46,7 +46,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AutogradError", "BackendError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
     "arange", "available_backends", "concat", "enable_grad", "float32", "float64",
-    "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
+    "from_dlpack", "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
     "ones_like", "pad", "rand", "randn", "save", "set_backend", "set_grad_enabled", "stack",
     "tensor", "use_backend", "where", "zeros", "zeros_like",
