@@ -26,9 +26,9 @@ float64 = _np.dtype("float64")
 int64 = _np.dtype("int64")
 int32 = _np.dtype("int32")
 
-# Submodules that pull in more (nn, optim, data, visual, interop) load on first use, so
+# Submodules that pull in more (nn, optim, data, visual, the exporters) load on first use, so
 # `import autograd_cnn` stays fast.
-_LAZY = ("functional", "nn", "optim", "data", "models", "visual", "interop")
+_LAZY = ("functional", "nn", "optim", "data", "models", "visual", "onnx", "interop")
 
 
 def __getattr__(name: str) -> Any:
