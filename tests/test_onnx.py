@@ -1,6 +1,6 @@
 """ONNX export: every model and every exportable layer, run in onnxruntime (two batch sizes) and in
 onnx's reference evaluator (an independent second runtime), against our own forward pass; the
-names a reader sees in Netron; the error paths."""
+names a reader sees in Netron; the error paths; the command line."""
 from __future__ import annotations
 
 import subprocess
@@ -11,7 +11,7 @@ import pytest
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
-from autograd_cnn import models, nn
+from autograd_cnn import cli, models, nn
 from autograd_cnn import onnx as exporter
 from autograd_cnn.autograd import Function
 
@@ -311,3 +311,24 @@ def test_every_op_is_exportable_or_knowingly_left_out():
                        NOT_EXPORTED)
     assert not undecided, f"add a translation to EMITTERS in autograd_cnn/onnx.py, or list here why not: {undecided}"
     assert not NOT_EXPORTED & {f.__name__ for f in exporter.EMITTERS}
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_the_export_command(onnx, ort, tmp_path, capsys):
+    model = models.lecture_cnn()
+    for p in model.parameters():  # weights no freshly built model has
+        p.data[...] = np.random.default_rng(3).normal(0, 0.1, p.shape)
+    weights, out = tmp_path / "cnn.npz", tmp_path / "out" / "cnn.onnx"
+    model.save(str(weights))
+    assert cli.main(["export", "--model", "lecture-cnn", "--weights", str(weights), "--out", str(out)]) == 0
+    assert "input 'input' (batch, 1, 28, 28)" in capsys.readouterr().out
+    x = inputs((1, 1, 28, 28), 5)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert_close(session.run(None, {"input": x})[0], ours(model, x), "the exported trained model")
+
+
+def test_the_export_command_names_a_missing_weights_file(onnx, tmp_path, capsys):
+    assert cli.main(["export", "--weights", str(tmp_path / "none.npz"), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "none.npz" in capsys.readouterr().err
