@@ -9,6 +9,14 @@ import autograd_cnn as ag
 from autograd_cnn.backends import cupy_usable
 
 
+@pytest.fixture(autouse=True)
+def _host_tensors():
+    """NumPy's side of an exchange needs host tensors whatever AUTOGRAD_CNN_BACKEND says; the tests
+    that take the ``backend`` fixture choose their own inside this."""
+    with ag.use_backend("numpy"):
+        yield
+
+
 def real_cupy():
     """CuPy itself with a GPU (not the NumPy stand-in that tests/cupy_standin puts in its place)."""
     cupy = pytest.importorskip("cupy", reason="CuPy is not installed")

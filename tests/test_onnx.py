@@ -167,6 +167,15 @@ def test_a_newer_opset_with_gelu_and_reduce_axes_as_inputs(name, onnx, ort, tmp_
     run_both_runtimes(onnx, ort, build(), shape, tmp_path / f"{name}.onnx", opset=20)
 
 
+def test_a_model_on_any_backend_exports(backend, onnx, ort, tmp_path):
+    model = randomise_statistics(models.resnet((1,), (4,), in_channels=1))  # weights and buffers on `backend`
+    path = tmp_path / "gpu.onnx"
+    exporter.export(model, ag.zeros(2, 1, 8, 8), path)
+    x = inputs((1, 1, 8, 8), 3)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert_close(session.run(None, {"input": x})[0], ours(model, x), f"a model on {backend}")
+
+
 def test_gelu_is_one_node_from_opset_20_and_its_formula_before(onnx, tmp_path):
     model = nn.Sequential(nn.GELU())
     ops = {opset: [n.op_type for n in exporter.export(model, np.ones((2, 3), "float32"), tmp_path / "g.onnx",
