@@ -226,8 +226,15 @@ def _conv_transpose2d(g: GraphWriter, node: Context, x: list[str]) -> str:
 def _max_pool2d(g: GraphWriter, node: Context, x: list[str]) -> str:
     # ceil_mode is already in the padding: the bottom and right pads grew to hold the last window.
     p = node.params
-    return g.op("MaxPool", x, kernel_shape=p["kernel_size"], strides=p["stride"], pads=_pads(p["padding"]),
-                dilations=p["dilation"])
+    (kh, kw), pads = p["kernel_size"], _pads(p["padding"])
+    if any(pad >= k for pad, k in zip(pads, (kh, kw, kh, kw))):
+        # onnxruntime wants each pad smaller than the kernel, which a dilated window may outgrow:
+        # pad with -inf first (no window's maximum ever picks it), then pool without padding.
+        top, left, bottom, right = pads
+        widths = g.ints((0, 0, top, left, 0, 0, bottom, right), "pads")
+        x = [g.op("Pad", [x[0], widths, g.scalar(-np.inf, node.inputs[0])], mode="constant")]
+        pads = (0, 0, 0, 0)
+    return g.op("MaxPool", x, kernel_shape=(kh, kw), strides=p["stride"], pads=pads, dilations=p["dilation"])
 
 
 def _window_sizes(size: int, n_out: int, k: int, s: int, lo: int) -> list[int]:

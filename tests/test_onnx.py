@@ -100,6 +100,8 @@ CASES = {
         nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), nn.MaxPool2d(2, stride=1, dilation=2),
         nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True), nn.AvgPool2d(2, padding=1, count_include_pad=False),
         nn.AvgPool2d(2, stride=3, ceil_mode=True, count_include_pad=False)), (1, 3, 29, 26)),
+    "max_pool2d_dilated": (lambda: nn.Sequential(  # pads as wide as the kernel: onnxruntime needs a Pad op
+        nn.MaxPool2d(2, dilation=3, padding=2), nn.MaxPool2d(2, stride=3, dilation=2, ceil_mode=True)), (1, 2, 12, 12)),
     "adaptive_and_global_max": (lambda: nn.Sequential(nn.AdaptiveAvgPool2d((3, 2)), nn.GlobalMaxPool2d()),
                                 (1, 3, 8, 7)),
     "adaptive_and_global_avg": (lambda: nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.GlobalAvgPool2d()), (1, 3, 8, 8)),
