@@ -26,7 +26,7 @@ from .errors import AnomalyError, AutogradError, BackendError, GraphError, Shape
 from .ops.elementwise import maximum, minimum, where
 from .ops.shape import concat, pad, stack
 from .random import manual_seed
-from .tensor import Tensor, arange, from_numpy, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from .tensor import Tensor, arange, from_dlpack, from_numpy, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .testing import GradcheckError, gradcheck, gradgradcheck
 
 __version__ = "0.1.0"
@@ -36,9 +36,9 @@ float64 = _np.dtype("float64")
 int64 = _np.dtype("int64")
 int32 = _np.dtype("int32")
 
-# Submodules that pull in more (nn, optim, data, visual) load on first use, so
+# Submodules that pull in more (nn, optim, data, visual, the exporters) load on first use, so
 # `import autograd_cnn` stays fast.
-_LAZY = ("functional", "nn", "optim", "data", "models", "visual")
+_LAZY = ("functional", "nn", "optim", "data", "models", "visual", "onnx", "interop")
 
 
 def __getattr__(name: str) -> Any:
@@ -56,7 +56,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AnomalyError", "AutogradError", "BackendError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
     "arange", "available_backends", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
-    "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
+    "from_dlpack", "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
     "ones_like", "pad", "rand", "randn", "save", "set_backend", "set_detect_anomaly", "set_grad_enabled", "stack",
     "tensor", "use_backend", "where", "zeros", "zeros_like",

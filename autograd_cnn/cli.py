@@ -1,4 +1,4 @@
-"""The ``autograd-cnn`` command: demo, train, graph, info, bench."""
+"""The ``autograd-cnn`` command: demo, train, graph, export, info, bench."""
 from __future__ import annotations
 
 import argparse
@@ -270,6 +270,49 @@ def _graph_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the backward pass step by step (pictures and index.html) to FOLDER")
 
 
+# --------------------------------------------------------------------------- export
+
+def _export(args: argparse.Namespace) -> int:
+    """Build a lecture model, load its trained weights, and write it as an ONNX file."""
+    import numpy as np
+
+    import autograd_cnn as ag
+
+    from .models import MODELS
+    from .onnx import ExportError, export
+    from .serialization import CheckpointError
+
+    build, input_shape = MODELS[args.model]
+    model = build()
+    try:
+        if args.weights:
+            model.load_state_dict(ag.load(args.weights))
+        else:
+            print("no --weights given: writing the untrained initial weights")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        example = np.zeros((1, *input_shape), dtype=np.float32)
+        export(model, example, args.out, opset=args.opset, dynamic_batch=not args.static_batch)
+    except (OSError, ImportError, CheckpointError, ExportError) as e:
+        print(f"autograd-cnn export: {e}", file=sys.stderr)
+        return 1
+    batch = "1" if args.static_batch else "batch"
+    print(f"wrote {args.out}: {args.model}, input 'input' ({', '.join([batch, *map(str, input_shape)])}), "
+          f"output 'output', opset {args.opset}")
+    return 0
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    from .models import MODELS
+
+    parser.add_argument("--model", default="lecture-cnn", choices=list(MODELS), help="default: %(default)s")
+    parser.add_argument("--weights", default=None, metavar="W.npz",
+                        help="trained weights, as `train --save` writes them (default: the initial weights)")
+    parser.add_argument("--out", default="out/model.onnx", metavar="M.onnx", help="default: %(default)s")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: %(default)s)")
+    parser.add_argument("--static-batch", action="store_true",
+                        help="fix the batch size to 1 (default: any batch size)")
+
+
 # name: (function, one-line help[, function that adds the command's options])
 COMMANDS: dict[str, tuple[Any, ...]] = {
     "demo": (_demo, "train the lecture CNN on the shipped digits and draw its graphs", _demo_arguments),
@@ -277,6 +320,7 @@ COMMANDS: dict[str, tuple[Any, ...]] = {
     "info": (_info, "version, backends, devices, BLAS"),
     "bench": (_bench, "run the benchmark suite (from a source checkout)", _bench_arguments),
     "graph": (_graph, "render a model's forward/backward graphs to a file", _graph_arguments),
+    "export": (_export, "write a lecture model as an ONNX file (needs autograd-cnn[onnx])", _export_arguments),
 }
 
 

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from .backends import Backend, backend_of, get_backend
-from .errors import GraphError, shape_str
+from .errors import BackendError, GraphError, shape_str
 from .hooks import RemovableHandle
 from .random import backend_rng
 
@@ -129,9 +129,37 @@ class Tensor:
                              "is ambiguous; use .any() or .all()")
         return bool(self.item())
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        array = self.numpy()
-        return array if dtype is None else array.astype(dtype)
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        """``np.asarray(t)``: the tensor's own array, no copy, for a NumPy-backend tensor. A GPU
+        tensor refuses, as CuPy does: copying to the host is for ``.numpy()`` to say out loud."""
+        if self._backend.name != "numpy":
+            raise BackendError(f"np.asarray() of a tensor on the {self.backend} backend: its values live on the "
+                               "GPU. Call .numpy() for a host copy, or use ag.from_dlpack / the array's "
+                               "__dlpack__ to share it with another GPU library")
+        array = self._as_array()
+        if dtype is not None and array.dtype != dtype:
+            if copy is False:
+                raise ValueError(f"np.asarray(copy=False): the tensor is {array.dtype}; {dtype} needs a copy")
+            return array.astype(dtype)
+        return array.copy() if copy else array
+
+    # DLPack: another library (NumPy, CuPy, PyTorch, JAX) reads this tensor's memory in place.
+    def __dlpack__(self, *, stream: Any = None, max_version: tuple | None = None, dl_device: tuple | None = None,
+                   copy: bool | None = None) -> Any:
+        """A DLPack capsule of the tensor's array (shared memory), made by the array itself."""
+        # Only what the consumer asked for is passed on: an older NumPy or CuPy knows fewer keywords,
+        # and a consumer such as PyTorch retries without them when the producer says TypeError.
+        asked = {"stream": stream, "max_version": max_version, "dl_device": dl_device, "copy": copy}
+        return self._as_array().__dlpack__(**{k: v for k, v in asked.items() if v is not None})
+
+    def __dlpack_device__(self) -> tuple:
+        """(device type, device index) as DLPack numbers them: (1, 0) for the host, (2, n) for GPU n."""
+        return self._as_array().__dlpack_device__()
+
+    def _as_array(self) -> Any:
+        """The data as an array: a NumPy scalar (what a full reduction gives) as a 0-d array."""
+        data = self.data
+        return data if hasattr(data, "__dlpack__") else self._backend.xp.asarray(data)
 
     def detach(self) -> Tensor:
         """The same values, cut from the graph."""
@@ -385,6 +413,33 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
     if requires_grad and array.dtype.kind not in "fc":
         raise TypeError(f"tensor(): only floating-point tensors can require grad, got {array.dtype}")
     return Tensor(array, target, requires_grad=requires_grad, name=name)
+
+
+# DLPack's device types: where the array's memory is (the standard's DLDeviceType numbers).
+_DLPACK_HOST, _DLPACK_CUDA = 1, 2
+_DLPACK_DEVICES = {1: "CPU", 2: "CUDA", 3: "CUDA host", 4: "OpenCL", 7: "Vulkan", 8: "Metal", 10: "ROCm",
+                   13: "CUDA managed", 14: "oneAPI"}
+
+
+def from_dlpack(obj: Any) -> Tensor:
+    """A tensor that shares memory with ``obj``, any array that speaks DLPack (NumPy, CuPy,
+    PyTorch, JAX): host memory gives a NumPy-backend tensor, GPU memory a CuPy-backend one.
+    Nothing is copied, so a write through one is seen through the other."""
+    if isinstance(obj, Tensor):
+        return Tensor(obj.data, obj._backend)
+    if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: a {type(obj).__name__} does not speak DLPack (it has no __dlpack__ and "
+                        "__dlpack_device__); pass the array itself, e.g. a torch.Tensor, not a capsule")
+    device, index = obj.__dlpack_device__()
+    if device == _DLPACK_HOST:
+        backend = get_backend("numpy")
+    elif device == _DLPACK_CUDA:
+        backend = get_backend("cupy")  # says what to install where CuPy or the GPU is missing
+    else:
+        kind = _DLPACK_DEVICES.get(int(device), f"device type {int(device)}")
+        raise BackendError(f"from_dlpack: the array lives on {kind} (device {index}); autograd_cnn holds "
+                           "host (NumPy) and CUDA (CuPy) memory only. Move it to the CPU or a CUDA GPU first")
+    return Tensor(backend.xp.from_dlpack(obj), backend)
 
 
 def from_numpy(array: Any, requires_grad: bool = False) -> Tensor:

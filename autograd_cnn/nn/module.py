@@ -327,7 +327,9 @@ class Module:
     def load_state_dict(self, state: dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters and buffers, in place, on their own backends.
 
-        A missing, unexpected or mis-shaped entry is an error naming it (with
+        ``state`` maps dotted names to tensors or arrays: ``ag.load(path)``, or a PyTorch state
+        dict as NumPy arrays (the names and layouts are PyTorch's; ``interop.from_torch`` converts
+        one). A missing, unexpected or mis-shaped entry is an error naming it (with
         ``strict=False`` missing and unexpected entries are skipped and returned).
         """
         from ..serialization import CheckpointError
@@ -335,7 +337,8 @@ class Module:
         own = dict(self.named_parameters())
         own.update(self.named_buffers())
         missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
+        # PyTorch's batch norms also count their batches (for momentum=None); ours keep no count.
+        unexpected = [k for k in state if k not in own and not _batch_count_of_ours(k, own)]
         if strict and (missing or unexpected):
             parts = []
             if missing:
@@ -355,7 +358,8 @@ class Module:
             shape = tuple(getattr(value, "shape", ()))
             if shape != target.shape:
                 raise CheckpointError(f"{type(self).__name__}.load_state_dict: entry {name!r} has shape "
-                                      f"{shape_str(shape)}, the model's {shape_str(target.shape)}")
+                                      f"{shape_str(shape)}, the model's {shape_str(target.shape)}"
+                                      f"{_layout_hint(shape, target.shape)}")
             values[name] = value
         for name, value in values.items():
             target = own[name]
@@ -460,6 +464,21 @@ class Module:
 
     def __dir__(self) -> list:
         return sorted(set(super().__dir__()) | set(self._modules) | set(self._parameters))
+
+
+def _batch_count_of_ours(key: str, own: dict) -> bool:
+    """True for PyTorch's ``<path>.num_batches_tracked`` where ``<path>`` is one of our batch norms."""
+    path, _, leaf = key.rpartition(".")
+    return leaf == "num_batches_tracked" and (f"{path}.running_mean" if path else "running_mean") in own
+
+
+def _layout_hint(shape: tuple, want: tuple) -> str:
+    """What to do when a weight holds the right sizes in another order (a Keras layout)."""
+    if len(shape) != len(want) or sorted(shape) != sorted(want) or len(want) < 2:
+        return ""
+    return ("; the same sizes in another order: Keras keeps a Dense kernel as (in, out) and a Conv2D "
+            "kernel as (KH, KW, in, out), where PyTorch and autograd_cnn use (out, in) and (out, in, KH, KW): "
+            "transpose it first, e.g. kernel.T or kernel.transpose(3, 2, 0, 1)")
 
 
 def _move(t: Tensor, backend: Backend) -> None:
