@@ -199,7 +199,7 @@ class Context:
     """
 
     # The engine's own fields live in slots (fast, and a backward that frees saved values
-    # does not grow each node's __dict__); an op's own attributes (ctx.axis) go in __dict__.
+    # does not grow each node's __dict__); an op's own attributes (ctx.in_shape) go in __dict__.
     __slots__ = ("fn", "backend", "params", "scope", "records", "inputs", "needs_input_grad", "_saved",
                  "output", "freed", "out_backend", "unbroadcast", "versions", "__dict__", "__weakref__")
 
