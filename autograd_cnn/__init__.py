@@ -12,7 +12,7 @@ import numpy as _np
 
 from .autograd import enable_grad, grad, graph_of, is_grad_enabled, no_grad, set_grad_enabled
 from .backends import available_backends, get_backend, set_backend, use_backend
-from .errors import AutogradError, BackendError, GraphError, ShapeError
+from .errors import AutogradError, BackendError, DistributedError, GraphError, ShapeError
 from .ops.elementwise import maximum, minimum, where
 from .ops.shape import concat, pad, stack
 from .random import manual_seed
@@ -26,9 +26,9 @@ float64 = _np.dtype("float64")
 int64 = _np.dtype("int64")
 int32 = _np.dtype("int32")
 
-# Submodules that pull in more (nn, optim, data, visual) load on first use, so
+# Submodules that pull in more (nn, optim, data, visual, distributed) load on first use, so
 # `import autograd_cnn` stays fast.
-_LAZY = ("functional", "nn", "optim", "data", "models", "visual")
+_LAZY = ("functional", "nn", "optim", "data", "models", "visual", "distributed")
 
 
 def __getattr__(name: str) -> Any:
@@ -44,7 +44,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AutogradError", "BackendError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
+    "AutogradError", "BackendError", "DistributedError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
     "arange", "available_backends", "concat", "enable_grad", "float32", "float64",
     "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",

@@ -18,6 +18,11 @@ class GraphError(AutogradError, RuntimeError):
     """A misuse of the graph: backward twice, backward on a non-scalar, and the like."""
 
 
+class DistributedError(AutogradError, RuntimeError):
+    """A collective between processes that failed or timed out (a dead or stuck peer, tensors
+    that differ between processes); the message names the call, the rank and the shapes."""
+
+
 def shape_str(shape: tuple) -> str:
     """(2, 3) rather than Python's (2, 3) with a trailing comma for 1-tuples."""
     return "(" + ", ".join(str(s) for s in shape) + ")"
