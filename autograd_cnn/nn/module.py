@@ -363,10 +363,16 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     def save(self, path: str) -> None:
-        """``ag.save(self.state_dict(), path)``: one .npz, written atomically."""
+        """``ag.save(self.state_dict(), path)``: one .npz, written atomically.
+
+        Under several processes (``mpiexec``) only rank 0 writes: data-parallel training keeps
+        the same weights on every process. ``ag.save`` writes from whichever process calls it.
+        """
+        from ..distributed import world
         from ..serialization import save
 
-        save(self.state_dict(), path)
+        if world.is_main():
+            save(self.state_dict(), path)
 
     # --- description --------------------------------------------------------------
     def extra_repr(self) -> str:
