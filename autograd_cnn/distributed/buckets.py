@@ -100,7 +100,10 @@ class GradientBuckets:
                                    "twice?); wrap a model once")
         self.buckets = _bucketed(params[::-1], bucket_mb * 2**20)  # backward finishes the last layer first
         self.next = 0  # the first bucket not yet started
-        self.wait_seconds, self.steps = 0.0, 0  # time backward waited for the all-reduces, and how often
+        # What the all-reduces cost, summed over the backwards (``steps``) so far: the time they
+        # were in flight, the part of it before the walk ended (hidden behind backward's own
+        # work), and the time backward waited for them at its end.
+        self.steps, self.in_flight_seconds, self.hidden_seconds, self.wait_seconds = 0, 0.0, 0.0, 0.0
         self.handles = []
         if self.world.size > 1:
             for bucket in self.buckets:
@@ -151,14 +154,17 @@ class GradientBuckets:
 
     def _finish(self) -> None:
         """The end of backward: wait for every bucket, average, and hand the results to ``.grad``."""
+        walk_end = time.perf_counter()
         for bucket in self.buckets[self.next:]:
             bucket.fill_missing()
         self._start_full()
-        start = time.perf_counter()
         self.world.wait([bucket.pending for bucket in self.buckets])
-        self.wait_seconds += time.perf_counter() - start
+        self.wait_seconds += time.perf_counter() - walk_end
         self.steps += 1
         for bucket in self.buckets:
+            p = bucket.pending
+            self.in_flight_seconds += p.finished - p.started
+            self.hidden_seconds += max(0.0, min(p.finished, walk_end) - p.started)
             bucket.flat /= self.world.size
             for p, (lo, hi) in zip(bucket.params, bucket.bounds):
                 p.grad = Tensor(bucket.flat[lo:hi].reshape(p.shape), p._backend)

@@ -62,13 +62,15 @@ def timeout() -> float:
 
 class Pending:
     """One collective on its way: the call that started it, what it carries (for messages),
-    the link and the link's handle to test, and what to do once it is done."""
+    the link and the link's handle to test, what to do once it is done, and when it started
+    and was found done (``time.perf_counter``)."""
 
-    __slots__ = ("call", "what", "link", "handle", "after", "done")
+    __slots__ = ("call", "what", "link", "handle", "after", "done", "started", "finished")
 
     def __init__(self, call: str, what: str, link: Any, handle: Any, after: Any = None) -> None:
         self.call, self.what, self.link, self.handle, self.after = call, what, link, handle, after
         self.done = False
+        self.started, self.finished = time.perf_counter(), 0.0
 
 
 class World:
@@ -191,8 +193,10 @@ class World:
             if not type(err).__module__.startswith(_LINK_MODULES):
                 raise
             raise self._failure(p.call, p.what, err) from None
-        if p.done and p.after is not None:
-            p.after()
+        if p.done:
+            p.finished = time.perf_counter()
+            if p.after is not None:
+                p.after()
         return p.done
 
     def _give_up(self, p: Pending, limit: float) -> None:
