@@ -115,6 +115,28 @@ def collectives() -> dict:
     return out
 
 
+def shards() -> dict:
+    """What each process's sharded DataLoader yields from 10 samples, in order and shuffled
+    (the permutation drawn on rank 0: the processes' generators are seeded differently)."""
+    ag.manual_seed(100 + dist.rank())
+    x = np.arange(10.0)
+    out = {}
+    for name, kwargs in {"in_order": {"shuffle": False}, "shuffled": {}, "drop_last": {"drop_last": True}}.items():
+        loader = data.DataLoader(x, batch_size=2, shard=True, **kwargs)
+        out[name] = {"len": len(loader), "rows": [v for xb in loader for v in xb.numpy().tolist()]}
+    return out
+
+
+def twice() -> str:
+    model = models.lecture_mlp()
+    dist.DataParallel(model)
+    try:
+        dist.DataParallel(model)
+    except dist.DistributedError as err:
+        return str(err)
+    return ""
+
+
 def train(out: Path) -> None:
     r, k = dist.rank(), dist.world_size()
     arrays, report = {}, {"rank": r, "size": k, "mpi4py": "mpi4py" in sys.modules}
@@ -138,6 +160,8 @@ def train(out: Path) -> None:
     report["bn_buckets"] = buckets
     arrays.update({f"bn/{name}": t.numpy() for name, t in wrapped.state_dict().items()})
     report["collectives"] = collectives()
+    report["shards"] = shards()
+    report["twice"] = twice()
     np.savez(out / f"rank{r}.npz", **arrays)
     (out / f"rank{r}.json").write_text(json.dumps(report))
 

@@ -216,6 +216,29 @@ def test_collectives(job):
                                  f"tensor of one shape and dtype, but they hold {held}")
 
 
+@needs_mpi
+def test_a_sharded_loader_gives_each_process_an_equal_part_of_one_permutation(job):
+    k, _, reports, _ = job
+    parts = {name: [r["shards"][name] for r in reports] for name in ("in_order", "shuffled", "drop_last")}
+    rows = -(-10 // k)  # every process the same count: the order wraps around to fill the last row of k
+    for name in ("in_order", "shuffled"):
+        assert all(p["len"] == -(-rows // 2) and len(p["rows"]) == rows for p in parts[name])
+        taken = sorted(v for p in parts[name] for v in p["rows"])
+        assert set(taken) == set(range(10)) and len(taken) == rows * k
+    assert parts["in_order"][1]["rows"][:3] == [1.0, 1.0 + k, 1.0 + 2 * k]  # every k-th from its rank
+    assert parts["shuffled"][0]["rows"] != parts["in_order"][0]["rows"]
+    kept = [v for p in parts["drop_last"] for v in p["rows"]]
+    assert all(p["len"] == (10 // k) // 2 for p in parts["drop_last"])
+    assert len(set(kept)) == len(kept) == ((10 // k) // 2) * 2 * k  # nothing twice, whole batches only
+
+
+@needs_mpi
+def test_a_model_is_wrapped_once(job):
+    k, _, reports, _ = job
+    assert reports[0]["twice"].startswith("DataParallel: parameters 1.weight, 1.bias, 3.weight, 3.bias are "
+                                          "averaged already (a model wrapped twice?)")
+
+
 # --------------------------------------------------------------------------- failures
 
 

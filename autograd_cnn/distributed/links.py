@@ -2,8 +2,8 @@
 
 Each link starts collectives without waiting for them and hands back something to ``test``
 until it is done; ``world.py`` does the waiting, with a deadline, and turns the links' own
-errors into ``DistributedError``. Neither link is imported, nor is mpi4py or CuPy, unless the
-job has more than one process (or asks for a link by name).
+errors into ``DistributedError``. A link imports mpi4py or CuPy when it is made: only in a job
+of several processes, or when ``dist.init`` names one.
 """
 from __future__ import annotations
 

@@ -25,9 +25,10 @@ class DataParallel(Module):
     def __init__(self, module: Module, bucket_mb: float = 25.0) -> None:
         if not isinstance(module, Module):
             raise TypeError(f"DataParallel: expected an nn.Module to wrap, got {type(module).__name__}")
+        named = _named_state(module)  # while it is its own root: the names are the model's own
         super().__init__()
         self.module = module
-        broadcast_state(_named_state(module), "DataParallel")
+        broadcast_state(named, "DataParallel")
         self.buckets = GradientBuckets(module.parameters(), bucket_mb, "DataParallel")
         self.bucket_mb = bucket_mb
 

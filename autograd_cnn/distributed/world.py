@@ -24,7 +24,7 @@ from ..tensor import Tensor
 from .links import MPI_INSTALL_HINT, MpiLink, NcclLink, nccl_status
 
 TIMEOUT_ENV = "AUTOGRAD_CNN_DIST_TIMEOUT"
-DEFAULT_TIMEOUT = 300.0  # seconds: longer than any one step of a sane job, short beside a lost night
+DEFAULT_TIMEOUT = 300.0  # seconds: far longer than any one step, far shorter than a night lost to a hang
 # How MPI launchers tell each process the size of its job: MPICH's Hydra, Intel MPI and Slurm's
 # PMI; Open MPI; MVAPICH. Under none of them the world is one process and MPI is not loaded.
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")

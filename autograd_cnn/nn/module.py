@@ -433,6 +433,9 @@ class Module:
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         Ctrl-C stops after the current step and returns the History so far. A NaN loss
         stops with an error naming the epoch and step.
+
+        Under ``mpiexec`` every process trains the model on its own part of each epoch and
+        the gradients are averaged: ``batch_size`` is per process (autograd_cnn.distributed).
         """
         return self._trainer_now().fit(x, y, epochs, batch_size, validation_data, shuffle, verbose, callbacks)
 
