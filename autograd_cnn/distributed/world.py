@@ -30,7 +30,7 @@ DEFAULT_TIMEOUT = 300.0  # seconds: far longer than any one step, far shorter th
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 BACKENDS = ("mpi", "nccl")
 OPS = ("sum", "mean", "max", "min")
-_SPIN_SECONDS = 0.002  # poll flat out this long (a collective usually ends sooner), then nap between polls
+_SPIN_SECONDS = 0.0005  # poll flat out this long (a collective usually ends sooner), then nap between polls
 # Where the links' own errors come from (mpi4py's MPI.Exception, CuPy's NcclError): told as ours.
 _LINK_MODULES = ("mpi4py", "cupy_backends.cuda.libs.nccl", "cupy.cuda.nccl")
 _DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
@@ -184,7 +184,7 @@ class World:
                 if waited > limit:
                     self._give_up(p, limit)
                 if waited > _SPIN_SECONDS:
-                    time.sleep(0.0002)  # a late peer: leave the core to others meanwhile
+                    time.sleep(0.0001)  # a late peer: leave the core to others (the peer, maybe) meanwhile
 
     def _test(self, p: Pending) -> bool:
         try:
@@ -378,6 +378,8 @@ def status() -> list[str]:
         mpi = f"mpi4py {metadata.version('mpi4py')} with " + (", ".join(wheels) + " (wheel)" if wheels
                                                               else "the system's MPI library")
     ok, nccl = nccl_status()
+    if not ok and nccl.startswith("CuPy is not usable"):
+        nccl = "it comes with CuPy, which is not usable here: see the cupy line above"
     how = "started by an MPI launcher" if launched_size() > 1 else "not started by mpiexec"
     return [f"MPI: {mpi}", f"NCCL: {nccl}" if ok else f"NCCL: not available ({nccl})",
             f"processes: {world.size} ({how}); this is rank {world.rank}, local rank {world.local_rank}"]
