@@ -79,8 +79,8 @@ def worker_ours(steps: int, warmup: int, bucket_mb: float) -> dict:
         F.cross_entropy(trained(x), y).backward()
         opt.step()
 
-    times = timed_steps(step, dist.barrier, steps, warmup)
-    result = {"step_s": statistics.median(times), "processes": k}
+    wall, cpu = timed_steps(step, dist.barrier, steps, warmup)
+    result = {"step_s": statistics.median(wall), "cpu_s": statistics.median(cpu), "processes": k}
     if k > 1:
         buckets = trained.buckets  # its figures cover warm-up and timed steps alike
         result.update(waited_s=buckets.wait_seconds / buckets.steps, in_flight_s=buckets.in_flight_seconds /
@@ -122,24 +122,27 @@ def worker_torch(steps: int, warmup: int, port: int) -> dict:
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
 
-    times = timed_steps(step, barrier, steps, warmup)
+    wall, cpu = timed_steps(step, barrier, steps, warmup)
     if k > 1:
         tdist.destroy_process_group()
-    return {"step_s": statistics.median(times), "processes": k}
+    return {"step_s": statistics.median(wall), "cpu_s": statistics.median(cpu), "processes": k}
 
 
-def timed_steps(step: Any, barrier: Any, steps: int, warmup: int) -> list[float]:
-    """Wall time of each of ``steps`` steps after ``warmup`` untimed ones, the processes started together."""
+def timed_steps(step: Any, barrier: Any, steps: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU time (this process, all its threads) of each of ``steps`` steps after ``warmup``
+    untimed ones, the processes started together. On a shared machine the CPU time tells what a
+    step costs, the wall time also what the other programs took from it."""
     for _ in range(warmup):
         step()
     barrier()
-    times = []
+    wall, cpu = [], []
     for _ in range(steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         step()
-        times.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     barrier()
-    return times
+    return wall, cpu
 
 
 # --------------------------------------------------------------------------- the runs, in turn
@@ -227,6 +230,12 @@ def print_results(results: dict, torch_here: bool, args: argparse.Namespace) -> 
     if torch_here:
         theirs1, theirs2 = throughput("torch", 1), throughput("torch", 2)
         print(f"| PyTorch DDP (gloo) | {theirs1:.0f} | {theirs2:.0f} | {theirs2 / theirs1:.2f}x |")
+    print("\nCPU time of a step, per process (ms; what the step costs, whatever else runs on the machine):\n")
+    print("| | 1 process | 2 processes |\n| --- | ---: | ---: |")
+    for name, framework in (("autograd_cnn (MPI)", "ours"), ("PyTorch DDP (gloo)", "torch")):
+        if framework == "ours" or torch_here:
+            print(f"| {name} | {_median(results[(framework, 1, 25.0)], 'cpu_s') * 1e3:.1f} | "
+                  f"{_median(results[(framework, 2, 25.0)], 'cpu_s') * 1e3:.1f} |")
     print(f"\nour 2-process speed-up over 1 process: {ours2 / ours1:.2f}x (target 1.7x or more)")
     if torch_here:
         print(f"our 2-process throughput / PyTorch DDP's: {ours2 / theirs2:.2f} (target 1.00 or more)")
