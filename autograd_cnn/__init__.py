@@ -22,7 +22,7 @@ from .autograd import (
     set_grad_enabled,
 )
 from .backends import available_backends, get_backend, set_backend, use_backend
-from .errors import AnomalyError, AutogradError, BackendError, GraphError, ShapeError
+from .errors import AnomalyError, AutogradError, BackendError, DistributedError, GraphError, ShapeError
 from .ops.elementwise import maximum, minimum, where
 from .ops.shape import concat, pad, stack
 from .random import manual_seed
@@ -36,9 +36,9 @@ float64 = _np.dtype("float64")
 int64 = _np.dtype("int64")
 int32 = _np.dtype("int32")
 
-# Submodules that pull in more (nn, optim, data, visual, the exporters) load on first use, so
-# `import autograd_cnn` stays fast.
-_LAZY = ("functional", "nn", "optim", "data", "models", "visual", "onnx", "interop")
+# Submodules that pull in more (nn, optim, data, visual, distributed, the exporters) load on
+# first use, so `import autograd_cnn` stays fast.
+_LAZY = ("functional", "nn", "optim", "data", "models", "visual", "distributed", "onnx", "interop")
 
 
 def __getattr__(name: str) -> Any:
@@ -54,7 +54,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AnomalyError", "AutogradError", "BackendError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
+    "AnomalyError", "AutogradError", "BackendError", "DistributedError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
     "arange", "available_backends", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
     "from_dlpack", "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",

@@ -11,7 +11,8 @@ Inspecting a graph (what ``visual``, the exporters and the tests read; nothing e
 theirs to touch): ``graph_of(output)`` gives the nodes in the order backward runs them, each
 ``Context`` with its ``name``, ``fn``, ``inputs``, ``params``, ``scope``, ``saved``,
 ``needs_input_grad`` and ``unbroadcast``. Hooks: ``Tensor.register_hook``,
-``Tensor.register_post_accumulate_grad_hook`` and ``register_step_hook``.
+``Tensor.register_post_accumulate_grad_hook``, ``register_step_hook``, and ``queue_callback``
+(run something once when the backward that is running ends).
 """
 from __future__ import annotations
 
@@ -166,6 +167,29 @@ def register_step_hook(fn: Callable[[Context, Any, tuple], None]) -> RemovableHa
     until the handle's ``remove()`` (the step-by-step pictures listen here)."""
     _step_hooks.append(fn)
     return RemovableHandle(_step_hooks, fn)
+
+
+# One list per backward walk in progress (a hook may run a backward of its own): the
+# callables queue_callback added, run when that walk ends.
+_walk_callbacks: list[list[Callable[[], None]]] = []
+
+
+def queue_callback(fn: Callable[[], None]) -> bool:
+    """Run ``fn()`` once when the backward now running ends: after every gradient and hook, before
+    ``backward()`` returns (data-parallel training waits for its last all-reduce there).
+
+    Call it from a hook during backward. Callbacks run in the order queued; one queued by a
+    callback runs too. A callable already queued for this backward is not queued again: the
+    return value says whether this call queued it. A backward that raises runs none of them.
+    """
+    if not _walk_callbacks:
+        raise GraphError("queue_callback: no backward is running; call it from a hook that runs "
+                         "during backward() (register_post_accumulate_grad_hook, register_hook)")
+    queued = _walk_callbacks[-1]
+    if fn in queued:
+        return False
+    queued.append(fn)
+    return True
 
 
 _FLOAT32 = "float32"  # what Python floats become, as in PyTorch
@@ -654,8 +678,23 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
 
     With ``inputs`` None, gradients accumulate into ``.grad`` of leaves (and of tensors
     that called ``retain_grad()``). Otherwise the gradients of ``inputs`` are returned
-    and no ``.grad`` is touched (``ag.grad``).
+    and no ``.grad`` is touched (``ag.grad``). What hooks gave to ``queue_callback`` runs last.
     """
+    callbacks: list[Callable[[], None]] = []
+    _walk_callbacks.append(callbacks)
+    try:
+        found = _walk(outputs, grads, retain_graph, create_graph, inputs)
+        with set_grad_enabled(create_graph):
+            for fn in callbacks:  # the list may grow while it runs: a callback may queue another
+                fn()
+    finally:
+        _walk_callbacks.pop()
+    return found
+
+
+def _walk(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: bool, create_graph: bool,
+          inputs: Sequence[Any] | None) -> list | None:
+    """The walk itself: each node's backward in reverse topological order, without recursion."""
     global _grad_enabled, _walking
     wanted = {id(t): i for i, t in enumerate(inputs)} if inputs is not None else None
     found: list = [None] * len(inputs) if inputs is not None else []

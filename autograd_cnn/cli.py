@@ -33,6 +33,10 @@ def _info(args: argparse.Namespace) -> int:
                       f"({pool.get('architecture')}, {pool.get('num_threads')} threads)")
     except ImportError:
         print("BLAS: install threadpoolctl to see which BLAS NumPy uses")
+    from .distributed import world
+
+    for line in world.status():
+        print(line)
     return 0
 
 
@@ -66,29 +70,40 @@ def _optimizer(name: str, lr: float | None, model: Any) -> Any:
 
 
 def _train(args: argparse.Namespace) -> Any:
-    """Load, build, summarise, compile, fit, evaluate and save: the lecture workflow. Returns the model."""
+    """Load, build, summarise, compile, fit, evaluate and save: the lecture workflow. Returns the model.
+
+    Under ``mpiexec`` every process runs it: fit trains data-parallel, and rank 0 alone prints and saves.
+    """
     import autograd_cnn as ag
 
+    from .distributed import world
     from .models import MODELS
 
+    say = print if world.is_main() else _silent
     build, input_shape = MODELS[args.model]
     (x_train, y_train), (x_test, y_test) = _images(args.dataset, input_shape, args.limit)
-    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, "
-          f"backend {ag.get_backend().name}")
+    processes = world.world_size()
+    say(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, backend {ag.get_backend().name}"
+        + (f", {processes} processes of {args.batch_size} images a step each" if processes > 1 else ""))
     ag.manual_seed(args.seed)
     model = build()
-    model.summary(input_shape)
+    model.summary(input_shape, print_fn=say)
     model.compile(optimizer=_optimizer(args.optimizer, args.lr, model),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size)
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=args.batch_size)
-    print(f"test accuracy: {test_acc:.4f}  (test loss {test_loss:.4f})")
+    say(f"test accuracy: {test_acc:.4f}  (test loss {test_loss:.4f})")
     if args.save:
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        if world.is_main():
+            Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         model.save(args.save)
-        print(f"saved the trained weights to {args.save} "
-              f"(restore: model.load_state_dict(ag.load({str(args.save)!r})))")
+        say(f"saved the trained weights to {args.save} "
+            f"(restore: model.load_state_dict(ag.load({str(args.save)!r})))")
     return model
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """print's stand-in on the processes other than rank 0."""
 
 
 def _train_command(args: argparse.Namespace) -> int:
@@ -123,11 +138,16 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     """Train the lecture CNN on the shipped digits, save it, and draw one training step's graphs."""
+    from .distributed import world
+
     out = Path(args.out)
     args.model, args.dataset, args.optimizer, args.lr, args.seed = "lecture-cnn", "sample", "rmsprop", None, 0
     args.batch_size, args.save = 128, str(out / "lecture_cnn.npz")
-    print("The lecture CNN on 5,000 real MNIST digits that ship with the package (4,000 train / 1,000 test).\n")
+    if world.is_main():
+        print("The lecture CNN on 5,000 real MNIST digits that ship with the package (4,000 train / 1,000 test).\n")
     model = _train(args)
+    if not world.is_main():  # the pictures and the hint are rank 0's to give
+        return 0
     if not args.no_graphs:
         _draw_training_step(model, out)
     print(f"\nNext: python examples/what_the_cnn_sees.py --weights {args.save} shows its filters and feature maps.")
@@ -317,7 +337,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, tuple[Any, ...]] = {
     "demo": (_demo, "train the lecture CNN on the shipped digits and draw its graphs", _demo_arguments),
     "train": (_train_command, "train a lecture model on a data set", _train_arguments),
-    "info": (_info, "version, backends, devices, BLAS"),
+    "info": (_info, "version, backends, devices, BLAS, MPI and NCCL"),
     "bench": (_bench, "run the benchmark suite (from a source checkout)", _bench_arguments),
     "graph": (_graph, "render a model's forward/backward graphs to a file", _graph_arguments),
     "export": (_export, "write a lecture model as an ONNX file (needs autograd-cnn[onnx])", _export_arguments),

@@ -405,10 +405,17 @@ class DataLoader:
     shuffles anew when ``shuffle`` is set: with its own generator when ``seed`` is given,
     else with the one ``ag.manual_seed`` seeds. The last batch may be smaller unless
     ``drop_last``.
+
+    ``shard=True`` (data-parallel training under ``mpiexec``): every process iterates its own
+    equal part of each pass's permutation, the same permutation on every process (from
+    ``seed``, or drawn on rank 0 and sent). Process r takes entries r, r + k, r + 2k, ... of
+    it, wrapping around to the start so that every process gets the same count and runs the
+    same number of steps (with ``drop_last`` the incomplete last row of k is left out instead).
+    In a world of one process it changes nothing.
     """
 
     def __init__(self, x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = True,
-                 seed: int | None = None, drop_last: bool = False) -> None:
+                 seed: int | None = None, drop_last: bool = False, shard: bool = False) -> None:
         self.x = _host_array(x)
         self.y = None if y is None else _host_array(y)
         if self.y is not None and len(self.y) != len(self.x):
@@ -416,23 +423,47 @@ class DataLoader:
                              "they must pair up one to one")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.batch_size, self.shuffle, self.drop_last, self.shard = batch_size, shuffle, drop_last, bool(shard)
         self._rng = np.random.default_rng(seed) if seed is not None else None
 
-    def __len__(self) -> int:
+    def _rows(self) -> int:
+        """How many samples this process iterates per pass."""
         n = len(self.x)
+        if not self.shard:
+            return n
+        from .distributed import world
+
+        k = world.world_size()
+        return n // k if self.drop_last else -(-n // k)
+
+    def __len__(self) -> int:
+        n = self._rows()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[Any]:
+    def _order(self) -> np.ndarray | None:
+        """The rows this pass takes, in order; None for all of them as they lie."""
         from . import random
+
+        n = len(self.x)
+        if not self.shard:
+            return (self._rng or random.host_rng()).permutation(n) if self.shuffle else None
+        from .distributed import sharding, world
+
+        group = world.current()
+        if not self.shuffle:
+            order = np.arange(n)
+        elif self._rng is not None:  # the same seed on every process: the same permutation
+            order = self._rng.permutation(n)
+        else:
+            order = sharding.common_permutation(n, random.host_rng(), group)
+        return sharding.strided_part(order, group, drop=self.drop_last)
+
+    def __iter__(self) -> Iterator[Any]:
         from .backends import get_backend
         from .tensor import Tensor
 
         backend = get_backend()
-        n = len(self.x)
-        order = None
-        if self.shuffle:
-            order = (self._rng or random.host_rng()).permutation(n)
+        order = self._order()
         for i in range(len(self)):
             index = slice(i * self.batch_size, (i + 1) * self.batch_size)
             rows = order[index] if order is not None else index

@@ -22,6 +22,11 @@ class AnomalyError(AutogradError, RuntimeError):
     """``detect_anomaly``: an op made NaN or Inf, or a saved value changed behind the library's back."""
 
 
+class DistributedError(AutogradError, RuntimeError):
+    """A collective between processes that failed or timed out (a dead or stuck peer, tensors
+    that differ between processes); the message names the call, the rank and the shapes."""
+
+
 def shape_str(shape: tuple) -> str:
     """(2, 3) rather than Python's (2, 3) with a trailing comma for 1-tuples."""
     return "(" + ", ".join(str(s) for s in shape) + ")"

@@ -2,6 +2,7 @@
 
     python examples/mnist_cnn.py                      # full MNIST (downloaded once), 5 epochs
     python examples/mnist_cnn.py --dataset sample     # the 5,000 digits that ship with the package
+    mpiexec -n 2 python examples/mnist_cnn.py         # two processes, data-parallel, the same code
 
 Keras takes images as (28, 28, 1), channels last; like PyTorch we take (1, 28, 28), channels first.
 ``layers.Conv2D(filters=32, kernel_size=3, activation="relu")`` is ``nn.Conv2d(1, 32, 3), nn.ReLU()``.

@@ -161,6 +161,73 @@ def test_post_accumulate_hooks_fire_in_backward_order_for_each_parameter():
     assert order == ["layer2", "layer1"]  # the last layer's gradient is ready first
 
 
+def test_queue_callback_runs_once_after_every_gradient_and_before_backward_returns():
+    w1, w2 = ag.randn(4, 3, requires_grad=True), ag.randn(2, 4, requires_grad=True)
+    events = []
+
+    def finish():
+        events.append(("end", w1.grad is not None and w2.grad is not None))
+
+    def ready(t):
+        events.append(("ready", autograd.queue_callback(finish)))
+
+    w1.register_post_accumulate_grad_hook(ready)
+    w2.register_post_accumulate_grad_hook(ready)
+    F.linear(F.relu(F.linear(ag.randn(5, 3), w1)), w2).sum().backward()
+    # queued by the first hook only (the second finds it queued), run once, after both gradients
+    assert events == [("ready", True), ("ready", False), ("end", True)]
+    events.clear()
+    (w1.sum() + w2.sum()).backward()  # a new backward queues it anew
+    assert events == [("ready", True), ("ready", False), ("end", True)]
+
+
+def test_queue_callback_order_nesting_and_errors():
+    w = ag.tensor([1.0, 2.0], requires_grad=True)
+    v = ag.tensor([3.0], requires_grad=True)
+    order = []
+
+    def hook(t):
+        autograd.queue_callback(lambda: order.append("first"))
+        autograd.queue_callback(lambda: (order.append("second"),
+                                         autograd.queue_callback(lambda: order.append("third"))))
+        with ag.enable_grad():  # a backward inside a hook: its callbacks are its own
+            (v * 2).sum().backward()
+
+    v.register_post_accumulate_grad_hook(lambda t: autograd.queue_callback(lambda: order.append("inner")))
+    handle = w.register_post_accumulate_grad_hook(hook)
+    (w * w).sum().backward()
+    assert order == ["inner", "first", "second", "third"]
+    assert ag.is_grad_enabled()  # the callbacks ran without a graph; the caller's mode is back
+    handle.remove()
+
+    with pytest.raises(GraphError, match="queue_callback: no backward is running"):
+        autograd.queue_callback(lambda: None)
+
+    ran = []
+
+    def queue_then_fail(t):
+        autograd.queue_callback(lambda: ran.append(True))
+        raise RuntimeError("hook failed")
+
+    u = ag.tensor([1.0], requires_grad=True)
+    u.register_post_accumulate_grad_hook(queue_then_fail)
+    with pytest.raises(RuntimeError, match="hook failed"):
+        (u * 3).sum().backward()
+    assert ran == []  # a backward that raises runs none of its callbacks
+    with pytest.raises(GraphError, match="no backward is running"):  # and leaves no walk open
+        autograd.queue_callback(lambda: None)
+
+
+def test_queue_callback_runs_without_recording_a_graph():
+    w = ag.tensor([1.0, 2.0], requires_grad=True)
+    made = []
+    w.register_post_accumulate_grad_hook(
+        lambda t: autograd.queue_callback(lambda: made.append(t.grad * 2)))
+    (w * w).sum().backward()
+    assert made[0].grad_fn is None and not made[0].requires_grad
+    np.testing.assert_allclose(made[0].numpy(), [4.0, 8.0])
+
+
 def test_step_hook_sees_every_node_and_goes_away_with_its_handle():
     x = ag.tensor([1.0, 2.0], requires_grad=True)
     names = []

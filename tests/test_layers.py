@@ -17,8 +17,8 @@ LAYERS = [
     ("engine", ("autograd",)),
     ("ops", ("ops", "testing", "serialization")),
     ("functional", ("functional",)),
-    ("nn", ("nn", "optim", "data")),
-    ("above nn", ("models", "visual", "distributed", "onnx", "interop")),
+    ("nn", ("nn", "optim", "data", "distributed")),
+    ("above nn", ("models", "visual", "onnx", "interop")),
     ("command line", ("cli", "__main__", "")),  # "" is the package's own __init__
 ]
 

@@ -28,6 +28,13 @@ except Exception as _err:  # CUDA driver missing or broken: CuPy imports but can
 if _gpu_count == 0:
     raise BackendError("CuPy is installed but no GPU is visible; use the numpy backend.")
 
+# Under an MPI launcher the processes of one machine share its GPUs: each takes its own (local
+# rank modulo the count) before it allocates anything; see autograd_cnn.distributed.
+LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
+_local_rank = next((int(os.environ[v]) for v in LOCAL_RANK_VARIABLES if os.environ.get(v, "").strip().isdigit()), None)
+if _local_rank is not None:
+    cupy.cuda.Device(_local_rank % _gpu_count).use()
+
 
 class CupyBackend(XpBackend):
     """CuPy arrays on a GPU: the generic kernels, some fused into one CUDA launch each."""

@@ -368,10 +368,16 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     def save(self, path: str) -> None:
-        """``ag.save(self.state_dict(), path)``: one .npz, written atomically."""
+        """``ag.save(self.state_dict(), path)``: one .npz, written atomically.
+
+        Under several processes (``mpiexec``) only rank 0 writes: data-parallel training keeps
+        the same weights on every process. ``ag.save`` writes from whichever process calls it.
+        """
+        from ..distributed import world
         from ..serialization import save
 
-        save(self.state_dict(), path)
+        if world.is_main():
+            save(self.state_dict(), path)
 
     # --- description --------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -432,6 +438,9 @@ class Module:
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         Ctrl-C stops after the current step and returns the History so far. A NaN loss
         stops with an error naming the epoch and step.
+
+        Under ``mpiexec`` every process trains the model on its own part of each epoch and
+        the gradients are averaged: ``batch_size`` is per process (autograd_cnn.distributed).
         """
         return self._trainer_now().fit(x, y, epochs, batch_size, validation_data, shuffle, verbose, callbacks)
 

@@ -6,6 +6,12 @@ This file sits below ``module.py`` (which imports it): it knows a model only by 
 
 Losses are read to the host at most a few times a second: between reads the running
 sums stay on the backend, so a GPU is never made to wait after every step.
+
+Under several processes (``mpiexec``; ``autograd_cnn.distributed``) fit gives each process its
+own part of every epoch, averages the gradients (``distributed.buckets``), loss and metrics,
+and only rank 0 shows progress; evaluate and predict split the samples and gather the results.
+The distributed modules are imported inside the functions that use them: they sit in this
+layer too, and one of them (``DataParallel``) is an ``nn.Module``, which imports this file.
 """
 from __future__ import annotations
 
@@ -29,6 +35,9 @@ from ..tensor import Tensor
 from .callbacks import History
 
 _READ_INTERVAL = 0.25  # seconds between host reads of the running loss (progress bar, NaN check)
+# With several processes on GPUs the reads are a collective: every process must read at the same
+# steps, so they read every this many steps rather than by the clock.
+_STEPS_BETWEEN_READS = 16
 
 _LOSSES = {"sparse_categorical_crossentropy": "sparse", "categorical_crossentropy": "categorical",
            "mse": "mse", "mean_squared_error": "mse"}
@@ -68,8 +77,10 @@ class Trainer:
         """Train and return the History; see ``Module.fit``."""
         self._check_compiled("fit")
         model = self.model
-        data = self._data(x, y, batch_size, "fit")
-        val = self._data(validation_data[0], validation_data[1], batch_size, "fit (validation_data)") \
+        world = _world()
+        verbose = verbose if world.rank == 0 else 0  # one progress bar for the job: rank 0's
+        data = self._data(x, y, batch_size, "fit", world, training=True)
+        val = self._data(validation_data[0], validation_data[1], batch_size, "fit (validation_data)", world) \
             if validation_data is not None else None
         history = History()
         callbacks = [history] + list(callbacks or [])
@@ -78,6 +89,7 @@ class Trainer:
         was_training = model.training
         model.stop_training = False
         model.train()
+        replicas = _replicate(model, world)
         for cb in callbacks:
             cb.on_train_begin({})
         try:
@@ -97,6 +109,8 @@ class Trainer:
                       "the model keeps the weights of its last step.")
         finally:
             model.train(was_training)
+            if replicas is not None:
+                replicas.remove()
         for cb in callbacks:
             cb.on_train_end({})
         return history
@@ -104,7 +118,7 @@ class Trainer:
     def _fit_epoch(self, data: _Data, epoch: int, epochs: int, shuffle: bool, verbose: int,
                    callbacks: list, interrupt: _DeferredInterrupt, val: _Data | None) -> dict:
         bar = _progress(data.steps, f"Epoch {epoch + 1}/{epochs}", verbose == 1)
-        sums = _RunningSums(data.backend, "fit", epoch, self.metrics)
+        sums = _RunningSums(data.backend, "fit", epoch, self.metrics, data.world)
         start = time.perf_counter()
         try:
             with self.loss.watching():
@@ -114,16 +128,16 @@ class Trainer:
                     loss = self.loss(out, yb)
                     loss.backward()
                     self.optimizer.step()
-                    sums.add(loss, out, yb, step)
+                    sums.add(loss, out, yb)
                     for cb in callbacks:
                         cb.on_train_batch_end(step, {"batch": step, "size": len(xb)})
-                    if sums.due():
-                        logs = sums.read(step)
+                    if sums.due(step):
+                        logs = sums.read(step, interrupted=interrupt.requested)
                         if bar is not None:
                             bar.set_postfix_str(_format(logs), refresh=False)
                     if bar is not None:
                         bar.update(1)
-                    if interrupt.requested:
+                    if sums.stop(interrupt.requested):
                         raise KeyboardInterrupt
             logs = sums.read(data.steps - 1)
             if val is not None:
@@ -141,18 +155,20 @@ class Trainer:
     def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
         """(loss, accuracy), or the loss alone; see ``Module.evaluate``."""
         self._check_compiled("evaluate")
-        logs = self._evaluate_data(self._data(x, y, batch_size, "evaluate"), verbose == 1)
+        world = _world()
+        verbose = verbose if world.rank == 0 else 0
+        logs = self._evaluate_data(self._data(x, y, batch_size, "evaluate", world), verbose == 1)
         if verbose == 2:
             print(_format(logs, " - ", ": "))
         return (logs["loss"], logs["accuracy"]) if "accuracy" in logs else logs["loss"]
 
     def _evaluate_data(self, data: _Data, bar: bool = False) -> dict:
         progress = _progress(data.steps, "Evaluate", bar)
-        sums = _RunningSums(data.backend, "evaluate", None, self.metrics)
+        sums = _RunningSums(data.backend, "evaluate", None, self.metrics, data.world)
         with self.model.switched_mode(training=False), no_grad(), self.loss.watching():
-            for step, (xb, yb) in enumerate(data.batches(False)):
+            for xb, yb in data.batches(False):
                 out = self.model(xb)
-                sums.add(self.loss(out, yb), out, yb, step, check=False)
+                sums.add(self.loss(out, yb), out, yb)
                 if progress is not None:
                     progress.update(1)
         logs = sums.read(data.steps - 1, check=False)
@@ -163,9 +179,10 @@ class Trainer:
 
     def predict(self, x: Any, batch_size: int = 128, verbose: int = 0) -> np.ndarray:
         """The outputs as NumPy, probabilities for classifiers; see ``Module.predict``."""
-        data = self._data(x, None, batch_size, "predict")
+        world = _world()
+        data = self._data(x, None, batch_size, "predict", world)
         softmax = self.loss is not None and self.loss.reads == "logits"
-        progress = _progress(data.steps, "Predict", verbose == 1)
+        progress = _progress(data.steps, "Predict", verbose == 1 and world.rank == 0)
         outs = []
         with self.model.switched_mode(training=False), no_grad():
             for xb, _ in data.batches(False):
@@ -175,11 +192,11 @@ class Trainer:
                     progress.update(1)
         if progress is not None:
             progress.close()
-        return data.backend.to_host(data.backend.xp.concatenate(outs, axis=0))
+        return data.backend.to_host(data.joined(data.backend.xp.concatenate(outs, axis=0)))
 
-    def _data(self, x: Any, y: Any, batch_size: int, op: str) -> _Data:
+    def _data(self, x: Any, y: Any, batch_size: int, op: str, world: Any, training: bool = False) -> _Data:
         sparse = self.loss is not None and self.loss.kind == "sparse"
-        return _Data(self.model, x, y, batch_size, op, sparse)
+        return _Data(self.model, x, y, batch_size, op, sparse, world, training)
 
 
 class CompiledLoss:
@@ -251,6 +268,25 @@ class CompiledLoss:
 # --------------------------------------------------------------------------- helpers
 
 
+def _world() -> Any:
+    """The job's processes (one under plain python; mpi4py is not loaded then)."""
+    from ..distributed import world
+
+    return world.current()
+
+
+def _replicate(model: Any, world: Any) -> Any:
+    """Under several processes: rank 0's weights on every process, and gradients averaged
+    during backward until ``remove()``; None alone."""
+    if world.size == 1:
+        return None
+    from ..distributed import buckets
+
+    named = dict(model.named_parameters())
+    named.update(model.named_buffers())
+    return buckets.Replicas(named, list(model.parameters()), "fit")
+
+
 def _make_optimizer(optimizer: Any, model: Any) -> Any:
     if not isinstance(optimizer, str):
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
@@ -280,9 +316,15 @@ def _final_softmax(model: Any) -> Any:
 
 
 class _Data:
-    """x (and y) split into mini-batches that land on the model's backend and dtype."""
+    """x (and y) split into mini-batches that land on the model's backend and dtype.
 
-    def __init__(self, model: Any, x: Any, y: Any, batch_size: int, op: str, sparse: bool) -> None:
+    Under several processes each takes its part: for fit, every k-th sample of the epoch's
+    common permutation (equal counts, so every process runs the same steps); for evaluate and
+    predict, one contiguous share, which ``joined`` puts back together.
+    """
+
+    def __init__(self, model: Any, x: Any, y: Any, batch_size: int, op: str, sparse: bool, world: Any,
+                 training: bool) -> None:
         param = next(iter(model.parameters()), None)
         self.backend = param._backend if param is not None else get_backend()
         self.dtype = param.dtype if param is not None else np.dtype("float32")
@@ -296,16 +338,41 @@ class _Data:
                              f"{shape_str(self.x.shape)} and y {shape_str(self.y.shape)}")
         if n == 0:
             raise ShapeError(f"{op}: x holds no samples")
-        self.n, self.batch_size = n, batch_size
-        self.steps = math.ceil(n / batch_size)
+        self.n, self.batch_size, self.world, self.op, self.training = n, batch_size, world, op, training
+        if training:
+            self.start, self.rows = 0, math.ceil(n / world.size)
+        else:
+            from ..distributed import sharding
+
+            self.start, stop = sharding.contiguous_part(n, world)
+            self.rows = stop - self.start
+        self.steps = math.ceil(self.rows / batch_size)
         self.sparse = sparse  # y holds class indices: they stay integers
 
     def batches(self, shuffle: bool) -> Iterator[tuple[Tensor, Tensor | None]]:
-        order = host_rng().permutation(self.n) if shuffle else None
-        for start in range(0, self.n, self.batch_size):
-            index = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
+        order = self._order(shuffle)
+        for start in range(0, self.rows, self.batch_size):
+            index = slice(self.start + start, self.start + min(start + self.batch_size, self.rows)) \
+                if order is None else order[start:start + self.batch_size]
             yield self._take(self.x, self.x_backend, index, "x"), \
                 self._take(self.y, self.y_backend, index, "y") if self.y is not None else None
+
+    def _order(self, shuffle: bool) -> np.ndarray | None:
+        """The sample indices this process takes, in order; None for its contiguous share as it lies."""
+        if self.world.size == 1 or not self.training:
+            return host_rng().permutation(self.n) if shuffle else None
+        from ..distributed import sharding
+
+        order = sharding.common_permutation(self.n, host_rng(), self.world) if shuffle else np.arange(self.n)
+        return sharding.strided_part(order, self.world)
+
+    def joined(self, part: Any) -> Any:
+        """Every process's share of a result (predict's outputs), back in the order of the samples."""
+        if self.world.size == 1:
+            return part
+        from ..distributed import sharding
+
+        return sharding.gather_parts(part, self.n, self.world, self.op)
 
     def _take(self, source: Any, backend: Any, index: Any, which: str) -> Tensor:
         if not isinstance(index, slice) and backend is not None and backend.name != "numpy":
@@ -332,10 +399,14 @@ def _source(data: Any) -> tuple[Any, Any]:
 
 
 class _RunningSums:
-    """Sums of loss and correct predictions kept on the backend; read to the host on demand."""
+    """Sums of loss and correct predictions kept on the backend; read to the host on demand.
 
-    def __init__(self, backend: Any, op: str, epoch: int | None, metrics: list[str]) -> None:
-        self.backend, self.op, self.epoch = backend, op, epoch
+    Under several processes a read adds up every process's sums (one small all-reduce), so the
+    figures, the NaN check and a Ctrl-C seen by any process are the same on all of them.
+    """
+
+    def __init__(self, backend: Any, op: str, epoch: int | None, metrics: list[str], world: Any) -> None:
+        self.backend, self.op, self.epoch, self.world = backend, op, epoch, world
         self.loss_sum = self.correct = 0.0
         self.count = 0
         self.accuracy = "accuracy" in metrics
@@ -344,22 +415,35 @@ class _RunningSums:
         self.every_step = backend.name == "numpy"
         self.last_read_time = time.perf_counter()
         self.last_read_step = -1
+        self.interrupted = False  # a Ctrl-C that some process had seen at the last read
 
-    def add(self, loss: Tensor, out: Tensor, yb: Tensor, step: int, check: bool = True) -> None:
+    def add(self, loss: Tensor, out: Tensor, yb: Tensor) -> None:
         n = len(out)
         self.loss_sum = self.loss_sum + loss.data * n
         self.count += n
         if self.accuracy:
             self.correct = self.correct + _correct(out.data, yb.data, self.backend.xp)
-        if check and self.every_step:
-            self.read(step)
 
-    def due(self) -> bool:
-        return self.every_step or time.perf_counter() - self.last_read_time >= _READ_INTERVAL
+    def due(self, step: int) -> bool:
+        if self.every_step:
+            return True
+        if self.world.size > 1:  # the same steps on every process: reading is a collective
+            return (step + 1) % _STEPS_BETWEEN_READS == 0
+        return time.perf_counter() - self.last_read_time >= _READ_INTERVAL
 
-    def read(self, step: int, check: bool = True) -> dict:
+    def stop(self, requested: bool) -> bool:
+        """Whether Ctrl-C stops fit now: at once alone; together, once a read has told every process."""
+        return requested if self.world.size == 1 else self.interrupted
+
+    def read(self, step: int, check: bool = True, interrupted: bool = False) -> dict:
         """The averages so far as Python floats; raises if the loss turned NaN."""
-        loss = float(self.loss_sum) / max(self.count, 1)
+        loss_sum, correct, count = float(self.loss_sum), float(self.correct), float(self.count)
+        if self.world.size > 1:
+            totals = np.array([loss_sum, correct, count, float(interrupted)])
+            self.world.wait([self.world.start_all_reduce(totals, "sum", self.op, "the running loss and metrics")])
+            loss_sum, correct, count = totals[:3]
+            self.interrupted = bool(totals[3])
+        loss = loss_sum / max(count, 1)
         if check and math.isnan(loss):
             first = self.last_read_step + 2
             where = f"step {step + 1}" if first >= step + 1 else f"between steps {first} and {step + 1}"
@@ -369,7 +453,7 @@ class _RunningSums:
         self.last_read_time, self.last_read_step = time.perf_counter(), step
         logs = {"loss": loss}
         if self.accuracy:
-            logs["accuracy"] = float(self.correct) / max(self.count, 1)
+            logs["accuracy"] = correct / max(count, 1)
         return logs
 
 
