@@ -54,7 +54,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AnomalyError", "AutogradError", "BackendError", "DistributedError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
+    "AnomalyError", "AutogradError", "BackendError", "DistributedError", "GradcheckError", "GraphError",
+    "ShapeError", "Tensor",
     "arange", "available_backends", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
     "from_dlpack", "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
