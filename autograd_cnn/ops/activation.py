@@ -11,6 +11,7 @@ from .elementwise import exp, where
 
 class ReLU(Function):
     """y = max(x, 0)"""
+    saved_names = ("the ReLU mask [x > 0]",)
     rules = (f"∂L/∂x = {GRAD_OUT} · [y > 0]",)
     @staticmethod
     def forward(ctx, x):

@@ -221,6 +221,7 @@ class Where(Function):
 
 class Maximum(Function):
     """y = max(a, b) elementwise; a tie sends the gradient to a"""
+    saved_names = ("the mask [a ≥ b]",)
     rules = (f"∂L/∂a = {GRAD_OUT} where a ≥ b, else 0", f"∂L/∂b = {GRAD_OUT} where a < b, else 0")
     @staticmethod
     def forward(ctx, a, b):
@@ -237,6 +238,7 @@ class Maximum(Function):
 
 class Minimum(Function):
     """y = min(a, b) elementwise; a tie sends the gradient to a"""
+    saved_names = ("the mask [a ≤ b]",)
     rules = (f"∂L/∂a = {GRAD_OUT} where a ≤ b, else 0", f"∂L/∂b = {GRAD_OUT} where a > b, else 0")
     @staticmethod
     def forward(ctx, a, b):

@@ -63,6 +63,7 @@ class Mean(Function):
 
 class Max(Function):
     """y = max of a over axes; tied maxima share the gradient equally"""
+    saved_names = ("the mask of the largest elements",)
     rules = (f"∂L/∂a = {GRAD_OUT} at the largest elements (ties share), 0 elsewhere",)
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
@@ -79,6 +80,7 @@ class Max(Function):
 
 class Min(Function):
     """y = min of a over axes; tied minima share the gradient equally"""
+    saved_names = ("the mask of the smallest elements",)
     rules = (f"∂L/∂a = {GRAD_OUT} at the smallest elements (ties share), 0 elsewhere",)
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):

@@ -14,8 +14,9 @@ Nothing here changes the graph, the tensors or their ``.grad``.
 """
 from __future__ import annotations
 
-from .dot import RenderError, backward_graph, both_graph, draw, forward_graph, save
+from .dot import backward_graph, both_graph, draw, forward_graph, save
 from .frames import backprop_frames
+from .render import RenderError
 from .trace import Trace, record_gradients, trace
 
 __all__ = ["RenderError", "Trace", "backprop_frames", "backward_graph", "both_graph", "draw",
