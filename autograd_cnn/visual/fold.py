@@ -176,15 +176,8 @@ def fold_repeats(tr: Trace, units: list[Unit]) -> tuple[list[Unit], int]:
         folded, count = _fold_runs(blocks, [_prefix(b[0], d) for b in blocks])
         if len(folded) < len(best):
             best, runs = folded, count
-    blocks = [[u] for u in best]
-    names = [u.module or "" for u in best]
-    for p in range(MAX_PERIOD, 0, -1):  # longer patterns first, so Linear → Sigmoid stays one block
-        folded, count = _fold_runs(blocks, names, period=p)
-        if count:
-            blocks = [[u] for u in folded]
-            names = [u.module or "" for u in folded]
-            runs += count
-    units = [b[0] for b in blocks]
+    units, count = _fold_runs([[u] for u in best], [u.module or "" for u in best], MAX_PERIOD)
+    runs += count
     return (connect(tr, units) if runs else units), runs
 
 
@@ -195,17 +188,22 @@ def _prefix(u: Unit, d: int) -> str | None:
     return ".".join(parts[:d]) if u.module and len(parts) >= d else None
 
 
-def _fold_runs(blocks: list[list[Unit]], names: list[str | None], period: int = 1) -> tuple[list[Unit], int]:
-    """Each run of at least two repetitions of ``period`` consecutive equal blocks, as one unit;
-    blocks named None never fold."""
+def _fold_runs(blocks: list[list[Unit]], names: list[str | None], max_period: int = 1) -> tuple[list[Unit], int]:
+    """Each run of at least two repetitions of 1 to ``max_period`` consecutive equal blocks, as one
+    unit (at each place the period that covers most, the shorter on a tie); blocks named None
+    never fold."""
     signatures = [tuple(signature(u) for u in b) for b in blocks]
     out: list[Unit] = []
     runs = i = 0
     while i < len(blocks):
-        k = 1
-        while (i + (k + 1) * period <= len(blocks) and None not in names[i:i + (k + 1) * period]
-               and signatures[i + k * period:i + (k + 1) * period] == signatures[i:i + period]):
-            k += 1
+        period, k = 1, 1
+        for p in range(1, max_period + 1):
+            n = 1
+            while (i + (n + 1) * p <= len(blocks) and None not in names[i:i + (n + 1) * p]
+                   and signatures[i + n * p:i + (n + 1) * p] == signatures[i:i + p]):
+                n += 1
+            if n >= 2 and p * n > period * k:
+                period, k = p, n
         if k < 2:
             out.extend(blocks[i])
             i += 1
