@@ -193,6 +193,7 @@ class Drawing:
                 fold = FOLD_LIMIT
             self.units, self.fold_note = fold_units(tr, self.units, collapse, collapse_depth, kind, fold)
         self.unit_of = {op.id: u for u in self.units for op in u.ops}
+        self.marks: dict[str, tuple[str, list[tuple[str, str]]]] = {}  # step id -> (fill, extra lines)
         self.ran = tr.backward_ran
         self.flow = flow
         self.note = self.fold_note
@@ -390,6 +391,10 @@ class Drawing:
                 state = grad_state(p.tensor, self.ran, frame.leaf_grad(p) if frame else None)
                 lines.append((state.color, f"{p.label}: {state.text}"))
         attrs = {"fillcolor": STEP_FILL, "style": "filled,rounded"}
+        mark = self.marks.get("b" + u.id)
+        if mark is not None:  # a verdict on this step (gradcheck_graph): its colour and lines
+            attrs["fillcolor"] = mark[0]
+            lines += mark[1]
         if frame is not None:
             attrs.update(frame.step_style(u))
         g.node("b" + u.id, _html(lines), shape="box", **attrs)
