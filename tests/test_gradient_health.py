@@ -39,8 +39,9 @@ def test_gradient_stats_records_every_k_steps_per_layer_into_the_history():
     # the last recorded step's figures, recomputed from the model as it is now
     w = [model[2].weight.numpy(), model[2].bias.numpy()]
     g = [model[2].weight.grad.numpy(), model[2].bias.grad.numpy()]
-    assert math.isclose(steps["weight_norm/2"][-1], math.sqrt(sum((a.astype(float) ** 2).sum() for a in w)), rel_tol=1e-5)
-    assert math.isclose(steps["grad_norm/2"][-1], math.sqrt(sum((a.astype(float) ** 2).sum() for a in g)), rel_tol=1e-5)
+    norm = lambda arrays: math.sqrt(sum((a.astype(float) ** 2).sum() for a in arrays))
+    assert math.isclose(steps["weight_norm/2"][-1], norm(w), rel_tol=1e-5)
+    assert math.isclose(steps["grad_norm/2"][-1], norm(g), rel_tol=1e-5)
     # plain SGD: the step is lr · gradient, so update / weight = 0.1 · ‖g‖ / ‖w‖ (w after the step)
     assert math.isclose(steps["update_ratio/2"][-1], 0.1 * steps["grad_norm/2"][-1] / steps["weight_norm/2"][-1],
                         rel_tol=1e-3)
