@@ -382,12 +382,15 @@ class Function:
 
     ``rules`` writes out backward's derivative for the pictures, one line per tensor input in
     the order of forward's arguments (one line alone serves every input: Concat's). ``y`` is the
-    op's output and ``∂L/∂y`` the gradient arriving from above.
+    op's output and ``∂L/∂y`` the gradient arriving from above. ``saved_names`` names what forward
+    saves, in ``save_for_backward``'s order ("the max-pool mask"); where it names nothing, the
+    pictures call a saved input by its argument and the saved output ``y``.
     """
 
     # False for ops whose output carries no gradient (comparisons, argmax, one-hot).
     differentiable = True
     rules: tuple[str, ...] = ()
+    saved_names: tuple[str, ...] = ()
 
     @staticmethod
     def forward(ctx: Context, *args: Any, **params: Any) -> Any:

@@ -1,16 +1,23 @@
 """Graph rendering speed: the lecture CNN's "both" picture of one training step, and a 2,000-op
-graph collapsed by module, each rendered to SVG by Graphviz's dot.
+graph collapsed by module, each rendered to SVG by Graphviz's dot; then the curve of the "both"
+picture of a chain of 100, 300, 1,000 and 10,000 ops and of a 50-layer ResNet-style model, with
+the dot process's peak memory.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/render.py
 
-Targets: lecture CNN "both" < 2 s; 2,000 ops collapsed < 5 s. PyTorch draws no graphs, so the
-PyTorch column is one training step (forward + backward) of the same graph in PyTorch CPU: the
-ratio says how many PyTorch steps one picture costs.
+Targets: lecture CNN "both" < 2 s; 2,000 ops collapsed < 5 s; every point of the curve < 5 s and
+< 500 MB (the renderer folds a graph past visual.fold.FOLD_LIMIT nodes, so the bigger chains are
+drawn folded). PyTorch draws no graphs, so the PyTorch column is one training step (forward +
+backward) of the same graph in PyTorch CPU: the ratio says how many PyTorch steps one picture costs.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from common import machine, median_time, report, torch_or_none
@@ -44,6 +51,60 @@ def deep_loss() -> tuple[ag.Tensor, int]:
             h = y.reshape((4, WIDTH))  # Reshape: 8 ops per block
         count += 8
     return h.sum(), count + 1
+
+
+def chain_loss(n: int) -> ag.Tensor:
+    """A chain of n ops (tanh and scale in turn, then a sum), as deep networks without modules are."""
+    h = ag.tensor(np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32), requires_grad=True, name="x")
+    for i in range(n - 1):
+        h = h * 1.01 if i % 2 else h.tanh()
+    return h.sum()
+
+
+def resnet_loss() -> ag.Tensor:
+    """One training step of a 50-layer CIFAR-style ResNet (8 basic blocks a stage) on two small images."""
+    ag.manual_seed(0)
+    model = models.resnet((8, 8, 8), in_channels=1)
+    x = ag.tensor(np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32), name="images")
+    return F.cross_entropy(model(x), ag.tensor(np.array([1, 2]), name="labels"))
+
+
+CURVE_CHILD = """
+import sys, time, resource
+sys.path.insert(0, {here!r})
+from render import chain_loss, resnet_loss
+from autograd_cnn import visual
+loss = resnet_loss() if {n} == 0 else chain_loss({n})
+loss.backward(retain_graph=True)
+start = time.perf_counter()
+g = visual.draw(loss, kind="both", flow=True)
+g.pipe(format="svg")
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(seconds, peak, len(visual.trace(loss).ops), repr(g.drawing.fold_note))
+"""
+
+
+def curve_point(n: int) -> tuple[float, float, int, str]:
+    """One point, in a fresh process so that dot's peak memory is this picture's alone: seconds from
+    trace to SVG, dot's peak MB, the op count, and what was folded."""
+    here = str(Path(__file__).resolve().parent)
+    done = subprocess.run([sys.executable, "-c", CURVE_CHILD.format(here=here, n=n)], capture_output=True,
+                          text=True, timeout=600, check=True)
+    seconds, dot_mb, ops, note = done.stdout.strip().splitlines()[-1].split(" ", 3)
+    return float(seconds), float(dot_mb), int(ops), ast.literal_eval(note)
+
+
+def curve() -> None:
+    print("\n\"both\" picture to SVG (flow=True), traced, folded where past the limit, laid out by dot")
+    print(f"{'graph':<28}{'ops':>8}{'seconds':>10}{'dot peak MB':>13}  folded")
+    worst = 0.0
+    for n, name in [(100, "chain of 100 ops"), (300, "chain of 300 ops"), (1000, "chain of 1,000 ops"),
+                    (10000, "chain of 10,000 ops"), (0, "ResNet-50 (CIFAR-style)")]:
+        seconds, dot_mb, ops, note = curve_point(n)
+        worst = max(worst, seconds)
+        print(f"{name:<28}{ops:>8,}{seconds:>10.2f}{dot_mb:>13.0f}  {note[:90] or 'no'}")
+    print(f"slowest point {worst:.2f} s (target < 5 s, < 500 MB)")
 
 
 def render(loss: ag.Tensor, kind: str, collapse: str | None) -> None:
@@ -81,7 +142,11 @@ def torch_deep_step(torch) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--curve-only", action="store_true", help="only the curve of chain sizes and ResNet-50")
     args = parser.parse_args()
+    if args.curve_only:
+        curve()
+        return
     repeat = 2 if args.quick else 5
     torch = torch_or_none()
     print(machine())
@@ -101,6 +166,7 @@ def main() -> None:
     report(rows, "Graph rendering (PyTorch column: one training step of the same graph)")
     print(f"\nlecture CNN both: {t_cnn:.2f} s (target < 2 s); 2,000 ops collapsed: {t_deep:.2f} s "
           f"(target < 5 s); total {time.perf_counter() - start:.0f} s")
+    curve()
 
 
 if __name__ == "__main__":

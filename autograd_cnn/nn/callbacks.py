@@ -1,4 +1,4 @@
-"""Keras-style callbacks for ``Module.fit``: History, EarlyStopping, ModelCheckpoint.
+"""Keras-style callbacks for ``Module.fit``: History, EarlyStopping, ModelCheckpoint, GradientStats.
 
 A callback subclasses ``Callback`` and overrides the hooks it needs; ``fit`` calls
 them in order. ``logs`` holds the epoch's figures ("loss", "accuracy", "val_loss", ...).
@@ -35,12 +35,19 @@ class Callback:
 
 
 class History(Callback):
-    """What ``fit`` returns: ``history[name]`` is the list of per-epoch values."""
+    """What ``fit`` returns: ``history[name]`` is the list of per-epoch values; ``steps[name]`` the
+    values recorded every few steps (``GradientStats``), at the steps listed in ``steps["step"]``.
+    As in Keras, ``model.history`` is the History of the model's latest ``fit``."""
 
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {}
+        self.steps: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.interrupted = False  # True when Ctrl-C stopped fit early
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+        object.__setattr__(model, "history", self)  # a plain attribute, whatever the model's class
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch.append(epoch)
@@ -142,3 +149,74 @@ class ModelCheckpoint(_Monitor):
         self.model.save(path)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved the model to {path}")
+
+
+class GradientStats(Callback):
+    """Gradient health over training, every ``every`` steps and per layer (each module that holds
+    parameters): the gradient norm ``grad_norm/<layer>``, the weight norm ``weight_norm/<layer>``,
+    the size of the step against the weights ``update_ratio/<layer>`` (‖Δw‖ / ‖w‖, about 1e-3 is
+    healthy), and per ReLU layer the fraction of dead units ``dead_relu/<layer>`` (zero for every
+    example of the batch). Recorded into the History's ``steps``; ``visual.plot_training`` draws them.
+    """
+
+    def __init__(self, every: int = 10) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"GradientStats: every must be a positive number of steps, got {every!r}")
+        self.every = every
+        self.steps: dict[str, list[float]] = {}
+        self._handles: list = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        history = getattr(self.model, "history", None)
+        self.steps = history.steps if isinstance(history, History) else {}
+        self.step = 0
+        self.layers = [(name or type(m).__name__, list(m.parameters(recurse=False)))
+                       for name, m in self.model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+        self.dead: dict[str, float] = {}
+        # nn.ReLU layers, known by name: the layers' file sits above this one and is not imported here.
+        self._handles = [m.register_forward_hook(self._relu_hook(name or "relu"))
+                         for name, m in self.model.named_modules() if type(m).__name__ == "ReLU"]
+        self.before = self._weights()  # step 0 is recorded: keep the weights it starts from
+
+    def _relu_hook(self, name: str) -> Any:
+        def hook(module: Any, inputs: tuple, output: Any) -> None:
+            # Only a training forward of a step that is recorded (not validation, not the others).
+            if module.training and self.step % self.every == 0 and output.ndim > 1:
+                zero = output.data == 0
+                self.dead[name] = float(zero.all(axis=0).mean())
+        return hook
+
+    def _weights(self) -> list[list[Any]]:
+        return [[p.data.copy() for p in params] for _, params in self.layers]
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.step % self.every == 0:
+            self._record()
+        self.step += 1
+        if self.step % self.every == 0:
+            self.before = self._weights()  # the weights the next recorded step starts from
+
+    def _record(self) -> None:
+        row: dict[str, float] = {"step": float(self.step)}
+        for (name, params), before in zip(self.layers, self.before):
+            xp = params[0]._backend.xp
+            grads = [p.grad.data for p in params if p.grad is not None]
+            row[f"grad_norm/{name}"] = _norm(xp, grads) if grads else math.nan
+            weight = _norm(xp, [p.data for p in params])
+            row[f"weight_norm/{name}"] = weight
+            update = _norm(xp, [p.data - b for p, b in zip(params, before)])
+            row[f"update_ratio/{name}"] = update / weight if weight > 0 else math.nan
+        for name, fraction in self.dead.items():
+            row[f"dead_relu/{name}"] = fraction
+        for key, value in row.items():
+            self.steps.setdefault(key, []).append(value)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def _norm(xp: Any, arrays: list[Any]) -> float:
+    """The Euclidean norm of several arrays taken as one vector."""
+    return math.sqrt(sum(float((a.astype(xp.float64) ** 2).sum()) for a in arrays))

@@ -14,6 +14,7 @@ __all__ = ["erf", "gelu", "leaky_relu", "log_softmax", "relu", "sigmoid", "softm
 
 class ReLU(Function):
     """y = max(x, 0)"""
+    saved_names = ("the ReLU mask [x > 0]",)
     rules = (f"∂L/∂x = {GRAD_OUT} · [y > 0]",)
     @staticmethod
     def forward(ctx, x):

@@ -245,12 +245,14 @@ class _Pick(Function):
 
 class Maximum(_Pick):
     """y = max(a, b) elementwise; a tie sends the gradient to a"""
+    saved_names = ("the mask [a ≥ b]",)
     rules = (f"∂L/∂a = {GRAD_OUT} where a ≥ b, else 0", f"∂L/∂b = {GRAD_OUT} where a < b, else 0")
     pick = "maximum"
 
 
 class Minimum(_Pick):
     """y = min(a, b) elementwise; a tie sends the gradient to a"""
+    saved_names = ("the mask [a ≤ b]",)
     rules = (f"∂L/∂a = {GRAD_OUT} where a ≤ b, else 0", f"∂L/∂b = {GRAD_OUT} where a > b, else 0")
     pick = "minimum"
 

@@ -126,6 +126,7 @@ def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: f
             raise ShapeError(f"cross_entropy: logits {shape_str(logits.shape)} need class-index "
                              f"targets of shape {shape_str(z.shape[:-1])}, got {shape_str(target_t.shape)}")
         q = OneHot.apply(target_t, classes=classes, smoothing=label_smoothing, dtype=logits.dtype)
+        q.name = f"{target_t.name} (one-hot)" if target_t.name else None  # the pictures show the user's name
     else:
         if target_t.shape != logits.shape:
             raise ShapeError(f"cross_entropy: probability targets must have the logits' shape "

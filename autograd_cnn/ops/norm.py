@@ -16,6 +16,7 @@ __all__ = ["batch_norm", "dropout"]
 
 class Dropout(Function):
     """y = x * mask / (1 - p), mask_i ~ Bernoulli(1 - p)"""
+    saved_names = ("the dropout mask",)
     rules = (f"∂L/∂x = {GRAD_OUT} · mask / (1 − p)",)
     @staticmethod
     def forward(ctx, x, *, p):
@@ -45,6 +46,7 @@ def _channel_shape(x_ndim: int, channels: int) -> tuple:
 
 class BatchNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias, statistics per channel (axis 1)"""
+    saved_names = ("x", "γ", "x̂", "1/σ")
     rules = (f"∂L/∂x = γ/σ · ({GRAD_OUT} − mean {GRAD_OUT} − x̂ · mean({GRAD_OUT} · x̂))",
              f"∂L/∂γ = Σ {GRAD_OUT} · x̂",
              f"∂L/∂β = Σ {GRAD_OUT}")

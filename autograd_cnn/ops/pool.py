@@ -30,6 +30,7 @@ _WINDOW = ("kernel_size", "stride", "padding", "dilation")  # a max-pool window'
 
 class MaxPool2d(Function):
     """y[n, c, i, j] = max over the window at (i, j) of x[n, c]"""
+    saved_names = ("the max-pool mask",)
     rules = (f"∂L/∂x = {GRAD_OUT} routed to each window's largest element",)
     @staticmethod
     def forward(ctx, x, *, kernel_size, stride, padding, dilation, out_hw):

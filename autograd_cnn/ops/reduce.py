@@ -87,12 +87,14 @@ class _Extreme(Function):
 
 class Max(_Extreme):
     """y = max of a over axes; tied maxima share the gradient equally"""
+    saved_names = ("the mask of the largest elements",)
     rules = (f"∂L/∂a = {GRAD_OUT} at the largest elements (ties share), 0 elsewhere",)
     pick = "max"
 
 
 class Min(_Extreme):
     """y = min of a over axes; tied minima share the gradient equally"""
+    saved_names = ("the mask of the smallest elements",)
     rules = (f"∂L/∂a = {GRAD_OUT} at the smallest elements (ties share), 0 elsewhere",)
     pick = "min"
 

@@ -14,9 +14,12 @@ Nothing here changes the graph, the tensors or their ``.grad``.
 """
 from __future__ import annotations
 
-from .dot import RenderError, backward_graph, both_graph, draw, forward_graph, save
+from .dot import backward_graph, both_graph, draw, forward_graph, save
 from .frames import backprop_frames
+from .gradcheck import gradcheck_graph
+from .plots import plot_training
+from .render import RenderError
 from .trace import Trace, record_gradients, trace
 
 __all__ = ["RenderError", "Trace", "backprop_frames", "backward_graph", "both_graph", "draw",
-           "forward_graph", "record_gradients", "save", "trace"]
+           "forward_graph", "gradcheck_graph", "plot_training", "record_gradients", "save", "trace"]

@@ -11,52 +11,81 @@ from __future__ import annotations
 import html
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import graphviz
 import numpy as np
 
 from ..errors import AutogradError, shape_str
-from .trace import OpNode, Step, TensorNode, Trace, record_gradients, replay_backward, trace
+from .fold import FOLD_LIMIT, Unit, build_units, fold_units
+from .render import INSTALL_HINT, RenderError, check_format, have_dot, run_dot
+from .trace import Step, TensorNode, Trace, record_gradients, replay_backward, trace
 
 KINDS = ("forward", "backward", "both")
-FORMATS = ("svg", "png", "pdf", "dot")
-
-INSTALL_HINT = ("Install Graphviz so that `dot -V` works: `sudo apt-get install graphviz` (Debian, Ubuntu), "
-                "`brew install graphviz` (macOS) or `conda install -c conda-forge graphviz`. The DOT text "
-                "needs no install: visual.save(..., format=\"dot\") or draw(...).source.")
 
 # Fill colours by role, and the colours of the gradient states.
 FILL = {"input": "#dbeafe", "parameter": "#dcfce7", "intermediate": "#ffffff", "output": "#fef3c7"}
 OP_FILL, STEP_FILL, SUM_FILL, ACC_FILL, MODULE_FILL = "#f3f4f6", "#fee2e2", "#ede9fe", "#fde68a", "#e0f2fe"
-GRAD_COLOR, ZERO_COLOR, PENDING_COLOR = "#b91c1c", "#c2410c", "#6b7280"
+FOLDED_FILL = "#e5e7eb"  # a folded run or an elided middle
+GRAD_COLOR, ZERO_COLOR, PENDING_COLOR, SAVED_COLOR = "#b91c1c", "#c2410c", "#6b7280", "#9ca3af"
+
+# Shorthand that a rule borrows from the lectures, explained in a small line under the rule.
+GLOSSARY = {"z − z*": "z − z*: the probabilities softmax(z) minus z*, the one-hot labels"}
 
 
-class RenderError(AutogradError, RuntimeError):
-    """A picture could not be rendered (Graphviz's ``dot`` is missing, or failed)."""
+def glossary_lines(rules: list[str]) -> list[tuple[str, str]]:
+    """The explanations of the lecture shorthand that ``rules`` use, as small label lines."""
+    return [("small", text) for term, text in GLOSSARY.items() if any(term in r for r in rules)]
 
 
 class Picture(graphviz.Digraph):
-    """A ``graphviz.Digraph`` whose rendering errors say how to install Graphviz."""
+    """A ``graphviz.Digraph`` that lays out with a timeout, says how to install a missing ``dot``,
+    and in Jupyter draws in the browser where ``dot`` is missing.
 
-    def render(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().render(*args, **kwargs)
-        except graphviz.ExecutableNotFound:
-            raise RenderError(f"visual: Graphviz's `dot` program is not on PATH. {INSTALL_HINT}") from None
+    ``drawing`` is what it was drawn from (the HTML page asks it what a click on a node shows);
+    ``timeout`` the seconds dot may take (None: the default, 60 s).
+    """
 
-    def pipe(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().pipe(*args, **kwargs)
-        except graphviz.ExecutableNotFound:
-            raise RenderError(f"visual: Graphviz's `dot` program is not on PATH. {INSTALL_HINT}") from None
+    timeout: float | None = None
+    drawing: Drawing | None = None  # what the picture was drawn from (the HTML page reads it)
+
+    def pipe(self, format: str | None = None, *args: Any, encoding: str | None = None, **kwargs: Any) -> Any:
+        data = run_dot(self.source, format or self.format, self.timeout)
+        return data.decode(encoding) if encoding else data
+
+    def render(self, filename: str | os.PathLike | None = None, directory: str | os.PathLike | None = None,
+               view: bool = False, cleanup: bool = False, format: str | None = None, **kwargs: Any) -> str:
+        """Save the DOT source as ``filename`` and the picture as ``filename.<format>``; returns the
+        picture's path (graphviz's own ``render``, run with a timeout)."""
+        if view:
+            raise ValueError("Picture.render: view=True is not supported; open the file it returns")
+        format = format or self.format
+        path = os.path.join(os.fspath(directory or self.directory or ""), os.fspath(filename or self.filename))
+        outfile = kwargs.get("outfile")
+        target = os.fspath(outfile) if outfile is not None else f"{path}.{format}"
+        data = self.pipe(format)
+        folder = os.path.dirname(target)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        if not cleanup and outfile is None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(self.source)
+        with open(target, "wb") as f:
+            f.write(data)
+        return target
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:
+        """Jupyter's view: SVG from dot where it is installed, else a page that draws in the browser."""
+        if not have_dot():
+            from .page import notebook_html
+
+            return {"text/html": notebook_html(self),
+                    "text/plain": f"Graphviz's `dot` is missing: the picture is drawn in the browser. {INSTALL_HINT}"}
         try:
-            return super()._repr_mimebundle_(include, exclude, **kwargs)
-        except RenderError:
-            return {"text/plain": f"Graphviz's `dot` is missing. {INSTALL_HINT}\n\n{self.source}"}
+            return {"image/svg+xml": self.pipe("svg", encoding="utf-8")}
+        except RenderError as e:  # never hang or crash a notebook cell: say what happened
+            return {"text/plain": str(e)}
 
 
 # --------------------------------------------------------------------------- text
@@ -145,69 +174,6 @@ def grad_state(t: Any, backward_ran: bool, known: np.ndarray | None = None) -> G
     return GradState("pending", "∂L/∂· not computed yet")
 
 
-# --------------------------------------------------------------------------- units
-
-
-@dataclass(eq=False)
-class Unit:
-    """What one node of a picture stands for: one op, or every op of one module (collapsed)."""
-
-    id: str
-    ops: list[OpNode]
-    module: str | None = None  # the module path when collapsed
-    absorbed: list[TensorNode] = field(default_factory=list)  # parameters drawn inside
-    inputs: list[TensorNode] = field(default_factory=list)  # tensors from outside
-
-    @property
-    def output(self) -> TensorNode:
-        return self.ops[-1].output
-
-    def title(self) -> str:
-        if self.module is None:
-            return self.ops[0].name
-        names = list(dict.fromkeys(op.name for op in self.ops))
-        return f"{self.module}: {' → '.join(names[:4])}{' …' if len(names) > 4 else ''}"
-
-
-def build_units(tr: Trace, collapse: str | None, depth: int | None) -> list[Unit]:
-    """One unit per op, or with ``collapse="module"`` one per module path (cut at ``depth``)."""
-    if collapse not in (None, "module"):
-        raise ValueError(f"visual: collapse must be None or \"module\", got {collapse!r}")
-    if depth is not None and (not isinstance(depth, int) or depth < 1):
-        raise ValueError(f"visual: collapse_depth must be a positive int or None, got {depth!r}")
-    units: list[Unit] = []
-    by_key: dict[str, Unit] = {}
-    for op in tr.ops:
-        key = None
-        if collapse == "module" and op.scope:
-            key = ".".join(op.scope.split(".")[:depth]) if depth else op.scope
-        if key is None:
-            units.append(Unit(op.id, [op]))
-            continue
-        if key not in by_key:
-            by_key[key] = Unit(f"m{len(by_key)}", [], module=key)
-            units.append(by_key[key])
-        by_key[key].ops.append(op)
-    unit_of = {op.id: u for u in units for op in u.ops}
-    consumers: dict[str, set] = {}
-    for op in tr.ops:
-        for t in op.inputs:
-            consumers.setdefault(t.id, set()).add(unit_of[op.id].id)
-    for u in units:
-        seen: set = set()
-        for op in u.ops:
-            for t in op.inputs:
-                if t.id in seen:
-                    continue
-                seen.add(t.id)
-                inside = t.producer is not None and unit_of[t.producer.id] is u
-                if u.module and t.producer is None and t.role == "parameter" and consumers[t.id] == {u.id}:
-                    u.absorbed.append(t)
-                elif not inside:
-                    u.inputs.append(t)
-    return units
-
-
 # --------------------------------------------------------------------------- the picture
 
 
@@ -215,19 +181,29 @@ class Drawing:
     """Builds the forward and backward parts of a picture from one trace."""
 
     def __init__(self, tr: Trace, collapse: str | None = None, collapse_depth: int | None = None,
-                 flow: bool = False, steps: list[Step] | None = None) -> None:
+                 flow: bool = False, steps: list[Step] | None = None, fold: bool | int = False,
+                 kind: str = "both") -> None:
         self.tr = tr
         self.units = build_units(tr, collapse, collapse_depth)
+        self.fold_note = ""
+        if fold is not False:
+            if isinstance(fold, bool) or not isinstance(fold, int) or fold < 1:
+                if fold is not True:
+                    raise ValueError(f"visual: fold must be True, False or a positive number of nodes, got {fold!r}")
+                fold = FOLD_LIMIT
+            self.units, self.fold_note = fold_units(tr, self.units, collapse, collapse_depth, kind, fold)
         self.unit_of = {op.id: u for u in self.units for op in u.ops}
+        self.marks: dict[str, tuple[str, list[tuple[str, str]]]] = {}  # step id -> (fill, extra lines)
         self.ran = tr.backward_ran
         self.flow = flow
-        self.note = ""
+        self.note = self.fold_note
         if steps is None and flow:
             try:
                 steps = record_gradients(tr)
             except AutogradError:
-                self.note = ("gradient flow: only the leaves' .grad is known, backward() freed the rest; "
-                             "use backward(retain_graph=True) to see every edge")
+                self.note = " ".join(filter(None, [
+                    self.note, "gradient flow: only the leaves' .grad is known, backward() freed the rest; "
+                               "use backward(retain_graph=True) to see every edge"]))
         self.steps = steps
         # Every gradient the replayed backward sent, by (op id, input index).
         self.sent: dict[tuple[str, int], np.ndarray] = {}
@@ -280,11 +256,17 @@ class Drawing:
             g.node(u.id, _html(lines), shape="ellipse", style="filled", fillcolor=OP_FILL)
             return
         lines = [("b", u.title()), ("", f"out {shape_str(tuple(u.output.tensor.shape))}")]
-        for p in u.absorbed:
-            name = p.label[len(u.module) + 1:] if p.label.startswith(u.module + ".") else p.label
-            lines.append(("", f"{name} {shape_str(tuple(p.tensor.shape))}"))
-        lines.append(("small", f"{len(u.ops)} op{'s' if len(u.ops) > 1 else ''}"))
-        g.node(u.id, _html(lines), shape="box3d", style="filled", fillcolor=MODULE_FILL)
+        if not u.folded:
+            for p in u.absorbed:
+                name = p.label[len(u.module) + 1:] if p.label.startswith(u.module + ".") else p.label
+                lines.append(("", f"{name} {shape_str(tuple(p.tensor.shape))}"))
+        count = f"{len(u.ops):,} op{'s' if len(u.ops) > 1 else ''}"
+        if u.folded:
+            params = sum(1 for p in u.absorbed if p.role == "parameter")
+            count += f", {params:,} parameter tensors" if params else ""
+            count += f" in {u.repeat} blocks" if u.repeat > 1 else ""
+        lines.append(("small", count))
+        g.node(u.id, _html(lines), shape="box3d", style="filled", fillcolor=FOLDED_FILL if u.folded else MODULE_FILL)
 
     def forward(self, g: Any) -> None:
         """Tensor boxes and op ellipses (or module boxes), data flowing from inputs to output."""
@@ -323,6 +305,15 @@ class Drawing:
             out.append((u, i))
         return out
 
+    def grad_leaves(self) -> list[TensorNode]:
+        """The leaves a gradient reaches (each gets a ``.grad`` node), in the order steps reach them."""
+        leaves: dict[str, TensorNode] = {}
+        for u in self.step_units():
+            for t in u.inputs:
+                if t.producer is None and any(v is u for v, _ in self.grad_uses(t)):
+                    leaves.setdefault(t.id, t)
+        return list(leaves.values())
+
     def grad_to(self, t: TensorNode) -> str:
         """Where ``t``'s gradient ends: its producer's backward step, or the leaf's ``.grad``."""
         if t.producer is not None:
@@ -342,16 +333,12 @@ class Drawing:
         if self.steps is None and not self.tr.freed:
             replay_backward(self.tr)  # the engine records its un-broadcast steps as it walks
         edge("seed", "b" + self.unit_of[out.producer.id].id, **self.grad_edge(None, out, frame))
-        leaves: list[TensorNode] = []
         for u in steps:
             self.step_node(g, u, frame)
             for t in u.inputs:
-                uses = [(v, i) for v, i in self.grad_uses(t) if v is u]
-                for _, i in uses:
+                for _, i in [(v, i) for v, i in self.grad_uses(t) if v is u]:
                     self.gradient_path(g, edge, u, t, i, frame)
-                if uses and t.producer is None and t not in leaves:
-                    leaves.append(t)
-        for t in leaves:
+        for t in self.grad_leaves():
             self.leaf_grad_node(g, t, frame)
         for t in self.tr.tensors:
             if len(self.grad_uses(t)) > 1:
@@ -389,20 +376,25 @@ class Drawing:
         if u.module is None:
             op = u.ops[0]
             lines = [("b", f"{op.name}Backward")]
-            lines += [("", r) for r in op.ctx.rule_lines()]
+            rules = op.ctx.rule_lines()
+            lines += [("", r) for r in rules] + glossary_lines(rules)
             if op.scope:
                 lines.append(("small", op.scope))
         else:
             lines = [("b", f"{u.title()} backward")]
             if len(u.ops) == 1:
-                op = u.ops[0]
-                lines += [("", r) for r in op.ctx.rule_lines()]
+                rules = u.ops[0].ctx.rule_lines()
+                lines += [("", r) for r in rules] + glossary_lines(rules)
             else:
                 lines.append(("small", f"{len(u.ops)} ops"))
-            for p in u.absorbed:
+            for p in [] if u.folded else u.absorbed:
                 state = grad_state(p.tensor, self.ran, frame.leaf_grad(p) if frame else None)
                 lines.append((state.color, f"{p.label}: {state.text}"))
         attrs = {"fillcolor": STEP_FILL, "style": "filled,rounded"}
+        mark = self.marks.get("b" + u.id)
+        if mark is not None:  # a verdict on this step (gradcheck_graph): its colour and lines
+            attrs["fillcolor"] = mark[0]
+            lines += mark[1]
         if frame is not None:
             attrs.update(frame.step_style(u))
         g.node("b" + u.id, _html(lines), shape="box", **attrs)
@@ -454,21 +446,78 @@ class Drawing:
         return grad
 
     def bridges(self, g: Any) -> None:
-        """Dashed lines from each tensor forward saved to the backward step that reads it."""
+        """Dashed lines from each value forward saved to the backward step that reads it, labelled
+        with its name in the op's own words ("x", "the max-pool mask")."""
+        style = {"style": "dashed", "color": SAVED_COLOR, "fontcolor": "#6b7280", "constraint": "false"}
         for u in self.step_units():
             if u.module is not None:
-                g.edge(u.id, "b" + u.id, style="dashed", color="#9ca3af", constraint="false",
-                       arrowhead="none", label="saved")
+                g.edge(u.id, "b" + u.id, arrowhead="none", label="saved", **style)
                 continue
-            for item in self.tr.saved(u.ops[0]) or []:
+            for item, name in self.tr.saved(u.ops[0]) or []:
                 if isinstance(item, tuple):  # an array of forward's own (a mask): from the op node
-                    g.edge(u.id, "b" + u.id, style="dashed", color="#9ca3af", constraint="false",
-                           arrowhead="odot", arrowsize="0.6", label=f"saved {shape_str(item[0])} {item[1]}",
-                           fontcolor="#6b7280")
+                    g.edge(u.id, "b" + u.id, arrowhead="odot", arrowsize="0.6", label=name, **style)
                 elif self.drawn(item):
-                    g.edge(item.id, "b" + u.id, style="dashed", color="#9ca3af", constraint="false",
-                           arrowhead="odot", arrowsize="0.6")
+                    g.edge(item.id, "b" + u.id, arrowhead="odot", arrowsize="0.6", label=name, **style)
 
+    def details(self, array_text: Any) -> dict[str, dict]:
+        """What a click on each node shows in the HTML page, by node id: ``title``, ``lines`` and
+        ``sections`` of (heading, text), the arrays written by ``array_text``."""
+        steps, sent, arrived = self.steps, self.sent, self.arrived
+        if steps is None and not self.tr.freed and self.step_units():
+            steps = record_gradients(self.tr)  # every gradient backward sends, for the steps
+            arrived = {s.op.id: s.grad_output for s in steps}
+            sent = {(s.op.id, i): g for s in steps for i, g in enumerate(s.input_grads) if g is not None}
+        out: dict[str, dict] = {}
+        absorbed = {t.id for u in self.units for t in u.absorbed}
+        for t in self.tr.tensors:
+            if not self.drawn(t) or t.id in absorbed:
+                continue
+            tensor = t.tensor
+            grad = tensor.grad.numpy() if getattr(tensor, "grad", None) is not None else None
+            gradient = array_text(grad) if grad is not None else grad_state(tensor, self.ran).text or "none"
+            out[t.id] = {"title": t.label, "lines": [f"{shape_str(tuple(tensor.shape))} {tensor.dtype}, {t.role}"],
+                         "sections": [("value", array_text(tensor.numpy())), ("gradient ∂L/∂·", gradient)]}
+            if t.producer is None and t.role == "parameter":
+                out["g" + t.id] = {"title": f"{t.label}.grad", "lines": [shape_str(tuple(tensor.shape))],
+                                   "sections": [("gradient", gradient)]}
+        for u in self.units:
+            rules = [r for op in u.ops[:1] for r in op.ctx.rule_lines()] if len(u.ops) == 1 else []
+            lines = [f"{len(u.ops):,} ops" if len(u.ops) > 1 else _params_text(u.ops[0].ctx.params)]
+            lines += [f"module {u.module}"] if u.module else ([f"module {u.ops[0].scope}"] if u.ops[0].scope else [])
+            inputs = "\n".join(f"{t.label}: {shape_str(tuple(t.tensor.shape))}" for t in u.inputs)
+            params = "\n".join(f"{t.label}: {shape_str(tuple(t.tensor.shape))}" for t in u.absorbed[:50])
+            out[u.id] = {"title": u.title(), "lines": [x for x in lines if x],
+                         "sections": [("inputs", inputs)] + ([("parameters", params)] if params else [])}
+            if not any(any(op.ctx.needs_input_grad) for op in u.ops):
+                continue
+            explained = rules + [text for _, text in glossary_lines(rules)]
+            sections = [("derivative rule", "\n".join(explained))] if rules else []
+            if len(u.ops) == 1 and u.ops[0].id in arrived:
+                op = u.ops[0]
+                sections.append(("gradient arriving ∂L/∂y", array_text(arrived[op.id])))
+                for i, (name, t) in enumerate(zip(op.arg_names(), op.inputs)):
+                    if (op.id, i) in sent:
+                        sections.append((f"gradient sent to {name} ({t.label})", array_text(sent[(op.id, i)])))
+            out["b" + u.id] = {"title": f"{u.title()} backward" if u.module is not None else f"{u.title()}Backward",
+                               "lines": [f"{len(u.ops):,} ops"] if len(u.ops) > 1 else [], "sections": sections}
+        out["seed"] = {"title": "the seed of backward", "lines": ["∂L/∂L = 1: backward starts from ones"],
+                       "sections": []}
+        return out
+
+    def align(self, g: Any) -> None:
+        """Put each backward step on the rank of its forward op (and each leaf's gradient beside the
+        leaf), so the two columns read line by line and every saved-tensor edge spans about one
+        rank. Left to itself dot ranks the backward column more densely than the forward one (no
+        tensor nodes between steps), so the k-th saved edge would cross about k ranks: O(n²)
+        virtual nodes for crossing minimisation and placement to push around."""
+        pairs = [(u.id, "b" + u.id) for u in self.step_units()]
+        pairs += [(t.id, "g" + t.id) for t in self.grad_leaves()]
+        if self.tr.output.producer is not None:
+            pairs.append((self.tr.output.id, "seed"))
+        for forward_id, backward_id in pairs:
+            with g.subgraph() as s:
+                s.attr(rank="same")
+                s.edge(forward_id, backward_id, style="invis")  # a flat edge: forward on the left
 
 def flow_style(grad: np.ndarray) -> dict:
     """Width and colour by log10 of the gradient's norm: blue thin (vanishing) to red thick (exploding)."""
@@ -548,11 +597,15 @@ class Frame:
 # --------------------------------------------------------------------------- public
 
 
-def new_picture(name: str, rankdir: str, label: str = "") -> Picture:
+def new_picture(name: str, rankdir: str, label: str = "", drawing: Drawing | None = None,
+                timeout: float | None = None) -> Picture:
     """An empty picture with the house style: fonts, the layout direction and a caption."""
     if rankdir not in ("TB", "LR", "BT", "RL"):
         raise ValueError(f"visual: rankdir must be \"TB\", \"LR\", \"BT\" or \"RL\", got {rankdir!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"visual: timeout must be a number of seconds above 0, got {timeout!r}")
     g = Picture(name)
+    g.drawing, g.timeout = drawing, timeout
     g.attr(rankdir=rankdir, fontname="Helvetica", fontsize="11", newrank="true")
     g.attr("node", fontname="Helvetica", fontsize="10")
     g.attr("edge", fontname="Helvetica", fontsize="9")
@@ -562,37 +615,42 @@ def new_picture(name: str, rankdir: str, label: str = "") -> Picture:
 
 
 def forward_graph(output: Any, collapse: str | None = None, collapse_depth: int | None = None,
-                  rankdir: str = "TB") -> Picture:
+                  rankdir: str = "TB", fold: bool | int = True, timeout: float | None = None) -> Picture:
     """The forward graph of ``output``: tensors (name, shape, values, gradient) and ops.
 
     ``collapse="module"`` draws one node per ``nn.Module`` path (cut to ``collapse_depth``
-    parts when given); ``rankdir="LR"`` lays it out left to right.
+    parts when given); ``rankdir="LR"`` lays it out left to right. A graph too big to lay out
+    quickly is folded (see ``visual.fold``; ``fold=False`` draws every op, a number sets the
+    node limit); ``timeout`` bounds the seconds Graphviz may take.
     """
-    drawing = Drawing(trace(output), collapse, collapse_depth)
-    g = new_picture("forward", rankdir)
+    drawing = Drawing(trace(output), collapse, collapse_depth, fold=fold, kind="forward")
+    g = new_picture("forward", rankdir, drawing.note, drawing, timeout)
     drawing.forward(g)
     return g
 
 
 def backward_graph(output: Any, collapse: str | None = None, collapse_depth: int | None = None,
-                   rankdir: str = "TB", flow: bool = False) -> Picture:
+                   rankdir: str = "TB", flow: bool = False, fold: bool | int = True,
+                   timeout: float | None = None) -> Picture:
     """The backward graph: one node per backward step with its derivative rule, gradient edges.
 
     ``flow=True`` sets each edge's width and colour by log10‖gradient‖ (a replayed backward
     on the retained graph supplies them; ``.grad`` values are left as they were).
     """
-    drawing = Drawing(trace(output), collapse, collapse_depth, flow=flow)
-    g = new_picture("backward", rankdir, drawing.note)
+    drawing = Drawing(trace(output), collapse, collapse_depth, flow=flow, fold=fold, kind="backward")
+    g = new_picture("backward", rankdir, drawing.note, drawing, timeout)
     drawing.backward(g)
     return g
 
 
 def both_graph(output: Any, collapse: str | None = None, collapse_depth: int | None = None,
                rankdir: str = "TB", flow: bool = False, drawing: Drawing | None = None,
-               frame: Frame | None = None, label: str = "") -> Picture:
-    """Forward and mirrored backward graph side by side, with dashed lines for saved tensors."""
-    drawing = drawing or Drawing(trace(output), collapse, collapse_depth, flow=flow)
-    g = new_picture("both", rankdir, label or drawing.note)
+               frame: Frame | None = None, label: str = "", fold: bool | int = True,
+               timeout: float | None = None) -> Picture:
+    """Forward and mirrored backward graph side by side, each backward step on the row of its
+    forward op, with dashed lines from each saved value to the step that reads it."""
+    drawing = drawing or Drawing(trace(output), collapse, collapse_depth, flow=flow, fold=fold, kind="both")
+    g = new_picture("both", rankdir, label or drawing.note, drawing, timeout)
     with g.subgraph(name="cluster_forward") as f:
         f.attr(label="forward", color="#9ca3af", style="rounded")
         drawing.forward(f)
@@ -600,13 +658,16 @@ def both_graph(output: Any, collapse: str | None = None, collapse_depth: int | N
         b.attr(label="backward", color="#fca5a5", style="rounded")
         drawing.backward(b, mirror=True, frame=frame)
     drawing.bridges(g)
+    drawing.align(g)
     return g
 
 
 def draw(output: Any, kind: str = "forward", collapse: str | None = None, **options: Any) -> Picture:
     """``kind="forward" | "backward" | "both"`` picture of ``output``'s graph as a Digraph.
 
-    Options: ``collapse_depth``, ``rankdir`` ("TB" or "LR"), and ``flow`` (backward, both).
+    Options: ``collapse_depth``, ``rankdir`` ("TB" or "LR"), ``flow`` (backward, both),
+    ``fold`` (True: fold a graph too big to lay out quickly; False: draw every op; a number:
+    the node limit) and ``timeout`` (seconds Graphviz may take).
     """
     if kind == "forward":
         options.pop("flow", None)
@@ -620,28 +681,29 @@ def draw(output: Any, kind: str = "forward", collapse: str | None = None, **opti
 
 def save(output: Any, path: str | os.PathLike, kind: str = "forward", format: str | None = None,
          collapse: str | None = None, **options: Any) -> str:
-    """Write the picture to ``path`` as svg, png, pdf or dot (default: from the file's suffix).
+    """Write the picture to ``path`` as svg, png, pdf, dot or html (default: from the file's suffix).
 
-    A path without that suffix gets it. Returns the path written. svg, png and pdf need
-    Graphviz's ``dot`` program; dot does not.
+    A path without a suffix gets the format's; a suffix that is no known format is an error.
+    Returns the path written. svg, png and pdf need Graphviz's ``dot`` program; dot does not,
+    and html (one page with pan, zoom and a click on a node for its arrays and rule) draws in
+    the browser where ``dot`` is missing. ``options`` as for ``draw``; html also takes
+    ``viz_js`` (a URL, file or folder of @viz-js/viz; see ``visual.page``).
     """
     path = os.fspath(path)
-    suffix = os.path.splitext(path)[1].lstrip(".").lower()
-    if format is None:
-        format = suffix if suffix in FORMATS else "svg"
-    if format not in FORMATS:
-        raise ValueError(f"visual.save: format must be one of {FORMATS}, got {format!r}")
-    if suffix != format:  # "out/graph" with format="svg" becomes out/graph.svg, as graphviz's render()
-        path = f"{path}.{format}"
+    format, path = check_format(path, format)
+    viz_js = options.pop("viz_js", None)
     g = draw(output, kind=kind, collapse=collapse, **options)
+    if format in ("svg", "png", "pdf"):
+        data = g.pipe(format=format)  # before any file is made: a missing dot leaves nothing behind
+    elif format == "html":
+        from .page import picture_page
+
+        data = picture_page(g, title=f"{kind} graph of {g.drawing.tr.output.label}", viz_js=viz_js).encode("utf-8")
+    else:
+        data = g.source.encode("utf-8")
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    if format == "dot":
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(g.source)
-        return path
-    data = g.pipe(format=format)
     with open(path, "wb") as f:
         f.write(data)
     return path

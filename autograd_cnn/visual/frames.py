@@ -9,14 +9,12 @@ gradient of no input, so nothing is delivered: the user's graph stays intact and
 from __future__ import annotations
 
 import base64
-import html
 import os
-import re
-from importlib import resources
 from typing import Any
 
 from ..errors import GraphError, shape_str
-from .dot import Drawing, Frame, new_picture, values_text
+from .dot import Drawing, Frame, glossary_lines, new_picture, values_text
+from .page import node_details, page
 from .trace import record_gradients, trace
 
 FRAME_FORMATS = ("svg", "png")
@@ -25,7 +23,8 @@ FRAME_FORMATS = ("svg", "png")
 def backprop_frames(loss: Any, folder: str | os.PathLike, format: str = "svg", kind: str = "backward",
                     rankdir: str = "TB") -> list[str]:
     """Write ``step_001.svg``, ``step_002.svg``, … (one per backward step, in the engine's order)
-    and ``index.html``, a self-contained page with a slider over them. Returns the frame paths.
+    and ``index.html``, a self-contained page with a slider over them (the HTML page of ``visual.page``:
+    pan, zoom, and a click on a node shows its arrays and rule). Returns the frame paths.
 
     ``format`` is "svg" or "png"; ``kind`` "backward" (the backward graph) or "both" (forward
     and backward side by side). The user's graph and ``.grad`` values are left unchanged.
@@ -42,20 +41,20 @@ def backprop_frames(loss: Any, folder: str | os.PathLike, format: str = "svg", k
     drawing = Drawing(tr, steps=steps)
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
-    paths, pictures, captions = [], [], []
+    paths, frames = [], []
     for k in range(len(steps)):
         frame = Frame(drawing, k)
         caption = step_caption(frame)
-        g = frame_graph(drawing, frame, kind, rankdir, caption)
-        data = g.pipe(format=format)
+        data = frame_graph(drawing, frame, kind, rankdir, caption).pipe(format=format)
         path = os.path.join(folder, f"step_{k + 1:03d}.{format}")
         with open(path, "wb") as f:
             f.write(data)
         paths.append(path)
-        pictures.append(_inline(data, format))
-        captions.append(caption)
+        frames.append({"caption": caption, "svg": data.decode("utf-8")} if format == "svg" else
+                      {"caption": caption, "png": base64.b64encode(data).decode("ascii")})
+    text = page(frames, title=f"Backward pass of {tr.output.label}", details=node_details(drawing), legend=True)
     with open(os.path.join(folder, "index.html"), "w", encoding="utf-8") as f:
-        f.write(page(pictures, captions, title=f"Backward pass of {tr.output.label}"))
+        f.write(text)
     return paths
 
 
@@ -74,26 +73,9 @@ def step_caption(frame: Frame) -> str:
     """A line naming the step, its rule and the gradient that arrives."""
     op = frame.active
     step = frame.steps[frame.index]
-    rules = "; ".join(op.ctx.rule_lines())
+    rules = op.ctx.rule_lines()
+    explained = "".join(f" ({text})" for _, text in glossary_lines(rules))
     where = f" in {op.scope}" if op.scope else ""
     return (f"Step {frame.index + 1} of {len(frame.steps)}: {op.name}Backward{where}. "
-            f"∂L/∂y arrives {shape_str(step.grad_output.shape)} {values_text(step.grad_output)}. {rules}")
-
-
-def _inline(data: bytes, format: str) -> str:
-    if format == "png":
-        return f'<img alt="frame" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
-    text = data.decode("utf-8")
-    return text[text.index("<svg"):]  # drop the XML prologue and doctype
-
-
-def page(pictures: list[str], captions: list[str], title: str) -> str:
-    """The self-contained slider page: every frame inline, no network needed."""
-    template = resources.files(__package__).joinpath("frames.html").read_text(encoding="utf-8")
-    frames = "\n".join(
-        f'<figure class="frame" id="frame-{k + 1}" data-caption="{html.escape(c, quote=True)}"'
-        f'{"" if k == 0 else " hidden"}>{p}</figure>'
-        for k, (p, c) in enumerate(zip(pictures, captions)))
-    values = {"TITLE": html.escape(title), "COUNT": str(len(pictures)), "FRAMES": frames,
-              "FIRST": html.escape(captions[0] if captions else "")}
-    return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], template)
+            f"∂L/∂y arrives {shape_str(step.grad_output.shape)} {values_text(step.grad_output)}. "
+            f"{'; '.join(rules)}{explained}")

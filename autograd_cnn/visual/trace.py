@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import autograd
-from ..errors import GraphError
+from ..errors import GraphError, shape_str
 from ..tensor import Tensor, ones_like
 
 
@@ -128,20 +128,31 @@ class Trace:
             return True
         return any(t.tensor.grad is not None for t in self.tensors if t.producer is None)
 
-    def saved(self, op: OpNode) -> list[TensorNode | tuple] | None:
-        """What ``op``'s forward saved for backward: tensors of the graph as their nodes, other
-        arrays (a mask, an index) as (shape, dtype); None once a backward freed them."""
+    def saved(self, op: OpNode) -> list[tuple[TensorNode | tuple, str]] | None:
+        """What ``op``'s forward saved for backward, each with its name in the op's own words
+        (``fn.saved_names``, else the input's argument name, or ``y`` for the output): tensors of
+        the graph as their nodes, other arrays (a mask) as (shape, dtype); None once freed."""
         if op.ctx.saved is None:
             return None
+        declared = op.ctx.fn.saved_names
+        arg_names = op.arg_names()
         out: list = []
-        for value in op.ctx.saved_sources(op.output.tensor):
+        for k, value in enumerate(op.ctx.saved_sources(op.output.tensor)):
             if id(value) in self._by_tensor:
                 item = self._by_tensor[id(value)]
             else:
                 data = getattr(value, "data", value)
                 item = (tuple(getattr(data, "shape", ())), str(getattr(data, "dtype", type(value).__name__)))
-            if item not in out:
-                out.append(item)
+            if k < len(declared):
+                name = declared[k]
+            elif item is op.output:
+                name = "y"
+            elif isinstance(item, TensorNode) and item in op.inputs:
+                name = arg_names[op.inputs.index(item)]
+            else:
+                name = f"an array {shape_str(item[0])} {item[1]}" if isinstance(item, tuple) else item.label
+            if all(item is not seen for seen, _ in out):
+                out.append((item, name))
         return out
 
 
