@@ -64,7 +64,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                self._update(p.data, p.grad.data, self._state_for(p), group, p._backend)
+                self._update(p.data, p.grad.data, self._state_for(p), group, p.backend_object)
                 p.bump_version()  # a backward through a graph that saved p now refuses it
 
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
@@ -81,9 +81,9 @@ class Optimizer:
         for key, value in state.items():
             if not hasattr(value, "shape") or value.ndim == 0:
                 continue
-            if not p._backend.is_array(value):
+            if not p.backend_object.is_array(value):
                 host = value if isinstance(value, np.ndarray) else backend_of(value).to_host(value)
-                state[key] = value = p._backend.from_host(host)
+                state[key] = value = p.backend_object.from_host(host)
             if value.dtype != p.dtype:
                 state[key] = value.astype(p.dtype)
         return state
@@ -97,7 +97,7 @@ class Optimizer:
         index = {id(p): i for i, p in enumerate(self._all_params())}
         state = {}
         for p, s in self.state.items():
-            state[index[id(p)]] = {k: (p._backend.to_host(v) if hasattr(v, "shape") else v) for k, v in s.items()}
+            state[index[id(p)]] = {k: (p.backend_object.to_host(v) if hasattr(v, "shape") else v) for k, v in s.items()}
         groups, start = [], 0
         for group in self.param_groups:
             n = len(group["params"])

@@ -82,6 +82,11 @@ class Tensor:
         return self._data.dtype
 
     @property
+    def backend_object(self) -> Backend:
+        """The ``Backend`` that holds the array (its kernels, its ``xp``); ``.backend`` is its name."""
+        return self._backend
+
+    @property
     def backend(self) -> str:
         return self._backend.name
 
@@ -171,6 +176,17 @@ class Tensor:
         if target is self._backend:
             return self
         return _ops.to_backend(self, target)
+
+    def move_(self, backend: str | Backend) -> Tensor:
+        """Move the values (and ``.grad``) to another backend in place, keeping this object (what
+        ``Module.to`` does to its parameters); counts as an in-place change."""
+        target = get_backend(backend)
+        if target is not self._backend:
+            self.data = target.from_host(self._backend.to_host(self._data))
+            if self.grad is not None:
+                self.grad = Tensor(target.from_host(self._backend.to_host(self.grad._data)), target)
+            self._backend = target
+        return self
 
     def cpu(self) -> Tensor:
         return self.to("numpy")

@@ -25,7 +25,7 @@ def _checked(inputs: Sequence[Any]) -> list:
     out = []
     for x in inputs:
         if isinstance(x, Tensor) and x.dtype.kind == "f":
-            t = Tensor(x.data.astype("float64"), x._backend, requires_grad=x.requires_grad)
+            t = Tensor(x.data.astype("float64"), x.backend_object, requires_grad=x.requires_grad)
             out.append(t)
         else:
             out.append(x)
@@ -41,7 +41,7 @@ def _project(y: Any, weights: dict) -> Tensor:
     if "w" not in weights:
         rng = np.random.default_rng(1234)
         host = rng.standard_normal(y.shape)
-        weights["w"] = Tensor(y._backend.from_host(host.astype(y.dtype)), y._backend)
+        weights["w"] = Tensor(y.backend_object.from_host(host.astype(y.dtype)), y.backend_object)
     return (y * weights["w"]).sum()
 
 
@@ -131,7 +131,7 @@ def gradgradcheck(fn: Callable, inputs: Sequence[Any], eps: float = 1e-6, atol: 
                 continue
             if k not in projections:
                 host = rng.standard_normal(g.shape).astype(g.dtype)
-                projections[k] = Tensor(g._backend.from_host(host), g._backend)
+                projections[k] = Tensor(g.backend_object.from_host(host), g.backend_object)
             term = (g * projections[k]).sum()
             total = term if total is None else total + term
         if total is None:  # no gradient depends on anything: second derivative is zero

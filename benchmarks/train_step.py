@@ -68,7 +68,7 @@ def step_ours(backend: str, batch_size: int) -> tuple[Callable[[], Any], Callabl
         loss.backward()
         optimizer.step()
         return loss
-    return step, params["w1"]._backend.synchronize
+    return step, params["w1"].backend_object.synchronize
 
 
 def step_torch(torch: Any, device: str, batch_size: int) -> tuple[Callable[[], Any], Callable[[], None]]:

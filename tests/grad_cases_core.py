@@ -46,7 +46,7 @@ CASES = [
     Case("maximum", lambda a, b: ag.maximum(a, b), [(3, 4), (4,)], dodge=distinct),
     Case("minimum", lambda a, b: ag.minimum(a, b), [(3, 4), (3, 4)], dodge=distinct),
     Case("astype", lambda a: a.astype("float64") * a, [(3,)]),
-    Case("to_backend", lambda a: to_backend(a, a._backend) * a, [(3,)]),
+    Case("to_backend", lambda a: to_backend(a, a.backend_object) * a, [(3,)]),
     Case("compare_no_grad", lambda a: a * (a > 0).astype("float64"), [(5,)], dodge=away_from(0)),
     # reductions
     Case("sum_all", lambda a: a.sum(), [(3, 4)]),

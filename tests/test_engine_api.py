@@ -397,3 +397,11 @@ def test_set_detect_anomaly_as_a_call_and_as_a_decorator():
         return ag.is_anomaly_enabled()
 
     assert f() and not ag.is_anomaly_enabled()
+
+
+def test_backend_object_and_move_in_place():
+    t = ag.tensor([1.0, 2.0], requires_grad=True)
+    assert t.backend_object is ag.get_backend("numpy") and t.backend == "numpy"
+    t.grad = ag.tensor([0.5, 0.5])
+    version = t._version
+    assert t.move_("numpy") is t and t._version == version  # already there: nothing changes

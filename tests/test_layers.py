@@ -102,3 +102,33 @@ def test_no_private_name_crosses_a_module():
                 crossing += [f"{module}: from {'.' * node.level}{node.module or ''} import {a.name}"
                              for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
     assert not crossing, "\n".join(crossing)
+
+
+def engine_private_names() -> set[str]:
+    """The underscore names that tensor.py and autograd.py define: slots, attributes, functions."""
+    names = set()
+    for name in ("tensor.py", "autograd.py"):
+        for node in ast.walk(ast.parse((PACKAGE / name).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                names.add(node.attr)
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
+                names.add(node.value)  # __slots__ entries
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def test_no_module_outside_the_engine_reads_its_private_names():
+    """The engine's public surface (graph_of, hooks, Tensor's properties) is what others use.
+    Tensor._version is the one exception: the API names it, as PyTorch does."""
+    private = engine_private_names() - {"_version"}
+    assert {"_backend", "_data", "_saved", "_grad_hooks"} <= private  # the walker sees them
+    reads = []
+    for module, path in package_modules().items():
+        if module in ("autograd_cnn.tensor", "autograd_cnn.autograd"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in private and not (
+                    isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                reads.append(f"{module}:{node.lineno} reads .{node.attr}")
+    assert not reads, "\n".join(reads)

@@ -221,8 +221,8 @@ def test_dropout_and_batchnorm_obey_train_and_eval(backend):
 def test_batchnorm_matches_a_loop_reference_and_updates_running_stats(backend):
     x = ag.randn(4, 2, 3, 3, dtype="float64")
     bn = nn.BatchNorm2d(2, momentum=0.2).double()
-    bn.weight.data[...] = bn.weight._backend.asarray([1.5, -0.5])
-    bn.bias.data[...] = bn.bias._backend.asarray([0.1, 0.2])
+    bn.weight.data[...] = bn.weight.backend_object.asarray([1.5, -0.5])
+    bn.bias.data[...] = bn.bias.backend_object.asarray([0.1, 0.2])
     y = bn(x).numpy()
     xv = x.numpy()
     for c in range(2):

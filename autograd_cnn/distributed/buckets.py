@@ -42,7 +42,7 @@ class Bucket:
             self.bounds.append((start, start + p.size))
             start += p.size
         self.numel = start
-        self.xp, self.dtype = params[0]._backend.xp, params[0].dtype
+        self.xp, self.dtype = params[0].backend_object.xp, params[0].dtype
         self.reset()
 
     def reset(self) -> None:
@@ -167,7 +167,7 @@ class GradientBuckets:
             self.hidden_seconds += max(0.0, min(p.finished, walk_end) - p.started)
             bucket.flat /= self.world.size
             for p, (lo, hi) in zip(bucket.params, bucket.bounds):
-                p.grad = Tensor(bucket.flat[lo:hi].reshape(p.shape), p._backend)
+                p.grad = Tensor(bucket.flat[lo:hi].reshape(p.shape), p.backend_object)
             bucket.reset()
         self.next = 0
 
@@ -178,7 +178,8 @@ def _bucketed(params: list[Tensor], limit: float) -> list[Bucket]:
     buckets, group, size = [], [], 0
     for p in params:
         nbytes = p.size * p.dtype.itemsize
-        if group and (size + nbytes > limit or p._backend is not group[0]._backend or p.dtype != group[0].dtype):
+        other = group and (p.backend_object is not group[0].backend_object or p.dtype != group[0].dtype)
+        if group and (size + nbytes > limit or other):
             buckets.append(Bucket(group))
             group, size = [], 0
         group.append(p)
@@ -205,7 +206,7 @@ def broadcast_state(tensors: dict[str, Tensor], call: str, world: World | None =
                                f"rank 0's {len(tensors)}); build the same model on every process")
     pending, copies = [], []
     for name, t in tensors.items():
-        array = t.data if t.data.flags.c_contiguous else t._backend.xp.ascontiguousarray(t.data)
+        array = t.data if t.data.flags.c_contiguous else t.backend_object.xp.ascontiguousarray(t.data)
         if array is not t.data:
             copies.append((t, array))
         pending.append(world.start_broadcast(array, 0, call, f"{name}, {t.dtype} {shape_str(t.shape)}"))

@@ -342,9 +342,9 @@ def all_gather(t: Tensor) -> list[Tensor]:
         return [t]
     world.agree("dist.all_gather", t.data)
     array = _contiguous(t)
-    out = t._backend.xp.empty((world.size, *array.shape), dtype=array.dtype)
+    out = t.backend_object.xp.empty((world.size, *array.shape), dtype=array.dtype)
     world.wait([world.start_all_gather(array, out, "dist.all_gather", _what(t))])
-    return [Tensor(out[r], t._backend) for r in range(world.size)]
+    return [Tensor(out[r], t.backend_object) for r in range(world.size)]
 
 
 def _check(t: Any, call: str) -> None:
@@ -355,7 +355,7 @@ def _check(t: Any, call: str) -> None:
 def _contiguous(t: Tensor) -> Any:
     """The tensor's array where it is contiguous (collectives read and write it in place), else a copy."""
     array = t.data
-    return array if array.flags.c_contiguous else t._backend.xp.ascontiguousarray(array)
+    return array if array.flags.c_contiguous else t.backend_object.xp.ascontiguousarray(array)
 
 
 def _what(t: Tensor) -> str:

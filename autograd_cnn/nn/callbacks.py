@@ -111,7 +111,7 @@ class EarlyStopping(_Monitor):
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                self.best_weights = {k: t._backend.xp.copy(t.data) for k, t in self.model.state_dict().items()}
+                self.best_weights = {k: t.backend_object.xp.copy(t.data) for k, t in self.model.state_dict().items()}
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -199,7 +199,7 @@ class GradientStats(Callback):
     def _record(self) -> None:
         row: dict[str, float] = {"step": float(self.step)}
         for (name, params), before in zip(self.layers, self.before):
-            xp = params[0]._backend.xp
+            xp = params[0].backend_object.xp
             grads = [p.grad.data for p in params if p.grad is not None]
             row[f"grad_norm/{name}"] = _norm(xp, grads) if grads else math.nan
             weight = _norm(xp, [p.data for p in params])

@@ -17,7 +17,7 @@ def fan_in(weight: Tensor) -> int:
 def uniform_(t: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
     """Fill with samples uniform in [low, high)."""
     dtype = t.dtype if t.dtype.kind == "f" else "float32"
-    sample = backend_rng(t._backend).random(t.shape, dtype=dtype)
+    sample = backend_rng(t.backend_object).random(t.shape, dtype=dtype)
     t.data[...] = sample * (high - low) + low
     t.bump_version()
     return t
@@ -25,7 +25,7 @@ def uniform_(t: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with samples from N(mean, std^2)."""
-    sample = backend_rng(t._backend).standard_normal(t.shape, dtype=t.dtype)
+    sample = backend_rng(t.backend_object).standard_normal(t.shape, dtype=t.dtype)
     t.data[...] = sample * std + mean
     t.bump_version()
     return t

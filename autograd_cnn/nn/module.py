@@ -31,7 +31,7 @@ class Parameter(Tensor):
 
     def __init__(self, data: Any, requires_grad: bool = True, name: str | None = None) -> None:
         if isinstance(data, Tensor):
-            array, backend = data.data, data._backend
+            array, backend = data.data, data.backend_object
         else:
             backend = get_backend()
             array = backend.asarray(data)
@@ -293,7 +293,7 @@ class Module:
         """
         if isinstance(target, Backend) or (isinstance(target, str) and target.strip().lower() in ALIASES):
             backend = get_backend(target)
-            convert = lambda t: _move(t, backend)  # noqa: E731
+            convert = lambda t: t.move_(backend)  # noqa: E731
         else:
             try:
                 dtype = np.dtype(target)
@@ -354,7 +354,7 @@ class Module:
                 continue
             value = state[name]
             if isinstance(value, Tensor):  # from another backend: through the host
-                value = value.numpy() if value._backend is not target._backend else value.data
+                value = value.numpy() if value.backend_object is not target.backend_object else value.data
             shape = tuple(getattr(value, "shape", ()))
             if shape != target.shape:
                 raise CheckpointError(f"{type(self).__name__}.load_state_dict: entry {name!r} has shape "
@@ -363,7 +363,7 @@ class Module:
             values[name] = value
         for name, value in values.items():
             target = own[name]
-            target.data[...] = target._backend.asarray(value, dtype=target.dtype)
+            target.data[...] = target.backend_object.asarray(value, dtype=target.dtype)
             target.bump_version()
         return IncompatibleKeys(missing, unexpected)
 
@@ -490,18 +490,9 @@ def _layout_hint(shape: tuple, want: tuple) -> str:
             "transpose it first, e.g. kernel.T or kernel.transpose(3, 2, 0, 1)")
 
 
-def _move(t: Tensor, backend: Backend) -> None:
-    if t._backend is backend:
-        return
-    t.data = backend.from_host(t._backend.to_host(t.data))
-    if t.grad is not None:
-        t.grad = Tensor(backend.from_host(t._backend.to_host(t.grad.data)), backend)
-    t._backend = backend
-
-
 def _cast(t: Tensor, dtype: Any) -> None:
     if t.data.dtype.kind != "f" or t.data.dtype == dtype:
         return
     t.data = t.data.astype(dtype)
     if t.grad is not None:
-        t.grad = Tensor(t.grad.data.astype(dtype), t._backend)
+        t.grad = Tensor(t.grad.data.astype(dtype), t.backend_object)

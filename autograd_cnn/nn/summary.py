@@ -22,7 +22,7 @@ def summary(model: Any, input_shape: Any, print_fn: Callable[[str], Any] = print
     if shape and shape[0] is None:  # (None, 1, 28, 28): Keras's way of writing the batch axis
         shape = shape[1:]
     param = next(iter(model.parameters()), None)
-    backend = param._backend if param is not None else get_backend()
+    backend = param.backend_object if param is not None else get_backend()
     dtype = param.dtype if param is not None else "float32"
     x = Tensor(backend.xp.zeros((1,) + shape, dtype=dtype), backend)
     rows: list[tuple[Any, Any]] = []  # (module, output) in the order the calls return

@@ -326,7 +326,7 @@ class _Data:
     def __init__(self, model: Any, x: Any, y: Any, batch_size: int, op: str, sparse: bool, world: Any,
                  training: bool) -> None:
         param = next(iter(model.parameters()), None)
-        self.backend = param._backend if param is not None else get_backend()
+        self.backend = param.backend_object if param is not None else get_backend()
         self.dtype = param.dtype if param is not None else np.dtype("float32")
         self.x, self.x_backend = _source(x)
         self.y, self.y_backend = _source(y) if y is not None else (None, None)
@@ -392,7 +392,7 @@ class _Data:
 def _source(data: Any) -> tuple[Any, Any]:
     """(array, its backend) for a Tensor; (NumPy array, None) for anything else."""
     if isinstance(data, Tensor):
-        return data.data, data._backend
+        return data.data, data.backend_object
     if hasattr(data, "__cuda_array_interface__"):
         return data, backend_of(data)
     return np.asarray(data), None

@@ -120,7 +120,8 @@ def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: f
     """
     z = _classes_last("cross_entropy", logits)
     classes = z.shape[-1]
-    target_t = target if isinstance(target, Tensor) else Tensor(logits._backend.asarray(target), logits._backend)
+    backend = logits.backend_object
+    target_t = target if isinstance(target, Tensor) else Tensor(backend.asarray(target), backend)
     if target_t.dtype.kind in "iub":
         if target_t.shape != z.shape[:-1]:
             raise ShapeError(f"cross_entropy: logits {shape_str(logits.shape)} need class-index "
@@ -140,8 +141,8 @@ def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: f
 
 def nll_loss(log_probs: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices, given log-probabilities (N, C)."""
-    xp = log_probs._backend.xp
-    t = target.data if isinstance(target, Tensor) else log_probs._backend.asarray(target)
+    xp = log_probs.backend_object.xp
+    t = target.data if isinstance(target, Tensor) else log_probs.backend_object.asarray(target)
     if log_probs.ndim != 2 or t.shape != log_probs.shape[:1]:
         raise ShapeError(f"nll_loss: log_probs (N, C) and target (N,) expected, got "
                          f"{shape_str(log_probs.shape)} and {shape_str(t.shape)}")

@@ -139,11 +139,11 @@ def batch_norm(x: Tensor, running_mean: Tensor | ArrayLike | None, running_var: 
                          f"{shape_str(x.shape)}; use a larger batch or call eval()")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
-    xp = x._backend.xp
+    xp = x.backend_object.xp
     if weight is None:
-        weight = Tensor(xp.ones(channels, dtype=x.dtype), x._backend)
+        weight = Tensor(xp.ones(channels, dtype=x.dtype), x.backend_object)
     if bias is None:
-        bias = Tensor(xp.zeros(channels, dtype=x.dtype), x._backend)
+        bias = Tensor(xp.zeros(channels, dtype=x.dtype), x.backend_object)
     rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
     rv = running_var.data if isinstance(running_var, Tensor) else running_var
     return BatchNorm.apply(x, weight, bias, running_mean=rm, running_var=rv, training=bool(training),

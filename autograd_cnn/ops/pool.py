@@ -239,5 +239,5 @@ def adaptive_avg_pool2d(x: Tensor, output_size: Any) -> Tensor:
     if h % oh == 0 and w % ow == 0:
         return avg_pool2d(x, (h // oh, w // ow))
     # Windows of unequal size: two small averaging matrices, A_h @ x @ A_w.T.
-    xp, dtype = x._backend.xp, x.data.dtype
+    xp, dtype = x.backend_object.xp, x.data.dtype
     return matmul(matmul(_adaptive_matrix(xp, h, oh, dtype), x), _adaptive_matrix(xp, w, ow, dtype).T)
