@@ -17,15 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AutogradError
+from .errors import CheckpointError
 from .tensor import Tensor
 
 FORMAT = "autograd_cnn checkpoint"
 VERSION = 1
-
-
-class CheckpointError(AutogradError, ValueError):
-    """A checkpoint that cannot be read, or a state dict that does not fit the model."""
 
 
 def save(obj: Any, path: str | os.PathLike) -> None:

@@ -9,12 +9,12 @@ here calls a name of that namespace (``_ops.mul``, ``_ops.backward``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 from .backends import Backend, backend_of, get_backend
-from .errors import GraphError, shape_str
+from .errors import ArgumentTypeError, GraphError, shape_str
 from .hooks import RemovableHandle
 from .random import backend_rng
 
@@ -94,7 +94,16 @@ class Tensor:
         return _ops.transpose(self)
 
     def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise ArgumentTypeError("len() of a 0-d tensor; use .item() for its value")
         return len(self._data)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        """The rows (along axis 0), each a differentiable ``self[i]``. Without this, Python would
+        index until an IndexError, and indexing past the end is a ShapeError here."""
+        if self._data.ndim == 0:
+            raise ArgumentTypeError("iteration over a 0-d tensor; use .item() for its value")
+        return (self[i] for i in range(len(self._data)))
 
     def __repr__(self) -> str:
         values = str(self.numpy()).replace("\n", "\n       ")
@@ -198,7 +207,9 @@ class Tensor:
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if self.grad_fn is not None and not flag:
             raise GraphError("requires_grad_(False) on a non-leaf tensor; use detach()")
-        self.requires_grad = flag
+        if flag:
+            _check_can_require_grad("requires_grad_()", self._data.dtype)
+        self.requires_grad = bool(flag)
         return self
 
     # --- arithmetic -------------------------------------------------------
@@ -342,6 +353,13 @@ class Tensor:
 
 # --------------------------------------------------------------------------- factories
 
+def _check_can_require_grad(where: str, dtype: Any) -> None:
+    """Only floating-point tensors have gradients: an integer one would get integer gradients."""
+    if dtype.kind not in "fc":
+        raise ArgumentTypeError(f"{where}: requires_grad=True needs a floating-point tensor, got {dtype} "
+                                "(its gradients would be integers); convert first with .astype('float32')")
+
+
 def _shape_arg(args: tuple) -> tuple:
     """``f(2, 3)`` and ``f((2, 3))`` both mean the shape (2, 3), as in PyTorch."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
@@ -382,8 +400,8 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
         if dtype is None and host.dtype == np.float64:
             host = host.astype(np.float32)  # Python floats become float32, as torch.tensor
         array = target.from_host(host.astype(dtype) if dtype is not None else host)
-    if requires_grad and array.dtype.kind not in "fc":
-        raise TypeError(f"tensor(): only floating-point tensors can require grad, got {array.dtype}")
+    if requires_grad:
+        _check_can_require_grad("tensor()", array.dtype)
     return Tensor(array, target, requires_grad=requires_grad, name=name)
 
 
@@ -396,6 +414,8 @@ def _make(fill: str, shape: tuple, dtype: Any, requires_grad: bool, backend: Any
     shape = _shape_arg(shape)
     b = get_backend(backend)
     array = getattr(b.xp, fill)(shape, dtype=dtype or "float32")
+    if requires_grad:
+        _check_can_require_grad(f"{fill}()", array.dtype)
     return Tensor(array, b, requires_grad=requires_grad)
 
 

@@ -1,0 +1,152 @@
+"""Every argument is checked where it is given: a layer's constructor, an optimizer's, a tensor
+factory. A bad one raises an error of ours (an AutogradError that is also the matching ValueError
+or TypeError) naming the function, the argument and the value, before any work is done."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import autograd_cnn as ag
+from autograd_cnn import nn
+
+
+def _refused(make, builtin, *words):
+    """make() raises an AutogradError that is also ``builtin`` and whose message holds ``words``."""
+    with pytest.raises(ag.AutogradError) as info:
+        make()
+    assert isinstance(info.value, builtin), f"{type(info.value).__name__} is not a {builtin.__name__}"
+    message = str(info.value)
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    return message
+
+
+# --------------------------------------------------------------------------- the bugs seen in use
+
+
+def test_a_zero_kernel_is_refused_at_construction_not_a_zero_division():
+    _refused(lambda: nn.Conv2d(1, 1, 0), ValueError, "Conv2d", "kernel_size", "0")
+
+
+def test_a_negative_kernel_names_the_argument_not_numpys_negative_dimensions():
+    message = _refused(lambda: nn.Conv2d(1, 1, -3), ValueError, "Conv2d", "kernel_size", "-3")
+    assert "negative dimensions" not in message
+
+
+def test_zero_groups_is_refused_not_a_zero_division():
+    _refused(lambda: nn.Conv2d(2, 2, 3, groups=0), ValueError, "Conv2d", "groups", "0")
+
+
+def test_a_zero_stride_is_refused_at_construction_not_at_the_first_call():
+    _refused(lambda: nn.Conv2d(1, 1, 3, stride=0), ValueError, "Conv2d", "stride", "0")
+
+
+def test_an_integer_tensor_cannot_require_grad():
+    _refused(lambda: ag.arange(5).requires_grad_(), TypeError, "requires_grad", "int64")
+    _refused(lambda: ag.zeros(3, dtype="int32", requires_grad=True), TypeError, "requires_grad", "int32")
+    assert ag.arange(5.0).requires_grad_().requires_grad  # floats may
+    assert ag.arange(5).requires_grad_(False).requires_grad is False  # and turning it off is always fine
+
+
+def test_iterating_a_tensor_gives_its_rows_and_stops():
+    # Python's old iteration protocol stops at an IndexError; indexing past the end is a ShapeError.
+    rows = list(ag.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert [r.tolist() for r in rows] == [[1.0, 2.0], [3.0, 4.0]]
+    _refused(lambda: list(ag.tensor(1.0)), TypeError, "0-d")
+
+
+# --------------------------------------------------------------------------- every layer's arguments
+
+# (the call, the argument it must name, the value it must show); each a ValueError unless it
+# is a wrong type (then a TypeError too).
+BAD_LAYERS = [
+    (lambda: nn.Linear(0, 3), "in_features", "0"),
+    (lambda: nn.Linear(3, -1), "out_features", "-1"),
+    (lambda: nn.Linear(2.0, 3), "in_features", "2.0"),
+    (lambda: nn.Linear(True, 3), "in_features", "True"),
+    (lambda: nn.Linear(2, 3, bias="yes"), "bias", "'yes'"),
+    (lambda: nn.Conv2d(0, 1, 3), "in_channels", "0"),
+    (lambda: nn.Conv2d(1, 1.5, 3), "out_channels", "1.5"),
+    (lambda: nn.Conv2d(1, 1, (3, 0)), "kernel_size", "(3, 0)"),
+    (lambda: nn.Conv2d(1, 1, (3, 3, 3)), "kernel_size", "(3, 3, 3)"),
+    (lambda: nn.Conv2d(1, 1, 2.5), "kernel_size", "2.5"),
+    (lambda: nn.Conv2d(3, 6, 3, groups=2), "groups", "2"),
+    (lambda: nn.Conv2d(1, 1, 3, dilation=0), "dilation", "0"),
+    (lambda: nn.Conv2d(1, 1, 3, padding=-1), "padding", "-1"),
+    (lambda: nn.Conv2d(1, 1, 3, padding="full"), "padding", "'full'"),
+    (lambda: nn.Conv2d(1, 1, 3, stride=2, padding="same"), "padding='same'", "stride"),
+    (lambda: nn.Conv1d(1, 1, 0), "kernel_size", "0"),
+    (lambda: nn.Conv1d(1, 1, (3, 3)), "kernel_size", "(3, 3)"),
+    (lambda: nn.Conv1d(1, 1, 3, stride=0), "stride", "0"),
+    (lambda: nn.ConvTranspose2d(1, 1, 0), "kernel_size", "0"),
+    (lambda: nn.ConvTranspose2d(1, 1, 3, groups=0), "groups", "0"),
+    (lambda: nn.ConvTranspose2d(1, 1, 3, stride=2, output_padding=2), "output_padding", "2"),
+    (lambda: nn.ConvTranspose2d(1, 1, 3, padding="same"), "padding", "'same'"),
+    (lambda: nn.LocallyConnected2d(1, 1, 5, 4), "kernel_size", "does not fit"),
+    (lambda: nn.LocallyConnected2d(1, 1, 3, (4, 0)), "input_size", "(4, 0)"),
+    (lambda: nn.MaxPool2d(0), "kernel_size", "0"),
+    (lambda: nn.MaxPool2d(2, stride=0), "stride", "0"),
+    (lambda: nn.MaxPool2d(2, padding=-1), "padding", "-1"),
+    (lambda: nn.MaxPool2d(2, padding=2), "padding", "half the window"),
+    (lambda: nn.MaxPool2d(2, ceil_mode="yes"), "ceil_mode", "'yes'"),
+    (lambda: nn.AvgPool2d(2.5), "kernel_size", "2.5"),
+    (lambda: nn.AvgPool2d(2, count_include_pad=None), "count_include_pad", "None"),
+    (lambda: nn.MaxPool1d((2, 2)), "kernel_size", "(2, 2)"),
+    (lambda: nn.AvgPool1d(0), "kernel_size", "0"),
+    (lambda: nn.AdaptiveAvgPool2d(0), "output_size", "0"),
+    (lambda: nn.Flatten(1.5), "start_axis", "1.5"),
+    (lambda: nn.LeakyReLU("0.1"), "negative_slope", "'0.1'"),
+    (lambda: nn.LeakyReLU(math.nan), "negative_slope", "nan"),
+    (lambda: nn.GELU("fast"), "approximate", "'fast'"),
+    (lambda: nn.Softmax(1.5), "axis", "1.5"),
+    (lambda: nn.Dropout(1.0), "p", "1.0"),
+    (lambda: nn.Dropout(-0.1), "p", "-0.1"),
+    (lambda: nn.Dropout(math.nan), "p", "nan"),
+    (lambda: nn.Dropout("0.5"), "p", "'0.5'"),
+    (lambda: nn.BatchNorm2d(0), "num_features", "0"),
+    (lambda: nn.BatchNorm1d(2.5), "num_features", "2.5"),
+    (lambda: nn.BatchNorm2d(3, eps=0), "eps", "0"),
+    (lambda: nn.BatchNorm2d(3, momentum=1.5), "momentum", "1.5"),
+    (lambda: nn.BatchNorm2d(3, momentum=None), "momentum", "None"),
+    (lambda: nn.Sequential(nn.ReLU(), "relu"), "Module", "str"),
+]
+
+
+@pytest.mark.parametrize("make, name, value", BAD_LAYERS, ids=[f"{i}-{n}" for i, (_, n, _) in enumerate(BAD_LAYERS)])
+def test_each_bad_layer_argument_is_refused_at_construction(make, name, value):
+    with pytest.raises(ag.ArgumentError) as info:
+        make()
+    message = str(info.value)
+    layer = message.split(":")[0]
+    assert layer and layer[0].isupper() and " " not in layer, f"the message should start with the layer: {message}"
+    assert name in message and value in message, message
+
+
+def test_wrong_types_are_type_errors_and_bad_values_value_errors():
+    with pytest.raises(TypeError):
+        nn.Conv2d(1, 1, 2.5)
+    with pytest.raises(ValueError):
+        nn.Conv2d(1, 1, 0)
+    assert not isinstance(_caught(lambda: nn.Conv2d(1, 1, 0)), TypeError)
+
+
+def _caught(make):
+    try:
+        make()
+    except Exception as err:  # noqa: BLE001 (the test looks at what it was)
+        return err
+    return None
+
+
+def test_good_layer_arguments_still_work():
+    ag.manual_seed(0)
+    x = ag.randn(2, 2, 8, 8)
+    assert nn.Conv2d(2, 4, (3, 5), stride=(1, 2), padding=(1, 2), dilation=1, groups=2)(x).shape == (2, 4, 8, 4)
+    assert nn.Conv2d(2, 4, np.int64(3), padding="same")(x).shape == (2, 4, 8, 8)
+    assert nn.MaxPool2d(3, stride=2, padding=1, dilation=1, ceil_mode=True)(x).shape == (2, 2, 5, 5)
+    assert nn.AvgPool2d(2, count_include_pad=False)(x).shape == (2, 2, 4, 4)
+    assert nn.ConvTranspose2d(2, 3, 3, stride=2, output_padding=1)(x).shape == (2, 3, 18, 18)
+    assert nn.Dropout(0.0)(x).shape == x.shape and nn.LeakyReLU(0)(x).shape == x.shape
+    assert nn.BatchNorm2d(2, momentum=0.0)(x).shape == x.shape
