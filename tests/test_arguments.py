@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import autograd_cnn as ag
-from autograd_cnn import nn
+from autograd_cnn import nn, optim
 
 
 def _refused(make, builtin, *words):
@@ -150,3 +150,75 @@ def test_good_layer_arguments_still_work():
     assert nn.ConvTranspose2d(2, 3, 3, stride=2, output_padding=1)(x).shape == (2, 3, 18, 18)
     assert nn.Dropout(0.0)(x).shape == x.shape and nn.LeakyReLU(0)(x).shape == x.shape
     assert nn.BatchNorm2d(2, momentum=0.0)(x).shape == x.shape
+
+
+# --------------------------------------------------------------------------- the optimizers' arguments
+
+
+def _params():
+    return nn.Linear(2, 3).parameters()
+
+
+BAD_OPTIMIZERS = [
+    (lambda: optim.SGD(_params(), lr=-0.1), "lr", "-0.1"),
+    (lambda: optim.SGD(_params(), lr=math.nan), "lr", "nan"),
+    (lambda: optim.SGD(_params(), lr=math.inf), "lr", "inf"),
+    (lambda: optim.SGD(_params(), lr="0.1"), "lr", "'0.1'"),
+    (lambda: optim.SGD(_params(), lr=0.1, momentum=-0.5), "momentum", "-0.5"),
+    (lambda: optim.SGD(_params(), lr=0.1, momentum=1.0), "momentum", "1.0"),
+    (lambda: optim.SGD(_params(), lr=0.1, weight_decay=-1), "weight_decay", "-1"),
+    (lambda: optim.SGD(_params(), lr=0.1, dampening=2), "dampening", "2"),
+    (lambda: optim.SGD(_params(), lr=0.1, nesterov=True), "nesterov", "momentum"),
+    (lambda: optim.SGD(_params(), lr=0.1, nesterov="no"), "nesterov", "'no'"),
+    (lambda: optim.RMSprop(_params(), alpha=1.0), "alpha", "1.0"),
+    (lambda: optim.RMSprop(_params(), eps=0), "eps", "0"),
+    (lambda: optim.RMSprop(_params(), momentum=-1), "momentum", "-1"),
+    (lambda: optim.Adam(_params(), betas=(1.0, 0.999)), "betas", "1.0"),
+    (lambda: optim.Adam(_params(), betas=(0.9, -0.1)), "betas", "-0.1"),
+    (lambda: optim.Adam(_params(), betas=(0.9,)), "betas", "(0.9,)"),
+    (lambda: optim.Adam(_params(), betas=0.9), "betas", "0.9"),
+    (lambda: optim.Adam(_params(), eps=-1e-8), "eps", "-1e-08"),
+    (lambda: optim.AdamW(_params(), weight_decay=math.nan), "weight_decay", "nan"),
+    (lambda: optim.Adadelta(_params(), rho=1.5), "rho", "1.5"),
+    (lambda: optim.SGD([], lr=0.1), "params", "empty"),
+    (lambda: optim.SGD([np.ones(3)], lr=0.1), "params", "ndarray"),
+    (lambda: optim.SGD(nn.Linear(2, 3), lr=0.1), "params", "model.parameters()"),
+    (lambda: optim.SGD(5, lr=0.1), "params", "int"),
+    (lambda: optim.SGD([ag.arange(3)], lr=0.1), "params", "int64"),
+    (lambda: optim.SGD([ag.ones(2, requires_grad=True) * 2], lr=0.1), "params", "leaf"),
+    (lambda: optim.SGD([*nn.Linear(2, 3).parameters()] * 2, lr=0.1), "params", "twice"),
+    (lambda: optim.SGD([{"params": _params(), "learning_rate": 0.1}], lr=0.1), "learning_rate", "lr"),
+    (lambda: optim.SGD([{"params": _params(), "lr": -1}], lr=0.1), "lr", "-1"),
+    (lambda: optim.SGD([{"lr": 1}], lr=0.1), "params", "'params'"),
+    (lambda: optim.StepLR(optim.SGD(_params(), lr=0.1), step_size=0), "step_size", "0"),
+    (lambda: optim.StepLR(optim.SGD(_params(), lr=0.1), step_size=1.5), "step_size", "1.5"),
+    (lambda: optim.StepLR(optim.SGD(_params(), lr=0.1), step_size=2, gamma=math.nan), "gamma", "nan"),
+    (lambda: optim.CosineAnnealingLR(optim.SGD(_params(), lr=0.1), T_max=0), "T_max", "0"),
+    (lambda: optim.StepLR("sgd", step_size=2), "optimizer", "'sgd'"),
+]
+
+
+@pytest.mark.parametrize("make, name, value", BAD_OPTIMIZERS,
+                         ids=[f"{i}-{n}" for i, (_, n, _) in enumerate(BAD_OPTIMIZERS)])
+def test_each_bad_optimizer_argument_is_refused_at_construction(make, name, value):
+    with pytest.raises(ag.ArgumentError) as info:
+        make()
+    message = str(info.value)
+    assert name in message and value in message, message
+
+
+def test_setting_a_bad_learning_rate_later_is_refused_too():
+    opt = optim.Adam(_params())
+    with pytest.raises(ag.ArgumentError, match="Adam: lr must be a finite number >= 0.0, got -1"):
+        opt.lr = -1
+    assert opt.lr == 1e-3
+
+
+def test_good_optimizer_arguments_still_work():
+    w = ag.ones(3, requires_grad=True)
+    opt = optim.SGD([{"params": [w], "lr": np.float32(0.5)}], lr=0.1, momentum=0.9, nesterov=True)
+    (w * w).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(w.numpy(), 1 - 0.5 * (2 + 0.9 * 2))
+    optim.Adam([w], lr=0, betas=[0.0, 0.5], eps=1e-12)  # a list of betas and a zero lr are fine
+    optim.Adadelta([w], rho=1.0)
