@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
+from . import checks
 from .backends import Backend, backend_of, get_backend
-from .errors import ArgumentTypeError, GraphError, shape_str
+from .errors import ArgumentError, ArgumentTypeError, GraphError, shape_str
 from .hooks import RemovableHandle
 from .random import backend_rng
 
@@ -374,35 +375,86 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
     Python floats and lists of them become float32; arrays keep their dtype; integer
     data stays integer (labels). ``dtype=`` overrides; ``backend=`` places it, else host
     data (lists, numbers, NumPy arrays) goes to the default backend and a CuPy array stays.
+    Only numbers are taken (never text or Python objects), and a conversion that would change
+    a value beyond rounding (a finite number made Inf, NaN or 300 made an int8) is refused.
     """
     import numpy as np
 
+    checks.flag("tensor()", "requires_grad", requires_grad)
+    dtype = numeric_dtype("tensor()", dtype)
     if isinstance(data, Tensor):
         data = data.data
     target = get_backend(backend) if backend is not None else None
     is_array = hasattr(data, "dtype") and hasattr(data, "shape")
     if is_array:
         source = backend_of(data) if not isinstance(data, np.generic) else get_backend("numpy")
+        _check_numbers("tensor()", data.dtype, f"an array of {data.dtype}")
         if target is None:
             # Host data goes to the default backend, as lists do; a GPU array stays on the GPU.
             target = get_backend() if source.name == "numpy" else source
         array = data if source is target else target.from_host(source.to_host(data))
-        array = target.xp.array(array, dtype=dtype, copy=True)
+        array = cast("tensor()", target.xp, array, dtype, copy=True)
     else:
         target = target or get_backend()
         try:
             host = np.asarray(data)
         except (ValueError, TypeError):
             host = None  # ragged nested lists
-        if host is None or host.dtype.kind not in "biufc":
-            raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__} data; "
-                            "pass numbers, nested lists of equal length, or an array")
+        if host is None:
+            raise ArgumentTypeError(f"tensor(): cannot make a tensor from {type(data).__name__} data; pass "
+                                    "numbers, nested lists of equal length, or an array")
+        _check_numbers("tensor()", host.dtype, f"{type(data).__name__} data")
         if dtype is None and host.dtype == np.float64:
-            host = host.astype(np.float32)  # Python floats become float32, as torch.tensor
-        array = target.from_host(host.astype(dtype) if dtype is not None else host)
+            dtype = np.dtype(np.float32)  # Python floats become float32, as torch.tensor
+        array = target.from_host(cast("tensor()", np, host, dtype))
     if requires_grad:
         _check_can_require_grad("tensor()", array.dtype)
     return Tensor(array, target, requires_grad=requires_grad, name=name)
+
+
+def numeric_dtype(where: str, dtype: Any) -> Any:
+    """``dtype`` as a NumPy dtype of numbers (bool, int, float, complex); None stays None."""
+    import numpy as np
+
+    if dtype is None:
+        return None
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ArgumentTypeError(f"{where}: dtype {dtype!r} is not a dtype; use e.g. 'float32' or 'int64'") from None
+    _check_numbers(where, dtype, f"dtype {dtype}")
+    return dtype
+
+
+def _check_numbers(where: str, dtype: Any, what: str) -> None:
+    if dtype.kind not in "biufc":
+        raise ArgumentTypeError(f"{where}: cannot make a tensor from {what}; tensors hold numbers (bool, int, "
+                                "float), never text or Python objects: convert the data yourself first")
+
+
+def cast(where: str, xp: Any, array: Any, dtype: Any, copy: bool = False) -> Any:
+    """``array`` as ``dtype``, refusing what the cast would change beyond rounding: NaN, Inf or a number
+    outside an integer dtype's range made an integer, a finite number made Inf."""
+    import numpy as np
+
+    if dtype is None or array.dtype == dtype:
+        return xp.array(array, copy=True) if copy else array
+    with np.errstate(all="ignore"):
+        out = array.astype(dtype)
+    if array.dtype.kind in "fiu" and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        bad = ~((array > info.min - 1) & (array < info.max + 1))  # NaN compares False: bad too
+        allowed = f"holds the integers {info.min} to {info.max}"
+    elif array.dtype.kind in "fiu" and dtype.kind == "f":
+        bad = xp.isinf(out) & ~xp.isinf(array)
+        allowed = f"holds numbers up to {np.finfo(dtype).max:.4g} in size"
+    else:
+        return out
+    if bool(bad.any()):
+        value = array[bad].ravel()[:1].tolist()[0]
+        raise ArgumentError(f"{where}: the value {value!r} cannot become {dtype} ({dtype} {allowed}); "
+                            "choose a dtype that holds it")
+    return out
 
 
 def from_numpy(array: Any, requires_grad: bool = False) -> Tensor:
