@@ -76,10 +76,10 @@ def _interval(low: float | None, high: float | None, low_open: bool, high_open: 
     if low is None and high is None:
         return ""
     if high is None:
-        return f" {'>' if low_open else '>='} {low}"
+        return f" {'>' if low_open else '>='} {low:g}"
     if low is None:
-        return f" {'<' if high_open else '<='} {high}"
-    return f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        return f" {'<' if high_open else '<='} {high:g}"
+    return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 def choice(where: str, name: str, value: Any, options: Sequence[Any]) -> Any:

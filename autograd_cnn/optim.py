@@ -9,6 +9,7 @@ moves it (on the next step).
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -81,6 +82,8 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                if "eps" in group:
+                    _check_eps(type(self).__name__, group["eps"], p.dtype)
                 self._update(p.data, p.grad.data, self._state_for(p), group, p._backend)
                 p.bump_version()  # a backward through a graph that saved p now refuses it
 
@@ -156,6 +159,15 @@ class Optimizer:
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v}" for k, v in self.param_groups[0].items() if k != "params")
         return f"{type(self).__name__}({hyper})"
+
+
+@functools.lru_cache(maxsize=64)
+def _check_eps(name: str, eps: float, dtype: Any) -> None:
+    """eps is above 0 in the parameter's own dtype: 1e-8 is 0 in float16, and a zero eps divides
+    0 by 0 for a parameter whose gradient is 0 (NaN, silently)."""
+    if dtype.kind == "f" and dtype.type(eps) == 0:
+        raise ArgumentError(f"{name}: eps={eps!r} is 0 in the parameters' {dtype}; use at least "
+                            f"{float(np.finfo(dtype).smallest_normal):.3g}")
 
 
 def _groups(name: str, params: Any) -> list:

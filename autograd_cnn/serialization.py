@@ -132,8 +132,8 @@ def _checked_path(where: str, path: Any) -> str:
         text = os.fsdecode(os.fspath(path))
     except TypeError:
         raise ArgumentTypeError(f"{where}: path must be a str or a pathlib.Path, got {path!r}") from None
-    if not text:
-        raise ArgumentError(f"{where}: path is empty; give a file name such as 'model.npz'")
+    if not text or "\0" in text:
+        raise ArgumentError(f"{where}: path {text!r} is not a file name; give one such as 'model.npz'")
     return text
 
 

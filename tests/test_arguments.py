@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import autograd_cnn as ag
+import autograd_cnn.functional as F
 from autograd_cnn import nn, optim
 
 
@@ -209,7 +210,7 @@ def test_each_bad_optimizer_argument_is_refused_at_construction(make, name, valu
 
 def test_setting_a_bad_learning_rate_later_is_refused_too():
     opt = optim.Adam(_params())
-    with pytest.raises(ag.ArgumentError, match="Adam: lr must be a finite number >= 0.0, got -1"):
+    with pytest.raises(ag.ArgumentError, match="Adam: lr must be a finite number >= 0, got -1"):
         opt.lr = -1
     assert opt.lr == 1e-3
 
@@ -222,3 +223,73 @@ def test_good_optimizer_arguments_still_work():
     np.testing.assert_allclose(w.numpy(), 1 - 0.5 * (2 + 0.9 * 2))
     optim.Adam([w], lr=0, betas=[0.0, 0.5], eps=1e-12)  # a list of betas and a zero lr are fine
     optim.Adadelta([w], rho=1.0)
+
+
+# --------------------------------------------------------------------------- what fuzzing found (test_fuzz.py)
+
+FUZZ_REFUSALS = [
+    (lambda: ag.tensor(np.array(["1", "2"])), TypeError, "tensor()", "<U1"),  # was a tensor of text
+    (lambda: ag.tensor([1.0], dtype="foo"), TypeError, "tensor()", "'foo'"),
+    (lambda: ag.tensor(np.array(-1.0, dtype="float16"), dtype="uint8"), ValueError, "-1.0", "uint8"),  # was 255
+    (lambda: ag.tensor([math.nan], dtype="int64"), ValueError, "nan", "int64"),  # was -9223372036854775808
+    (lambda: ag.tensor([1e300]), ValueError, "1e+300", "float32"),  # was inf
+    (lambda: ag.ones(2, 3).sum(axis=True), TypeError, "sum", "axis", "True"),  # was axis 1
+    (lambda: ag.ones(2, 3).sum(axis=0, keepdims="yes"), TypeError, "sum", "keepdims", "'yes'"),
+    (lambda: ag.ones(2, 3).sum(axis=(0, 0)), ValueError, "Sum", "twice"),  # was summed once
+    (lambda: F.reshape(ag.ones(6), (2.0, 3)), TypeError, "reshape", "(2.0, 3)"),  # was (2, 3)
+    (lambda: F.flatten(ag.ones(2, 3, 4), 5), ValueError, "flatten", "start_axis 5"),  # was no change
+    (lambda: F.concat(ag.ones(2, 3)), TypeError, "concat", "list or tuple"),
+    (lambda: F.pad(ag.ones(2), None), TypeError, "pad", "pad_width"),
+    (lambda: F.max_pool2d(ag.ones(1, 1, 4, 4), 2, padding=True), TypeError, "max_pool2d", "padding", "True"),
+    (lambda: F.max_pool2d(ag.ones(1, 1, 5, 5), 2, ceil_mode="yes"), TypeError, "max_pool2d", "ceil_mode"),
+    (lambda: F.conv1d(ag.ones(1, 1, 4), ag.ones(1, 1, 2), stride=True), TypeError, "conv1d", "stride"),
+    (lambda: F.conv_transpose2d(ag.ones(1, 1, 2, 2), ag.ones(1, 1, 2, 2), groups=True), TypeError, "groups"),
+    (lambda: F.adaptive_avg_pool2d(ag.ones(1, 1, 0, 3), 2), ValueError, "adaptive_avg_pool2d", "empty"),
+    (lambda: F.dropout(ag.ones(3), "0.1"), TypeError, "dropout", "p", "'0.1'"),
+    (lambda: F.dropout(ag.ones(3), True), TypeError, "dropout", "p", "True"),  # was p = 1
+    (lambda: F.batch_norm(ag.ones(4, 2), None, None, eps=math.nan), ValueError, "batch_norm", "eps", "nan"),
+    (lambda: F.batch_norm(ag.ones(4, 2), None, None, training="yes"), TypeError, "batch_norm", "training"),
+    (lambda: F.cross_entropy(ag.ones(2, 3), [0, 1], reduction="avg"), ValueError, "cross_entropy", "'avg'"),
+    (lambda: F.cross_entropy(ag.ones(2, 3), [0, 1], label_smoothing=-1.0), ValueError, "label_smoothing"),
+    (lambda: F.nll_loss(ag.tensor([[0.0, -5.0]]), [-1]), ValueError, "nll_loss", "-1"),  # was the last class
+    (lambda: F.nll_loss(ag.tensor([[0.0, -5.0]]), [0.7]), TypeError, "nll_loss", "float"),  # was class 0
+    (lambda: F.nll_loss(ag.tensor([[0.0, -5.0]]), np.array([True])), TypeError, "nll_loss", "bool"),
+    (lambda: F.nll_loss(ag.tensor([[0.0, -5.0]]), [6]), ValueError, "nll_loss", "6"),  # was named GetItem
+    (lambda: F.mse_loss(ag.ones(2), None), TypeError, "mse_loss", "NoneType"),  # was named Sub
+    (lambda: F.softplus(ag.ones(2), beta="none"), TypeError, "softplus", "beta"),
+    (lambda: F.softplus(ag.ones(2), beta=math.nan), ValueError, "softplus", "beta", "nan"),
+    (lambda: F.leaky_relu(ag.tensor([-1.0]), math.nan), ValueError, "leaky_relu", "negative_slope"),
+    (lambda: F.gelu(ag.ones(2), approximate=0), ValueError, "gelu", "approximate"),
+    (lambda: ag.load("a\0b"), ValueError, "ag.load", "path"),
+]
+
+
+@pytest.mark.parametrize("case", FUZZ_REFUSALS, ids=[f"{i}" for i in range(len(FUZZ_REFUSALS))])
+def test_what_fuzzing_found_is_refused_by_name(case):
+    make, builtin, *words = case
+    _refused(make, builtin, *words)
+
+
+def test_what_fuzzing_found_gives_the_right_values_and_dtypes():
+    np.testing.assert_allclose(F.erf(ag.tensor([1, 2])).numpy(), [math.erf(1), math.erf(2)], rtol=1e-6)  # was [0, 0]
+    assert F.erf(2.0).item() == pytest.approx(math.erf(2.0))  # was an AttributeError
+    assert F.leaky_relu(ag.tensor([-300]), 0.01).tolist() == [-3.0]  # was [0]
+    assert F.exp(ag.tensor(np.array([1], dtype="int8"))).dtype == np.float32  # was float16
+    assert (ag.tensor(np.array([1], dtype="int8")) + 1).dtype == np.int8  # was int64
+    assert (ag.ones(2) * [0.5, 2.0]).dtype == np.float32  # was float64
+    running = ag.zeros(2, dtype="float64"), ag.ones(2, dtype="float64")
+    assert F.batch_norm(ag.ones(4, 2), *running, training=False).dtype == np.float32  # was float64
+    assert F.mse_loss(ag.ones(()), np.int8(0)).item() == 1.0  # was a BackendError
+    assert F.global_avg_pool2d(np.ones((1, 1, 2, 2))).shape == (1, 1)
+    with pytest.raises(ag.ArgumentError, match="does not fit the other input's int8"):
+        ag.tensor(np.array([1], dtype="int8")) + 300
+
+
+def test_an_eps_that_is_zero_in_the_parameters_dtype_is_refused_at_the_step():
+    # Adam's default eps of 1e-8 is 0 in float16: a zero gradient gave 0 / 0, a NaN weight.
+    w = ag.ones(2, dtype="float16", requires_grad=True)
+    w.grad = ag.zeros(2, dtype="float16")
+    with pytest.raises(ag.ArgumentError, match="eps=1e-08 is 0 in the parameters' float16"):
+        optim.Adam([w]).step()
+    optim.Adam([w], eps=1e-4).step()
+    assert np.isfinite(w.numpy()).all()
