@@ -93,7 +93,8 @@ def load(path: str | os.PathLike) -> Any:
             return _read(path, data)
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zlib.error) as err:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zlib.error, NotImplementedError) as err:
+        # NotImplementedError: zipfile's word for a damaged header's version or compression method.
         # NumPy's words for pickled members suggest loading unsafely: not a hint to pass on.
         detail = "it holds Python objects, which ag.load never reads" if "pickle" in str(err) else \
             f"{type(err).__name__}: {err}"

@@ -293,3 +293,19 @@ def test_an_eps_that_is_zero_in_the_parameters_dtype_is_refused_at_the_step():
         optim.Adam([w]).step()
     optim.Adam([w], eps=1e-4).step()
     assert np.isfinite(w.numpy()).all()
+
+
+def test_adaptive_pooling_keeps_a_nan_in_its_own_windows():
+    # Uneven windows were two averaging matrix products, where 0 * NaN spread a NaN (or an Inf)
+    # into every window of its row.
+    x = ag.tensor([[[[np.nan, 0.0, 1.0]]]])
+    y = F.adaptive_avg_pool2d(x, (1, 2)).numpy()  # windows [0, 2) and [1, 3)
+    assert np.isnan(y[0, 0, 0, 0]) and y[0, 0, 0, 1] == 0.5
+    y = F.adaptive_avg_pool2d(ag.tensor([[[[np.inf], [0.0], [2.0]]]]), (2, 1)).numpy()
+    assert y[0, 0, 0, 0] == np.inf and y[0, 0, 1, 0] == 1.0
+
+
+def test_pad_refuses_a_value_the_tensor_cannot_hold():
+    _refused(lambda: F.pad(ag.tensor([1, 2]), 1, value=math.inf), ValueError, "pad", "inf", "int64")
+    _refused(lambda: F.pad(ag.tensor([1, 2]), 1, value=1.5), ValueError, "pad", "1.5", "int64")  # was 1
+    assert F.pad(ag.tensor([1.0]), 1, value=math.inf).tolist() == [math.inf, 1.0, math.inf]

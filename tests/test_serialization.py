@@ -222,3 +222,16 @@ def test_stale_temporary_files_of_dead_writers_are_cleared_and_no_others(tmp_pat
     assert not dead.exists()
     assert alive.exists() and elsewhere.exists() and other_target.exists() and foreign.exists()
     assert ag.load(path)["w"].shape == (3,)
+
+
+@pytest.mark.parametrize("field, what", [(6, "the zip version it needs"), (10, "its compression method")])
+def test_a_damaged_zip_header_is_a_checkpoint_error(tmp_path, field, what):
+    # zipfile raises NotImplementedError for a version or a compression method it does not know.
+    path = tmp_path / "m.npz"
+    ag.save({"w": ag.ones(3)}, path)
+    raw = bytearray(path.read_bytes())
+    entry = raw.index(b"PK\x01\x02")  # the first member's entry in the central directory
+    raw[entry + field:entry + field + 2] = b"\xff\x7f"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"m\.npz is not a checkpoint or is truncated"):
+        ag.load(path)

@@ -15,7 +15,7 @@ from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 from .conv import as_height_one, check_image, drop_height, pair
-from .matmul import matmul
+from .shape import concat
 
 __all__ = ["adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d",
            "max_pool1d", "max_pool2d"]
@@ -219,13 +219,16 @@ def global_max_pool2d(x: Tensor) -> Tensor:
     return check_image("global_max_pool2d", x).max(axis=(2, 3))
 
 
-def _adaptive_matrix(xp: Any, size: int, n_out: int, dtype: Any) -> Any:
-    """(n_out, size): row i averages x[floor(i * size / n_out) : ceil((i + 1) * size / n_out)]."""
-    m = xp.zeros((n_out, size), dtype=dtype)
+def _adaptive_axis(x: Tensor, axis: int, n_out: int) -> Tensor:
+    """The mean of each of ``n_out`` windows along ``axis``: window i is
+    [floor(i * size / n_out), ceil((i + 1) * size / n_out)). Slices, not an averaging matrix:
+    in a matrix product 0 * NaN would spread a NaN into every window of its row."""
+    size, parts = x.shape[axis], []
     for i in range(n_out):
-        start, end = (i * size) // n_out, -((-(i + 1) * size) // n_out)
-        m[i, start:end] = 1.0 / (end - start)
-    return m
+        window = [slice(None)] * x.ndim
+        window[axis] = slice((i * size) // n_out, -((-(i + 1) * size) // n_out))
+        parts.append(x[tuple(window)].mean(axis=axis, keepdims=True))
+    return concat(parts, axis=axis)
 
 
 def adaptive_avg_pool2d(x: Tensor, output_size: Any) -> Tensor:
@@ -238,6 +241,5 @@ def adaptive_avg_pool2d(x: Tensor, output_size: Any) -> Tensor:
         raise ShapeError(f"{op}: cannot pool an empty image, got input {shape_str(x.shape)}")
     if h % oh == 0 and w % ow == 0:
         return avg_pool2d(x, (h // oh, w // ow))
-    # Windows of unequal size: two small averaging matrices, A_h @ x @ A_w.T.
-    xp, dtype = x._backend.xp, x.data.dtype
-    return matmul(matmul(_adaptive_matrix(xp, h, oh, dtype), x), _adaptive_matrix(xp, w, ow, dtype).T)
+    # Windows of unequal size: each a rectangle, so its mean is the mean over its rows, then columns.
+    return _adaptive_axis(_adaptive_axis(x, 2, oh), 3, ow)

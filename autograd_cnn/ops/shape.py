@@ -4,11 +4,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .. import checks
 from ..autograd import GRAD_OUT, Function, as_tensor
 from ..backends import Backend
-from ..errors import ArgumentTypeError, ShapeError, shape_str
-from ..tensor import Tensor
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
+from ..tensor import Tensor, cast
 
 # getitem and to_backend stay out of F: Tensor's indexing and .to() call them.
 __all__ = ["concat", "flatten", "pad", "reshape", "stack", "transpose"]
@@ -234,6 +236,9 @@ def pad(a: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
     ndim = len(a.shape)
     if not checks.is_real(value):
         raise ArgumentTypeError(f"pad: value must be a number, got {value!r}")
+    if a.dtype.kind in "iub" and not float(value).is_integer():  # np.pad would cut 1.5 to 1
+        raise ArgumentError(f"pad: value {value!r} cannot fill an {a.dtype} tensor; give a whole number")
+    cast("pad", np, np.asarray(value), a.dtype)  # refuses a value the dtype cannot hold (inf, 300 in int8)
     if checks.is_int(pad_width):
         pad_width = ((pad_width, pad_width),) * ndim
     elif isinstance(pad_width, (tuple, list)) and len(pad_width) == 2 and all(checks.is_int(p) for p in pad_width):
