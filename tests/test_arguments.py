@@ -309,3 +309,13 @@ def test_pad_refuses_a_value_the_tensor_cannot_hold():
     _refused(lambda: F.pad(ag.tensor([1, 2]), 1, value=math.inf), ValueError, "pad", "inf", "int64")
     _refused(lambda: F.pad(ag.tensor([1, 2]), 1, value=1.5), ValueError, "pad", "1.5", "int64")  # was 1
     assert F.pad(ag.tensor([1.0]), 1, value=math.inf).tolist() == [math.inf, 1.0, math.inf]
+
+
+def test_a_state_dict_with_bad_hyper_parameters_is_refused():
+    w = ag.ones(2, requires_grad=True)
+    state = optim.SGD([w], lr=0.1).state_dict()
+    state["param_groups"][0]["lr"] = -1.0  # an edited or damaged checkpoint
+    opt = optim.SGD([w], lr=0.1)
+    with pytest.raises(ag.ArgumentError, match="SGD: lr must be a finite number >= 0, got -1.0"):
+        opt.load_state_dict(state)
+    assert opt.lr == 0.1  # and nothing of it was taken

@@ -235,3 +235,16 @@ def test_a_damaged_zip_header_is_a_checkpoint_error(tmp_path, field, what):
     path.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match=r"m\.npz is not a checkpoint or is truncated"):
         ag.load(path)
+
+
+def test_an_interrupt_during_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    ag.save({"w": ag.ones(3)}, path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # passed on as it is, not turned into an error of ours
+        ag.save({"w": ag.zeros(3)}, path)
+    assert os.listdir(tmp_path) == ["m.npz"] and ag.load(path)["w"].tolist() == [1.0, 1.0, 1.0]
