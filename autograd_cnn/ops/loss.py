@@ -161,7 +161,9 @@ def nll_loss(log_probs: Tensor, target: Tensor | ArrayLike, reduction: str = "me
     if log_probs.ndim != 2 or t.shape != log_probs.shape[:1]:
         raise ShapeError(f"nll_loss: log_probs (N, C) and target (N,) expected, got "
                          f"{shape_str(log_probs.shape)} and {shape_str(t.shape)}")
-    if t.size and (int(t.min()) < 0 or int(t.max()) >= log_probs.shape[1]):  # -1 would pick the last class
+    # -1 would pick the last class. On a GPU this reads two numbers back (one wait for the device):
+    # nll_loss is the plain loop's loss; cross_entropy, which compile uses, defers its check.
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= log_probs.shape[1]):
         raise ShapeError(class_range_message("nll_loss", log_probs.shape[1], int(t.min()), int(t.max())))
     picked = getitem(log_probs, (xp.arange(t.shape[0]), t.astype(xp.int64)))
     return _reduce("nll_loss", -picked, reduction)
