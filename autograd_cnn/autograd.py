@@ -25,8 +25,19 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from .backends import get_backend
-from .errors import AnomalyError, AutogradError, BackendError, GraphError, ShapeError, shape_str
+from .errors import (
+    AnomalyError,
+    ArgumentError,
+    ArgumentTypeError,
+    AutogradError,
+    BackendError,
+    GraphError,
+    ShapeError,
+    shape_str,
+)
 from .hooks import RemovableHandle
 from .tensor import Tensor
 
@@ -449,9 +460,12 @@ class Function:
         except AutogradError:
             raise  # our own errors already say what went wrong
         except (ValueError, TypeError, IndexError) as err:
+            # A kernel refused these inputs: name the op, their shapes and dtypes, and the reason.
             shapes = ", ".join(shape_str(t.shape) for t in inputs)
-            raise ShapeError(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} "
-                             f"({type(err).__name__}: {err})") from None
+            dtypes = ", ".join(str(t.dtype) for t in inputs)
+            error = ArgumentTypeError if isinstance(err, TypeError) else ShapeError
+            raise error(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} and dtypes {dtypes} "
+                        f"({type(err).__name__}: {err})") from None
         result = Tensor(out, ctx.out_backend or backend, requires_grad)
         if requires_grad:
             ctx.inputs = inputs
@@ -522,7 +536,9 @@ def _two_backends(op: str, first: Any, second: Any) -> BackendError:
 
 
 def _as_tensors(op: str, inputs: Sequence[Any]) -> list:
-    """Inputs as tensors; Python numbers take the dtype of the op's first float tensor input."""
+    """Inputs as tensors. Python numbers and lists take the dtype of the op's first float tensor
+    input (a float32 graph stays float32), else Python ints that of its first integer tensor (an
+    int8 tensor plus 1 stays int8), as PyTorch's scalars do."""
     like = dtype = None
     for x in inputs:
         if isinstance(x, Tensor):
@@ -535,16 +551,35 @@ def _as_tensors(op: str, inputs: Sequence[Any]) -> list:
         backend = get_backend()
     else:
         backend = like._backend
-    return [x if isinstance(x, Tensor) else _constant(op, x, backend, dtype) for x in inputs]
+    ints = like.data.dtype if like is not None and dtype is None and like.data.dtype.kind in "iu" else None
+    return [x if isinstance(x, Tensor) else _constant(op, x, backend, dtype, ints) for x in inputs]
 
 
-def _constant(op: str, x: Any, backend: Any, dtype: Any) -> Any:
+def as_tensor(op: str, x: Any, like: Any = None) -> Tensor:
+    """An op's input as a tensor, for a wrapper that reads its shape before ``apply``: a Tensor as it
+    is; a number, a list or an array as a constant (on ``like``'s backend, in its dtype), as
+    ``Function.apply`` makes them; anything else an ArgumentTypeError naming ``op``."""
+    if isinstance(x, Tensor):
+        return x
+    return _as_tensors(op, [like, x] if isinstance(like, Tensor) else [x])[-1]
+
+
+def _constant(op: str, x: Any, backend: Any, dtype: Any, ints: Any = None) -> Any:
+    if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+        x = x.item()  # a NumPy number is a number, as Python's are (not an array of another backend)
     if isinstance(x, float):  # a float32 graph stays float32: 2.5 * x is not an upcast
         return Tensor(backend.scalar(x, dtype if dtype is not None else _FLOAT32), backend)
+    if isinstance(x, int) and not isinstance(x, bool) and dtype is None:
+        if ints is not None and not np.iinfo(ints).min <= x <= np.iinfo(ints).max:
+            raise ArgumentError(f"{op}: the number {x} does not fit the other input's {ints}; make the tensor "
+                                "a wider type with .astype('int64') first")
+        if ints is None and not np.iinfo(np.int64).min <= x <= np.iinfo(np.int64).max:
+            raise ArgumentError(f"{op}: the number {x} does not fit int64; use a float")
+        return Tensor(backend.scalar(x, ints), backend)
     if isinstance(x, (bool, int)):
         return Tensor(backend.scalar(x, dtype), backend)
     if backend.is_array(x):
-        return Tensor(x, backend)
+        return Tensor(_numbers(op, x, f"an array of {x.dtype}"), backend)
     if hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
         # An array of another library would mean a hidden host <-> GPU copy: refuse it.
         source = "CuPy" if type(x).__module__.startswith("cupy") else type(x).__module__.split(".")[0]
@@ -552,9 +587,24 @@ def _constant(op: str, x: Any, backend: Any, dtype: Any) -> Any:
                            f"make it a tensor with ag.tensor(array, backend={backend.name!r}) first. "
                            "Nothing is copied between host and GPU behind your back.")
     if isinstance(x, (list, tuple)):
-        return Tensor(backend.asarray(x), backend)
-    raise TypeError(f"{op}: cannot use an input of type {type(x).__name__}; pass a Tensor, "
-                    "an array or a number")
+        try:
+            host = np.asarray(x)
+        except (ValueError, TypeError):
+            host = np.asarray(None)  # ragged: refused below
+        _numbers(op, host, f"the list {x!r:.40}")
+        if host.dtype.kind == "f":  # as Python floats: the graph's float dtype, else float32
+            host = host.astype(dtype if dtype is not None else _FLOAT32)
+        return Tensor(backend.from_host(host), backend)
+    raise ArgumentTypeError(f"{op}: cannot use an input of type {type(x).__name__}; pass a Tensor, "
+                            "an array or a number")
+
+
+def _numbers(op: str, array: Any, what: str) -> Any:
+    """``array`` if it holds numbers: text or Python objects are never taken as numbers."""
+    if array.dtype.kind not in "biufc":
+        raise ArgumentTypeError(f"{op}: cannot use {what} as an input; tensors hold numbers, never text, "
+                                "Python objects or lists of unequal length")
+    return array
 
 
 # --------------------------------------------------------------------------- un-broadcasting

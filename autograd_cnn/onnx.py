@@ -45,7 +45,7 @@ from .ops.matmul import Linear, MatMul
 from .ops.norm import BatchNorm, Dropout
 from .ops.pool import AvgPool2d, MaxPool2d
 from .ops.reduce import Max, Mean, Min, Sum
-from .ops.shape import Concat, Pad, Reshape, ToBackend, Transpose
+from .ops.shape import Concat, GetItem, Pad, Reshape, ToBackend, Transpose
 from .tensor import Tensor, tensor
 
 __all__ = ["EMITTERS", "ExportError", "GraphWriter", "export"]
@@ -354,6 +354,22 @@ def _reshape(g: GraphWriter, node: Context, x: list[str]) -> str:
     return g.op("Reshape", [x[0], g.ints(sizes, "shape")])
 
 
+def _get_item(g: GraphWriter, node: Context, x: list[str]) -> str:
+    """Basic slicing (``x[:, :, 2:5]``, what adaptive pooling's unequal windows use) as one Slice;
+    integers, arrays, None and Ellipsis in an index have no translation here."""
+    index = node.params["index"]
+    index = index if isinstance(index, tuple) else (index,)
+    if not all(isinstance(i, slice) and (i.step or 1) > 0 for i in index):
+        raise g.cannot(node, f"only slices with a positive step translate (index {index!r})")
+    cut = [(axis, i) for axis, i in enumerate(index) if i != slice(None)]
+    if not cut:
+        return x[0]
+    end = np.iinfo(np.int64).max  # "to the end", as ONNX writes it
+    return g.op("Slice", [x[0], g.ints([i.start or 0 for _, i in cut], "starts"),
+                          g.ints([end if i.stop is None else i.stop for _, i in cut], "ends"),
+                          g.ints([axis for axis, _ in cut], "axes"), g.ints([i.step or 1 for _, i in cut], "steps")])
+
+
 def _transpose(g: GraphWriter, node: Context, x: list[str]) -> str:
     axes = node.params["axes"]
     perm = tuple(range(node.inputs[0].ndim))[::-1] if axes is None else tuple(a % len(axes) for a in axes)
@@ -415,6 +431,7 @@ EMITTERS: dict[type, Callable[[GraphWriter, Context, list[str]], str]] = {
     Reshape: _reshape,
     Transpose: _transpose,
     Concat: _same_op("Concat", axis="axis"),
+    GetItem: _get_item,
     Pad: _pad,
     ToBackend: _pass_through,
     # elementwise arithmetic

@@ -9,12 +9,13 @@ here calls a name of that namespace (``_ops.mul``, ``_ops.backward``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
+from . import checks
 from .backends import Backend, backend_of, get_backend
-from .errors import BackendError, GraphError, shape_str
+from .errors import ArgumentError, ArgumentTypeError, BackendError, GraphError, shape_str
 from .hooks import RemovableHandle
 from .random import backend_rng
 
@@ -99,7 +100,16 @@ class Tensor:
         return _ops.transpose(self)
 
     def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise ArgumentTypeError("len() of a 0-d tensor; use .item() for its value")
         return len(self._data)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        """The rows (along axis 0), each a differentiable ``self[i]``. Without this, Python would
+        index until an IndexError, and indexing past the end is a ShapeError here."""
+        if self._data.ndim == 0:
+            raise ArgumentTypeError("iteration over a 0-d tensor; use .item() for its value")
+        return (self[i] for i in range(len(self._data)))
 
     def __repr__(self) -> str:
         values = str(self.numpy()).replace("\n", "\n       ")
@@ -242,7 +252,9 @@ class Tensor:
     def requires_grad_(self, flag: bool = True) -> Tensor:
         if self.grad_fn is not None and not flag:
             raise GraphError("requires_grad_(False) on a non-leaf tensor; use detach()")
-        self.requires_grad = flag
+        if flag:
+            _check_can_require_grad("requires_grad_()", self._data.dtype)
+        self.requires_grad = bool(flag)
         return self
 
     # --- arithmetic -------------------------------------------------------
@@ -386,6 +398,13 @@ class Tensor:
 
 # --------------------------------------------------------------------------- factories
 
+def _check_can_require_grad(where: str, dtype: Any) -> None:
+    """Only floating-point tensors have gradients: an integer one would get integer gradients."""
+    if dtype.kind not in "fc":
+        raise ArgumentTypeError(f"{where}: requires_grad=True needs a floating-point tensor, got {dtype} "
+                                "(its gradients would be integers); convert first with .astype('float32')")
+
+
 def _shape_arg(args: tuple) -> tuple:
     """``f(2, 3)`` and ``f((2, 3))`` both mean the shape (2, 3), as in PyTorch."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
@@ -400,34 +419,40 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
     Python floats and lists of them become float32; arrays keep their dtype; integer
     data stays integer (labels). ``dtype=`` overrides; ``backend=`` places it, else host
     data (lists, numbers, NumPy arrays) goes to the default backend and a CuPy array stays.
+    Only numbers are taken (never text or Python objects), and a conversion that would change
+    a value beyond rounding (a finite number made Inf, NaN or 300 made an int8) is refused.
     """
     import numpy as np
 
+    checks.flag("tensor()", "requires_grad", requires_grad)
+    dtype = numeric_dtype("tensor()", dtype)
     if isinstance(data, Tensor):
         data = data.data
     target = get_backend(backend) if backend is not None else None
     is_array = hasattr(data, "dtype") and hasattr(data, "shape")
     if is_array:
         source = backend_of(data) if not isinstance(data, np.generic) else get_backend("numpy")
+        _check_numbers("tensor()", data.dtype, f"an array of {data.dtype}")
         if target is None:
             # Host data goes to the default backend, as lists do; a GPU array stays on the GPU.
             target = get_backend() if source.name == "numpy" else source
         array = data if source is target else target.from_host(source.to_host(data))
-        array = target.xp.array(array, dtype=dtype, copy=True)
+        array = cast("tensor()", target.xp, array, dtype, copy=True)
     else:
         target = target or get_backend()
         try:
             host = np.asarray(data)
         except (ValueError, TypeError):
             host = None  # ragged nested lists
-        if host is None or host.dtype.kind not in "biufc":
-            raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__} data; "
-                            "pass numbers, nested lists of equal length, or an array")
+        if host is None:
+            raise ArgumentTypeError(f"tensor(): cannot make a tensor from {type(data).__name__} data; pass "
+                                    "numbers, nested lists of equal length, or an array")
+        _check_numbers("tensor()", host.dtype, f"{type(data).__name__} data")
         if dtype is None and host.dtype == np.float64:
-            host = host.astype(np.float32)  # Python floats become float32, as torch.tensor
-        array = target.from_host(host.astype(dtype) if dtype is not None else host)
-    if requires_grad and array.dtype.kind not in "fc":
-        raise TypeError(f"tensor(): only floating-point tensors can require grad, got {array.dtype}")
+            dtype = np.dtype(np.float32)  # Python floats become float32, as torch.tensor
+        array = target.from_host(cast("tensor()", np, host, dtype))
+    if requires_grad:
+        _check_can_require_grad("tensor()", array.dtype)
     return Tensor(array, target, requires_grad=requires_grad, name=name)
 
 
@@ -442,7 +467,7 @@ def from_dlpack(obj: Any) -> Tensor:
     PyTorch, JAX): host memory gives a NumPy-backend tensor, GPU memory a CuPy-backend one.
     Nothing is copied, so a write through one is seen through the other."""
     if isinstance(obj, Tensor):
-        return Tensor(obj.data, obj._backend)
+        return Tensor(obj.data, obj.backend_object)
     if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
         raise TypeError(f"from_dlpack: a {type(obj).__name__} does not speak DLPack (it has no __dlpack__ and "
                         "__dlpack_device__); pass the array itself, e.g. a torch.Tensor, not a capsule")
@@ -458,6 +483,51 @@ def from_dlpack(obj: Any) -> Tensor:
     return Tensor(backend.xp.from_dlpack(obj), backend)
 
 
+def numeric_dtype(where: str, dtype: Any) -> Any:
+    """``dtype`` as a NumPy dtype of numbers (bool, int, float, complex); None stays None."""
+    import numpy as np
+
+    if dtype is None:
+        return None
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ArgumentTypeError(f"{where}: dtype {dtype!r} is not a dtype; use e.g. 'float32' or 'int64'") from None
+    _check_numbers(where, dtype, f"dtype {dtype}")
+    return dtype
+
+
+def _check_numbers(where: str, dtype: Any, what: str) -> None:
+    if dtype.kind not in "biufc":
+        raise ArgumentTypeError(f"{where}: cannot make a tensor from {what}; tensors hold numbers (bool, int, "
+                                "float), never text or Python objects: convert the data yourself first")
+
+
+def cast(where: str, xp: Any, array: Any, dtype: Any, copy: bool = False) -> Any:
+    """``array`` as ``dtype``, refusing what the cast would change beyond rounding: NaN, Inf or a number
+    outside an integer dtype's range made an integer, a finite number made Inf."""
+    import numpy as np
+
+    if dtype is None or array.dtype == dtype:
+        return xp.array(array, copy=True) if copy else array
+    with np.errstate(all="ignore"):
+        out = array.astype(dtype)
+    if array.dtype.kind in "fiu" and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        bad = ~((array > info.min - 1) & (array < info.max + 1))  # NaN compares False: bad too
+        allowed = f"holds the integers {info.min} to {info.max}"
+    elif array.dtype.kind in "fiu" and dtype.kind == "f":
+        bad = xp.isinf(out) & ~xp.isinf(array)
+        allowed = f"holds numbers up to {np.finfo(dtype).max:.4g} in size"
+    else:
+        return out
+    if bool(bad.any()):
+        value = array[bad].ravel()[:1].tolist()[0]
+        raise ArgumentError(f"{where}: the value {value!r} cannot become {dtype} ({dtype} {allowed}); "
+                            "choose a dtype that holds it")
+    return out
+
+
 def from_numpy(array: Any, requires_grad: bool = False) -> Tensor:
     """A tensor on the default backend from a NumPy array (its dtype kept)."""
     return tensor(array, requires_grad=requires_grad)
@@ -467,6 +537,8 @@ def _make(fill: str, shape: tuple, dtype: Any, requires_grad: bool, backend: Any
     shape = _shape_arg(shape)
     b = get_backend(backend)
     array = getattr(b.xp, fill)(shape, dtype=dtype or "float32")
+    if requires_grad:
+        _check_can_require_grad(f"{fill}()", array.dtype)
     return Tensor(array, b, requires_grad=requires_grad)
 
 

@@ -12,7 +12,7 @@ PACKAGE = Path(autograd_cnn.__file__).parent
 # Lowest first. A module may import its own layer and the layers below it; optional
 # third-party packages (CuPy, matplotlib, tqdm, onnx, mpi4py) are not part of the package.
 LAYERS = [
-    ("base", ("errors", "hooks", "backends", "random")),
+    ("base", ("errors", "checks", "hooks", "backends", "random")),
     ("tensor", ("tensor",)),
     ("engine", ("autograd",)),
     ("ops", ("ops", "testing", "serialization")),

@@ -115,8 +115,9 @@ def test_graph_nodes_record_the_module_path():
 
 def test_repr():
     assert repr(nn.Conv2d(1, 32, kernel_size=3)) == "Conv2d(1, 32, kernel_size=3)"
-    assert repr(nn.Conv2d(3, 8, 3, stride=2, padding="same", bias=False)) == \
-        "Conv2d(3, 8, kernel_size=3, stride=2, padding='same', bias=False)"
+    assert repr(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)) == \
+        "Conv2d(3, 8, kernel_size=3, stride=2, padding=1, bias=False)"
+    assert repr(nn.Conv2d(3, 8, 3, padding="same")) == "Conv2d(3, 8, kernel_size=3, padding='same')"
     assert repr(nn.Linear(784, 512)) == "Linear(784, 512)"
     assert repr(nn.MaxPool2d(2)) == "MaxPool2d(kernel_size=2)"
     assert repr(nn.Dropout(0.25)) == "Dropout(p=0.25)"

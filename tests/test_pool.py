@@ -143,7 +143,7 @@ def test_pooling_keeps_float32(backend):
     (lambda: F.global_avg_pool2d(ag.randn(2, 3)), ["global_avg_pool2d", "4-D", "(2, 3)"]),
 ])
 def test_bad_inputs_raise_clear_shape_errors(call, words):
-    with pytest.raises(ShapeError) as err:
+    with pytest.raises((ShapeError, ag.ArgumentError)) as err:  # a bad setting (stride=0) is an ArgumentError
         call()
     for word in words:
         assert word in str(err.value)

@@ -22,6 +22,7 @@ class ActivationKernels(Backend):
 
     def erf(self, x: Any) -> Any:
         """The error function (NumPy has none; GELU needs it)."""
-        host = self.to_host(x)
-        out = np.frompyfunc(math.erf, 1, 1)(host).astype(host.dtype)
+        host = np.asarray(self.to_host(x))
+        # asarray: frompyfunc gives a Python float, not an array, for a 0-d input.
+        out = np.asarray(np.frompyfunc(math.erf, 1, 1)(host), dtype=host.dtype)
         return self.from_host(out)

@@ -5,19 +5,31 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .. import checks
 from .. import functional as F
 from ..backends import get_backend
-from ..errors import ShapeError, shape_str
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
 from . import init
 from .module import Module, Parameter
 
 
-def _ntuple(value: Any, n: int) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+def _conv_padding(where: str, padding: Any, dims: int, stride: tuple) -> None:
+    """A convolution's padding: "valid", "same" (at stride 1 only), or ints >= 0."""
+    if isinstance(padding, str):
+        checks.choice(where, "padding", padding, ("valid", "same"))
+        if padding == "same" and stride != (1,) * dims:
+            raise ArgumentError(f"{where}: padding='same' needs stride 1, got stride {stride}; "
+                                "give the padding as numbers instead")
+    else:
+        checks.ints(where, "padding", padding, dims, 0)
 
 
-def _pair(value: Any) -> tuple:
-    return _ntuple(value, 2)
+def _groups(where: str, groups: Any, in_channels: int, out_channels: int) -> int:
+    groups = checks.integer(where, "groups", groups, 1)
+    if in_channels % groups or out_channels % groups:
+        raise ArgumentError(f"{where}: groups={groups} must divide in_channels={in_channels} "
+                            f"and out_channels={out_channels}")
+    return groups
 
 
 def _empty(*shape: int) -> Parameter:
@@ -28,12 +40,13 @@ def _empty(*shape: int) -> Parameter:
 class _Layer(Module):
     """A module with one input whose rank and channel (or feature) count it checks."""
 
-    def _expect(self, x: Any, ndim: int | tuple, layout: str, axis: int | None = None,
+    def _expect(self, x: Any, ndim: int | tuple | None, layout: str, axis: int | None = None,
                 size: int | None = None) -> None:
-        ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        """x is a tensor (of rank ``ndim`` unless None) whose ``axis`` has ``size``."""
         shape = getattr(x, "shape", None)
         if shape is None:
-            raise TypeError(f"{self!r}{self.where()} expects a Tensor, got {type(x).__name__}")
+            raise ArgumentTypeError(f"{self!r}{self.where()} expects a Tensor, got {type(x).__name__}")
+        ranks = (len(shape),) if ndim is None else (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if len(shape) not in ranks or (axis is not None and shape[axis] != size):
             raise ShapeError(f"{self!r}{self.where()} expects input {layout}, got {shape_str(shape)}")
 
@@ -46,6 +59,9 @@ class Linear(_Layer):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
+        checks.integer("Linear", "in_features", in_features, 1)
+        checks.integer("Linear", "out_features", out_features, 1)
+        checks.flag("Linear", "bias", bias)
         self.in_features, self.out_features = in_features, out_features
         self.weight = init.kaiming_uniform_(_empty(out_features, in_features))
         self.bias = init.bias_uniform_(_empty(out_features), in_features) if bias else None
@@ -69,10 +85,14 @@ class _Conv(_Layer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, groups: int = 1, bias: bool = True) -> None:
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{type(self).__name__}: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
-        kernel = _ntuple(kernel_size, self.dims)
+        where, dims = type(self).__name__, self.dims
+        checks.integer(where, "in_channels", in_channels, 1)
+        checks.integer(where, "out_channels", out_channels, 1)
+        _groups(where, groups, in_channels, out_channels)
+        kernel = checks.ints(where, "kernel_size", kernel_size, dims, 1)
+        _conv_padding(where, padding, dims, checks.ints(where, "stride", stride, dims, 1))
+        checks.ints(where, "dilation", dilation, dims, 1)
+        checks.flag(where, "bias", bias)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         self.weight = init.kaiming_uniform_(_empty(out_channels, in_channels // groups, *kernel))
@@ -112,13 +132,22 @@ class ConvTranspose2d(_Layer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
                  output_padding: Any = 0, groups: int = 1, bias: bool = True, dilation: Any = 1) -> None:
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"ConvTranspose2d: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
+        where = "ConvTranspose2d"
+        checks.integer(where, "in_channels", in_channels, 1)
+        checks.integer(where, "out_channels", out_channels, 1)
+        _groups(where, groups, in_channels, out_channels)
+        kernel = checks.ints(where, "kernel_size", kernel_size, 2, 1)
+        strides = checks.ints(where, "stride", stride, 2, 1)
+        checks.ints(where, "padding", padding, 2, 0)  # numbers only, as PyTorch: no "same" here
+        extra = checks.ints(where, "output_padding", output_padding, 2, 0)
+        if any(e >= s for e, s in zip(extra, strides)):
+            raise ArgumentError(f"{where}: output_padding {output_padding!r} must be smaller than stride {stride!r}")
+        checks.ints(where, "dilation", dilation, 2, 1)
+        checks.flag(where, "bias", bias)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
         self.groups, self.dilation = groups, dilation
-        self.weight = init.kaiming_uniform_(_empty(in_channels, out_channels // groups, *_pair(kernel_size)))
+        self.weight = init.kaiming_uniform_(_empty(in_channels, out_channels // groups, *kernel))
         fan = init.fan_in(self.weight)  # PyTorch takes it from axis 1: out_channels / groups * kernel area
         self.bias = init.bias_uniform_(_empty(out_channels), fan) if bias else None
 
@@ -146,10 +175,16 @@ class LocallyConnected2d(_Layer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, input_size: Any, stride: Any = 1,
                  bias: bool = True) -> None:
         super().__init__()
-        (kh, kw), (h, w), (sh, sw) = _pair(kernel_size), _pair(input_size), _pair(stride)
+        where = "LocallyConnected2d"
+        checks.integer(where, "in_channels", in_channels, 1)
+        checks.integer(where, "out_channels", out_channels, 1)
+        (kh, kw) = checks.ints(where, "kernel_size", kernel_size, 2, 1)
+        (h, w) = checks.ints(where, "input_size", input_size, 2, 1)
+        (sh, sw) = checks.ints(where, "stride", stride, 2, 1)
+        checks.flag(where, "bias", bias)
         oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
         if oh < 1 or ow < 1:
-            raise ValueError(f"LocallyConnected2d: kernel {(kh, kw)} does not fit input_size {(h, w)}")
+            raise ArgumentError(f"{where}: kernel_size {(kh, kw)} does not fit input_size {(h, w)}")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.input_size, self.stride, self.output_size = (h, w), stride, (oh, ow)
         fan = in_channels * kh * kw
@@ -171,6 +206,19 @@ class LocallyConnected2d(_Layer):
 
 
 # --------------------------------------------------------------------------- pooling
+
+
+def _check_window(where: str, dims: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
+    """A pooling window's settings: ints >= 1 (padding >= 0, and at most half the window)."""
+    kernel = checks.ints(where, "kernel_size", kernel_size, dims, 1)
+    if stride is not None:
+        checks.ints(where, "stride", stride, dims, 1)
+    pads = checks.ints(where, "padding", padding, dims, 0)
+    dilations = checks.ints(where, "dilation", dilation, dims, 1)
+    # A window lying wholly in the padding would pool nothing but padding.
+    if any(p > (d * (k - 1) + 1) // 2 for p, k, d in zip(pads, kernel, dilations)):
+        raise ArgumentError(f"{where}: padding {padding!r} must be at most half the window "
+                            f"(kernel_size {kernel_size!r}, dilation {dilation!r})")
 
 
 class _Pool2d(_Layer):
@@ -197,6 +245,8 @@ class MaxPool2d(_Pool2d):
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                  ceil_mode: bool = False) -> None:
+        _check_window(type(self).__name__, self.dims, kernel_size, stride, padding, dilation)
+        checks.flag(type(self).__name__, "ceil_mode", ceil_mode)
         options = {k: v for k, v in (("dilation", dilation), ("ceil_mode", ceil_mode)) if v not in (1, False)}
         super().__init__(kernel_size, stride, padding, **options)
         self.dilation, self.ceil_mode = dilation, ceil_mode
@@ -211,6 +261,10 @@ class AvgPool2d(_Pool2d):
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True) -> None:
+        where = type(self).__name__
+        _check_window(where, self.dims, kernel_size, stride, padding, 1)
+        checks.flag(where, "ceil_mode", ceil_mode)
+        checks.flag(where, "count_include_pad", count_include_pad)
         options = {"ceil_mode": ceil_mode} if ceil_mode else {}
         if not count_include_pad:
             options["count_include_pad"] = False
@@ -263,6 +317,7 @@ class AdaptiveAvgPool2d(_Layer):
 
     def __init__(self, output_size: Any) -> None:
         super().__init__()
+        checks.ints("AdaptiveAvgPool2d", "output_size", output_size, 2, 1)
         self.output_size = output_size
 
     def forward(self, x: Any) -> Any:
@@ -281,9 +336,11 @@ class Flatten(_Layer):
 
     def __init__(self, start_axis: int = 1) -> None:
         super().__init__()
+        checks.integer("Flatten", "start_axis", start_axis)
         self.start_axis = start_axis
 
     def forward(self, x: Any) -> Any:
+        self._expect(x, None, "a tensor")
         if x.ndim <= self.start_axis:
             raise ShapeError(f"{self!r}{self.where()} expects at least {self.start_axis + 1} dimensions, "
                              f"got {shape_str(x.shape)}")
@@ -312,6 +369,7 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
+        checks.real("LeakyReLU", "negative_slope", negative_slope)
         self.negative_slope = negative_slope
 
     def forward(self, x: Any) -> Any:
@@ -340,6 +398,7 @@ class GELU(Module):
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
+        checks.choice("GELU", "approximate", approximate, ("none", "tanh"))
         self.approximate = approximate
 
     def forward(self, x: Any) -> Any:
@@ -356,6 +415,7 @@ class Softmax(Module):
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
+        checks.integer("Softmax", "axis", axis)
         self.axis = axis
 
     def forward(self, x: Any) -> Any:
@@ -373,8 +433,9 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must lie in [0, 1], got {p}")
+        # p = 1 zeroes every activation while training: the layer would learn nothing. It is
+        # mostly a keep-probability given as p (TensorFlow 1's keep_prob), so it is refused.
+        checks.real("Dropout", "p (the probability of zeroing an element)", p, 0.0, 1.0, high_open=True)
         self.p = p
 
     def forward(self, x: Any) -> Any:
@@ -390,6 +451,11 @@ class _BatchNorm(_Layer):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
         super().__init__()
+        where = type(self).__name__
+        checks.integer(where, "num_features", num_features, 1)
+        checks.real(where, "eps", eps, 0.0, low_open=True)  # the variance of a constant channel is 0
+        checks.real(where, "momentum", momentum, 0.0, 1.0)
+        checks.flag(where, "affine", affine)
         self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
         xp = get_backend().xp
         self.weight = Parameter(xp.ones(num_features, dtype="float32")) if affine else None
@@ -446,7 +512,7 @@ class Sequential(Module):
 
     def append(self, layer: Module) -> Sequential:
         if not isinstance(layer, Module):
-            raise TypeError(f"Sequential: every layer must be a Module, got {type(layer).__name__}")
+            raise ArgumentTypeError(f"Sequential: every layer must be a Module, got {type(layer).__name__}")
         self.add_module(str(len(self._modules)), layer)
         return self
 

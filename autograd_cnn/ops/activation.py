@@ -4,10 +4,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import checks
 from ..autograd import GRAD_OUT, Function
-from ..errors import ShapeError, shape_str
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
 from ..tensor import Tensor
-from .elementwise import exp, where
+from .elementwise import exp, float_values, where
 
 __all__ = ["erf", "gelu", "leaky_relu", "log_softmax", "relu", "sigmoid", "softmax", "softplus", "tanh"]
 
@@ -48,6 +49,7 @@ class LeakyReLU(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} · (1 if x > 0 else slope)",)
     @staticmethod
     def forward(ctx, x, *, negative_slope):
+        x = float_values(x)  # an integer slope times x would round to 0
         ctx.save_for_backward(x)
         return ctx.xp.where(x > 0, x, x * x.dtype.type(negative_slope))
 
@@ -86,7 +88,7 @@ class Sigmoid(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} · y(1 − y)",)
     @staticmethod
     def forward(ctx, x):
-        xp = ctx.xp
+        xp, x = ctx.xp, float_values(x)
         # exp of a non-positive number never overflows: split by sign.
         z = xp.exp(-xp.abs(x))
         y = xp.where(x >= 0, 1 / (1 + z), z / (1 + z))
@@ -115,7 +117,7 @@ class Tanh(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} · (1 − y²)",)
     @staticmethod
     def forward(ctx, x):
-        y = ctx.xp.tanh(x)
+        y = ctx.xp.tanh(float_values(x))
         ctx.save_for_backward(y)
         return y
 
@@ -141,7 +143,7 @@ class Softplus(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} · sigmoid(β·x), or {GRAD_OUT} where β·x > threshold",)
     @staticmethod
     def forward(ctx, x, *, beta, threshold):
-        xp = ctx.xp
+        xp, x = ctx.xp, float_values(x)
         z = x * beta
         # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|): exp never sees a positive number, so never overflows.
         y = (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))) / beta
@@ -160,6 +162,7 @@ class Gelu(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} · (Φ(x) + x·φ(x))",)
     @staticmethod
     def forward(ctx, x, *, approximate):
+        x = float_values(x)
         ctx.save_for_backward(x)
         if approximate == "tanh":
             c = math.sqrt(2 / math.pi)
@@ -183,6 +186,7 @@ class Erf(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} · 2/√π · e^(−x²)",)
     @staticmethod
     def forward(ctx, x):
+        x = float_values(x)
         ctx.save_for_backward(x)
         return ctx.backend.erf(x)
 
@@ -198,7 +202,7 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, x, *, axis):
         _check_axis("Softmax", x, axis)
-        y = ctx.backend.softmax(x, axis)
+        y = ctx.backend.softmax(float_values(x), axis)
         ctx.save_for_backward(y)
         return y
 
@@ -214,7 +218,7 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, *, axis):
         _check_axis("LogSoftmax", x, axis)
-        y = ctx.backend.log_softmax(x, axis)
+        y = ctx.backend.log_softmax(float_values(x), axis)
         ctx.save_for_backward(y)
         return y
 
@@ -225,7 +229,8 @@ class LogSoftmax(Function):
 
 
 def _check_axis(op: str, x: Any, axis: int) -> None:
-    if not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
+    checks.integer(op, "axis", axis)
+    if not -x.ndim <= axis < x.ndim:
         raise ShapeError(f"{op}: axis {axis!r} is out of range for a tensor of shape {shape_str(x.shape)}; "
                          f"use an int from {-x.ndim} to {x.ndim - 1}")
 
@@ -236,7 +241,7 @@ def relu(x: Tensor) -> Tensor:
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return LeakyReLU.apply(x, negative_slope=negative_slope)
+    return LeakyReLU.apply(x, negative_slope=checks.real("leaky_relu", "negative_slope", negative_slope))
 
 
 def sigmoid(x: Tensor) -> Tensor:
@@ -249,15 +254,17 @@ def tanh(x: Tensor) -> Tensor:
 
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + e^(beta x)) / beta, a smooth relu; x itself where beta x > threshold, as PyTorch."""
+    beta = checks.real("softplus", "beta", beta)
     if beta == 0:
-        raise ValueError("softplus: beta divides the result and must not be 0; the default is 1.0")
-    return Softplus.apply(x, beta=float(beta), threshold=float(threshold))
+        raise ArgumentError("softplus: beta divides the result and must not be 0; the default is 1.0")
+    if not checks.is_real(threshold) or math.isnan(threshold):
+        raise ArgumentTypeError(f"softplus: threshold must be a number, got {threshold!r}")
+    return Softplus.apply(x, beta=beta, threshold=float(threshold))
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU: the exact erf form by default, ``approximate="tanh"`` for the tanh form."""
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    checks.choice("gelu", "approximate", approximate, ("none", "tanh"))
     return Gelu.apply(x, approximate=approximate)
 
 

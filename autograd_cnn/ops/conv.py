@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import GRAD_OUT, Function
+from .. import checks
+from ..autograd import GRAD_OUT, Function, as_tensor
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 from .matmul import matmul
@@ -21,13 +22,8 @@ __all__ = ["conv1d", "conv2d", "conv_transpose2d", "locally_connected2d"]
 
 
 def pair(op: str, name: str, value: Any, minimum: int = 1) -> tuple:
-    """An int or a pair of ints as an (h, w) pair, each at least ``minimum``."""
-    if isinstance(value, int):
-        value = (value, value)
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, int) and v >= minimum for v in value)):
-        raise ShapeError(f"{op}: {name} must be an int or a pair of ints, each >= {minimum}; got {value!r}")
-    return tuple(value)
+    """An int or a pair of ints as an (h, w) pair, each at least ``minimum`` (never a bool)."""
+    return checks.ints(op, name, value, 2, minimum)
 
 
 def conv_padding(op: str, padding: Any, kernel_size: tuple, stride: tuple, dilation: tuple) -> tuple:
@@ -84,21 +80,23 @@ def transposed_size(op: str, in_shape: tuple, kernel_size: tuple, stride: tuple,
 
 def _check_groups(op: str, groups: Any, channels: dict) -> None:
     """groups: a positive int dividing each channel count, {"input": C, "output": O}."""
-    if not isinstance(groups, int) or groups < 1:
-        raise ShapeError(f"{op}: groups must be a positive int, got {groups!r}")
+    checks.integer(op, "groups", groups, 1)
     if any(n % groups for n in channels.values()):
         counts = " and ".join(f"the {name} channels ({n})" for name, n in channels.items())
         raise ShapeError(f"{op}: groups={groups} must divide {counts}")
 
 
-def check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -> None:
+def check_image(op: str, x: Any, ndim: int = 4, layout: str = "(N, C, H, W)") -> Tensor:
+    """x as a tensor of ``ndim`` dimensions (an array becomes one; anything else is refused)."""
+    x = as_tensor(op, x)
     if x.ndim != ndim:
         raise ShapeError(f"{op}: input must be {ndim}-D {layout}, got shape {shape_str(x.shape)}")
+    return x
 
 
 def as_height_one(op: str, x: Tensor) -> Tensor:
     """x (N, C, W) as the image (N, C, 1, W): the 1-D ops run as their 2-D ones."""
-    check_image(op, x, 3, "(N, C, W)")
+    x = check_image(op, x, 3, "(N, C, W)")
     return reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
 
 
@@ -207,6 +205,12 @@ class Fold(Function):
 # ---------------------------------------------------------------- wrappers
 
 
+def _conv_inputs(op: str, x: Any, weight: Any, bias: Any) -> tuple:
+    """x, weight and bias (or None) as tensors, the weight and bias on x's backend and dtype."""
+    x = as_tensor(op, x)
+    return x, as_tensor(op, weight, x), None if bias is None else as_tensor(op, bias, x)
+
+
 def _check_conv(op: str, x: Any, weight: Any, bias: Any, groups: int) -> None:
     check_image(op, x)
     if weight.ndim != 4:
@@ -231,6 +235,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     or ``"same"`` (output size equals the input's; an even kernel pads one more at the
     bottom and right, as PyTorch). ``groups=C`` gives a depthwise convolution.
     """
+    x, weight, bias = _conv_inputs("conv2d", x, weight, bias)
     _check_conv("conv2d", x, weight, bias, groups)
     kernel = tuple(weight.shape[2:])
     stride, padding, dilation = conv_settings("conv2d", kernel, stride, padding, dilation)
@@ -242,12 +247,15 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
 def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1, padding: Any = 0, dilation: int = 1,
            groups: int = 1) -> Tensor:
     """1-D cross-correlation of x (N, C, W) with weight (O, C / groups, K): conv2d on a height-1 image."""
+    x, weight, bias = _conv_inputs("conv1d", x, weight, bias)
     image = as_height_one("conv1d", x)
     if weight.ndim != 3:
         raise ShapeError(f"conv1d: weight must be 3-D (out_channels, in_channels / groups, K), "
                          f"got shape {shape_str(weight.shape)}")
+    stride, dilation = checks.ints("conv1d", "stride", stride, 1, 1)[0], checks.ints("conv1d", "dilation",
+                                                                                      dilation, 1, 1)[0]
     if not isinstance(padding, str):
-        padding = (0, padding)
+        padding = (0, checks.ints("conv1d", "padding", padding, 1, 0)[0])
     y = conv2d(image, reshape(weight, weight.shape[:2] + (1, weight.shape[2])), bias,
                stride=(1, stride), padding=padding, dilation=(1, dilation), groups=groups)
     return drop_height(y)
@@ -261,6 +269,7 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
     dilation * (K - 1) + output_padding + 1, as PyTorch.
     """
     op = "conv_transpose2d"
+    x, weight, bias = _conv_inputs(op, x, weight, bias)
     check_image(op, x)
     if weight.ndim != 4 or x.shape[1] != weight.shape[0]:
         raise ShapeError(f"{op}: weight must be (in_channels, out_channels / groups, KH, KW) with "
@@ -291,6 +300,7 @@ def locally_connected2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, s
     no padding. y[n, o, i, j] = sum x's window at (i, j) times weight[i, j, o] (+ bias[o, i, j]).
     """
     op = "locally_connected2d"
+    x, weight, bias = _conv_inputs(op, x, weight, bias)
     check_image(op, x)
     if weight.ndim != 6:
         raise ShapeError(f"{op}: weight must be 6-D (OH, OW, out_channels, in_channels, KH, KW), "

@@ -24,6 +24,13 @@ def _check_broadcast(op: str, a: Any, b: Any) -> None:
                              "not broadcast; each trailing dimension must match or be 1")
 
 
+def float_values(a: Any) -> Any:
+    """``a`` if it holds floats, else ``a`` as float32: exp, log, sigmoid and the like of integers
+    are not integers (PyTorch gives float32 too; NumPy would give float16 for int8, and an
+    integer erf would cut its values to 0)."""
+    return a if a.dtype.kind in "fc" else a.astype(np.float32)
+
+
 def _operands(op: str, a: Any, b: Any, divide: bool = False) -> tuple:
     """a and b checked to broadcast, and cast where PyTorch's type promotion differs from
     NumPy's: an integer or bool array meeting a float one takes that float's dtype (int64 *
@@ -135,7 +142,7 @@ class Exp(Function):
     rules = (f"∂L/∂a = {GRAD_OUT} · y",)
     @staticmethod
     def forward(ctx, a):
-        y = ctx.xp.exp(a)
+        y = ctx.xp.exp(float_values(a))
         ctx.save_for_backward(y)
         return y
 
@@ -150,6 +157,7 @@ class Log(Function):
     rules = (f"∂L/∂a = {GRAD_OUT} / a",)
     @staticmethod
     def forward(ctx, a):
+        a = float_values(a)
         ctx.save_for_backward(a)
         return ctx.xp.log(a)
 
@@ -164,7 +172,7 @@ class Sqrt(Function):
     rules = (f"∂L/∂a = {GRAD_OUT} / (2y)",)
     @staticmethod
     def forward(ctx, a):
-        y = ctx.xp.sqrt(a)
+        y = ctx.xp.sqrt(float_values(a))
         ctx.save_for_backward(y)
         return y
 

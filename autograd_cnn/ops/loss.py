@@ -1,10 +1,14 @@
 """Losses. Softmax cross-entropy is one op, so its gradient is the lecture's z - z*."""
 from __future__ import annotations
 
+from typing import Any
+
 from numpy.typing import ArrayLike
 
-from ..autograd import GRAD_OUT, Function
-from ..errors import ShapeError, shape_str
+from .. import checks
+from ..autograd import GRAD_OUT, Function, as_tensor
+from ..backends.indexing import class_range_message
+from ..errors import ArgumentTypeError, ShapeError, shape_str
 from ..tensor import Tensor
 from .activation import log_softmax, sigmoid, softmax
 from .shape import getitem
@@ -19,9 +23,16 @@ def _reduce(op: str, losses: Tensor, reduction: str) -> Tensor:
         return losses.mean()
     if reduction == "sum":
         return losses.sum()
-    if reduction == "none":
-        return losses
-    raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return losses  # "none", checked by _inputs before any work
+
+
+def _inputs(op: str, x: Any, target: Any, reduction: str) -> tuple:
+    """A loss's input and target as tensors (the target on the input's backend), the reduction checked."""
+    checks.choice(op, "reduction", reduction, _REDUCTIONS)
+    x = as_tensor(op, x)
+    if x.dtype.kind != "f":
+        raise ArgumentTypeError(f"{op}: the input must hold floats (logits or predictions), got {x.dtype}")
+    return x, as_tensor(op, target, x)
 
 
 class SoftmaxCrossEntropy(Function):
@@ -118,11 +129,14 @@ def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: f
     ``target`` holds class indices (N[, ...]) (Keras's sparse categorical cross-entropy)
     or class probabilities of the logits' shape.
     """
+    logits, target_t = _inputs("cross_entropy", logits, target, reduction)
+    label_smoothing = checks.real("cross_entropy", "label_smoothing", label_smoothing, 0.0, 1.0)
     z = _classes_last("cross_entropy", logits)
     classes = z.shape[-1]
-    backend = logits.backend_object
-    target_t = target if isinstance(target, Tensor) else Tensor(backend.asarray(target), backend)
-    if target_t.dtype.kind in "iub":
+    if target_t.dtype.kind == "b":
+        raise ArgumentTypeError("cross_entropy: target holds booleans; give class indices as integers, or "
+                                "class probabilities as floats")
+    if target_t.dtype.kind in "iu":
         if target_t.shape != z.shape[:-1]:
             raise ShapeError(f"cross_entropy: logits {shape_str(logits.shape)} need class-index "
                              f"targets of shape {shape_str(z.shape[:-1])}, got {shape_str(target_t.shape)}")
@@ -141,11 +155,17 @@ def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: f
 
 def nll_loss(log_probs: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices, given log-probabilities (N, C)."""
-    xp = log_probs.backend_object.xp
-    t = target.data if isinstance(target, Tensor) else log_probs.backend_object.asarray(target)
+    log_probs, target = _inputs("nll_loss", log_probs, target, reduction)
+    xp, t = log_probs.backend_object.xp, target.data
+    if t.dtype.kind not in "iu":
+        raise ArgumentTypeError(f"nll_loss: target must hold class indices (integers), got {t.dtype}")
     if log_probs.ndim != 2 or t.shape != log_probs.shape[:1]:
         raise ShapeError(f"nll_loss: log_probs (N, C) and target (N,) expected, got "
                          f"{shape_str(log_probs.shape)} and {shape_str(t.shape)}")
+    # -1 would pick the last class. On a GPU this reads two numbers back (one wait for the device):
+    # nll_loss is the plain loop's loss; cross_entropy, which compile uses, defers its check.
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= log_probs.shape[1]):
+        raise ShapeError(class_range_message("nll_loss", log_probs.shape[1], int(t.min()), int(t.max())))
     picked = getitem(log_probs, (xp.arange(t.shape[0]), t.astype(xp.int64)))
     return _reduce("nll_loss", -picked, reduction)
 
@@ -159,6 +179,7 @@ def _check_same_shape(op: str, name: str, x: Tensor, target: Tensor | ArrayLike)
 
 def mse_loss(pred: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Mean squared error."""
+    pred, target = _inputs("mse_loss", pred, target, reduction)
     _check_same_shape("mse_loss", "pred", pred, target)
     diff = pred - target
     return _reduce("mse_loss", diff * diff, reduction)
@@ -166,6 +187,7 @@ def mse_loss(pred: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") 
 
 def binary_cross_entropy_with_logits(logits: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op."""
+    logits, target = _inputs("binary_cross_entropy_with_logits", logits, target, reduction)
     _check_same_shape("binary_cross_entropy_with_logits", "logits", logits, target)
     return _reduce("binary_cross_entropy_with_logits", BCEWithLogits.apply(logits, target), reduction)
 

@@ -6,8 +6,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..autograd import GRAD_OUT, Function, is_grad_enabled
-from ..errors import ShapeError, shape_str
+from .. import checks
+from ..autograd import GRAD_OUT, Function, as_tensor, is_grad_enabled
+from ..errors import ArgumentError, ShapeError, shape_str
 from ..random import backend_rng
 from ..tensor import Tensor
 
@@ -60,8 +61,9 @@ class BatchNorm(Function):
             var = x.var(axis=axes, keepdims=True)
             if running_mean is not None:
                 _update_running(xp, running_mean, running_var, mean, var, x.size // x.shape[1], momentum)
-        else:
-            mean, var = running_mean.reshape(shape), running_var.reshape(shape)
+        else:  # the output keeps x's dtype whatever the running statistics' dtype
+            mean = running_mean.reshape(shape).astype(x.dtype, copy=False)
+            var = running_var.reshape(shape).astype(x.dtype, copy=False)
         invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
         xhat = (x - mean) * invstd
         ctx.mean = mean.astype(x.dtype, copy=False)  # for a create_graph backward in eval mode
@@ -109,10 +111,9 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     Identity when ``training`` is False or ``p`` is 0. Masks come from the backend's
     generator, so ``ag.manual_seed`` repeats them.
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p is the probability of zeroing an element and must lie in "
-                         f"[0, 1], got {p}")
-    if not training or p == 0:
+    x = as_tensor("dropout", x)
+    p = checks.real("dropout", "p (the probability of zeroing an element)", p, 0.0, 1.0)
+    if not checks.flag("dropout", "training", training) or p == 0:
         return x
     return Dropout.apply(x, p=float(p))
 
@@ -125,6 +126,10 @@ def batch_norm(x: Tensor, running_mean: Tensor | ArrayLike | None, running_var: 
     Training uses the batch's statistics and updates ``running_mean``/``running_var`` in
     place (the variance unbiased, as PyTorch); evaluation uses the running statistics.
     """
+    x = as_tensor("batch_norm", x)
+    training = checks.flag("batch_norm", "training", training)
+    momentum = checks.real("batch_norm", "momentum", momentum, 0.0, 1.0)
+    eps = checks.real("batch_norm", "eps", eps, 0.0, low_open=True)  # the variance of a constant channel is 0
     if x.ndim not in (2, 3, 4):
         raise ShapeError(f"batch_norm: expects input (N, C), (N, C, L) or (N, C, H, W), "
                          f"got {shape_str(x.shape)}")
@@ -138,7 +143,7 @@ def batch_norm(x: Tensor, running_mean: Tensor | ArrayLike | None, running_var: 
         raise ShapeError(f"batch_norm: training needs more than one value per channel, got input "
                          f"{shape_str(x.shape)}; use a larger batch or call eval()")
     if not training and (running_mean is None or running_var is None):
-        raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
+        raise ArgumentError("batch_norm: evaluation (training=False) needs running_mean and running_var")
     xp = x.backend_object.xp
     if weight is None:
         weight = Tensor(xp.ones(channels, dtype=x.dtype), x.backend_object)

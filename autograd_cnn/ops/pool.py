@@ -10,11 +10,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .. import checks
 from ..autograd import GRAD_OUT, Function
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 from .conv import as_height_one, check_image, drop_height, pair
-from .matmul import matmul
+from .shape import concat
 
 __all__ = ["adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "global_avg_pool2d", "global_max_pool2d",
            "max_pool1d", "max_pool2d"]
@@ -119,7 +120,7 @@ def _pool_geometry(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any,
     With ceil_mode the last window may hang over the bottom/right edge; the padding grows
     to hold it, and (as PyTorch) a window that would start in the padding is dropped.
     """
-    check_image(op, x)
+    checks.flag(op, "ceil_mode", ceil_mode)
     kernel = pair(op, "kernel_size", kernel_size)
     stride = kernel if stride is None else pair(op, "stride", stride)
     pads = pair(op, "padding", padding, minimum=0)
@@ -161,6 +162,7 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
 
     The gradient of a window goes to its first maximum only, as in PyTorch.
     """
+    x = check_image("max_pool2d", x)
     kernel, stride, padding, dilation, out_hw = _pool_geometry("max_pool2d", x, kernel_size, stride, padding,
                                                                dilation, ceil_mode)
     return MaxPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, out_hw=out_hw)
@@ -172,18 +174,17 @@ def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
 
     With ``count_include_pad`` the zeros of the padding count in the mean, as PyTorch.
     """
+    x = check_image("avg_pool2d", x)
+    checks.flag("avg_pool2d", "count_include_pad", count_include_pad)
     kernel, stride, padding, _, out_hw = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     counts = tuple(_window_counts(size, n, k, s, p, count_include_pad)
                    for size, n, k, s, (p, _) in zip(x.shape[2:], out_hw, kernel, stride, padding))
     return AvgPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding, out_hw=out_hw, counts=counts)
 
 
-def _single(op: str, name: str, value: Any) -> int:
-    if isinstance(value, (tuple, list)) and len(value) == 1:
-        value = value[0]
-    if not isinstance(value, int):
-        raise ShapeError(f"{op}: {name} must be an int, got {value!r}")
-    return value
+def _single(op: str, name: str, value: Any, minimum: int = 1) -> int:
+    """An int (or a 1-tuple of one) at least ``minimum``: a 1-D pool's setting."""
+    return checks.ints(op, name, value, 1, minimum)[0]
 
 
 def _pool1d(op: str, pool2d: Callable, x: Tensor, kernel_size: Any, stride: Any, padding: Any,
@@ -191,7 +192,7 @@ def _pool1d(op: str, pool2d: Callable, x: Tensor, kernel_size: Any, stride: Any,
     """A 1-D pool of x (N, C, W): the 2-D one on a height-1 image."""
     k = _single(op, "kernel_size", kernel_size)
     s = k if stride is None else _single(op, "stride", stride)
-    y = pool2d(as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding)), **options)
+    y = pool2d(as_height_one(op, x), (1, k), (1, s), (0, _single(op, "padding", padding, 0)), **options)
     return drop_height(y)
 
 
@@ -211,33 +212,35 @@ def avg_pool1d(x: Tensor, kernel_size: int, stride: int | None = None, padding: 
 
 def global_avg_pool2d(x: Tensor) -> Tensor:
     """The mean of each channel over the whole image: (N, C, H, W) to (N, C)."""
-    check_image("global_avg_pool2d", x)
-    return x.mean(axis=(2, 3))
+    return check_image("global_avg_pool2d", x).mean(axis=(2, 3))
 
 
 def global_max_pool2d(x: Tensor) -> Tensor:
     """The maximum of each channel over the whole image: (N, C, H, W) to (N, C)."""
-    check_image("global_max_pool2d", x)
-    return x.max(axis=(2, 3))
+    return check_image("global_max_pool2d", x).max(axis=(2, 3))
 
 
-def _adaptive_matrix(xp: Any, size: int, n_out: int, dtype: Any) -> Any:
-    """(n_out, size): row i averages x[floor(i * size / n_out) : ceil((i + 1) * size / n_out)]."""
-    m = xp.zeros((n_out, size), dtype=dtype)
+def _adaptive_axis(x: Tensor, axis: int, n_out: int) -> Tensor:
+    """The mean of each of ``n_out`` windows along ``axis``: window i is
+    [floor(i * size / n_out), ceil((i + 1) * size / n_out)). Slices, not an averaging matrix:
+    in a matrix product 0 * NaN would spread a NaN into every window of its row."""
+    size, parts = x.shape[axis], []
     for i in range(n_out):
-        start, end = (i * size) // n_out, -((-(i + 1) * size) // n_out)
-        m[i, start:end] = 1.0 / (end - start)
-    return m
+        window = [slice(None)] * x.ndim
+        window[axis] = slice((i * size) // n_out, -((-(i + 1) * size) // n_out))
+        parts.append(x[tuple(window)].mean(axis=axis, keepdims=True))
+    return concat(parts, axis=axis)
 
 
 def adaptive_avg_pool2d(x: Tensor, output_size: Any) -> Tensor:
     """Average pooling to a fixed (OH, OW) whatever the input size, with PyTorch's windows."""
     op = "adaptive_avg_pool2d"
-    check_image(op, x)
+    x = check_image(op, x)
     oh, ow = pair(op, "output_size", output_size)
     h, w = x.shape[2:]
+    if not h or not w:
+        raise ShapeError(f"{op}: cannot pool an empty image, got input {shape_str(x.shape)}")
     if h % oh == 0 and w % ow == 0:
         return avg_pool2d(x, (h // oh, w // ow))
-    # Windows of unequal size: two small averaging matrices, A_h @ x @ A_w.T.
-    xp, dtype = x.backend_object.xp, x.data.dtype
-    return matmul(matmul(_adaptive_matrix(xp, h, oh, dtype), x), _adaptive_matrix(xp, w, ow, dtype).T)
+    # Windows of unequal size: each a rectangle, so its mean is the mean over its rows, then columns.
+    return _adaptive_axis(_adaptive_axis(x, 2, oh), 3, ow)

@@ -8,8 +8,9 @@ import builtins
 import math
 from typing import Any
 
+from .. import checks
 from ..autograd import GRAD_OUT, BroadcastTo, Function, SumTo, broadcast_to, sum_to  # noqa: F401  (the engine's pair)
-from ..errors import ShapeError, shape_str
+from ..errors import ArgumentTypeError, ShapeError, shape_str
 from ..tensor import Tensor
 
 __all__ = ["max", "mean", "min", "sum", "var"]  # argmax and argmin are Tensor methods
@@ -25,7 +26,9 @@ def _axes(op: str, axis: Any, ndim: int) -> tuple:
         if not -ndim <= a < builtins.max(ndim, 1):
             raise ShapeError(f"{op}: axis {a} is out of range for a tensor of {ndim} dimensions")
         out.append(a % builtins.max(ndim, 1))
-    return tuple(sorted(set(out)))
+    if len(set(out)) != len(out):  # as NumPy and PyTorch: a typo, not a wish to reduce twice
+        raise ShapeError(f"{op}: axis {axis!r} names an axis twice")
+    return tuple(sorted(out))
 
 
 def _kept_shape(shape: tuple, axes: tuple) -> tuple:
@@ -159,32 +162,43 @@ class ArgMin(_ArgExtreme):
     pick = "argmin"
 
 
+def _axis_arg(op: str, axis: Any, many: bool = True) -> Any:
+    """None, an int, or (where ``many``) a tuple or list of ints; never a bool or a float."""
+    if axis is None or checks.is_int(axis):
+        return None if axis is None else int(axis)
+    if many and isinstance(axis, (tuple, list)) and all(checks.is_int(a) for a in axis):
+        return tuple(int(a) for a in axis)
+    allowed = "None, an int or a tuple of ints" if many else "None or an int"
+    raise ArgumentTypeError(f"{op}: axis must be {allowed}, got {axis!r}")
+
+
 def sum(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (None: all, an int, or a tuple)."""
-    return Sum.apply(a, axis=axis, keepdims=keepdims)
+    return Sum.apply(a, axis=_axis_arg("sum", axis), keepdims=checks.flag("sum", "keepdims", keepdims))
 
 
 def mean(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
-    return Mean.apply(a, axis=axis, keepdims=keepdims)
+    return Mean.apply(a, axis=_axis_arg("mean", axis), keepdims=checks.flag("mean", "keepdims", keepdims))
 
 
 def max(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    return Max.apply(a, axis=axis, keepdims=keepdims)
+    return Max.apply(a, axis=_axis_arg("max", axis), keepdims=checks.flag("max", "keepdims", keepdims))
 
 
 def min(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    return Min.apply(a, axis=axis, keepdims=keepdims)
+    return Min.apply(a, axis=_axis_arg("min", axis), keepdims=checks.flag("min", "keepdims", keepdims))
 
 
 def var(a: Tensor, axis: Any = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     """Variance; ddof=0 is NumPy's population variance."""
-    return Var.apply(a, axis=axis, keepdims=keepdims, ddof=ddof)
+    return Var.apply(a, axis=_axis_arg("var", axis), keepdims=checks.flag("var", "keepdims", keepdims),
+                     ddof=checks.integer("var", "ddof", ddof, 0))
 
 
 def argmax(a: Tensor, axis: int | None = None) -> Tensor:
-    return ArgMax.apply(a, axis=axis)
+    return ArgMax.apply(a, axis=_axis_arg("argmax", axis, many=False))
 
 
 def argmin(a: Tensor, axis: int | None = None) -> Tensor:
-    return ArgMin.apply(a, axis=axis)
+    return ArgMin.apply(a, axis=_axis_arg("argmin", axis, many=False))
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..autograd import GRAD_OUT, Function
+import numpy as np
+
+from .. import checks
+from ..autograd import GRAD_OUT, Function, as_tensor
 from ..backends import Backend
-from ..errors import ShapeError, shape_str
-from ..tensor import Tensor
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
+from ..tensor import Tensor, cast
 
 # getitem and to_backend stay out of F: Tensor's indexing and .to() call them.
 __all__ = ["concat", "flatten", "pad", "reshape", "stack", "transpose"]
@@ -170,19 +173,31 @@ class ToBackend(Function):
         return to_backend(gy, ctx.backend)  # the backend the input lives on
 
 
+def _ints(op: str, name: str, value: Any) -> tuple:
+    """An int or a sequence of ints (a shape, axes) as a tuple; never bools, floats or text."""
+    items = (value,) if checks.is_int(value) else value
+    if not isinstance(items, (tuple, list)) or not all(checks.is_int(n) for n in items):
+        raise ArgumentTypeError(f"{op}: {name} must be an int or a tuple of ints, got {value!r}")
+    return tuple(int(n) for n in items)
+
+
 def reshape(a: Tensor, shape: tuple) -> Tensor:
-    shape = tuple(int(n) for n in shape)
-    return Reshape.apply(a, shape=shape)
+    return Reshape.apply(a, shape=_ints("reshape", "shape", shape))
 
 
 def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
-    return Transpose.apply(a, axes=tuple(axes) if axes is not None else None)
+    return Transpose.apply(a, axes=None if axes is None else _ints("transpose", "axes", axes))
 
 
 def flatten(x: Tensor, start_axis: int = 1) -> Tensor:
     """Join the axes from ``start_axis`` on into one (the batch axis 0 stays by default;
     ``Tensor.flatten`` passes its own default, 0)."""
+    x = as_tensor("flatten", x)
     shape = x.shape
+    checks.integer("flatten", "start_axis", start_axis)
+    if not -max(len(shape), 1) <= start_axis < max(len(shape), 1):
+        raise ShapeError(f"flatten: start_axis {start_axis} is out of range for a tensor of shape "
+                         f"{shape_str(shape)}")
     start = start_axis % max(len(shape), 1)
     lead = shape[:start]
     rest = 1
@@ -195,23 +210,43 @@ def getitem(a: Tensor, index: Any) -> Tensor:
     return GetItem.apply(a, index=_plain_index(index))
 
 
+def _parts(op: str, tensors: Any, axis: Any) -> tuple:
+    """The tensors to join, a list or tuple (a lone tensor would be split into its rows)."""
+    if not isinstance(tensors, (list, tuple)):
+        raise ArgumentTypeError(f"{op}: tensors must be a list or tuple of tensors, got {type(tensors).__name__}")
+    if not tensors:
+        raise ShapeError(f"{op}: needs at least one tensor, got an empty {type(tensors).__name__}")
+    checks.integer(op, "axis", axis)
+    return tuple(tensors)
+
+
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis."""
-    return Concat.apply(*tensors, axis=axis)
+    return Concat.apply(*_parts("concat", tensors, axis), axis=axis)
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join same-shaped tensors along a new axis."""
-    return Stack.apply(*tensors, axis=axis)
+    return Stack.apply(*_parts("stack", tensors, axis), axis=axis)
 
 
 def pad(a: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
     """Pad with a constant; ``pad_width`` is an int, a (before, after) pair, or one per axis."""
+    a = as_tensor("pad", a)
     ndim = len(a.shape)
-    if isinstance(pad_width, int):
+    if not checks.is_real(value):
+        raise ArgumentTypeError(f"pad: value must be a number, got {value!r}")
+    if a.dtype.kind in "iub" and not float(value).is_integer():  # np.pad would cut 1.5 to 1
+        raise ArgumentError(f"pad: value {value!r} cannot fill an {a.dtype} tensor; give a whole number")
+    cast("pad", np, np.asarray(value), a.dtype)  # refuses a value the dtype cannot hold (inf, 300 in int8)
+    if checks.is_int(pad_width):
         pad_width = ((pad_width, pad_width),) * ndim
-    elif len(pad_width) == 2 and all(isinstance(p, int) for p in pad_width):
+    elif isinstance(pad_width, (tuple, list)) and len(pad_width) == 2 and all(checks.is_int(p) for p in pad_width):
         pad_width = (tuple(pad_width),) * ndim
+    if not isinstance(pad_width, (tuple, list)) or not all(
+            isinstance(p, (tuple, list)) and len(p) == 2 and all(checks.is_int(n) for n in p) for p in pad_width):
+        raise ArgumentTypeError(f"pad: pad_width must be an int, a (before, after) pair of ints or one pair per "
+                                f"axis, got {pad_width!r}")
     pad_width = tuple((int(lo), int(hi)) for lo, hi in pad_width)
     if len(pad_width) != ndim or any(lo < 0 or hi < 0 for lo, hi in pad_width):
         raise ShapeError(f"pad: pad_width {pad_width} needs one non-negative (before, after) "
