@@ -233,6 +233,10 @@ class Context:
     backward runs.
     """
 
+    # detect_anomaly's notes, set on the nodes it watches; the class defaults cost the others nothing.
+    created_at: str = "a line outside detect_anomaly"
+    saved_copies: list | None = None
+
     # The engine's own fields live in slots (fast, and a backward that frees saved values
     # does not grow each node's __dict__); an op's own attributes (ctx.in_shape) go in __dict__.
     __slots__ = ("fn", "backend", "params", "scope", "records", "inputs", "needs_input_grad", "_saved",
@@ -251,7 +255,7 @@ class Context:
         self.freed = False
         self.out_backend: Any = None  # an op whose output lives elsewhere (ToBackend) sets this
         self.unbroadcast: dict[int, tuple] = _NO_UNBROADCAST  # replaced by the first entry
-        self.versions: tuple | None = None  # the inputs' versions when forward saved values
+        self.versions: tuple | None = None  # the inputs' versions when forward saved values (None: all 0)
 
     @property
     def xp(self) -> Any:
@@ -281,19 +285,19 @@ class Context:
         """Refuse to differentiate with saved values that changed since forward: an input changed
         in place through the library (its version moved on), or, under detect_anomaly, any saved
         array changed behind the library's back."""
+        versions = self.versions
         for i, t in enumerate(self.inputs):
-            if self.versions is not None and t._version != self.versions[i] and \
-                    any(v is t._data for v in self._saved):
+            then = versions[i] if versions is not None else 0
+            if t._version != then and any(v is t._data for v in self._saved):
                 who = repr(t.name) if t.name else f"input {i} ({self.fn.input_names(i + 1)[i]})"
                 raise GraphError(
                     f"{self.name}{_where(self)}: {who} of shape {shape_str(t.shape)}, which {self.name} saved for "
-                    f"backward, was changed in place after the forward pass (version {self.versions[i]} then, "
+                    f"backward, was changed in place after the forward pass (version {then} then, "
                     f"{t._version} now), so its gradient would be computed with the new values. Compute the "
                     "forward pass again after the change (call optimizer.step() after loss.backward(), not "
                     "between the forward pass and it), or change a copy.")
-        copies = self.__dict__.get("saved_copies")
-        if copies is not None:
-            for k, (value, copy) in enumerate(zip(self._saved, copies)):
+        if self.saved_copies is not None:
+            for k, (value, copy) in enumerate(zip(self._saved, self.saved_copies)):
                 if copy is not None and not self.xp.array_equal(value, copy, equal_nan=True):
                     raise AnomalyError(
                         f"{self.name}{_where(self)}: saved value {k} of shape {shape_str(value.shape)} changed "
@@ -473,7 +477,10 @@ class Function:
             # One shared tuple per pattern: a node's own would be one more object to scan.
             ctx.needs_input_grad = _NEEDS.setdefault(needs, needs) if len(needs) <= 4 else needs
             if ctx._saved:
-                ctx.versions = tuple([t._version for t in inputs])
+                for t in inputs:  # most inputs were never changed in place: None says all at 0
+                    if t._version:
+                        ctx.versions = tuple([t._version for t in inputs])
+                        break
             result.grad_fn = ctx
         if _anomaly and not _walking:
             _watch(ctx, inputs, out, requires_grad)
@@ -506,7 +513,7 @@ def _check_grads(node: Context, input_grads: tuple) -> None:
             raise AnomalyError(
                 f"{node.name}Backward{_where(node)}: the gradient for its input {names[i]} of shape "
                 f"{shape_str(g.shape)} holds {bad}; the op was created at "
-                f"{node.__dict__.get('created_at', 'a line outside detect_anomaly')}.")
+                f"{node.created_at}.")
 
 
 def _non_finite(xp: Any, array: Any) -> str:
