@@ -22,7 +22,17 @@ from .autograd import (
     set_grad_enabled,
 )
 from .backends import available_backends, get_backend, set_backend, use_backend
-from .errors import AnomalyError, AutogradError, BackendError, DistributedError, GraphError, ShapeError
+from .errors import (
+    AnomalyError,
+    ArgumentError,
+    ArgumentTypeError,
+    AutogradError,
+    BackendError,
+    DistributedError,
+    GraphError,
+    NonFiniteError,
+    ShapeError,
+)
 from .ops.elementwise import maximum, minimum, where
 from .ops.shape import concat, pad, stack
 from .random import manual_seed
@@ -54,8 +64,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AnomalyError", "AutogradError", "BackendError", "DistributedError", "GradcheckError", "GraphError",
-    "ShapeError", "Tensor",
+    "AnomalyError", "ArgumentError", "ArgumentTypeError", "AutogradError", "BackendError", "DistributedError",
+    "GradcheckError", "GraphError", "NonFiniteError", "ShapeError", "Tensor",
     "arange", "available_backends", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
     "from_dlpack", "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",

@@ -27,6 +27,22 @@ class DistributedError(AutogradError, RuntimeError):
     that differ between processes); the message names the call, the rank and the shapes."""
 
 
+class ArgumentError(AutogradError, ValueError):
+    """An argument whose value a function cannot take: a kernel size of 0, a negative learning rate."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument of a type a function cannot take: a float channel count, text where numbers go.
+
+    Also an ArgumentError (and so a ValueError), as NumPy's AxisError is both: ``except
+    ArgumentError`` catches every bad argument, ``except TypeError`` the wrong types alone."""
+
+
+class NonFiniteError(AutogradError, FloatingPointError):
+    """``fit`` stopped before a step whose loss or gradients held NaN or Inf could change the
+    weights; the message names the epoch, the step and the value, and what to try."""
+
+
 def shape_str(shape: tuple) -> str:
     """(2, 3) rather than Python's (2, 3) with a trailing comma for 1-tuples."""
     return "(" + ", ".join(str(s) for s in shape) + ")"
