@@ -29,10 +29,11 @@ from .. import functional as F
 from .. import optim
 from ..autograd import no_grad
 from ..backends import backend_of, get_backend
-from ..errors import ShapeError, shape_str
+from ..data import count, finite, flag, samples
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
 from ..random import host_rng
 from ..tensor import Tensor
-from .callbacks import History
+from .callbacks import Callback, History
 
 _READ_INTERVAL = 0.25  # seconds between host reads of the running loss (progress bar, NaN check)
 # With several processes on GPUs the reads are a collective: every process must read at the same
@@ -59,11 +60,15 @@ class Trainer:
     def compile(self, optimizer: Any = "rmsprop", loss: Any = "sparse_categorical_crossentropy",
                 metrics: list | None = None, from_logits: bool | None = None) -> None:
         """Check the choices, then keep them (all or none); see ``Module.compile``."""
-        optimizer = _make_optimizer(optimizer, self.model)
-        loss = CompiledLoss(loss, self.model, from_logits)
+        if from_logits is not None and not isinstance(from_logits, (bool, np.bool_)):
+            raise ArgumentTypeError(f"compile: from_logits must be True, False or None, got {from_logits!r}")
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise ArgumentTypeError(f"compile: metrics must be a list such as ['accuracy'], got {metrics!r}")
         for m in metrics or []:
             if m not in ("accuracy", "acc"):
-                raise ValueError(f"compile: unknown metric {m!r}; the one metric is 'accuracy'")
+                raise ArgumentError(f"compile: unknown metric {m!r}; the one metric is 'accuracy'")
+        optimizer = _make_optimizer(optimizer, self.model)
+        loss = CompiledLoss(loss, self.model, from_logits)
         self.optimizer, self.loss, self.metrics = optimizer, loss, ["accuracy"] if metrics else []
         self.model.stop_training = False  # Keras's flag: callbacks set it to end fit early
 
@@ -76,14 +81,18 @@ class Trainer:
             shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> History:
         """Train and return the History; see ``Module.fit``."""
         self._check_compiled("fit")
+        epochs = count("fit", "epochs", epochs)
+        shuffle = flag("fit", "shuffle", shuffle)
+        verbose = _verbosity("fit", verbose)
+        callbacks = _callbacks("fit", callbacks)
         model = self.model
         world = _world()
         verbose = verbose if world.rank == 0 else 0  # one progress bar for the job: rank 0's
         data = self._data(x, y, batch_size, "fit", world, training=True)
-        val = self._data(validation_data[0], validation_data[1], batch_size, "fit (validation_data)", world) \
+        val = self._data(*_pair("fit", validation_data), batch_size, "fit (validation_data)", world) \
             if validation_data is not None else None
         history = History()
-        callbacks = [history] + list(callbacks or [])
+        callbacks = [history] + callbacks
         for cb in callbacks:
             cb.set_model(model)
         was_training = model.training
@@ -155,6 +164,7 @@ class Trainer:
     def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
         """(loss, accuracy), or the loss alone; see ``Module.evaluate``."""
         self._check_compiled("evaluate")
+        verbose = _verbosity("evaluate", verbose)
         world = _world()
         verbose = verbose if world.rank == 0 else 0
         logs = self._evaluate_data(self._data(x, y, batch_size, "evaluate", world), verbose == 1)
@@ -179,6 +189,7 @@ class Trainer:
 
     def predict(self, x: Any, batch_size: int = 128, verbose: int = 0) -> np.ndarray:
         """The outputs as NumPy, probabilities for classifiers; see ``Module.predict``."""
+        verbose = _verbosity("predict", verbose)
         world = _world()
         data = self._data(x, None, batch_size, "predict", world)
         softmax = self.loss is not None and self.loss.reads == "logits"
@@ -199,6 +210,38 @@ class Trainer:
         return _Data(self.model, x, y, batch_size, op, sparse, world, training)
 
 
+def _verbosity(op: str, verbose: Any) -> int:
+    """0 silent, 1 progress bars, 2 a line per epoch; True and False mean 1 and 0, as in Keras."""
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    if not isinstance(verbose, (int, np.integer)):
+        raise ArgumentTypeError(f"{op}: verbose must be 0, 1 or 2 (or True, False), got {verbose!r}")
+    if verbose not in (0, 1, 2):
+        raise ArgumentError(f"{op}: verbose must be 0, 1 or 2 (or True, False), got {verbose!r}")
+    return int(verbose)
+
+
+def _callbacks(op: str, callbacks: Any) -> list:
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise ArgumentTypeError(f"{op}: callbacks must be a list of nn.Callback objects, got "
+                                f"{type(callbacks).__name__}")
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise ArgumentTypeError(f"{op}: callbacks[{i}] must be an nn.Callback (subclass it and override "
+                                    f"the hooks you need), got {type(cb).__name__}")
+    return list(callbacks)
+
+
+def _pair(op: str, validation_data: Any) -> tuple:
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        what = f"a {type(validation_data).__name__} of {len(validation_data)}" \
+            if isinstance(validation_data, (tuple, list)) else repr(validation_data)
+        raise ArgumentTypeError(f"{op}: validation_data must be a pair (x, y), got {what}")
+    return tuple(validation_data)
+
+
 class CompiledLoss:
     """The loss compile chose, holding its one decision: what it reads from the model.
 
@@ -214,9 +257,12 @@ class CompiledLoss:
             self.kind = "callable"
         elif isinstance(loss, str) and loss.lower() in _LOSSES:
             self.kind = _LOSSES[loss.lower()]
+        elif isinstance(loss, str):
+            raise ArgumentError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a "
+                                "callable loss(output, target)")
         else:
-            raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a "
-                             "callable loss(output, target)")
+            raise ArgumentTypeError(f"compile: loss must be one of {sorted(_LOSSES)} or a callable "
+                                    f"loss(output, target), got {loss!r}")
         self.fn = loss
         classifies = self.kind in ("sparse", "categorical")
         softmax = _final_softmax(model) if classifies else None
@@ -290,8 +336,8 @@ def _replicate(model: Any, world: Any) -> Any:
 def _make_optimizer(optimizer: Any, model: Any) -> Any:
     if not isinstance(optimizer, str):
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
-            raise TypeError(f"compile: optimizer must be a name {_OPTIMIZERS} or an optimizer object "
-                            f"with step() and zero_grad(), got {type(optimizer).__name__}")
+            raise ArgumentTypeError(f"compile: optimizer must be a name {_OPTIMIZERS} or an optimizer object "
+                                    f"with step() and zero_grad(), got {type(optimizer).__name__}")
         return optimizer
     classes = {"rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW,
                "adadelta": optim.Adadelta}
@@ -299,7 +345,7 @@ def _make_optimizer(optimizer: Any, model: Any) -> Any:
     if name == "sgd":
         return optim.SGD(model.parameters(), lr=0.01)  # Keras's default learning rate
     if name not in classes:
-        raise ValueError(f"compile: unknown optimizer {optimizer!r}; use one of {_OPTIMIZERS} or an object")
+        raise ArgumentError(f"compile: unknown optimizer {optimizer!r}; use one of {_OPTIMIZERS} or an object")
     return classes[name](model.parameters())
 
 
@@ -328,10 +374,9 @@ class _Data:
         param = next(iter(model.parameters()), None)
         self.backend = param.backend_object if param is not None else get_backend()
         self.dtype = param.dtype if param is not None else np.dtype("float32")
-        self.x, self.x_backend = _source(x)
-        self.y, self.y_backend = _source(y) if y is not None else (None, None)
-        if batch_size < 1:
-            raise ValueError(f"{op}: batch_size must be a positive integer, got {batch_size}")
+        batch_size = count(op, "batch_size", batch_size)
+        self.x, self.x_backend = _source(op, "x", x)
+        self.y, self.y_backend = _source(op, "y", y, sparse) if y is not None else (None, None)
         n = len(self.x)
         if self.y is not None and len(self.y) != n:
             raise ShapeError(f"{op}: x and y must hold the same number of samples, got x "
@@ -389,13 +434,15 @@ class _Data:
         return Tensor(batch, self.backend)
 
 
-def _source(data: Any) -> tuple[Any, Any]:
-    """(array, its backend) for a Tensor; (NumPy array, None) for anything else."""
-    if isinstance(data, Tensor):
-        return data.data, data.backend_object
-    if hasattr(data, "__cuda_array_interface__"):
-        return data, backend_of(data)
-    return np.asarray(data), None
+def _source(op: str, name: str, data: Any, labels: bool = False) -> tuple[Any, Any]:
+    """(array, its backend) for a tensor or a CuPy array; (NumPy array, None) for anything else.
+    Checked first: numbers with a first axis of samples, finite, and class indices for ``labels``."""
+    array = samples(op, name, data, labels)
+    if name == "x" and array.ndim < 2:  # a layer would take (N,) as one sample of N numbers
+        raise ArgumentError(f"{op}: x must have a first axis of samples and at least one more, got shape "
+                            f"{shape_str(array.shape)}; for one number per sample use x.reshape(-1, 1)")
+    finite(op, name, array)
+    return array, None if isinstance(array, np.ndarray) else backend_of(array)
 
 
 class _RunningSums:
