@@ -34,8 +34,9 @@ from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
 from ..random import host_rng
 from ..tensor import Tensor
 from .callbacks import Callback, History
+from .guard import StepGuard
 
-_READ_INTERVAL = 0.25  # seconds between host reads of the running loss (progress bar, NaN check)
+_READ_INTERVAL = 0.25  # seconds between host reads of the running loss (progress bar; a GPU's guard)
 # With several processes on GPUs the reads are a collective: every process must read at the same
 # steps, so they read every this many steps rather than by the clock.
 _STEPS_BETWEEN_READS = 16
@@ -99,6 +100,7 @@ class Trainer:
         model.stop_training = False
         model.train()
         replicas = _replicate(model, world)
+        guard = StepGuard(self.optimizer, model, data.backend, world.size)
         for cb in callbacks:
             cb.on_train_begin({})
         try:
@@ -106,7 +108,7 @@ class Trainer:
                 for epoch in range(epochs):
                     for cb in callbacks:
                         cb.on_epoch_begin(epoch, {})
-                    logs = self._fit_epoch(data, epoch, epochs, shuffle, verbose, callbacks, interrupt, val)
+                    logs = self._fit_epoch(data, epoch, epochs, shuffle, verbose, callbacks, interrupt, val, guard)
                     for cb in callbacks:
                         cb.on_epoch_end(epoch, logs)
                     if model.stop_training:
@@ -125,9 +127,9 @@ class Trainer:
         return history
 
     def _fit_epoch(self, data: _Data, epoch: int, epochs: int, shuffle: bool, verbose: int,
-                   callbacks: list, interrupt: _DeferredInterrupt, val: _Data | None) -> dict:
+                   callbacks: list, interrupt: _DeferredInterrupt, val: _Data | None, guard: StepGuard) -> dict:
         bar = _progress(data.steps, f"Epoch {epoch + 1}/{epochs}", verbose == 1)
-        sums = _RunningSums(data.backend, "fit", epoch, self.metrics, data.world)
+        sums = _RunningSums(data.backend, "fit", self.metrics, data.world)
         start = time.perf_counter()
         try:
             with self.loss.watching():
@@ -135,20 +137,23 @@ class Trainer:
                     self.optimizer.zero_grad()
                     out = self.model(xb)
                     loss = self.loss(out, yb)
-                    loss.backward()
-                    self.optimizer.step()
+                    guard.backward(loss)
+                    guard.step(loss, epoch, step)  # no update when the loss or a gradient is not finite
                     sums.add(loss, out, yb)
                     for cb in callbacks:
                         cb.on_train_batch_end(step, {"batch": step, "size": len(xb)})
                     if sums.due(step):
-                        logs = sums.read(step, interrupted=interrupt.requested)
+                        guard.report()  # a GPU's skipped step is told here, where fit reads anyway
+                        logs = sums.read(interrupted=interrupt.requested)
                         if bar is not None:
                             bar.set_postfix_str(_format(logs), refresh=False)
                     if bar is not None:
                         bar.update(1)
                     if sums.stop(interrupt.requested):
+                        guard.report()
                         raise KeyboardInterrupt
-            logs = sums.read(data.steps - 1)
+            guard.report()
+            logs = sums.read()
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_data(val).items()})
             if bar is not None:
@@ -174,14 +179,14 @@ class Trainer:
 
     def _evaluate_data(self, data: _Data, bar: bool = False) -> dict:
         progress = _progress(data.steps, "Evaluate", bar)
-        sums = _RunningSums(data.backend, "evaluate", None, self.metrics, data.world)
+        sums = _RunningSums(data.backend, "evaluate", self.metrics, data.world)
         with self.model.switched_mode(training=False), no_grad(), self.loss.watching():
             for xb, yb in data.batches(False):
                 out = self.model(xb)
                 sums.add(self.loss(out, yb), out, yb)
                 if progress is not None:
                     progress.update(1)
-        logs = sums.read(data.steps - 1, check=False)
+        logs = sums.read()
         if progress is not None:
             progress.set_postfix_str(_format(logs), refresh=True)
             progress.close()
@@ -452,16 +457,14 @@ class _RunningSums:
     figures, the NaN check and a Ctrl-C seen by any process are the same on all of them.
     """
 
-    def __init__(self, backend: Any, op: str, epoch: int | None, metrics: list[str], world: Any) -> None:
-        self.backend, self.op, self.epoch, self.world = backend, op, epoch, world
+    def __init__(self, backend: Any, op: str, metrics: list[str], world: Any) -> None:
+        self.backend, self.op, self.world = backend, op, world
         self.loss_sum = self.correct = 0.0
         self.count = 0
         self.accuracy = "accuracy" in metrics
-        # The CPU pays nothing to read a number: check every step there, so a NaN is
-        # pinned to its exact step.
-        self.every_step = backend.name == "numpy"
+        # The CPU pays nothing to read a number: read every step there (the progress bar, Ctrl-C).
+        self.every_step = backend.name in StepGuard.HOST_CHECKED
         self.last_read_time = time.perf_counter()
-        self.last_read_step = -1
         self.interrupted = False  # a Ctrl-C that some process had seen at the last read
 
     def add(self, loss: Tensor, out: Tensor, yb: Tensor) -> None:
@@ -482,23 +485,17 @@ class _RunningSums:
         """Whether Ctrl-C stops fit now: at once alone; together, once a read has told every process."""
         return requested if self.world.size == 1 else self.interrupted
 
-    def read(self, step: int, check: bool = True, interrupted: bool = False) -> dict:
-        """The averages so far as Python floats; raises if the loss turned NaN."""
+    def read(self, interrupted: bool = False) -> dict:
+        """The averages so far as Python floats (a step that was not finite never gets here: fit's
+        StepGuard stops before it)."""
         loss_sum, correct, count = float(self.loss_sum), float(self.correct), float(self.count)
         if self.world.size > 1:
             totals = np.array([loss_sum, correct, count, float(interrupted)])
             self.world.wait([self.world.start_all_reduce(totals, "sum", self.op, "the running loss and metrics")])
             loss_sum, correct, count = totals[:3]
             self.interrupted = bool(totals[3])
-        loss = loss_sum / max(count, 1)
-        if check and math.isnan(loss):
-            first = self.last_read_step + 2
-            where = f"step {step + 1}" if first >= step + 1 else f"between steps {first} and {step + 1}"
-            raise FloatingPointError(
-                f"{self.op}: the loss became NaN in epoch {self.epoch + 1}, {where}. Lower the "
-                "learning rate, scale the inputs (e.g. to [0, 1]) and check them for NaN or inf")
-        self.last_read_time, self.last_read_step = time.perf_counter(), step
-        logs = {"loss": loss}
+        self.last_read_time = time.perf_counter()
+        logs = {"loss": loss_sum / max(count, 1)}
         if self.accuracy:
             logs["accuracy"] = correct / max(count, 1)
         return logs
