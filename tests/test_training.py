@@ -427,6 +427,11 @@ def test_verbose_modes(capsys):
     model.fit(x, y, epochs=1, batch_size=8, verbose=1)
     err = capsys.readouterr().err
     assert "Epoch 1/1" in err and "5/5" in err and "loss=" in err and "accuracy=" in err
+    # Not a terminal (a log file, a pipe): each epoch is one line, written once at its end.
+    model.fit(x, y, epochs=2, batch_size=8, verbose=1)
+    lines = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if line.strip()]
+    assert [line.split(":")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2"], lines
+    assert all("5/5" in line and "loss=" in line for line in lines)
     model.fit(x, y, epochs=2, batch_size=8, verbose=2)
     out = capsys.readouterr().out
     assert out.count("Epoch ") == 2 and " - loss: " in out

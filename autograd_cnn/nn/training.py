@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -516,11 +517,41 @@ def _format(logs: dict, sep: str = ", ", eq: str = "=") -> str:
 
 
 def _progress(total: int, desc: str, show: bool) -> Any:
+    """tqdm's bar on a terminal or in a notebook; one line at the end elsewhere (a log file, a pipe),
+    where each redraw of the bar would be a line of its own."""
     if not show:
         return None
+    if not (sys.stderr.isatty() or _in_notebook()):
+        return _LineAtTheEnd(total, desc)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=_READ_INTERVAL)
+
+
+def _in_notebook() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"  # Jupyter's kernel: tqdm draws a widget
+
+
+class _LineAtTheEnd:
+    """The part of tqdm's interface fit uses, writing one line to stderr when closed:
+    ``Epoch 1/5: 32/32 steps, 1.2s, loss=0.6931, accuracy=0.7500``."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
+        self.start = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.postfix = text
+
+    def close(self) -> None:
+        seconds = time.perf_counter() - self.start
+        tail = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.n}/{self.total} steps, {seconds:.1f}s{tail}", file=sys.stderr, flush=True)
 
 
 class _DeferredInterrupt:
