@@ -1,10 +1,8 @@
 """The Keras-style loop: compile, fit, evaluate, predict, callbacks, Ctrl-C, NaN, reproducibility."""
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import pathlib
 import re
 import signal
 import subprocess
@@ -16,18 +14,7 @@ import pytest
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
-from autograd_cnn import nn, optim
-
-# The project's data folder for developers and CI sits beside the repository.
-_MNIST_5K = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-5k"
-
-
-def _read_idx(path):
-    with gzip.open(path) as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from autograd_cnn import data, nn, optim
 
 
 def _blobs(n=240, seed=0):
@@ -48,10 +35,7 @@ def _mlp(softmax=True, dropout=0.0):
 
 
 def test_fit_on_real_digits_reaches_a_clear_accuracy():
-    if not _MNIST_5K.is_dir():
-        pytest.skip("the mnist-5k sample is not present")
-    x = _read_idx(_MNIST_5K / "images-idx3-ubyte.gz")
-    y = _read_idx(_MNIST_5K / "labels-idx1-ubyte.gz")
+    x, y = data.load_sample()  # the 5,000 digits that ship inside the package
     order = np.random.default_rng(0).permutation(len(x))[:1300]  # the file is sorted by label
     x = x[order].reshape(-1, 784).astype("float32") / 255
     y = y[order]
