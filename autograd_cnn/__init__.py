@@ -31,6 +31,7 @@ from .errors import (
     CheckpointError,
     DistributedError,
     GraphError,
+    NonFiniteError,
     ShapeError,
 )
 from .ops.elementwise import maximum, minimum, where
@@ -65,7 +66,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AnomalyError", "ArgumentError", "ArgumentTypeError", "AutogradError", "BackendError", "CheckpointError",
-    "DistributedError", "GradcheckError", "GraphError", "ShapeError", "Tensor",
+    "DistributedError", "GradcheckError", "GraphError", "NonFiniteError", "ShapeError", "Tensor",
     "arange", "available_backends", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
     "from_dlpack", "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",

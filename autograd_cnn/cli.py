@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import platform
+import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from . import backends
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -16,7 +22,11 @@ def _info(args: argparse.Namespace) -> int:
     from autograd_cnn.backends import cupy_usable, get_backend
 
     print(f"autograd_cnn {ag.__version__}  Python {platform.python_version()}  NumPy {np.__version__}")
-    print(f"default backend: {get_backend().name}")
+    if backends.env_problem:
+        print(f"default backend: none: {backends.env_problem}\n  (a program that imports autograd_cnn stops "
+              f"with this error, and every command but info refuses to run: correct or unset {backends.ENV_VAR})")
+    else:
+        print(f"default backend: {get_backend().name}")
     print(f"available backends: {', '.join(ag.available_backends())}")
     for name in ag.available_backends():
         details = get_backend(name).describe()
@@ -47,6 +57,22 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _natural(text: str) -> int:
+    """argparse type: an int of at least 0 (a seed)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _learning_rate(text: str) -> float:
+    """argparse type: a finite float above 0 (float() alone takes "nan", "inf" and "-1")."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -129,10 +155,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive, default=128, help="default: %(default)s")
     parser.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "sgd", "adam", "adamw", "adadelta"],
                         help="default: %(default)s, with its Keras default settings")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
+    parser.add_argument("--lr", type=_learning_rate, default=None, help="learning rate (default: the optimizer's)")
     parser.add_argument("--limit", type=_positive, default=None, metavar="N",
                         help="use at most N training and N test images (quick runs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and shuffling")
+    parser.add_argument("--seed", type=_natural, default=0, help="seed of the initial weights and shuffling")
     parser.add_argument("--save", default=None, metavar="PATH", help="write the trained weights to PATH (.npz)")
 
 
@@ -150,8 +176,27 @@ def _demo(args: argparse.Namespace) -> int:
         return 0
     if not args.no_graphs:
         _draw_training_step(model, out)
-    print(f"\nNext: python examples/what_the_cnn_sees.py --weights {args.save} shows its filters and feature maps.")
+    print(f"\n{_next_step(args.save)}")
     return 0
+
+
+def _next_step(weights: str) -> str:
+    """The command that shows what the trained CNN sees, as it runs from here: this interpreter
+    (the one that has the package) and the example's path, each relative to the current folder
+    when inside it."""
+    example = EXAMPLES / "what_the_cnn_sees.py"
+    if not example.is_file():  # an installed package: the examples live in the source repository
+        return (f"Next: examples/what_the_cnn_sees.py in the source repository shows its filters and feature "
+                f"maps (--weights {weights}).")
+    command = [_from_here(Path(sys.executable)), _from_here(example), "--weights", weights]
+    return f"Next: {shlex.join(command)} shows its filters and feature maps."
+
+
+def _from_here(path: Path) -> str:
+    """``path`` relative to the current folder where it lies inside it, else absolute."""
+    here = Path.cwd()
+    path = path.absolute()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
 
 def _draw_training_step(model: Any, out: Path) -> None:
@@ -201,8 +246,9 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- bench
 
-# Where the benchmark suite is in a source checkout; an installed package has none.
+# Where the benchmark suite and the examples are in a source checkout; an installed package has none.
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -282,7 +328,7 @@ def _graph_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default=None, choices=["svg", "png", "pdf", "dot"],
                         help="default: from the suffix of --out, else svg")
     parser.add_argument("--collapse", default=None, choices=["module"], help="one node per nn.Module layer")
-    parser.add_argument("--collapse-depth", type=int, default=None, metavar="N",
+    parser.add_argument("--collapse-depth", type=_positive, default=None, metavar="N",
                         help="with --collapse module: cut module paths to N parts")
     parser.add_argument("--rankdir", default="TB", choices=["TB", "LR"], help="layout direction (default: %(default)s)")
     parser.add_argument("--flow", action="store_true", help="edge width and colour by the gradient's size")
@@ -354,8 +400,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The paths each command reads or writes: (option, attribute, kind), kind "file" or "folder" to
+# write, "input" to read. All are checked before any work, so a bad one does not lose a run.
+PATHS = {
+    "train": [("--save", "save", "file")],
+    "demo": [("--out", "out", "folder")],
+    "graph": [("--script", "script", "input"), ("--out", "out", "file"), ("--frames", "frames", "folder")],
+    "export": [("--weights", "weights", "input"), ("--out", "out", "file")],
+}
+
+
+def path_problem(path: str, kind: str) -> str | None:
+    """Why ``path`` cannot be read ("input") or written ("file", "folder"), or None.
+
+    Writing is tried for real: a file is made and removed in the nearest folder that exists
+    (the missing ones are made at the end, as saving does). So permissions, a read-only disk,
+    or a file where a folder should be are found, whoever runs it (root ignores permission bits).
+    """
+    target = Path(path)
+    if kind == "input":
+        return None if target.is_file() else ("is a folder, not a file" if target.is_dir() else "no such file")
+    if kind == "file" and target.is_dir():
+        return f"is a folder; give a file name in it, such as {target / ('model' + (target.suffix or '.npz'))}"
+    folder = target if kind == "folder" else target.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".autograd-cnn-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return f"cannot write in {existing}: {err.strerror or err}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    where = f"autograd-cnn {args.command}"
+    if backends.env_problem and args.command != "info":
+        print(f"{where}: {backends.env_problem}", file=sys.stderr)
+        return 1
+    for option, attribute, kind in PATHS.get(args.command, []):
+        path = getattr(args, attribute)
+        why = path_problem(path, kind) if path is not None else None
+        if why:
+            print(f"{where}: {option} {path}: {why}", file=sys.stderr)
+            return 2
     try:
         return COMMANDS[args.command][0](args)
     except KeyboardInterrupt:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import AutogradError
+from .errors import ArgumentError, ArgumentTypeError, AutogradError, ShapeError
 
 DATA_ENV = "AUTOGRAD_CNN_DATA"
 DEBIAN_DATA = Path("/usr/share/datasets")
@@ -416,14 +416,18 @@ class DataLoader:
 
     def __init__(self, x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = True,
                  seed: int | None = None, drop_last: bool = False, shard: bool = False) -> None:
-        self.x = _host_array(x)
-        self.y = None if y is None else _host_array(y)
+        self.x = _host_array(samples("DataLoader", "x", x))
+        self.y = None if y is None else _host_array(samples("DataLoader", "y", y))
         if self.y is not None and len(self.y) != len(self.x):
-            raise ValueError(f"DataLoader: x has {len(self.x)} rows but y has {len(self.y)}; "
+            raise ShapeError(f"DataLoader: x has {len(self.x)} rows but y has {len(self.y)}; "
                              "they must pair up one to one")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
-        self.batch_size, self.shuffle, self.drop_last, self.shard = batch_size, shuffle, drop_last, bool(shard)
+        self.batch_size = count("DataLoader", "batch_size", batch_size)
+        self.shuffle = flag("DataLoader", "shuffle", shuffle)
+        self.drop_last = flag("DataLoader", "drop_last", drop_last)
+        self.shard = flag("DataLoader", "shard", shard)
+        if seed is not None and not (_is_int(seed) and seed >= 0):
+            kind = ArgumentError if _is_int(seed) else ArgumentTypeError
+            raise kind(f"DataLoader: seed must be None or an int >= 0, got {seed!r}")
         self._rng = np.random.default_rng(seed) if seed is not None else None
 
     def _rows(self) -> int:
@@ -475,7 +479,124 @@ class DataLoader:
 
 
 def _host_array(a: Any) -> np.ndarray:
-    """A NumPy array from an array, a tensor or a list; batches move to the backend one at a time."""
-    if hasattr(a, "numpy") and callable(a.numpy):
-        return a.numpy()
-    return np.asarray(a)
+    """A NumPy array from a host or device array; batches move to the backend one at a time."""
+    if isinstance(a, np.ndarray):
+        return a
+    from .backends import backend_of
+
+    return backend_of(a).to_host(a)
+
+
+# --------------------------------------------------------------------------- checking what is given
+# fit, evaluate, predict and DataLoader refuse a bad argument where it is given, naming the call, the
+# argument, the value and what is allowed, rather than fail deep inside a layer or, worse, go on
+# with a converted value (labels 0.7 read as 0, "1" as 1).
+
+_NOT_NUMBERS = {"U": "strings", "S": "bytes", "O": "objects", "c": "complex numbers", "M": "dates",
+                "m": "time spans", "V": "records"}
+
+
+def _is_int(value: Any) -> bool:
+    """An integer (Python's or NumPy's), not a bool: ``batch_size=True`` is a mistake, not 1."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def count(where: str, name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int of at least ``minimum`` (a batch size, a number of epochs)."""
+    if not _is_int(value):
+        raise ArgumentTypeError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ArgumentError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def flag(where: str, name: str, value: Any) -> bool:
+    """``value`` as a bool; only True or False (``shuffle=1`` reads as a mistake, not as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"{where}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def samples(where: str, name: str, value: Any, labels: bool = False) -> Any:
+    """``value`` as an array of numbers with a first axis of samples: a NumPy array from a list
+    or an array, the array of a tensor or a CuPy array as it is (on its device). ``labels``:
+    class indices, checked by ``class_indices``."""
+    from .tensor import Tensor
+
+    if isinstance(value, Tensor):
+        array = value.data
+    elif hasattr(value, "__cuda_array_interface__"):
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as err:  # ragged lists
+            raise ArgumentError(f"{where}: {name} must be an array of numbers of one shape (a NumPy array, a "
+                                f"tensor, or nested lists of equal lengths); NumPy says: {err}") from None
+    kind = array.dtype.kind
+    if labels:
+        class_indices(where, name, array)
+    elif kind in _NOT_NUMBERS:
+        raise ArgumentTypeError(f"{where}: {name} must hold numbers, got an array of {_NOT_NUMBERS[kind]} "
+                                f"({array.dtype})")
+    if array.ndim == 0:
+        raise ArgumentError(f"{where}: {name} must have a first axis of samples, got a single number "
+                            f"{value!r}; wrap it in a list for one sample")
+    return array
+
+
+def finite(where: str, name: str, array: Any) -> None:
+    """Refuse an array of floats that holds NaN or Inf, naming the first sample that does."""
+    if array.dtype.kind != "f":
+        return
+    xp = np if isinstance(array, np.ndarray) else _device_xp(array)
+    good = xp.isfinite(array)
+    if bool(good.all()):
+        return
+    first = int(xp.argmin(good.reshape(len(array), -1).all(axis=1)))
+    raise ArgumentError(f"{where}: {name} holds NaN or Inf (the first at {name}[{first}]); drop or "
+                        f"replace those samples first")
+
+
+def class_indices(where: str, name: str, array: Any) -> None:
+    """Refuse labels that are not class indices: text, booleans, floats with a fraction, negatives.
+
+    Whole floats (0.0, 1.0, 2.0, as read from a CSV file) are class indices; they become ints
+    batch by batch."""
+    kind = array.dtype.kind
+    what = f"{where}: {name} must hold class indices (integers)"
+    if kind in _NOT_NUMBERS:
+        sample = array.reshape(-1)[0] if array.size else None
+        raise ArgumentTypeError(
+            f"{what}, got {_NOT_NUMBERS[kind]} such as {_plain(sample)!r} (at {name}[0]); to train on class "
+            f"names, number them first: names, {name} = np.unique({name}, return_inverse=True)")
+    if kind == "b":
+        raise ArgumentTypeError(f"{what}, got booleans; give the two classes as 0 and 1: {name}.astype(int)")
+    xp = np if isinstance(array, np.ndarray) else _device_xp(array)
+    if kind == "f":
+        finite(where, name, array)
+        fraction = array != xp.floor(array)
+        if bool(fraction.any()):
+            i = int(xp.argmax(fraction.reshape(-1)))
+            raise ArgumentError(
+                f"{what}, got {_plain(array.reshape(-1)[i])} at {name}[{_index(array.shape, i)}]; round them "
+                "if they are classes, or compile with loss='mse' to predict numbers")
+    if array.size and bool((array < 0).any()):
+        i = int(xp.argmax((array < 0).reshape(-1)))
+        raise ArgumentError(f"{where}: {name} must hold class indices >= 0, got "
+                            f"{_plain(array.reshape(-1)[i])} at {name}[{_index(array.shape, i)}]")
+
+
+def _device_xp(array: Any) -> Any:
+    from .backends import backend_of
+
+    return backend_of(array).xp
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy (or CuPy) scalar as the Python value it holds, for messages: 0.7, not np.float64(0.7)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _index(shape: tuple, flat: int) -> str:
+    return ", ".join(str(int(i)) for i in np.unravel_index(flat, shape))

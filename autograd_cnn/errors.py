@@ -45,6 +45,11 @@ class CheckpointError(AutogradError, OSError, ValueError):
     contents are wrong: not a checkpoint, truncated, a missing key), so either ``except`` works."""
 
 
+class NonFiniteError(AutogradError, FloatingPointError):
+    """``fit`` stopped before a step whose loss or gradients held NaN or Inf could change the
+    weights; the message names the epoch, the step and the value, and what to try."""
+
+
 def shape_str(shape: tuple) -> str:
     """(2, 3) rather than Python's (2, 3) with a trailing comma for 1-tuples."""
     return "(" + ", ".join(str(s) for s in shape) + ")"

@@ -3,6 +3,9 @@
 (a) A graph of 10,000 small ops on 16-element tensors, forward and backward, five graphs
     in a row (the figure is their mean): here the array work is tiny, so the time is the
     engine's own bookkeeping per op.
+    The same graph again with anomaly mode off (``ag.set_detect_anomaly(False)``, the default)
+    and on (``ag.detect_anomaly()``, against PyTorch's own): off, it costs each op one test of a
+    global flag in the forward and one in the backward, also timed alone and printed per op.
 (b) One training step of the lecture MLP (Linear 784->512, ReLU, Linear 512->10,
     softmax cross-entropy, backward, an RMSprop update) on a batch of 128 in float32:
     here the time should be the matrix products, as in hand-written NumPy.
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import timeit
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +62,30 @@ def chain_torch(torch: Any, x0: np.ndarray, w0: np.ndarray) -> Callable[[], Any]
         x.grad = w.grad = None
         return h
     return step
+
+
+def anomaly_mode(on: bool, step: Callable[[], Any], torch: Any = None) -> Callable[[], Any]:
+    """``step`` with anomaly mode set on or off for its duration (PyTorch's, for ``torch``)."""
+    def run() -> Any:
+        if torch is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PyTorch warns each time anomaly mode starts
+                with torch.autograd.set_detect_anomaly(on):
+                    return step()
+        with ag.set_detect_anomaly(on):
+            return step()
+    return run
+
+
+def anomaly_check_seconds() -> float:
+    """What anomaly mode costs an op while off: the engine's tests of its flags, the one in
+    ``apply`` (forward) and the one in the backward walk, timed alone with the engine's globals."""
+    from autograd_cnn import autograd
+
+    n = 1_000_000
+    forward = timeit.timeit("_anomaly and not _walking", globals=vars(autograd), number=n) / n
+    backward = timeit.timeit("_anomaly", globals=vars(autograd), number=n) / n
+    return forward + backward
 
 
 # --------------------------------------------------------------------------- (b) MLP step
@@ -170,6 +199,15 @@ def main(argv: list[str] | None = None) -> str:
     ours, theirs = paired(in_a_row(chain_ours(x0, w0)), in_a_row(chain_torch(torch, x0, w0)) if torch else None,
                           max(3, args.rounds // 2))
     rows.append((f"{CHAIN_OPS:,} tiny ops, forward + backward", ours / CHAINS, theirs and theirs / CHAINS))
+    for on in (False, True):
+        ours, theirs = paired(in_a_row(anomaly_mode(on, chain_ours(x0, w0))),
+                              in_a_row(anomaly_mode(on, chain_torch(torch, x0, w0), torch)) if torch else None,
+                              max(3, args.rounds // 4) if on else max(3, args.rounds // 2))
+        rows.append((f"same, anomaly mode {'on' if on else 'off'}", ours / CHAINS, theirs and theirs / CHAINS))
+    per_op = rows[1][1] / CHAIN_OPS
+    check = anomaly_check_seconds()
+    print(f"anomaly mode off: its flag tests take {check * 1e9:.0f} ns an op, {check / per_op:.2%} of the "
+          f"{per_op * 1e6:.2f} us an op of (a) takes; on: {rows[2][1] / rows[1][1]:.1f}x the time of off\n")
 
     params0 = init_mlp(rng)
     xb = rng.uniform(0, 1, (BATCH, IN)).astype(np.float32)

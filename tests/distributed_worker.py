@@ -2,6 +2,7 @@
 
     python distributed_worker.py train OUT     # fit, DataParallel, collectives; results in OUT
     python distributed_worker.py die exit|kill OUT  # rank 1 dies in fit; the others must not hang
+    python distributed_worker.py nonfinite OUT     # rank 1's loss turns inf: every rank stops there
 
 Each process writes what it ended with to OUT/rank<r>.npz and OUT/rank<r>.json; the test
 compares them with each other and with one process trained on k times the batch.
@@ -191,8 +192,44 @@ def die(how: str, out: Path) -> None:
     model.fit(x, y, epochs=100, batch_size=4, verbose=0, callbacks=[Die(how)])
 
 
+class Weights(nn.Callback):
+    """The weights after each finished step."""
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.seen = [[p.numpy().copy() for p in self.model.parameters()]]
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.seen.append([p.numpy().copy() for p in self.model.parameters()])
+
+
+def nonfinite(out: Path) -> None:
+    """Rank 1's loss is inf at its fifth step (epoch 2, step 1), the others' stays finite: every
+    rank must stop there, before the update, with the weights of step 4."""
+    calls = []
+
+    def loss(output: ag.Tensor, target: ag.Tensor) -> ag.Tensor:
+        calls.append(1)
+        value = F.cross_entropy(output, target.astype("int64"))
+        return value * np.inf if dist.rank() == 1 and len(calls) == 5 else value
+    x, y = samples(dist.world_size() * 16)
+    ag.manual_seed(0)
+    model = models.lecture_mlp()
+    model.compile(optimizer("sgd", model.parameters()), loss)
+    weights = Weights()
+    try:
+        model.fit(x, y, epochs=3, batch_size=4, verbose=0, callbacks=[weights])
+        message = "no error"
+    except ag.AutogradError as err:
+        message = f"{type(err).__name__}: {err}"
+    same = all(np.array_equal(p.numpy(), w) for p, w in zip(model.parameters(), weights.seen[4]))
+    np.savez(out / f"rank{dist.rank()}.npz", *[p.numpy() for p in model.parameters()])
+    (out / f"rank{dist.rank()}.json").write_text(json.dumps({"message": message, "same": same}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "train":
         train(Path(sys.argv[2]))
+    elif sys.argv[1] == "nonfinite":
+        nonfinite(Path(sys.argv[2]))
     else:
         die(sys.argv[2], Path(sys.argv[3]))

@@ -1,6 +1,7 @@
 """The autograd-cnn command: info, train, demo, bench (short runs on the shipped digits)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -133,3 +134,104 @@ def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "autograd_cnn", "info"], capture_output=True, text=True,
                             timeout=120, cwd=Path(__file__).parent)
     assert result.returncode == 0 and "default backend:" in result.stdout
+
+
+# --------------------------------------------------------------------------- nothing lost, one-line errors
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args, env=None, cwd=None, timeout=120):
+    """``python -m autograd_cnn ARGS`` in a process of its own, with this checkout on the path."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "autograd_cnn", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd or REPO)
+
+
+def test_help_and_info_work_when_the_backend_variable_is_wrong():
+    wrong = {"AUTOGRAD_CNN_BACKEND": "tpu"}
+    helped = _run("--help", env=wrong)
+    assert helped.returncode == 0 and "usage: autograd-cnn" in helped.stdout, helped.stderr[-2000:]
+    info = _run("info", env=wrong)
+    assert info.returncode == 0, info.stderr[-2000:]
+    assert "AUTOGRAD_CNN_BACKEND=tpu: unknown backend 'tpu'" in info.stdout
+    trained = _run("train", "--epochs", "1", "--limit", "8", env=wrong)
+    assert trained.returncode != 0 and "Traceback" not in trained.stderr
+    assert trained.stderr.strip().splitlines()[-1].startswith("autograd-cnn train: AUTOGRAD_CNN_BACKEND=tpu")
+    # A program that imports the package still gets the error at import, as the variable asks.
+    imported = subprocess.run([sys.executable, "-c", "import autograd_cnn"], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, **wrong, "PYTHONPATH": str(REPO)})
+    assert imported.returncode != 0 and "BackendError: AUTOGRAD_CNN_BACKEND=tpu" in imported.stderr
+
+
+def test_graph_refuses_a_negative_batch(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["graph", "--batch", "-3"])
+    assert info.value.code == 2 and "--batch: must be at least 1, got -3" in capsys.readouterr().err
+
+
+def test_graph_with_a_missing_script_is_a_one_line_error(tmp_path):
+    result = _run("graph", "--script", "missing.py", "--out", str(tmp_path / "g.svg"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "autograd-cnn graph: --script missing.py: no such file"
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["train", "--model", "lecture-mlp", "--epochs", "1", "--limit", "64", "--save", "{file}/w.npz"], "--save"),
+    (["train", "--model", "lecture-mlp", "--epochs", "1", "--limit", "64", "--save", "{folder}"], "--save"),
+    (["demo", "--epochs", "1", "--limit", "64", "--out", "{file}"], "--out"),
+    (["graph", "--out", "{file}/g.svg"], "--out"),
+    (["graph", "--out", "{folder}/g.svg", "--frames", "{file}/frames"], "--frames"),
+    (["export", "--out", "{file}/m.onnx"], "--out"),
+])
+def test_every_output_path_is_checked_before_any_work(tmp_path, capsys, argv, option):
+    """A file where a folder is expected (or a folder where a file is) fails at once, before
+    training: it does not lose the run at the end (root writes anywhere: no permission bits here)."""
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "folder").mkdir()
+    argv = [a.format(file=tmp_path / "file", folder=tmp_path / "folder") for a in argv]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Epoch" not in captured.err and "Total params" not in captured.out  # nothing ran
+    line = captured.err.strip()
+    assert line.startswith(f"autograd-cnn {argv[0]}: {option} ") and "\n" not in line
+    assert "is a file, not a folder" in line or "is a folder" in line
+
+
+def test_a_path_that_cannot_be_written_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    """The check writes a file there and removes it: permission bits, a read-only disk or a full
+    one all fail it (here the write itself is made to fail, as root may write anywhere)."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert cli.main(["train", "--model", "lecture-mlp", "--limit", "64", "--save", str(tmp_path / "w.npz")]) == 2
+    err = capsys.readouterr().err
+    assert f"--save {tmp_path / 'w.npz'}: cannot write in {tmp_path}" in err and "Permission denied" in err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--lr", "nan"], "--lr: must be a finite number > 0, got nan"),
+    (["train", "--lr", "-0.1"], "--lr: must be a finite number > 0, got -0.1"),
+    (["train", "--seed", "-1"], "--seed: must be at least 0, got -1"),
+    (["graph", "--collapse-depth", "0"], "--collapse-depth: must be at least 1, got 0"),
+])
+def test_numbers_are_checked_by_the_parser(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_demo_s_closing_hint_runs_as_printed(tmp_path):
+    pytest.importorskip("matplotlib")
+    demo = _run("demo", "--epochs", "1", "--limit", "64", "--no-graphs", "--out", "out", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    hint = next(line for line in demo.stdout.splitlines() if line.startswith("Next: "))
+    command = hint[len("Next: "):].split(" shows ")[0]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    shown = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                           env=env)
+    assert shown.returncode == 0, f"{command}\n{shown.stderr[-2000:]}"
+    assert (tmp_path / "out" / "filters.png").is_file()

@@ -418,5 +418,5 @@ def test_dataloader_follows_manual_seed():
 def test_dataloader_bad_input():
     with pytest.raises(ValueError, match="x has 4 rows but y has 3"):
         DataLoader(np.zeros((4, 2)), np.zeros(3), batch_size=2)
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         DataLoader(np.zeros((4, 2)), batch_size=0)

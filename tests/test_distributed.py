@@ -262,6 +262,24 @@ def test_a_dead_rank_stops_the_others_with_our_error_not_a_hang(tmp_path, how):
 
 
 @needs_mpi
+def test_a_loss_that_is_not_finite_on_one_rank_stops_every_rank_at_that_step(tmp_path):
+    """Rank 1's loss turns inf at its fifth step; the others' stays finite. All must stop there,
+    before the update, with the same weights: those of the fourth step (and none may hang)."""
+    code, _, err, _ = mpiexec(2, str(WORKER), "nonfinite", str(tmp_path), timeout=60,
+                              env=_env(AUTOGRAD_CNN_DIST_TIMEOUT="20"))
+    assert code == 0, err[-3000:]
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for report in reports:
+        assert report["message"].startswith("NonFiniteError: fit: stopped at epoch 2, step 1, before its update"), \
+            report["message"]
+        assert report["same"]
+    assert "the loss is inf" in reports[1]["message"]
+    assert "another process's loss may be the one" in reports[0]["message"]
+    first, second = (np.load(tmp_path / f"rank{r}.npz") for r in range(2))
+    assert all(np.array_equal(first[k], second[k]) for k in first.files)
+
+
+@needs_mpi
 def test_an_unknown_timeout_is_a_clear_error():
     code, _, err, _ = launch([sys.executable, "-c", "from autograd_cnn.distributed import world; world.timeout()"],
                              timeout=60, env=_env(AUTOGRAD_CNN_DIST_TIMEOUT="soon"))

@@ -1,29 +1,20 @@
 """The Keras-style loop: compile, fit, evaluate, predict, callbacks, Ctrl-C, NaN, reproducibility."""
 from __future__ import annotations
 
-import gzip
+import json
 import os
-import pathlib
 import re
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
-from autograd_cnn import nn, optim
-
-# The project's data folder for developers and CI sits beside the repository.
-_MNIST_5K = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-5k"
-
-
-def _read_idx(path):
-    with gzip.open(path) as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from autograd_cnn import data, nn, optim
 
 
 def _blobs(n=240, seed=0):
@@ -44,10 +35,7 @@ def _mlp(softmax=True, dropout=0.0):
 
 
 def test_fit_on_real_digits_reaches_a_clear_accuracy():
-    if not _MNIST_5K.is_dir():
-        pytest.skip("the mnist-5k sample is not present")
-    x = _read_idx(_MNIST_5K / "images-idx3-ubyte.gz")
-    y = _read_idx(_MNIST_5K / "labels-idx1-ubyte.gz")
+    x, y = data.load_sample()  # the 5,000 digits that ship inside the package
     order = np.random.default_rng(0).permutation(len(x))[:1300]  # the file is sorted by label
     x = x[order].reshape(-1, 784).astype("float32") / 255
     y = y[order]
@@ -209,21 +197,206 @@ def test_ctrl_c_returns_the_history_so_far(real_signal):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_nan_loss_names_the_epoch_and_step():
+# --------------------------------------------------------------------------- non-finite steps
+
+
+def _weights(model):
+    return [p.numpy().copy() for p in model.parameters()]
+
+
+class _WeightsAfterEachStep(nn.Callback):
+    """``seen[k]``: the weights after k finished steps (``seen[0]``: before fit)."""
+
+    def on_train_begin(self, logs=None):
+        self.seen = [_weights(self.model)]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append(_weights(self.model))
+
+
+def _same(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def _loss_turning(value, at_call):
+    """Cross-entropy on logits, times ``value`` (nan or inf) at its ``at_call``-th call."""
+    calls = []
+
+    def loss(out, target):  # fit gives a callable loss its targets as floats, like the outputs
+        calls.append(1)
+        result = F.cross_entropy(out, target.astype("int64"))
+        return result * value if len(calls) == at_call else result
+    return loss
+
+
+def _where(err):
+    """(epoch, step) that a non-finite error names."""
+    found = re.search(r"epoch (\d+), step (\d+)\b", str(err))
+    assert found, str(err)
+    return int(found[1]), int(found[2])
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_a_non_finite_loss_stops_fit_before_the_update(backend, value):
     x, y = _blobs(64)
-    x[37] = np.nan
+    model = _mlp(softmax=False)
+    model.compile(optim.SGD(model.parameters(), lr=0.1, momentum=0.9), _loss_turning(value, at_call=13))
+    steps = _WeightsAfterEachStep()
+    with pytest.raises(FloatingPointError) as err:  # 8 steps an epoch: call 13 is epoch 2, step 5
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[steps])
+    assert isinstance(err.value, ag.AutogradError)
+    assert _where(err.value) == (2, 5)
+    assert f"the loss is {value}" in str(err.value)
+    assert "learning rate" in str(err.value) and "ag.detect_anomaly()" in str(err.value)
+    assert _same(_weights(model), steps.seen[12])  # the weights of the last good step, untouched since
+    momentum = [s["momentum_buffer"] for s in model._trainer.optimizer.state.values()]
+    assert all(np.isfinite(m).all() for m in momentum)  # nor did the optimizer's state take the step
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_an_exploding_mse_stops_before_inf_reaches_the_weights(backend):
+    rng = np.random.default_rng(0)
+    x = (100 * rng.standard_normal((64, 2))).astype("float32")
+    target = x @ np.array([[1.0], [2.0]], dtype="float32")
+    model = nn.Sequential(nn.Linear(2, 1))
+    model.compile(optim.SGD(model.parameters(), lr=1.0), "mse")  # far too large: each step overshoots
+    steps = _WeightsAfterEachStep()
+    with pytest.raises(FloatingPointError) as err:
+        model.fit(x, target, epochs=20, batch_size=8, shuffle=False, verbose=0, callbacks=[steps])
+    epoch, step = _where(err.value)
+    bad = (epoch - 1) * 8 + step  # the step that was not taken, counted from 1
+    assert re.search(r"the loss is (inf|nan)\b", str(err.value)), str(err.value)
+    assert all(np.isfinite(w).all() for w in _weights(model))
+    assert _same(_weights(model), steps.seen[bad - 1])
+    assert all(np.isfinite(w).all() for w in steps.seen[bad - 1])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_a_non_finite_gradient_stops_fit_and_names_the_parameter():
+    x, y = _blobs(64)
+    model = _mlp(softmax=False)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    calls = []
+
+    def poison(grad):
+        calls.append(1)
+        return grad * np.inf if len(calls) == 4 else grad
+    model[3].weight.register_hook(poison)
+    steps = _WeightsAfterEachStep()
+    with pytest.raises(FloatingPointError) as err:
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[steps])
+    assert _where(err.value) == (1, 4)
+    assert "the gradient of 3.weight holds NaN or Inf" in str(err.value)
+    assert _same(_weights(model), steps.seen[3])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_on_a_gpu_the_step_is_skipped_on_the_device_and_reported_at_the_next_read(monkeypatch, optimizer):
+    """The device path (what a GPU runs), here on NumPy arrays: no read of a value per step;
+    a bad step and every step after it until the next read leave the weights as they were."""
+    from autograd_cnn.nn import guard, training
+
+    monkeypatch.setattr(guard.StepGuard, "HOST_CHECKED", ())  # NumPy is read as a GPU would be
+    monkeypatch.setattr(training, "_READ_INTERVAL", 1e9)  # no read before the end of the epoch
+    reads = []
+    real_read = guard.StepGuard.read
+    monkeypatch.setattr(guard.StepGuard, "read", lambda self, array: reads.append(1) or real_read(self, array))
+    x, y = _blobs(64)
+    model = _mlp(softmax=False)
+    model.compile(optimizer, _loss_turning(np.nan, at_call=13))
+    steps = _WeightsAfterEachStep()
+    with pytest.raises(FloatingPointError) as err:
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[steps])
+    assert _where(err.value) == (2, 5) and "the loss is nan" in str(err.value)
+    assert len(steps.seen) == 17  # the second epoch ran to its end: read there, not at each step
+    assert all(_same(w, steps.seen[12]) for w in steps.seen[12:])
+    assert _same(_weights(model), steps.seen[12])
+    assert len(reads) == 3  # the flag at the end of epoch 1; at the end of epoch 2, the flag and the details
+    state = list(model._trainer.optimizer.state.values())
+    assert all(np.isfinite(v).all() for s in state for v in s.values() if hasattr(v, "shape"))
+    if optimizer == "adam":
+        assert all(s["step"] == 12 for s in state)  # the skipped steps are not counted
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # the model trains on from there
+    assert all(np.isfinite(w).all() for w in _weights(model))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_on_a_gpu_a_bad_first_step_leaves_no_optimizer_state(monkeypatch):
+    from autograd_cnn.nn import guard
+
+    monkeypatch.setattr(guard.StepGuard, "HOST_CHECKED", ())
+    x, y = _blobs(16)
+    model = _mlp(softmax=False)
+    before = _weights(model)
+    opt = optim.Adam(model.parameters())
+    model.compile(opt, _loss_turning(np.inf, at_call=1))
+    with pytest.raises(FloatingPointError) as err:
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert _where(err.value) == (1, 1) and "weights it had before fit" in str(err.value)
+    assert _same(_weights(model), before)
+    assert all(not s for s in opt.state.values())  # as if it had never stepped
+
+
+def test_nan_inputs_are_named_before_training():
+    x, y = _blobs(64)
+    x[37, 1] = np.nan
     model = _mlp()
     model.compile("sgd", "sparse_categorical_crossentropy")
-    with pytest.raises(FloatingPointError) as err:
+    before = _weights(model)
+    with pytest.raises(ValueError, match=r"fit: x holds NaN or Inf \(the first at x\[37\]\)") as err:
         model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
-    # The CPU reads the loss every step; a GPU a few times a second, so there it names the
-    # steps between two reads (or one step, when the reads were that close).
-    found = re.search(r"NaN in epoch 1, (?:step (\d+)|between steps (\d+) and (\d+))\b", str(err.value))
-    assert found, str(err.value)
-    first, last = (found[1], found[1]) if found[1] else (found[2], found[3])
-    assert int(first) <= 5 <= int(last)
-    if ag.get_backend().name == "numpy":
-        assert found[1] == "5"
+    assert isinstance(err.value, ag.AutogradError)
+    assert _same(_weights(model), before)
+
+
+_CHILD = """
+import json, sys, time
+import numpy as np
+import autograd_cnn as ag
+from autograd_cnn import nn
+
+class Steps(nn.Callback):
+    def on_train_begin(self, logs=None):
+        self.count, self.last = 0, None
+    def on_train_batch_end(self, batch, logs=None):
+        self.count += 1
+        self.last = [p.numpy().copy() for p in self.model.parameters()]
+        if self.count == 5:
+            print("ready", flush=True)
+        time.sleep(0.01)  # slow enough that the signal lands mid-epoch
+
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal((4096, 2)).astype("float32"), rng.integers(0, 3, 4096)
+model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3))
+model.compile("adam", "sparse_categorical_crossentropy")
+steps = Steps()
+history = model.fit(x, y, epochs=1000, batch_size=8, verbose=0, callbacks=[steps])
+same = all(np.array_equal(p.numpy(), w) for p, w in zip(model.parameters(), steps.last))
+print(json.dumps({"interrupted": history.interrupted, "epochs": len(history.epoch), "steps": steps.count,
+                  "same": same}), flush=True)
+"""
+
+
+def test_ctrl_c_in_a_real_process_returns_the_history_and_the_last_step_s_weights(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, cwd=tmp_path)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        os.kill(child.pid, signal.SIGINT)  # Ctrl-C
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == 0, err[-2000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["interrupted"] and result["epochs"] == 0 and result["steps"] >= 5
+    assert result["same"]  # the weights of the last finished step
 
 
 def test_verbose_modes(capsys):
@@ -238,6 +411,11 @@ def test_verbose_modes(capsys):
     model.fit(x, y, epochs=1, batch_size=8, verbose=1)
     err = capsys.readouterr().err
     assert "Epoch 1/1" in err and "5/5" in err and "loss=" in err and "accuracy=" in err
+    # Not a terminal (a log file, a pipe): each epoch is one line, written once at its end.
+    model.fit(x, y, epochs=2, batch_size=8, verbose=1)
+    lines = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if line.strip()]
+    assert [line.split(":")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2"], lines
+    assert all("5/5" in line and "loss=" in line for line in lines)
     model.fit(x, y, epochs=2, batch_size=8, verbose=2)
     out = capsys.readouterr().out
     assert out.count("Epoch ") == 2 and " - loss: " in out

@@ -7,6 +7,7 @@ first use) and holds one instance of each; they never import it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,9 @@ ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
 
 _instances: dict[str, Backend] = {"numpy": NumpyBackend.instance()}
 _default: Backend = _instances["numpy"]
+#: What is wrong with AUTOGRAD_CNN_BACKEND, when the ``autograd-cnn`` command imported the package
+#: (its --help and info must still work, and info tells it); any other import raises instead.
+env_problem: str | None = None
 
 
 def _load_cupy() -> Backend:
@@ -116,10 +120,27 @@ def all_loaded() -> list[Backend]:
 
 
 def _init_from_env() -> None:
+    global env_problem
     value = os.environ.get(ENV_VAR)
     if value is None or value.strip() == "":
         return
-    set_backend(_resolve(value, f"{ENV_VAR}={value}"))
+    try:
+        set_backend(_resolve(value, f"{ENV_VAR}={value}"))
+    except BackendError as err:
+        if not _command_line_starting():
+            raise
+        env_problem = str(err)  # the command refuses to run anything but --help and info
+
+
+def _command_line_starting() -> bool:
+    """True while ``autograd-cnn`` or ``python -m autograd_cnn`` imports the package."""
+    if not sys.argv:
+        return False
+    if os.path.basename(sys.argv[0]).split(".")[0] in ("autograd-cnn", "autograd-cnn-script"):
+        return True
+    # Python sets argv[0] to "-m" while it finds the module that -m names; the name follows -m.
+    argv = getattr(sys, "orig_argv", [])
+    return sys.argv[0] == "-m" and "-m" in argv and argv[argv.index("-m") + 1:][:1] == ["autograd_cnn"]
 
 
 _init_from_env()

@@ -436,8 +436,10 @@ class Module:
         """Train for ``epochs`` passes over (x, y) in mini-batches; return a ``History``.
 
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
-        Ctrl-C stops after the current step and returns the History so far. A NaN loss
-        stops with an error naming the epoch and step.
+        Ctrl-C stops after the current step and returns the History so far. A loss or a
+        gradient that is NaN or Inf stops fit before that step's update (``ag.NonFiniteError``,
+        naming the epoch, the step and the value): the model keeps its last good weights.
+        Every argument is checked first; labels for the sparse loss must be class indices.
 
         Under ``mpiexec`` every process trains the model on its own part of each epoch and
         the gradients are averaged: ``batch_size`` is per process (autograd_cnn.distributed).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,12 +30,14 @@ from .. import functional as F
 from .. import optim
 from ..autograd import no_grad
 from ..backends import backend_of, get_backend
-from ..errors import ShapeError, shape_str
+from ..data import count, finite, flag, samples
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
 from ..random import host_rng
 from ..tensor import Tensor
-from .callbacks import History
+from .callbacks import Callback, History
+from .guard import StepGuard
 
-_READ_INTERVAL = 0.25  # seconds between host reads of the running loss (progress bar, NaN check)
+_READ_INTERVAL = 0.25  # seconds between host reads of the running loss (progress bar; a GPU's guard)
 # With several processes on GPUs the reads are a collective: every process must read at the same
 # steps, so they read every this many steps rather than by the clock.
 _STEPS_BETWEEN_READS = 16
@@ -59,11 +62,15 @@ class Trainer:
     def compile(self, optimizer: Any = "rmsprop", loss: Any = "sparse_categorical_crossentropy",
                 metrics: list | None = None, from_logits: bool | None = None) -> None:
         """Check the choices, then keep them (all or none); see ``Module.compile``."""
-        optimizer = _make_optimizer(optimizer, self.model)
-        loss = CompiledLoss(loss, self.model, from_logits)
+        if from_logits is not None and not isinstance(from_logits, (bool, np.bool_)):
+            raise ArgumentTypeError(f"compile: from_logits must be True, False or None, got {from_logits!r}")
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise ArgumentTypeError(f"compile: metrics must be a list such as ['accuracy'], got {metrics!r}")
         for m in metrics or []:
             if m not in ("accuracy", "acc"):
-                raise ValueError(f"compile: unknown metric {m!r}; the one metric is 'accuracy'")
+                raise ArgumentError(f"compile: unknown metric {m!r}; the one metric is 'accuracy'")
+        optimizer = _make_optimizer(optimizer, self.model)
+        loss = CompiledLoss(loss, self.model, from_logits)
         self.optimizer, self.loss, self.metrics = optimizer, loss, ["accuracy"] if metrics else []
         self.model.stop_training = False  # Keras's flag: callbacks set it to end fit early
 
@@ -76,20 +83,25 @@ class Trainer:
             shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> History:
         """Train and return the History; see ``Module.fit``."""
         self._check_compiled("fit")
+        epochs = count("fit", "epochs", epochs)
+        shuffle = flag("fit", "shuffle", shuffle)
+        verbose = _verbosity("fit", verbose)
+        callbacks = _callbacks("fit", callbacks)
         model = self.model
         world = _world()
         verbose = verbose if world.rank == 0 else 0  # one progress bar for the job: rank 0's
         data = self._data(x, y, batch_size, "fit", world, training=True)
-        val = self._data(validation_data[0], validation_data[1], batch_size, "fit (validation_data)", world) \
+        val = self._data(*_pair("fit", validation_data), batch_size, "fit (validation_data)", world) \
             if validation_data is not None else None
         history = History()
-        callbacks = [history] + list(callbacks or [])
+        callbacks = [history] + callbacks
         for cb in callbacks:
             cb.set_model(model)
         was_training = model.training
         model.stop_training = False
         model.train()
         replicas = _replicate(model, world)
+        guard = StepGuard(self.optimizer, model, data.backend, world.size)
         for cb in callbacks:
             cb.on_train_begin({})
         try:
@@ -97,7 +109,7 @@ class Trainer:
                 for epoch in range(epochs):
                     for cb in callbacks:
                         cb.on_epoch_begin(epoch, {})
-                    logs = self._fit_epoch(data, epoch, epochs, shuffle, verbose, callbacks, interrupt, val)
+                    logs = self._fit_epoch(data, epoch, epochs, shuffle, verbose, callbacks, interrupt, val, guard)
                     for cb in callbacks:
                         cb.on_epoch_end(epoch, logs)
                     if model.stop_training:
@@ -116,9 +128,9 @@ class Trainer:
         return history
 
     def _fit_epoch(self, data: _Data, epoch: int, epochs: int, shuffle: bool, verbose: int,
-                   callbacks: list, interrupt: _DeferredInterrupt, val: _Data | None) -> dict:
+                   callbacks: list, interrupt: _DeferredInterrupt, val: _Data | None, guard: StepGuard) -> dict:
         bar = _progress(data.steps, f"Epoch {epoch + 1}/{epochs}", verbose == 1)
-        sums = _RunningSums(data.backend, "fit", epoch, self.metrics, data.world)
+        sums = _RunningSums(data.backend, "fit", self.metrics, data.world)
         start = time.perf_counter()
         try:
             with self.loss.watching():
@@ -126,20 +138,23 @@ class Trainer:
                     self.optimizer.zero_grad()
                     out = self.model(xb)
                     loss = self.loss(out, yb)
-                    loss.backward()
-                    self.optimizer.step()
+                    guard.backward(loss)
+                    guard.step(loss, epoch, step)  # no update when the loss or a gradient is not finite
                     sums.add(loss, out, yb)
                     for cb in callbacks:
                         cb.on_train_batch_end(step, {"batch": step, "size": len(xb)})
                     if sums.due(step):
-                        logs = sums.read(step, interrupted=interrupt.requested)
+                        guard.report()  # a GPU's skipped step is told here, where fit reads anyway
+                        logs = sums.read(interrupted=interrupt.requested)
                         if bar is not None:
                             bar.set_postfix_str(_format(logs), refresh=False)
                     if bar is not None:
                         bar.update(1)
                     if sums.stop(interrupt.requested):
+                        guard.report()
                         raise KeyboardInterrupt
-            logs = sums.read(data.steps - 1)
+            guard.report()
+            logs = sums.read()
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_data(val).items()})
             if bar is not None:
@@ -155,6 +170,7 @@ class Trainer:
     def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
         """(loss, accuracy), or the loss alone; see ``Module.evaluate``."""
         self._check_compiled("evaluate")
+        verbose = _verbosity("evaluate", verbose)
         world = _world()
         verbose = verbose if world.rank == 0 else 0
         logs = self._evaluate_data(self._data(x, y, batch_size, "evaluate", world), verbose == 1)
@@ -164,14 +180,14 @@ class Trainer:
 
     def _evaluate_data(self, data: _Data, bar: bool = False) -> dict:
         progress = _progress(data.steps, "Evaluate", bar)
-        sums = _RunningSums(data.backend, "evaluate", None, self.metrics, data.world)
+        sums = _RunningSums(data.backend, "evaluate", self.metrics, data.world)
         with self.model.switched_mode(training=False), no_grad(), self.loss.watching():
             for xb, yb in data.batches(False):
                 out = self.model(xb)
                 sums.add(self.loss(out, yb), out, yb)
                 if progress is not None:
                     progress.update(1)
-        logs = sums.read(data.steps - 1, check=False)
+        logs = sums.read()
         if progress is not None:
             progress.set_postfix_str(_format(logs), refresh=True)
             progress.close()
@@ -179,6 +195,7 @@ class Trainer:
 
     def predict(self, x: Any, batch_size: int = 128, verbose: int = 0) -> np.ndarray:
         """The outputs as NumPy, probabilities for classifiers; see ``Module.predict``."""
+        verbose = _verbosity("predict", verbose)
         world = _world()
         data = self._data(x, None, batch_size, "predict", world)
         softmax = self.loss is not None and self.loss.reads == "logits"
@@ -199,6 +216,38 @@ class Trainer:
         return _Data(self.model, x, y, batch_size, op, sparse, world, training)
 
 
+def _verbosity(op: str, verbose: Any) -> int:
+    """0 silent, 1 progress bars, 2 a line per epoch; True and False mean 1 and 0, as in Keras."""
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    if not isinstance(verbose, (int, np.integer)):
+        raise ArgumentTypeError(f"{op}: verbose must be 0, 1 or 2 (or True, False), got {verbose!r}")
+    if verbose not in (0, 1, 2):
+        raise ArgumentError(f"{op}: verbose must be 0, 1 or 2 (or True, False), got {verbose!r}")
+    return int(verbose)
+
+
+def _callbacks(op: str, callbacks: Any) -> list:
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise ArgumentTypeError(f"{op}: callbacks must be a list of nn.Callback objects, got "
+                                f"{type(callbacks).__name__}")
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise ArgumentTypeError(f"{op}: callbacks[{i}] must be an nn.Callback (subclass it and override "
+                                    f"the hooks you need), got {type(cb).__name__}")
+    return list(callbacks)
+
+
+def _pair(op: str, validation_data: Any) -> tuple:
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        what = f"a {type(validation_data).__name__} of {len(validation_data)}" \
+            if isinstance(validation_data, (tuple, list)) else repr(validation_data)
+        raise ArgumentTypeError(f"{op}: validation_data must be a pair (x, y), got {what}")
+    return tuple(validation_data)
+
+
 class CompiledLoss:
     """The loss compile chose, holding its one decision: what it reads from the model.
 
@@ -214,9 +263,12 @@ class CompiledLoss:
             self.kind = "callable"
         elif isinstance(loss, str) and loss.lower() in _LOSSES:
             self.kind = _LOSSES[loss.lower()]
+        elif isinstance(loss, str):
+            raise ArgumentError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a "
+                                "callable loss(output, target)")
         else:
-            raise ValueError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a "
-                             "callable loss(output, target)")
+            raise ArgumentTypeError(f"compile: loss must be one of {sorted(_LOSSES)} or a callable "
+                                    f"loss(output, target), got {loss!r}")
         self.fn = loss
         classifies = self.kind in ("sparse", "categorical")
         softmax = _final_softmax(model) if classifies else None
@@ -290,8 +342,8 @@ def _replicate(model: Any, world: Any) -> Any:
 def _make_optimizer(optimizer: Any, model: Any) -> Any:
     if not isinstance(optimizer, str):
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
-            raise TypeError(f"compile: optimizer must be a name {_OPTIMIZERS} or an optimizer object "
-                            f"with step() and zero_grad(), got {type(optimizer).__name__}")
+            raise ArgumentTypeError(f"compile: optimizer must be a name {_OPTIMIZERS} or an optimizer object "
+                                    f"with step() and zero_grad(), got {type(optimizer).__name__}")
         return optimizer
     classes = {"rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW,
                "adadelta": optim.Adadelta}
@@ -299,7 +351,7 @@ def _make_optimizer(optimizer: Any, model: Any) -> Any:
     if name == "sgd":
         return optim.SGD(model.parameters(), lr=0.01)  # Keras's default learning rate
     if name not in classes:
-        raise ValueError(f"compile: unknown optimizer {optimizer!r}; use one of {_OPTIMIZERS} or an object")
+        raise ArgumentError(f"compile: unknown optimizer {optimizer!r}; use one of {_OPTIMIZERS} or an object")
     return classes[name](model.parameters())
 
 
@@ -328,10 +380,9 @@ class _Data:
         param = next(iter(model.parameters()), None)
         self.backend = param.backend_object if param is not None else get_backend()
         self.dtype = param.dtype if param is not None else np.dtype("float32")
-        self.x, self.x_backend = _source(x)
-        self.y, self.y_backend = _source(y) if y is not None else (None, None)
-        if batch_size < 1:
-            raise ValueError(f"{op}: batch_size must be a positive integer, got {batch_size}")
+        batch_size = count(op, "batch_size", batch_size)
+        self.x, self.x_backend = _source(op, "x", x)
+        self.y, self.y_backend = _source(op, "y", y, sparse) if y is not None else (None, None)
         n = len(self.x)
         if self.y is not None and len(self.y) != n:
             raise ShapeError(f"{op}: x and y must hold the same number of samples, got x "
@@ -389,13 +440,15 @@ class _Data:
         return Tensor(batch, self.backend)
 
 
-def _source(data: Any) -> tuple[Any, Any]:
-    """(array, its backend) for a Tensor; (NumPy array, None) for anything else."""
-    if isinstance(data, Tensor):
-        return data.data, data.backend_object
-    if hasattr(data, "__cuda_array_interface__"):
-        return data, backend_of(data)
-    return np.asarray(data), None
+def _source(op: str, name: str, data: Any, labels: bool = False) -> tuple[Any, Any]:
+    """(array, its backend) for a tensor or a CuPy array; (NumPy array, None) for anything else.
+    Checked first: numbers with a first axis of samples, finite, and class indices for ``labels``."""
+    array = samples(op, name, data, labels)
+    if name == "x" and array.ndim < 2:  # a layer would take (N,) as one sample of N numbers
+        raise ArgumentError(f"{op}: x must have a first axis of samples and at least one more, got shape "
+                            f"{shape_str(array.shape)}; for one number per sample use x.reshape(-1, 1)")
+    finite(op, name, array)
+    return array, None if isinstance(array, np.ndarray) else backend_of(array)
 
 
 class _RunningSums:
@@ -405,16 +458,14 @@ class _RunningSums:
     figures, the NaN check and a Ctrl-C seen by any process are the same on all of them.
     """
 
-    def __init__(self, backend: Any, op: str, epoch: int | None, metrics: list[str], world: Any) -> None:
-        self.backend, self.op, self.epoch, self.world = backend, op, epoch, world
+    def __init__(self, backend: Any, op: str, metrics: list[str], world: Any) -> None:
+        self.backend, self.op, self.world = backend, op, world
         self.loss_sum = self.correct = 0.0
         self.count = 0
         self.accuracy = "accuracy" in metrics
-        # The CPU pays nothing to read a number: check every step there, so a NaN is
-        # pinned to its exact step.
-        self.every_step = backend.name == "numpy"
+        # The CPU pays nothing to read a number: read every step there (the progress bar, Ctrl-C).
+        self.every_step = backend.name in StepGuard.HOST_CHECKED
         self.last_read_time = time.perf_counter()
-        self.last_read_step = -1
         self.interrupted = False  # a Ctrl-C that some process had seen at the last read
 
     def add(self, loss: Tensor, out: Tensor, yb: Tensor) -> None:
@@ -435,23 +486,17 @@ class _RunningSums:
         """Whether Ctrl-C stops fit now: at once alone; together, once a read has told every process."""
         return requested if self.world.size == 1 else self.interrupted
 
-    def read(self, step: int, check: bool = True, interrupted: bool = False) -> dict:
-        """The averages so far as Python floats; raises if the loss turned NaN."""
+    def read(self, interrupted: bool = False) -> dict:
+        """The averages so far as Python floats (a step that was not finite never gets here: fit's
+        StepGuard stops before it)."""
         loss_sum, correct, count = float(self.loss_sum), float(self.correct), float(self.count)
         if self.world.size > 1:
             totals = np.array([loss_sum, correct, count, float(interrupted)])
             self.world.wait([self.world.start_all_reduce(totals, "sum", self.op, "the running loss and metrics")])
             loss_sum, correct, count = totals[:3]
             self.interrupted = bool(totals[3])
-        loss = loss_sum / max(count, 1)
-        if check and math.isnan(loss):
-            first = self.last_read_step + 2
-            where = f"step {step + 1}" if first >= step + 1 else f"between steps {first} and {step + 1}"
-            raise FloatingPointError(
-                f"{self.op}: the loss became NaN in epoch {self.epoch + 1}, {where}. Lower the "
-                "learning rate, scale the inputs (e.g. to [0, 1]) and check them for NaN or inf")
-        self.last_read_time, self.last_read_step = time.perf_counter(), step
-        logs = {"loss": loss}
+        self.last_read_time = time.perf_counter()
+        logs = {"loss": loss_sum / max(count, 1)}
         if self.accuracy:
             logs["accuracy"] = correct / max(count, 1)
         return logs
@@ -472,11 +517,41 @@ def _format(logs: dict, sep: str = ", ", eq: str = "=") -> str:
 
 
 def _progress(total: int, desc: str, show: bool) -> Any:
+    """tqdm's bar on a terminal or in a notebook; one line at the end elsewhere (a log file, a pipe),
+    where each redraw of the bar would be a line of its own."""
     if not show:
         return None
+    if not (sys.stderr.isatty() or _in_notebook()):
+        return _LineAtTheEnd(total, desc)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=_READ_INTERVAL)
+
+
+def _in_notebook() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"  # Jupyter's kernel: tqdm draws a widget
+
+
+class _LineAtTheEnd:
+    """The part of tqdm's interface fit uses, writing one line to stderr when closed:
+    ``Epoch 1/5: 32/32 steps, 1.2s, loss=0.6931, accuracy=0.7500``."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
+        self.start = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.postfix = text
+
+    def close(self) -> None:
+        seconds = time.perf_counter() - self.start
+        tail = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.n}/{self.total} steps, {seconds:.1f}s{tail}", file=sys.stderr, flush=True)
 
 
 class _DeferredInterrupt:

@@ -144,8 +144,11 @@ def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: f
         q.name = f"{target_t.name} (one-hot)" if target_t.name else None  # the pictures show the user's name
     else:
         if target_t.shape != logits.shape:
+            labels = target_t.shape == z.shape[:-1]  # shaped as class indices, but floats: a likely slip
             raise ShapeError(f"cross_entropy: probability targets must have the logits' shape "
-                             f"{shape_str(logits.shape)}, got {shape_str(target_t.shape)}")
+                             f"{shape_str(logits.shape)}, got {shape_str(target_t.shape)}" + (
+                                 f"; the target holds {target_t.dtype} values shaped as class indices: for "
+                                 "labels give integer class indices, e.g. target.astype('int64')" if labels else ""))
         q = _classes_last("cross_entropy", target_t)
         if label_smoothing:
             q = q * (1 - label_smoothing) + label_smoothing / classes
