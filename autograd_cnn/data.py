@@ -24,6 +24,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,7 @@ def _read_bytes(path: Path) -> bytes:
         return raw
     try:
         return gzip.decompress(raw)
-    except (OSError, EOFError) as e:  # a cut-off download ends mid-stream
+    except (OSError, EOFError, zlib.error) as e:  # a cut-off or damaged download
         raise DataError(f"read_idx: {path} is a damaged gzip file ({e}); delete it and download it again") from e
 
 
