@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .errors import ArgumentError, ArgumentTypeError, AutogradError, ShapeError
 
 DATA_ENV = "AUTOGRAD_CNN_DATA"
@@ -422,12 +423,12 @@ class DataLoader:
         if self.y is not None and len(self.y) != len(self.x):
             raise ShapeError(f"DataLoader: x has {len(self.x)} rows but y has {len(self.y)}; "
                              "they must pair up one to one")
-        self.batch_size = count("DataLoader", "batch_size", batch_size)
-        self.shuffle = flag("DataLoader", "shuffle", shuffle)
-        self.drop_last = flag("DataLoader", "drop_last", drop_last)
-        self.shard = flag("DataLoader", "shard", shard)
-        if seed is not None and not (_is_int(seed) and seed >= 0):
-            kind = ArgumentError if _is_int(seed) else ArgumentTypeError
+        self.batch_size = checks.integer("DataLoader", "batch_size", batch_size, minimum=1)
+        self.shuffle = checks.flag("DataLoader", "shuffle", shuffle)
+        self.drop_last = checks.flag("DataLoader", "drop_last", drop_last)
+        self.shard = checks.flag("DataLoader", "shard", shard)
+        if seed is not None and not (checks.is_int(seed) and seed >= 0):
+            kind = ArgumentError if checks.is_int(seed) else ArgumentTypeError
             raise kind(f"DataLoader: seed must be None or an int >= 0, got {seed!r}")
         self._rng = np.random.default_rng(seed) if seed is not None else None
 
@@ -495,27 +496,6 @@ def _host_array(a: Any) -> np.ndarray:
 
 _NOT_NUMBERS = {"U": "strings", "S": "bytes", "O": "objects", "c": "complex numbers", "M": "dates",
                 "m": "time spans", "V": "records"}
-
-
-def _is_int(value: Any) -> bool:
-    """An integer (Python's or NumPy's), not a bool: ``batch_size=True`` is a mistake, not 1."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def count(where: str, name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int of at least ``minimum`` (a batch size, a number of epochs)."""
-    if not _is_int(value):
-        raise ArgumentTypeError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ArgumentError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def flag(where: str, name: str, value: Any) -> bool:
-    """``value`` as a bool; only True or False (``shuffle=1`` reads as a mistake, not as True)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ArgumentTypeError(f"{where}: {name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def samples(where: str, name: str, value: Any, labels: bool = False) -> Any:

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks, optim
 from .. import functional as F
-from .. import optim
 from ..autograd import no_grad
 from ..backends import backend_of, get_backend
-from ..data import count, finite, flag, samples
+from ..data import finite, samples
 from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
 from ..random import host_rng
 from ..tensor import Tensor
@@ -83,8 +83,8 @@ class Trainer:
             shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> History:
         """Train and return the History; see ``Module.fit``."""
         self._check_compiled("fit")
-        epochs = count("fit", "epochs", epochs)
-        shuffle = flag("fit", "shuffle", shuffle)
+        epochs = checks.integer("fit", "epochs", epochs, minimum=1)
+        shuffle = checks.flag("fit", "shuffle", shuffle)
         verbose = _verbosity("fit", verbose)
         callbacks = _callbacks("fit", callbacks)
         model = self.model
@@ -380,7 +380,7 @@ class _Data:
         param = next(iter(model.parameters()), None)
         self.backend = param.backend_object if param is not None else get_backend()
         self.dtype = param.dtype if param is not None else np.dtype("float32")
-        batch_size = count(op, "batch_size", batch_size)
+        batch_size = checks.integer(op, "batch_size", batch_size, minimum=1)
         self.x, self.x_backend = _source(op, "x", x)
         self.y, self.y_backend = _source(op, "y", y, sparse) if y is not None else (None, None)
         n = len(self.x)
