@@ -322,11 +322,11 @@ class Context:
         values (a mask, an index, the output's array when no ``output`` is given) as they are."""
         sources = []
         for value in self._saved:
-            if output is not None and value is output.data:
+            if output is not None and value is output._data:
                 value = output
             else:
                 for t in self.inputs:
-                    if value is t.data:
+                    if value is t._data:
                         value = t
                         break
             sources.append(value)
@@ -369,14 +369,16 @@ class ReleasedTensor:
 
     def __init__(self, tensor: Any) -> None:
         self.grad_fn = tensor.grad_fn
-        self.shape = tensor.data.shape
-        self.dtype = tensor.data.dtype
+        self.shape = tensor._data.shape
+        self.dtype = tensor._data.dtype
 
     @property
     def data(self) -> ReleasedTensor:
         """Its shape and dtype alone: what a second backward through a node that saved
         nothing (an Add) checks gradients against; a node that saved values says they are freed."""
         return self
+
+    _data = data  # the engine reads a tensor's array by this name on its hot paths
 
     @property
     def size(self) -> int:
@@ -864,8 +866,8 @@ def _step(node: Context, grad: Any) -> tuple:
                          f"for {len(inputs)} inputs")
     for t, g in zip(inputs, input_grads):
         # Most gradients arrive ready: None, or a tensor of their input's shape and dtype.
-        if g is not None and (not t.requires_grad or type(g) is not Tensor or g.data.shape != t.data.shape
-                              or g.data.dtype is not t.data.dtype):
+        if g is not None and (not t.requires_grad or type(g) is not Tensor or g._data.shape != t._data.shape
+                              or g._data.dtype is not t._data.dtype):
             # The rare case: un-broadcast, a dtype or type to fix, or an input with no gradient.
             input_grads = tuple([_fit_grad(node, i, t, g) if g is not None and t.requires_grad else None
                                  for i, (t, g) in enumerate(zip(inputs, input_grads))])
@@ -915,8 +917,8 @@ def _deliver(t: Any, g: Any, wanted: dict | None, found: list) -> None:
     if not _grad_enabled:
         if g.requires_grad:
             g = g.detach()  # the caller's own grad= tensor passed straight through
-        if t.grad is None and _is_view_to_copy(g.data):
-            g = Tensor(g.data.copy(), g._backend)
+        if t.grad is None and _is_view_to_copy(g._data):
+            g = Tensor(g._data.copy(), g._backend)
     t.grad = _accumulate(t.grad, g)
     if t._post_hooks:
         for hook in list(t._post_hooks):
