@@ -79,7 +79,7 @@ class MpiLink:
         elif self.owns_finalize:
             self.MPI.Finalize()
 
-    def library_version(self) -> str:
+    def version_line(self) -> str:
         """The MPI library's own name and version (its first line)."""
         return self.MPI.Get_library_version().strip().splitlines()[0]
 

