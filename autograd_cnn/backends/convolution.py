@@ -206,18 +206,29 @@ class ConvolutionKernels(Backend):
         w_offsets = self.xp.ascontiguousarray(
             weight.reshape(groups, o // groups, cg, kh, kw).transpose(3, 4, 0, 1, 2))
 
+        windows = [window_slice(i, j, stride, dilation, (oh, ow)) for i in range(kh) for j in range(kw)]
+        # At stride 1 the first offset's windows cover the image but its last rows and columns:
+        # the first product is written there, and only the rest needs zeros.
+        first_writes = tuple(stride) == (1, 1)
+
         def grad_part(part: slice) -> None:
             image, count = out[part], part.stop - part.start
-            image[...] = 0
+            if first_writes:
+                image[:, oh:] = 0
+                image[:, :oh, ow:] = 0
+            else:
+                image[...] = 0
             rows = g_rows[..., self._rows_of(part, oh * ow), :]
             share = self.xp.empty((count * oh * ow, c), dtype=gy.dtype) if groups == 1 else None
-            for i in range(kh):
-                for j in range(kw):
-                    if groups == 1:
-                        self.xp.dot(rows, w_offsets[i, j, 0], out=share)  # one buffer for every offset
-                    else:
-                        share = self.xp.matmul(rows, w_offsets[i, j]).transpose(1, 0, 2).reshape(-1, c)
-                    image[window_slice(i, j, stride, dilation, (oh, ow))] += share.reshape(count, oh, ow, c)
+            for k, window in enumerate(windows):
+                if groups == 1:
+                    self.xp.dot(rows, w_offsets[k // kw, k % kw, 0], out=share)  # one buffer for every offset
+                else:
+                    share = self.xp.matmul(rows, w_offsets[k // kw, k % kw]).transpose(1, 0, 2).reshape(-1, c)
+                if k == 0 and first_writes:
+                    image[window] = share.reshape(count, oh, ow, c)
+                else:
+                    image[window] += share.reshape(count, oh, ow, c)
 
         per_image = (out.shape[1] * out.shape[2] * c + oh * ow * (o + c)) * gy.itemsize
         self.run_parts(grad_part, self.batch_parts(n, per_image))
