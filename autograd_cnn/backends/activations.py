@@ -14,6 +14,8 @@ class ActivationKernels(Backend):
 
     def relu_with_mask(self, x: Any) -> tuple:
         """max(x, 0) and the mask x > 0 (what ReLU's backward keeps), in x's memory layout."""
+        if x.nbytes < self.min_parallel_bytes:  # one part: no bookkeeping of parts for a small array
+            return self.xp.maximum(x, 0), x > 0
         y, positive = self.xp.empty_like(x), self.xp.empty_like(x, dtype=bool)
 
         def relu_part(part: slice) -> None:
@@ -26,6 +28,8 @@ class ActivationKernels(Backend):
     def relu_grad(self, gy: Any, positive: Any) -> Any:
         """ReLU's backward: gy times the mask, in the mask's memory layout (a conv's, channels-last)."""
         gx = self.xp.empty_like(positive, dtype=gy.dtype)
+        if gx.nbytes < self.min_parallel_bytes:
+            return self.xp.multiply(gy, positive, out=gx)
         self.run_parts(lambda part: self.xp.multiply(gy[part], positive[part], out=gx[part]),
                        self._leading_parts(gx, 2 * gy.itemsize + 1))
         return gx
