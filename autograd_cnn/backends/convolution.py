@@ -156,7 +156,7 @@ class ConvolutionKernels(Backend):
             out = y[part].reshape(-1, o)  # a view: the product lands in y
             if one_channel:
                 planes = self._offset_planes(x[part], *window, ones_row=bias is not None)
-                self.xp.dot(planes.T, w_t, out=out)
+                self.xp.matmul(planes.T, w_t, out=out)  # a large output: matmul lets go of the GIL too
                 return
             self.xp.dot(self.im2col_rows(x[part], *window), w_t, out=out)
             if bias is not None:
