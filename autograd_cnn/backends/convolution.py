@@ -38,7 +38,9 @@ class ConvolutionKernels(Backend):
     On the CPU each kernel runs over parts of the batch (``batch_parts``, ``run_parts``): a part's
     im2col rows are about ``part_bytes``, so a conv never holds a whole batch's matrix (18 MiB for
     the lecture CNN's second conv at batch 128), and the parts run on the backend's threads. A
-    GPU takes the batch as one part.
+    GPU takes the batch as one part. The products call ``xp.dot`` rather than ``matmul``: NumPy's
+    matmul keeps the GIL through a product with a small output (a one-channel conv's weight
+    gradient, a column sum), and the threads' products would take turns.
     """
 
     def im2col(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
@@ -91,10 +93,6 @@ class ConvolutionKernels(Backend):
     def _rows_of(part: slice, rows_per_image: int) -> slice:
         """The GEMM rows (N * OH * OW of them) of the images in ``part``."""
         return slice(part.start * rows_per_image, part.stop * rows_per_image)
-
-    # The products below call xp.dot, not matmul: NumPy's matmul keeps the GIL through a product
-    # whose output is small (a weight gradient of a one-channel conv, a column sum), so two
-    # threads' products would take turns; dot lets go of it for every BLAS call.
 
     def _summed(self, shares: list) -> Any:
         """The parts' shares added up, in the parts' order (the same sum on every run)."""
