@@ -430,3 +430,17 @@ def test_reduction_names_are_checked():
         F.cross_entropy(_t(2, 3), ag.tensor([0, 1]), reduction="avg")
     with pytest.raises(ValueError, match="gelu: approximate must be"):
         F.gelu(_t(2), approximate="fast")
+
+
+@pytest.mark.parametrize("shapes", [((8, 5), (5, 3)), ((3, 5), (5, 8))], ids=["rows", "columns"])
+def test_matmul_kernel_shares_a_product_long_in_arithmetic(backend, monkeypatch, shapes):
+    """A product small in memory but over min_parallel_macs multiply-adds runs in one part per thread."""
+    cpu = ag.get_backend()
+    monkeypatch.setattr(type(cpu), "min_parallel_macs", 1)
+    seen = []
+    run_parts = cpu.run_parts
+    monkeypatch.setattr(cpu, "run_parts", lambda fn, parts: seen.append(len(parts)) or run_parts(fn, parts))
+    rng = np.random.default_rng(4)
+    a, b = (rng.standard_normal(shape) for shape in shapes)
+    np.testing.assert_allclose((ag.tensor(a) @ ag.tensor(b)).numpy(), a @ b, rtol=1e-12, atol=1e-12)
+    assert seen == [1 if cpu.launch_bound else min(cpu.threads, 8)]
