@@ -73,31 +73,40 @@ class BlasThreads:
 
 
 class _Job:
-    """One call of ``Workers.run``: the parts, the next part to take, and the results."""
+    """One call of ``Workers.run``: the parts, the next one to take, the results, and how many are
+    being computed. The caller waits only for parts that a helper has taken: a helper that wakes
+    after the last part was taken finds nothing to do, and nobody waits for it."""
 
     def __init__(self, fn: Callable[[Any], Any], parts: Sequence[Any]) -> None:
         self.fn, self.parts = fn, parts
         self.results: list = [None] * len(parts)
         self.next = 0
-        self.lock = threading.Lock()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()  # one None per helper that has finished
+        self.running = 0  # parts taken and not finished
+        self.idle = threading.Condition()  # notified when running drops to 0
         self.error: BaseException | None = None
-
-    def take(self) -> int:
-        with self.lock:
-            index, self.next = self.next, self.next + 1
-        return index
 
     def work(self) -> None:
         """Take parts until none is left (or one has failed)."""
-        while self.error is None:
-            index = self.take()
-            if index >= len(self.parts):
-                return
+        while True:
+            with self.idle:
+                if self.error is not None or self.next >= len(self.parts):
+                    return
+                index, self.next, self.running = self.next, self.next + 1, self.running + 1
             try:
-                self.results[index] = self.fn(self.parts[index])
+                result = self.fn(self.parts[index])
             except BaseException as err:  # handed to the caller, which raises it
-                self.error = err
+                result, self.error = None, err
+            with self.idle:
+                self.results[index], self.running = result, self.running - 1
+                if self.running == 0:
+                    self.idle.notify_all()
+
+    def wait(self) -> None:
+        """Until no part is being computed (the caller has taken every part left, or stopped)."""
+        with self.idle:
+            while self.running:
+                self.idle.wait()
+            self.fn, self.parts = None, ()  # a helper that wakes late finds no part, holds no array
 
 
 class Workers:
@@ -124,9 +133,7 @@ class Workers:
     def _serve(self, tasks: queue.SimpleQueue) -> None:
         self._inside.busy = True
         while True:
-            job = tasks.get()
-            job.work()
-            job.done.put(None)
+            tasks.get().work()
 
     def run(self, fn: Callable[[Any], Any], parts: Sequence[Any], count: int | None = None) -> list:
         """``[fn(part) for part in parts]``, computed on up to ``count`` threads (default: all)."""
@@ -142,8 +149,7 @@ class Workers:
             job.work()
         finally:
             self._inside.busy = False
-            for _ in range(helpers):  # every helper lets go of the job before the caller goes on
-                job.done.get()
+            job.wait()  # the parts that helpers took are finished before the caller goes on
         if job.error is not None:
             raise job.error
         return job.results
