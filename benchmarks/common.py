@@ -75,6 +75,22 @@ def paired_median_times(ours: Callable[[], Any], theirs: Callable[[], Any] | Non
     return medians[0], (medians[1] if theirs is not None else None)
 
 
+def gemm_peak(n: int = 2048, repeat: int = 7) -> float:
+    """NumPy's float32 GEMM speed on an n x n product (GFLOP/s, the best of ``repeat``): BLAS at
+    its own thread count, the machine's practical limit for the arithmetic of a step."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def machine() -> str:
     """One line naming the machine, Python, NumPy, BLAS and the OpenBLAS variables."""
     cpu = platform.processor() or platform.machine()

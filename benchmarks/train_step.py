@@ -8,6 +8,10 @@ torch.optim.RMSprop). float32, MNIST-shaped batches.
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/train_step.py
     python benchmarks/train_step.py --backend cupy       # against PyTorch CUDA where present
 
+``--kernels STEPS`` adds where our step's time goes, op by op (wall and process CPU time per
+step, and the GFLOP/s of each product), and the step's arithmetic against NumPy's GEMM peak
+measured in the same run.
+
 Peak memory: each framework runs the step in its own subprocess; after the imports and the
 data the peak resident size (VmHWM, the kernel's ru_maxrss) is reset to the current size
 through /proc/self/clear_refs, and the figure is the peak after three steps minus that
@@ -23,11 +27,13 @@ import os
 import statistics
 import subprocess
 import sys
+import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import limit_threads, machine, paired_median_times, report, torch_or_none
+from common import gemm_peak, limit_threads, machine, paired_median_times, report, torch_or_none
 
 LR, ALPHA, EPS = 1e-3, 0.9, 1e-7
 SHAPES = {"w1": (32, 1, 3, 3), "b1": (32,), "w2": (64, 32, 3, 3), "b2": (64,),
@@ -148,6 +154,79 @@ def profile(step: Callable[[], Any], sync: Callable[[], None], backend: str, ste
         print(benchmark(step, n_repeat=steps, n_warmup=3))
 
 
+def step_flops(batch_size: int) -> dict:
+    """Multiply-adds x 2 of each product in one step, by (op, its first input's shape): the convs'
+    forward, input gradient (none for the first: the images need none) and weight gradient, and
+    the Linear layer's three products."""
+    flops, hw, channels = {}, 28, 1
+    for out_channels in (32, 64, 128):
+        out_hw = hw - 2
+        per_product = 2 * batch_size * out_hw * out_hw * 9 * channels * out_channels
+        flops[("Conv2d", (batch_size, channels, hw, hw))] = per_product
+        flops[("Conv2dGradWeight", (batch_size, channels, hw, hw))] = per_product
+        if channels > 1:
+            flops[("ConvTranspose2d", (batch_size, out_channels, out_hw, out_hw))] = per_product
+        hw, channels = (out_hw // 2 if out_channels < 128 else out_hw), out_channels
+    linear = 2 * batch_size * 1152 * 10
+    flops.update({("Linear", (batch_size, 1152)): linear, ("MatMul", (batch_size, 10)): linear,
+                  ("MatMul", (10, batch_size)): linear})
+    return flops
+
+
+def kernel_breakdown(step: Callable[[], Any], steps: int, batch_size: int, theirs: float | None) -> None:
+    """Time every op's forward (the kernels; backward runs ops too) over ``steps`` steps, wall and
+    process CPU time, and set the step's arithmetic against NumPy's GEMM peak."""
+    from autograd_cnn.autograd import Function
+
+    wall: dict = defaultdict(float)
+    cpu: dict = defaultdict(float)
+
+    def timed(cls: type, forward: Callable) -> Callable:
+        def run(ctx: Any, *args: Any, **params: Any) -> Any:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            out = forward(ctx, *args, **params)
+            key = (cls.__name__, tuple(args[0].shape))
+            wall[key] += time.perf_counter() - start
+            cpu[key] += time.process_time() - start_cpu
+            return out
+        return staticmethod(run)
+
+    originals, todo = {}, list(Function.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if "forward" in vars(cls):
+            originals[cls] = vars(cls)["forward"]
+            cls.forward = timed(cls, originals[cls].__func__)
+    try:
+        times, cpu_start = [], time.process_time()
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        step_cpu = (time.process_time() - cpu_start) / steps
+    finally:
+        for cls, forward in originals.items():
+            cls.forward = forward
+    flops, per_step = step_flops(batch_size), statistics.median(times)
+    print(f"\n### Where the step goes ({steps} steps; ms per step, wall and process CPU)\n")
+    print("| op | first input | wall | CPU | GFLOP/s |\n| --- | --- | ---: | ---: | ---: |")
+    for key in sorted(wall, key=lambda k: -wall[k]):
+        if wall[key] / steps < 50e-6:  # under 0.05 ms a step
+            continue
+        rate = f"{flops[key] / (wall[key] / steps) / 1e9:.0f}" if key in flops else ""
+        print(f"| {key[0]} | {key[1]} | {wall[key] / steps * 1e3:.2f} | {cpu[key] / steps * 1e3:.2f} | {rate} |")
+    ops, mean = sum(wall.values()) / steps, statistics.mean(times)
+    print(f"\nstep: median {per_step * 1e3:.2f} ms (mean {mean * 1e3:.2f}, CPU {step_cpu * 1e3:.2f}); "
+          f"ops {ops * 1e3:.2f} ms, engine and optimizer {(mean - ops) * 1e3:.2f} ms")
+    peak, total = gemm_peak(), sum(flops.values())
+    text = (f"the step's {total / 1e9:.2f} GFLOP: {total / per_step / 1e9:.0f} GFLOP/s, "
+            f"{total / per_step / 1e9 / peak:.0%} of NumPy's GEMM peak here ({peak:.0f} GFLOP/s, 2048^2 float32)")
+    if theirs:
+        text += f"; PyTorch's step {total / theirs / 1e9:.0f} GFLOP/s"
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
@@ -159,6 +238,8 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="also profile STEPS of our steps: the Python functions that take the host's "
                              "time, and (on cupy) the host and GPU time per step")
+    parser.add_argument("--kernels", type=int, default=0, metavar="STEPS",
+                        help="also time our step op by op over STEPS steps, against NumPy's GEMM peak")
     parser.add_argument("--memory-child", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -177,6 +258,8 @@ def main() -> None:
     who = "PyTorch CUDA" if device == "cuda" else "PyTorch CPU"
     report([(f"lecture CNN training step, batch {args.batch_size}", ours, theirs)],
            f"Lecture CNN step on {args.backend} vs {who} (float32, median of {args.repeat})", theirs=who)
+    if args.kernels:
+        kernel_breakdown(step, args.kernels, args.batch_size, theirs)
     if args.profile:
         profile(step, sync, args.backend, args.profile)
     if args.backend == "numpy" and not args.no_memory:

@@ -9,7 +9,8 @@ import pytest
 import autograd_cnn as ag
 from autograd_cnn import data
 from autograd_cnn.autograd import Function
-from autograd_cnn.backends import cupy_usable
+from autograd_cnn.backends import Backend, cupy_usable
+from autograd_cnn.backends.threads import Workers
 
 _CUPY_OK, _CUPY_WHY = cupy_usable()
 
@@ -59,3 +60,31 @@ def applied_functions(monkeypatch):
 
     monkeypatch.setattr(Function, "apply", classmethod(recording_apply))
     return used
+
+
+class _BlasStandIn:
+    """BLAS's thread controls as run_parts sees them, where the real ones are missing or held to one."""
+
+    def get(self) -> int:
+        return 2
+
+    def set(self, count: int) -> None:
+        pass
+
+
+PARTS = ["whole batch", "one image a part"]
+
+
+@pytest.fixture(params=PARTS)
+def parts(request, monkeypatch):
+    """Each kernel on the whole batch, then in parts of one image on two worker threads: the CPU's
+    path for a large batch, taken here by the smallest (a GPU takes a batch whole either way)."""
+    if request.param == PARTS[1]:
+        monkeypatch.setattr(Backend, "part_bytes", 1)
+        monkeypatch.setattr(Backend, "min_parallel_bytes", 0)
+        cpu = ag.get_backend("numpy")
+        if cpu.threads < 2 or cpu.blas is None or cpu.blas.get() < 2:  # one core, or BLAS held to one thread
+            monkeypatch.setattr(cpu, "threads", 2)
+            monkeypatch.setattr(cpu, "workers", Workers(2))
+            monkeypatch.setattr(cpu, "blas", _BlasStandIn())
+    return request.param

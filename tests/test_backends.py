@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import pytest
 import autograd_cnn as ag
 from autograd_cnn import backends
 from autograd_cnn.backends import Backend, NumpyBackend, cupy_usable
+from autograd_cnn.backends.threads import Workers
 from autograd_cnn.errors import BackendError
 
 CUPY_OK, CUPY_WHY = cupy_usable()
@@ -107,6 +109,90 @@ def test_memory_cache_keeps_freed_blocks_unless_turned_off():
     assert results["0"][0] == "False" and results["0"][1] > 200
 
 
+# --------------------------------------------------------------------------- worker threads
+
+
+def test_workers_return_each_parts_result_in_order():
+    assert Workers(3).run(lambda part: part * part, list(range(20))) == [p * p for p in range(20)]
+
+
+def test_workers_run_parts_on_two_threads_at_once():
+    # Each of the first two parts waits for the other: one thread alone would time out here.
+    meet, threads = threading.Barrier(2, timeout=20), set()
+
+    def part(index):
+        threads.add(threading.get_ident())
+        if index < 2:
+            meet.wait()
+        return index
+
+    assert Workers(2).run(part, list(range(6))) == list(range(6))
+    assert len(threads) == 2
+
+
+def test_workers_raise_a_parts_error_and_run_inner_calls_inline():
+    workers = Workers(2)
+
+    def failing(index):
+        if index == 3:
+            raise ValueError("part 3 failed")
+        return index
+
+    with pytest.raises(ValueError, match="part 3 failed"):
+        workers.run(failing, list(range(8)))
+    # A part that splits its own work runs those parts itself: no thread waits for a busy one.
+    assert workers.run(lambda i: sum(workers.run(lambda j: i * j, [1, 2])), [1, 2, 3]) == [3, 6, 9]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forking needs a POSIX system")
+def test_workers_start_again_in_a_forked_child():
+    workers = Workers(2)
+    workers.run(lambda part: part, [0, 1])  # the parent's helper thread is running
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child has no helper thread until run starts one
+        ok = False
+        try:
+            meet = threading.Barrier(2, timeout=20)
+            ok = workers.run(lambda part: meet.wait() >= 0, [0, 1]) == [True, True]
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+
+
+def test_batch_parts_sizes():
+    cpu = ag.get_backend("numpy")
+    assert cpu.batch_parts(128, 100) == [slice(0, 128)], "under min_parallel_bytes: one part"
+    parts = cpu.batch_parts(128, 1 << 20)  # 128 MiB in all
+    assert parts[0].start == 0 and parts[-1].stop == 128 and len(parts) >= cpu.threads
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+    assert cpu.batch_parts(1, 1 << 30) == [slice(0, 1)]
+
+
+def test_run_parts_holds_blas_to_one_thread_and_gives_its_count_back():
+    cpu = ag.get_backend("numpy")
+    if cpu.threads < 2 or cpu.blas is None or cpu.blas.get() < 2:
+        pytest.skip("runs where OpenBLAS is found and may use two threads or more")
+    before = cpu.blas.get()
+    assert set(cpu.run_parts(lambda part: cpu.blas.get(), [0, 1, 2, 3])) == {1}
+    assert cpu.blas.get() == before
+    cpu.blas.set(1)  # held to one thread (OMP_NUM_THREADS=1, threadpoolctl): the parts run on the caller
+    try:
+        assert set(cpu.run_parts(lambda part: threading.get_ident(), [0, 1, 2, 3])) == {threading.get_ident()}
+    finally:
+        cpu.blas.set(before)
+
+
+def test_threads_variable_sets_the_kernel_threads():
+    code = "import autograd_cnn as ag; print(ag.get_backend('numpy').threads)"
+    env = {**os.environ, "AUTOGRAD_CNN_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "1"
+
+
 # --------------------------------------------------------------------------- set/use/get/available
 
 
@@ -169,7 +255,7 @@ def test_kernel_families_share_no_method_name():
     from autograd_cnn.backends.xp_backend import XpBackend
 
     families = [cls for cls in XpBackend.__mro__ if cls.__name__.endswith("Kernels")]
-    assert len(families) == len(XpBackend.__bases__) == 6
+    assert len(families) == len(XpBackend.__bases__) == 7
     owner: dict[str, str] = {}
     for family in families:
         for name in vars(family):

@@ -85,7 +85,7 @@ CONV_OPTIONS = [
 
 
 @pytest.mark.parametrize("options", CONV_OPTIONS, ids=[str(o) for o in CONV_OPTIONS])
-def test_conv2d_matches_loops(backend, options):
+def test_conv2d_matches_loops(backend, options, parts):
     rng = np.random.default_rng(0)
     options = dict(options)
     groups, c = options.get("groups", 1), options.pop("in_channels", 4)
@@ -137,23 +137,25 @@ def test_cpu_and_gpu_kernel_choices_agree(backend, monkeypatch, in_channels):
         np.testing.assert_allclose(cpu, gpu, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("cols_bytes", [1, 3600])
-def test_conv2d_over_slices_of_the_batch_equals_one_product(backend, monkeypatch, cols_bytes):
-    """A batch whose im2col matrix passes cols_bytes is done in slices of images: same values."""
+@pytest.mark.parametrize("part_bytes", [1, 3600])
+def test_conv2d_over_parts_of_the_batch_equals_one_product(backend, monkeypatch, part_bytes):
+    """A batch is done in parts of images of about part_bytes (on the worker threads): same values."""
     rng = np.random.default_rng(9)
     x0, w0, b0 = rng.standard_normal((5, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
     results = []
-    for limit in (1 << 40, cols_bytes):  # one slice, then one image (1 byte) or two (3600 bytes) a slice
-        monkeypatch.setattr(type(ag.get_backend()), "cols_bytes", limit)
+    monkeypatch.setattr(type(ag.get_backend()), "min_parallel_bytes", 0)
+    for limit in (1 << 40, part_bytes):  # one part, then one image (1 byte) or two (3600 bytes) a part
+        monkeypatch.setattr(type(ag.get_backend()), "part_bytes", limit)
         x, w, b = _t(x0, True), _t(w0, True), _t(b0, True)
         y = F.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2))
         (y * _t(np.arange(y.size).reshape(y.shape))).sum().backward()
         results.append([t.numpy() for t in (y, x.grad, w.grad, b.grad)])
-    slices = ag.get_backend()._image_slices(_t(x0).data, (3, 2), (3, 4))
+    parts = ag.get_backend()._image_parts(_t(x0).data, (3, 2), (3, 4), 4)
     if not ag.get_backend().launch_bound:
-        assert len(slices) == (5 if cols_bytes == 1 else 3), slices  # 3*4 windows of 3*2*3 float64: 1728 bytes an image
-    for whole, sliced in zip(*results):
-        np.testing.assert_allclose(sliced, whole, rtol=1e-12, atol=1e-12)
+        # 3*4 windows of 3*2*3 float64 and 3*4 outputs of 4: 2112 bytes an image
+        assert len(parts) == (5 if part_bytes == 1 else 3), parts
+    for whole, parted in zip(*results):
+        np.testing.assert_allclose(parted, whole, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("launch_bound", [False, True], ids=["cpu_kernels", "gpu_kernels"])
@@ -172,7 +174,7 @@ def test_both_input_gradient_strategies_match_loops(backend, monkeypatch, launch
 
 
 @pytest.mark.parametrize("stride,padding,output_padding,groups", [(1, 0, 0, 1), (2, 1, 1, 1), (3, 0, 2, 2)])
-def test_conv_transpose2d_matches_loops(backend, stride, padding, output_padding, groups):
+def test_conv_transpose2d_matches_loops(backend, stride, padding, output_padding, groups, parts):
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((2, 4, 3, 4)), rng.standard_normal((4, 2, 3, 3))
     y = F.conv_transpose2d(_t(x), _t(w), stride=stride, padding=padding, output_padding=output_padding,

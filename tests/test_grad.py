@@ -1,7 +1,9 @@
 """Every op through gradcheck and gradgradcheck in float64, on every backend present.
 
 Rows live in ``grad_cases_*.py`` beside this file; the coverage test fails when a
-``Function`` subclass appears in no row's forward or backward graph.
+``Function`` subclass appears in no row's forward or backward graph. Each row runs twice on the
+CPU: every kernel on the whole batch, then in parts of one image on two worker threads (the
+``parts`` fixture), the path a large batch takes.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import importlib
 import pathlib
 
 import pytest
+from conftest import PARTS
 
 import autograd_cnn as ag
 from autograd_cnn.autograd import Function
@@ -24,13 +27,20 @@ def _inputs(case, backend):
     return tensors + case.extras(backend)
 
 
+def _skip_parts_on_gpu(parts):
+    if parts != PARTS[0] and ag.get_backend().launch_bound:
+        pytest.skip("a launch-bound backend takes every batch whole: the same run as the whole batch's")
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_gradcheck(case, backend):
+def test_gradcheck(case, backend, parts):
+    _skip_parts_on_gpu(parts)
     assert ag.gradcheck(case.fn, _inputs(case, backend), atol=case.atol, rtol=case.rtol)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.double], ids=[c.name for c in CASES if c.double])
-def test_gradgradcheck(case, backend):
+def test_gradgradcheck(case, backend, parts):
+    _skip_parts_on_gpu(parts)
     assert ag.gradgradcheck(case.fn, _inputs(case, backend), atol=case.atol, rtol=case.rtol)
 
 

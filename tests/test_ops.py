@@ -186,11 +186,23 @@ FORWARD = [
 
 
 @pytest.mark.parametrize("name,fn,expected", FORWARD, ids=[row[0] for row in FORWARD])
-def test_forward_float32_matches_reference(name, fn, expected, backend):
+def test_forward_float32_matches_reference(name, fn, expected, backend, parts):
     out = fn()
     assert out.dtype == np.float32, f"{name} returned {out.dtype}"
     assert out.backend == backend
     np.testing.assert_allclose(out.numpy(), expected, rtol=2e-5, atol=2e-6)
+
+
+MATMUL_SHAPES = [((7, 5), (5, 3)), ((3, 5), (5, 9)), ((4, 2, 3), (4, 3, 5)), ((2, 1, 3, 4), (2, 5, 4, 6)),
+                 ((2, 3, 4), (4, 5)), ((3,), (3, 4)), ((4, 3), (3,)), ((0, 3), (3, 2))]
+
+
+@pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=[f"{a}@{b}" for a, b in MATMUL_SHAPES])
+def test_matmul_kernel_in_rows_columns_or_stacks_equals_numpy(backend, parts, shapes):
+    """The backend's matmul (rows of a, columns of b or the stack in parts) gives NumPy's product."""
+    rng = np.random.default_rng(3)
+    a, b = (rng.standard_normal(shape) for shape in shapes)
+    np.testing.assert_allclose((ag.tensor(a) @ ag.tensor(b)).numpy(), np.matmul(a, b), rtol=1e-12, atol=1e-12)
 
 
 def test_no_grad_ops_forward():
@@ -418,3 +430,17 @@ def test_reduction_names_are_checked():
         F.cross_entropy(_t(2, 3), ag.tensor([0, 1]), reduction="avg")
     with pytest.raises(ValueError, match="gelu: approximate must be"):
         F.gelu(_t(2), approximate="fast")
+
+
+@pytest.mark.parametrize("shapes", [((8, 5), (5, 3)), ((3, 5), (5, 8))], ids=["rows", "columns"])
+def test_matmul_kernel_shares_a_product_long_in_arithmetic(backend, monkeypatch, shapes):
+    """A product small in memory but over min_parallel_macs multiply-adds runs in one part per thread."""
+    cpu = ag.get_backend()
+    monkeypatch.setattr(type(cpu), "min_parallel_macs", 1)
+    seen = []
+    run_parts = cpu.run_parts
+    monkeypatch.setattr(cpu, "run_parts", lambda fn, parts: seen.append(len(parts)) or run_parts(fn, parts))
+    rng = np.random.default_rng(4)
+    a, b = (rng.standard_normal(shape) for shape in shapes)
+    np.testing.assert_allclose((ag.tensor(a) @ ag.tensor(b)).numpy(), a @ b, rtol=1e-12, atol=1e-12)
+    assert seen == [1 if cpu.launch_bound else min(cpu.threads, 8)]

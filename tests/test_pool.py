@@ -8,6 +8,7 @@ import pytest
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
+from autograd_cnn.backends import pooling
 from autograd_cnn.errors import ShapeError
 
 
@@ -53,7 +54,7 @@ MAX_OPTIONS = [(2, 2, 0, 1, False), (3, 2, 1, 1, True), (3, 1, 1, 1, False), (2,
 
 
 @pytest.mark.parametrize("k,s,p,d,ceil_mode", MAX_OPTIONS)
-def test_max_pool2d_matches_loops(backend, k, s, p, d, ceil_mode):
+def test_max_pool2d_matches_loops(backend, k, s, p, d, ceil_mode, parts):
     x = np.random.default_rng(0).standard_normal((2, 3, 7, 6))
     y = F.max_pool2d(_t(x), k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode).numpy()
     np.testing.assert_array_equal(y, loop_pool2d(x, k, s, p, d, ceil_mode))
@@ -88,6 +89,40 @@ def _loop_1d(x, k, s, p, ceil_mode, how, include=True):
             count = (min(hi, w + p) - lo) if include else window.shape[2]
             y[:, :, j] = window.sum(axis=2) / count
     return y
+
+
+def _max_pool_and_gradient(x0, g0, monkeypatch, general=False):
+    """max_pool2d(x0, 2) and its gradient for g0, by the 2x2 fast path or (general=True) the general one."""
+    with monkeypatch.context() as patch:
+        if general:
+            patch.setattr(pooling, "tiles_by_two", lambda *window: False)
+        x = _t(x0, requires_grad=True)
+        y = F.max_pool2d(x, 2)
+        y.backward(_t(g0))
+    return y.numpy(), x.grad.numpy()
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 6), (2, 3, 7, 9)], ids=["even", "odd"])
+@pytest.mark.parametrize("values", ["distinct", "ties", "relu zeros"])
+def test_max_pool_2x2_fast_path_equals_the_general_path(backend, monkeypatch, parts, shape, values):
+    """The 2x2 stride-2 fast path gives the general path's output, mask and gradient, ties included."""
+    rng = np.random.default_rng(6)
+    x0 = {"distinct": rng.permutation(math.prod(shape)).reshape(shape) / 7.0,
+          "ties": rng.integers(0, 3, size=shape).astype(float),
+          "relu zeros": np.maximum(rng.standard_normal(shape), 0)}[values]
+    g0 = rng.standard_normal((shape[0], shape[1], shape[2] // 2, shape[3] // 2))
+    fast, general = _max_pool_and_gradient(x0, g0, monkeypatch), _max_pool_and_gradient(x0, g0, monkeypatch, True)
+    np.testing.assert_array_equal(fast[0], general[0])
+    np.testing.assert_array_equal(fast[1], general[1])
+    np.testing.assert_array_equal(fast[0], loop_pool2d(x0, 2, 2, 0))
+
+
+def test_max_pool_2x2_reads_any_layout(backend, parts):
+    """The fast path takes channels-first memory too (a user's image, not a conv's output)."""
+    x0 = np.random.default_rng(7).standard_normal((2, 3, 6, 4))
+    channels_last = np.ascontiguousarray(x0.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    for x in (x0, channels_last):
+        np.testing.assert_array_equal(F.max_pool2d(_t(x), 2).numpy(), loop_pool2d(x0, 2, 2, 0))
 
 
 def test_max_pool_gradient_goes_to_the_first_maximum_only(backend):

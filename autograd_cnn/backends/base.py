@@ -5,6 +5,7 @@ No kernels here: each family of them is a class of its own file (``convolution.p
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -17,6 +18,14 @@ class Backend:
     #: traffic (a GPU): the conv kernels then take fewer, larger steps. False (the CPU): they
     #: take more, smaller steps that stay in cache or copy less.
     launch_bound: bool = False
+    #: The threads a kernel's parts may run on (``run_parts``); 1 runs them in turn on the caller.
+    threads: int = 1
+    #: About the most bytes one part of a batch touches (``batch_parts``): a kernel's passes over a
+    #: part then find it in the core's cache.
+    part_bytes: int = 4 << 20
+    #: A kernel that touches fewer bytes than this in all runs as one part: handing parts to
+    #: threads would cost more than it saves.
+    min_parallel_bytes: int = 1 << 20
 
     def __init__(self) -> None:
         self._rng = None
@@ -71,6 +80,24 @@ class Backend:
 
     def synchronize(self) -> None:
         """Wait for queued work (a no-op on the CPU); benchmarks call it before reading a clock."""
+
+    # --- a batch's work in parts --------------------------------------------
+    def batch_parts(self, n: int, item_bytes: int) -> list[slice]:
+        """Items 0..n (a batch's images) as slices for ``run_parts``: parts of about ``part_bytes``
+        when each item touches ``item_bytes``, a multiple of ``threads`` of them when the work is
+        large enough to share; one part on a launch-bound backend (a GPU takes a batch at once)."""
+        total = n * item_bytes
+        if self.launch_bound or n <= 1 or total < self.min_parallel_bytes:
+            return [slice(0, n)]
+        count = max(-(-total // self.part_bytes), self.threads)
+        count = min(-(-count // self.threads) * self.threads, n)  # whole rounds: no thread idles at the end
+        size = -(-n // count)
+        return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+    def run_parts(self, fn: Callable[[Any], Any], parts: Sequence[Any]) -> list:
+        """``[fn(part) for part in parts]``; a backend with worker threads runs the parts on them
+        (each ``fn`` writes its own part of the output, or returns its share to be summed)."""
+        return [fn(part) for part in parts]
 
     # --- random numbers ---------------------------------------------------
     @property

@@ -33,13 +33,15 @@ def window_slice(i: int, j: int, stride: tuple, dilation: tuple, out_hw: tuple) 
 
 
 class ConvolutionKernels(Backend):
-    """conv2d, its two gradients and the window matrices under them, written once against ``self.xp``."""
+    """conv2d, its two gradients and the window matrices under them, written once against ``self.xp``.
 
-    #: On a backend that is not launch-bound, the most bytes of im2col matrix a conv holds at
-    #: once: a larger batch is built and multiplied in slices of images. The GEMMs run as fast
-    #: on slices (timed in turn on the lecture CNN's second conv), and the step's peak memory
-    #: is not a whole batch's matrix higher (18 MiB for that conv at batch 128).
-    cols_bytes: int = 8 << 20
+    On the CPU each kernel runs over parts of the batch (``batch_parts``, ``run_parts``): a part's
+    im2col rows are about ``part_bytes``, so a conv never holds a whole batch's matrix (18 MiB for
+    the lecture CNN's second conv at batch 128), and the parts run on the backend's threads. A
+    GPU takes the batch as one part. The products call ``xp.dot`` rather than ``matmul``: NumPy's
+    matmul keeps the GIL through a product with a small output (a one-channel conv's weight
+    gradient, a column sum), and the threads' products would take turns.
+    """
 
     def im2col(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,
                out_hw: tuple) -> Any:
@@ -81,13 +83,23 @@ class ConvolutionKernels(Backend):
         per_group = windows.reshape(n, oh, ow, kh, kw, groups, c // groups)
         return per_group.transpose(5, 0, 1, 2, 3, 4, 6).reshape(groups, n * oh * ow, kh * kw * (c // groups))
 
-    def _image_slices(self, x: Any, kernel_size: tuple, out_hw: tuple) -> list:
-        """The batch as slices of images whose im2col rows fit in ``cols_bytes`` (one slice,
-        the whole batch, on a launch-bound backend)."""
-        n = x.shape[0]
-        per_image = out_hw[0] * out_hw[1] * kernel_size[0] * kernel_size[1] * x.shape[1] * x.itemsize
-        step = n if self.launch_bound else max(1, self.cols_bytes // max(per_image, 1))
-        return [slice(start, min(start + step, n)) for start in range(0, max(n, 1), step)]
+    def _image_parts(self, x: Any, kernel_size: tuple, out_hw: tuple, out_channels: int) -> list:
+        """The batch in parts for ``run_parts``, sized by what a conv touches per image: its im2col
+        rows and its output rows."""
+        per_image = out_hw[0] * out_hw[1] * (kernel_size[0] * kernel_size[1] * x.shape[1] + out_channels) * x.itemsize
+        return self.batch_parts(x.shape[0], per_image)
+
+    @staticmethod
+    def _rows_of(part: slice, rows_per_image: int) -> slice:
+        """The GEMM rows (N * OH * OW of them) of the images in ``part``."""
+        return slice(part.start * rows_per_image, part.stop * rows_per_image)
+
+    def _summed(self, shares: list) -> Any:
+        """The parts' shares added up, in the parts' order (the same sum on every run)."""
+        total = shares[0]
+        for share in shares[1:]:
+            total += share
+        return total
 
     @staticmethod
     def _weight_matrix(weight: Any) -> Any:
@@ -110,44 +122,54 @@ class ConvolutionKernels(Backend):
         With one channel, the (M, KH*KW) rows of im2col are gathered a float at a time;
         row k here is one shifted copy of the image, about six times faster to make.
         """
-        xh = nhwc_padded(self.xp, x, padding)[..., 0]
+        windows = self.im2col(x, kernel_size, stride, padding, dilation, out_hw)[..., 0]  # (N, OH, OW, KH, KW)
         kh, kw = kernel_size
-        n, (oh, ow) = xh.shape[0], out_hw
+        n, (oh, ow) = x.shape[0], out_hw
         planes = self.xp.empty((kh * kw + ones_row, n, oh, ow), dtype=x.dtype)
-        for k in range(kh * kw):
-            planes[k] = xh[window_slice(k // kw, k % kw, stride, dilation, out_hw)[:3]]
+        # All the shifted copies in one call: NumPy then holds the GIL once, not once per offset.
+        planes[:kh * kw].reshape(kh, kw, n, oh, ow)[...] = windows.transpose(3, 4, 0, 1, 2)
         if ones_row:
             planes[-1] = 1
         return planes.reshape(planes.shape[0], n * oh * ow)
 
     def conv2d(self, x: Any, weight: Any, bias: Any, stride: tuple, padding: tuple, dilation: tuple,
                groups: int, out_hw: tuple) -> Any:
-        """Cross-correlation of x (N, C, H, W) with weight (O, C/G, KH, KW): one GEMM (per group)."""
-        n = x.shape[0]
-        o, oh, ow = weight.shape[0], out_hw[0], out_hw[1]
-        if x.shape[1] == 1 and not self.launch_bound:
+        """Cross-correlation of x (N, C, H, W) with weight (O, C/G, KH, KW): one GEMM per part of the batch."""
+        if groups != 1:
+            return self._grouped_conv2d(x, weight, bias, stride, padding, dilation, groups, out_hw)
+        n, o, (oh, ow) = x.shape[0], weight.shape[0], out_hw
+        window = (weight.shape[2:], stride, padding, dilation, out_hw)
+        y = self.xp.empty((n, oh, ow, o), dtype=self.xp.result_type(x, weight))
+        one_channel = x.shape[1] == 1 and not self.launch_bound
+        if one_channel:
             # One input channel (a grayscale image): shifted planes, the bias as a last row.
-            planes = self._offset_planes(x, weight.shape[2:], stride, padding, dilation, out_hw,
-                                         ones_row=bias is not None)
             rows = weight.reshape(o, -1)
             if bias is not None:
                 rows = self.xp.concatenate([rows, bias.reshape(o, 1)], axis=1)
-            return (planes.T @ rows.T).reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
-        if groups == 1:
-            w_t = self._weight_matrix(weight).T
-            parts = self._image_slices(x, weight.shape[2:], out_hw)
-            if len(parts) == 1:
-                y = self.im2col_rows(x, weight.shape[2:], stride, padding, dilation, out_hw) @ w_t
-            else:  # a large batch on the CPU: its im2col matrix a slice at a time
-                y = self.xp.empty((n * oh * ow, o), dtype=self.xp.result_type(x, weight))
-                for part in parts:
-                    cols = self.im2col_rows(x[part], weight.shape[2:], stride, padding, dilation, out_hw)
-                    self.xp.matmul(cols, w_t, out=y[part.start * oh * ow:part.stop * oh * ow])
-                    del cols  # before the next slice's matrix is built, not after
+            w_t = rows.T
         else:
-            cols = self._gemm_cols(x, weight.shape[2:], stride, padding, dilation, out_hw, groups)
-            rows = self._weight_rows(weight, groups)
-            y = self.xp.matmul(cols, rows.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(n * oh * ow, o)
+            w_t = self._weight_matrix(weight).T
+
+        def conv_part(part: slice) -> None:
+            out = y[part].reshape(-1, o)  # a view: the product lands in y
+            if one_channel:
+                planes = self._offset_planes(x[part], *window, ones_row=bias is not None)
+                self.xp.matmul(planes.T, w_t, out=out)  # a large output: matmul lets go of the GIL too
+                return
+            self.xp.dot(self.im2col_rows(x[part], *window), w_t, out=out)
+            if bias is not None:
+                out += bias
+
+        self.run_parts(conv_part, self._image_parts(x, weight.shape[2:], out_hw, o))
+        return y.transpose(0, 3, 1, 2)
+
+    def _grouped_conv2d(self, x: Any, weight: Any, bias: Any, stride: tuple, padding: tuple, dilation: tuple,
+                        groups: int, out_hw: tuple) -> Any:
+        """conv2d with groups > 1: one batched GEMM over the groups, for the whole batch."""
+        n, o, (oh, ow) = x.shape[0], weight.shape[0], out_hw
+        cols = self._gemm_cols(x, weight.shape[2:], stride, padding, dilation, out_hw, groups)
+        rows = self._weight_rows(weight, groups)
+        y = self.xp.matmul(cols, rows.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(n * oh * ow, o)
         if bias is not None:
             y += bias
         return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
@@ -165,9 +187,9 @@ class ConvolutionKernels(Backend):
         """The adjoint of conv2d in x (the transposed convolution): gy (N, O, OH, OW) to (N, C, H, W).
 
         On the CPU, col2im fused with the GEMM: one product per kernel offset, added straight
-        into that offset's strided slice of the image. Each product is small enough to stay in
-        cache, and the full (M, KH*KW*C) column matrix is never held. On a ``launch_bound``
-        backend (a GPU): one product, then col2im.
+        into that offset's strided slice of the image, a part of the batch at a time. Each
+        product stays in cache, and the full (M, KH*KW*C) column matrix is never held. On a
+        ``launch_bound`` backend (a GPU): one product, then col2im.
         """
         n, o, oh, ow = gy.shape
         _, cg, kh, kw = weight.shape
@@ -177,42 +199,58 @@ class ConvolutionKernels(Backend):
         if groups == 1 and self.launch_bound:
             cols = g_rows @ self._weight_matrix(weight)  # (M, KH*KW*C): every window's share
             return self.col2im(cols.reshape(n, oh, ow, kh, kw, c), in_shape, stride, padding, dilation)
-        out = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
-        part = self.xp.empty((n * oh * ow, c), dtype=gy.dtype) if groups == 1 else None
-        for i in range(kh):
-            for j in range(kw):
+        out = self.xp.empty((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
+        # Each offset's weights as (G, O/G, C/G) matrices, made contiguous once for all the products.
+        w_offsets = self.xp.ascontiguousarray(
+            weight.reshape(groups, o // groups, cg, kh, kw).transpose(3, 4, 0, 1, 2))
+
+        windows = [window_slice(i, j, stride, dilation, (oh, ow)) for i in range(kh) for j in range(kw)]
+        # At stride 1 the first offset's windows cover the image but its last rows and columns:
+        # the first product is written there, and only the rest needs zeros.
+        first_writes = tuple(stride) == (1, 1)
+
+        def grad_part(part: slice) -> None:
+            image, count = out[part], part.stop - part.start
+            if first_writes:
+                image[:, oh:] = 0
+                image[:, :oh, ow:] = 0
+            else:
+                image[...] = 0
+            rows = g_rows[..., self._rows_of(part, oh * ow), :]
+            share = self.xp.empty((count * oh * ow, c), dtype=gy.dtype) if groups == 1 else None
+            for k, window in enumerate(windows):
                 if groups == 1:
-                    self.xp.matmul(g_rows, weight[:, :, i, j], out=part)  # one buffer for every offset
+                    self.xp.dot(rows, w_offsets[k // kw, k % kw, 0], out=share)  # one buffer for every offset
                 else:
-                    part = self.xp.matmul(g_rows, weight[:, :, i, j].reshape(groups, o // groups, cg))
-                    part = part.transpose(1, 0, 2).reshape(n * oh * ow, c)
-                out[window_slice(i, j, stride, dilation, (oh, ow))] += part.reshape(n, oh, ow, c)
+                    share = self.xp.matmul(rows, w_offsets[k // kw, k % kw]).transpose(1, 0, 2).reshape(-1, c)
+                if k == 0 and first_writes:
+                    image[window] = share.reshape(count, oh, ow, c)
+                else:
+                    image[window] += share.reshape(count, oh, ow, c)
+
+        per_image = (out.shape[1] * out.shape[2] * c + oh * ow * (o + c)) * gy.itemsize
+        self.run_parts(grad_part, self.batch_parts(n, per_image))
         return out[:, top:top + h, left:left + w, :].transpose(0, 3, 1, 2)
 
     def conv2d_grad_weight(self, x: Any, gy: Any, kernel_size: tuple, stride: tuple, padding: tuple,
                            dilation: tuple, groups: int) -> Any:
-        """The gradient of conv2d in the weight: (O, C/G, KH, KW) from x and gy."""
+        """The gradient of conv2d in the weight: (O, C/G, KH, KW) from x and gy, summed over parts of the batch."""
         o, c = gy.shape[1], x.shape[1]
         kh, kw = kernel_size
+        oh, ow = gy.shape[2:]
+        window = (kernel_size, stride, padding, dilation, (oh, ow))
         g_rows = self._grad_rows(gy, groups)
-        if c == 1 and not self.launch_bound:
-            planes = self._offset_planes(x, kernel_size, stride, padding, dilation, gy.shape[2:])
-            return self.xp.ascontiguousarray((planes @ g_rows).T).reshape(o, 1, kh, kw)
-        if groups == 1:
-            oh, ow = gy.shape[2:]
-            parts = self._image_slices(x, kernel_size, (oh, ow))
-            if len(parts) == 1:
-                gw = g_rows.T @ self.im2col_rows(x, kernel_size, stride, padding, dilation, (oh, ow))
-            else:  # a large batch on the CPU: its im2col matrix a slice at a time
-                gw = None
-                for part in parts:
-                    cols = self.im2col_rows(x[part], kernel_size, stride, padding, dilation, (oh, ow))
-                    share = g_rows[part.start * oh * ow:part.stop * oh * ow].T @ cols
-                    gw = share if gw is None else self.xp.add(gw, share, out=gw)
-                    del cols  # before the next slice's matrix is built, not after
-        else:
-            cols = self._gemm_cols(x, kernel_size, stride, padding, dilation, gy.shape[2:], groups)
+        if groups != 1:
+            cols = self._gemm_cols(x, kernel_size, stride, padding, dilation, (oh, ow), groups)
             gw = self.xp.matmul(g_rows.transpose(0, 2, 1), cols)
+        elif c == 1 and not self.launch_bound:
+            def share(part: slice) -> Any:  # (KH*KW, O)
+                return self.xp.dot(self._offset_planes(x[part], *window), g_rows[self._rows_of(part, oh * ow)])
+            gw = self._summed(self.run_parts(share, self._image_parts(x, kernel_size, (oh, ow), o))).T
+        else:
+            def share(part: slice) -> Any:  # (O, KH*KW*C)
+                return self.xp.dot(g_rows[self._rows_of(part, oh * ow)].T, self.im2col_rows(x[part], *window))
+            gw = self._summed(self.run_parts(share, self._image_parts(x, kernel_size, (oh, ow), o)))
         # (O, KH*KW*C/G) for one group, (G, O/G, KH*KW*C/G) for more: the same rows either way.
         gw = gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2)
         return self.xp.ascontiguousarray(gw)
@@ -220,15 +258,20 @@ class ConvolutionKernels(Backend):
     def channel_sum(self, x: Any) -> Any:
         """x (N, C, ...) summed over every axis but 1, to (C,), by the fastest path for its layout."""
         if x.ndim == 2:  # rows: a product with ones is two to three times faster than sum(axis=0)
-            return self.ones_vector(x.shape[0], x.dtype) @ x
+            return self._column_sums(x)
         if x.ndim != 4:
             return x.sum(axis=(0,) + tuple(range(2, x.ndim)))
         if x.strides[1] == x.itemsize:
             # Channels-last memory (a conv's own output): a product with a ones vector lets
             # BLAS read the (N*H*W, C) rows at full speed; a reduction over (0, 2, 3) crawls.
-            rows = x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
-            return self.ones_vector(rows.shape[0], x.dtype) @ rows
+            return self._column_sums(x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1]))
         return self.xp.einsum("nchw->c", x)
+
+    def _column_sums(self, rows: Any) -> Any:
+        """The sum of the rows of an (M, C) matrix: products with a ones vector, a part of the rows each."""
+        parts = self.batch_parts(rows.shape[0], rows.shape[1] * rows.itemsize)
+        ones = self.ones_vector(parts[0].stop - parts[0].start, rows.dtype)  # the first part is the longest
+        return self._summed(self.run_parts(lambda part: self.xp.dot(ones[:part.stop - part.start], rows[part]), parts))
 
     def ones_vector(self, length: int, dtype: Any) -> Any:
         """A vector of ones: a product with it sums rows (a GPU backend keeps it for reuse)."""

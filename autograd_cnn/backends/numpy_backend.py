@@ -4,10 +4,12 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from .threads import BlasThreads, Workers, thread_count
 from .xp_backend import XpBackend
 
 #: Set to 0 to leave the C library's malloc settings as they are (see ``keep_freed_memory``).
@@ -40,7 +42,7 @@ def keep_freed_memory() -> bool:
 
 
 class NumpyBackend(XpBackend):
-    """NumPy arrays on the CPU: the generic kernels as they are."""
+    """NumPy arrays on the CPU: the generic kernels, their parts run on worker threads."""
 
     name = "numpy"
     xp = np
@@ -48,6 +50,23 @@ class NumpyBackend(XpBackend):
     def __init__(self) -> None:
         super().__init__()
         self.caches_memory = keep_freed_memory()
+        # Threads only where BLAS can be held to one thread while they run (OpenBLAS, found
+        # by its C functions): two thread pools on the same cores would take turns spinning.
+        self.blas = BlasThreads.find()
+        self.threads = thread_count() if self.blas is not None else 1
+        self.workers = Workers(self.threads)
+
+    def run_parts(self, fn: Callable[[Any], Any], parts: Sequence[Any]) -> list:
+        """The parts on the worker threads, with BLAS on one thread for each product meanwhile;
+        BLAS's own count (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, threadpoolctl) caps the threads."""
+        blas_threads = self.blas.get() if self.threads > 1 else 1
+        if blas_threads == 1:
+            return [fn(part) for part in parts]
+        self.blas.set(1)
+        try:
+            return self.workers.run(fn, parts, count=min(self.threads, blas_threads))
+        finally:
+            self.blas.set(blas_threads)
 
     def is_array(self, obj: Any) -> bool:
         return type(obj) is np.ndarray or isinstance(obj, np.ndarray)
@@ -60,4 +79,4 @@ class NumpyBackend(XpBackend):
 
     def describe(self) -> dict:
         return {"backend": self.name, "numpy": np.__version__, "device": "CPU",
-                "memory_cache": "on" if self.caches_memory else "off"}
+                "memory_cache": "on" if self.caches_memory else "off", "kernel_threads": self.threads}

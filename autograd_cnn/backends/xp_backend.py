@@ -4,8 +4,8 @@ How the backends are built. ``base.Backend`` is the interface (``xp``, host tran
 random numbers). Each family of kernels is one class in a file named for it, a ``Backend``
 subclass whose methods are written once against ``self.xp`` (NumPy's API, which CuPy
 mirrors): ``ConvolutionKernels``, ``PoolingKernels``, ``LossKernels``, ``ActivationKernels``,
-``IndexingKernels``, ``UpdateKernels``. The families share no method names, so the order
-below decides nothing, and ``XpBackend`` composes them once for both backends:
+``IndexingKernels``, ``ProductKernels``, ``UpdateKernels``. The families share no method names,
+so the order below decides nothing, and ``XpBackend`` composes them once for both backends:
 
     NumpyBackend -> XpBackend -> the family classes -> Backend
     CupyBackend  -> XpBackend -> the family classes -> Backend
@@ -24,9 +24,10 @@ from .convolution import ConvolutionKernels
 from .indexing import IndexingKernels
 from .losses import LossKernels
 from .pooling import PoolingKernels
+from .products import ProductKernels
 from .updates import UpdateKernels
 
 
 class XpBackend(ConvolutionKernels, PoolingKernels, LossKernels, ActivationKernels, IndexingKernels,
-                UpdateKernels):
+                ProductKernels, UpdateKernels):
     """A Backend with every kernel in its generic ``xp`` form; subclasses set ``name`` and ``xp``."""

@@ -32,7 +32,7 @@ class MatMul(Function):
             raise ShapeError(f"MatMul: {shape_str(a.shape)} @ {shape_str(b.shape)}: inner "
                              f"dimensions {k_a} and {k_b} differ")
         ctx.save_for_backward(a, b)
-        return a @ b
+        return ctx.backend.matmul(a, b)
 
     @staticmethod
     def backward(ctx, gy):
@@ -63,7 +63,7 @@ class Linear(Function):
                              f"{shape_str(weight.shape)} (out_features, in_features): the input's "
                              f"last dimension must be {weight.shape[-1] if weight.ndim == 2 else '?'}")
         ctx.save_for_backward(x, weight)
-        y = x @ weight.T
+        y = ctx.backend.matmul(x, weight.T)
         if bias is not None:
             y += bias
         return y
