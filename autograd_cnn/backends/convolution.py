@@ -199,7 +199,8 @@ class ConvolutionKernels(Backend):
         if groups == 1 and self.launch_bound:
             cols = g_rows @ self._weight_matrix(weight)  # (M, KH*KW*C): every window's share
             return self.col2im(cols.reshape(n, oh, ow, kh, kw, c), in_shape, stride, padding, dilation)
-        out = self.xp.empty((n, h + top + bottom, w + left + right, c), dtype=gy.dtype)
+        dtype = self.xp.result_type(gy, weight)  # a float16 gradient through a float32 weight gives float32
+        out = self.xp.empty((n, h + top + bottom, w + left + right, c), dtype=dtype)
         # Each offset's weights as (G, O/G, C/G) matrices, made contiguous once for all the products.
         w_offsets = self.xp.ascontiguousarray(
             weight.reshape(groups, o // groups, cg, kh, kw).transpose(3, 4, 0, 1, 2))
@@ -217,7 +218,7 @@ class ConvolutionKernels(Backend):
             else:
                 image[...] = 0
             rows = g_rows[..., self._rows_of(part, oh * ow), :]
-            share = self.xp.empty((count * oh * ow, c), dtype=gy.dtype) if groups == 1 else None
+            share = self.xp.empty((count * oh * ow, c), dtype=dtype) if groups == 1 else None
             for k, window in enumerate(windows):
                 if groups == 1:
                     self.xp.dot(rows, w_offsets[k // kw, k % kw, 0], out=share)  # one buffer for every offset
