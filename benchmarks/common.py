@@ -1,17 +1,23 @@
 """Shared helpers for the benchmarks: timing, PyTorch lookup, machine description.
 
 Every figure is a ratio against PyTorch CPU measured in the same run on the same machine.
-Run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, as on a user's machine:
+``solo_in_turn`` times each framework alone in a process of its own, the processes taken in
+turn: in one process, PyTorch's and OpenBLAS's thread pools spin against each other on the
+same cores and distort both figures. Run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset,
+as on a user's machine:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -127,6 +133,110 @@ def report(rows: list[tuple[str, float, float | None]], title: str, theirs: str 
         ratio = f"{ours / theirs:.2f}x" if theirs else "n/a"
         theirs_text = f"{theirs * 1e3:.2f}" if theirs else "not installed"
         lines.append(f"| {name} | {ours * 1e3:.2f} | {theirs_text} | {ratio} |")
+    text = "\n".join(lines)
+    print(text)
+    sys.stdout.flush()
+    return text
+
+
+# --------------------------------------------------------------------------- solo processes
+
+FRAMEWORKS = ("ours", "torch")
+
+#: glibc's malloc told to keep freed memory, as the NumPy backend tells it in our own process
+#: (``keep_freed_memory``): a PyTorch process run with these variables gets the same help.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+def add_solo_arguments(parser: argparse.ArgumentParser, runs: int = 5) -> None:
+    """The options of a script timed by ``solo_in_turn``: ``--runs`` for the user, and the
+    hidden ``--solo``/``--case`` that the parent passes to each child process."""
+    parser.add_argument("--runs", type=int, default=runs,
+                        help="processes per framework and case, taken in turn (the figure is their median)")
+    parser.add_argument("--solo", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+
+
+def solo_child(step: Callable[[], Any], repeat: int, warmup: int = 5,
+               sync: Callable[[], None] | None = None) -> None:
+    """In a child process: time ``repeat`` calls of ``step`` after ``warmup`` untimed ones, and
+    print their median (seconds) as the last line, in JSON, for ``solo_in_turn``."""
+    for _ in range(warmup):
+        step()
+    if sync:
+        sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"median": statistics.median(times)}))
+
+
+def solo_in_turn(script: str, cases: Sequence[str], runs: int, who: dict[str, tuple[str, dict]],
+                 extra: Sequence[str] = ()) -> dict[tuple[str, str], list[float]]:
+    """Each case of ``script`` run by each of ``who`` alone in its own process, ``runs`` rounds of
+    processes taken in turn. ``who`` maps a name to (the framework, for ``--solo``; variables
+    added to the child's environment). Returns {(case, name): [each process's median step time (s)]}."""
+    results: dict[tuple[str, str], list[float]] = {(case, name): [] for case in cases for name in who}
+    for _ in range(runs):
+        for case in cases:
+            for name, (framework, env) in who.items():
+                command = [sys.executable, script, "--solo", framework, "--case", case, *extra]
+                done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                                      env={**os.environ, **env})
+                if done.returncode != 0:
+                    raise SystemExit(f"{script} --solo {framework} --case {case} failed "
+                                     f"(exit {done.returncode}):\n{done.stderr[-2000:]}")
+                results[(case, name)].append(json.loads(done.stdout.strip().splitlines()[-1])["median"])
+    return results
+
+
+def solo_frameworks(with_torch: bool) -> dict[str, tuple[str, dict]]:
+    """``who`` for ``solo_in_turn``: ours; PyTorch as installed; PyTorch with glibc's malloc
+    keeping freed memory as our process does (without PyTorch, ours alone)."""
+    who = {"ours": ("ours", {})}
+    if with_torch:
+        who.update({"torch": ("torch", {}), "torch, malloc kept": ("torch", KEEP_FREED_MEMORY)})
+    return who
+
+
+def spread(times: Sequence[float]) -> float:
+    """How far apart runs are: (slowest - fastest) / median."""
+    return (max(times) - min(times)) / statistics.median(times)
+
+
+def solo_report(results: dict[tuple[str, str], list[float]], names: dict[str, str], title: str,
+                scale: float = 1.0) -> str:
+    """A Markdown table of ``solo_in_turn``'s results: per case and PyTorch variant, our median
+    over our processes and PyTorch's (ms, divided by ``scale``), the fastest and slowest process,
+    the spread and the ratio of the medians."""
+    lines = [f"### {title}", "",
+             "| case | autograd_cnn (ms) | its runs (ms) | spread | PyTorch CPU (ms) | its runs (ms) | spread "
+             "| ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    variants = sorted({name for _, name in results if name != "ours"}) or [None]
+    for case, case_name in names.items():
+        for variant in variants:
+            cells, medians = [], []
+            for name in ("ours", variant):
+                times = [t / scale for t in results.get((case, name), [])]
+                if not times:
+                    cells += ["not installed", "", ""]
+                    continue
+                medians.append(statistics.median(times))
+                cells += [f"{medians[-1] * 1e3:.2f}", f"{min(times) * 1e3:.2f} to {max(times) * 1e3:.2f}",
+                          f"{spread(times):.0%}"]
+            ratio = f"{medians[0] / medians[1]:.2f}x" if len(medians) == 2 else "n/a"
+            label = case_name if variant in (None, "torch") else \
+                f"{case_name}; PyTorch with malloc keeping freed memory"
+            lines.append(f"| {label} | {' | '.join(cells)} | {ratio} |")
+    runs = max(len(v) for v in results.values())
+    lines += ["", f"Each framework alone in its own process, {runs} processes each, taken in turn; a process's "
+              "figure is the median of its timed calls. \"PyTorch with malloc keeping freed memory\": its "
+              "process run with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ at 1 GiB, the setting our "
+              "NumPy backend makes in its own process (AUTOGRAD_CNN_CACHE_MEMORY)."]
     text = "\n".join(lines)
     print(text)
     sys.stdout.flush()

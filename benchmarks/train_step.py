@@ -1,5 +1,9 @@
 """One training step of the lecture CNN, against PyTorch in the same run: time and peak memory.
 
+Time: each framework alone in its own process, ``--runs`` processes each (default 5), taken
+in turn; a process times ``--repeat`` steps after five untimed ones. The table gives each
+framework's median over its processes, the fastest and slowest process and the spread.
+
 The model (104,202 parameters): Conv 1->32 k3, ReLU, MaxPool 2, Conv 32->64 k3, ReLU,
 MaxPool 2, Conv 64->128 k3, ReLU, Flatten, Linear 1152->10; softmax cross-entropy;
 RMSprop (lr 1e-3, alpha 0.9, eps 1e-7, Keras's defaults: optim.RMSprop and
@@ -33,7 +37,17 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import gemm_peak, limit_threads, machine, paired_median_times, report, torch_or_none
+from common import (
+    add_solo_arguments,
+    gemm_peak,
+    limit_threads,
+    machine,
+    solo_child,
+    solo_frameworks,
+    solo_in_turn,
+    solo_report,
+    torch_or_none,
+)
 
 LR, ALPHA, EPS = 1e-3, 0.9, 1e-7
 SHAPES = {"w1": (32, 1, 3, 3), "b1": (32,), "w2": (64, 32, 3, 3), "b2": (64,),
@@ -231,7 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=20, help="timed steps in each process")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and PyTorch threads for both (default: every core)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
@@ -241,27 +255,39 @@ def main() -> None:
     parser.add_argument("--kernels", type=int, default=0, metavar="STEPS",
                         help="also time our step op by op over STEPS steps, against NumPy's GEMM peak")
     parser.add_argument("--memory-child", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    add_solo_arguments(parser)
     args = parser.parse_args()
     if args.memory_child:
         peak_memory_child(args.memory_child, args.backend, args.batch_size)
         return
-    torch = torch_or_none()
-    limit_threads(torch, args.threads)
-    print(machine())
     device = "cuda" if args.backend == "cupy" else "cpu"
+    if args.solo:
+        torch = torch_or_none() if args.solo == "torch" else None
+        limit_threads(torch, args.threads)
+        step, sync = step_ours(args.backend, args.batch_size) if torch is None else \
+            step_torch(torch, device, args.batch_size)
+        solo_child(step, args.repeat, sync=sync)
+        return
+    torch = torch_or_none()
+    print(machine())
     if torch is not None and device == "cuda" and not torch.cuda.is_available():
         print("PyTorch sees no CUDA device: no GPU ratio")
         torch = None
-    step, sync = step_ours(args.backend, args.batch_size)
-    t_step, t_sync = step_torch(torch, device, args.batch_size) if torch is not None else (None, None)
-    ours, theirs = paired_median_times(step, t_step, args.repeat, sync=sync, their_sync=t_sync)
+    extra = ["--backend", args.backend, "--batch-size", str(args.batch_size), "--repeat", str(args.repeat)]
+    if args.threads:
+        extra += ["--threads", str(args.threads)]
+    results = solo_in_turn(__file__, ["cnn"], args.runs, solo_frameworks(torch is not None), extra)
     who = "PyTorch CUDA" if device == "cuda" else "PyTorch CPU"
-    report([(f"lecture CNN training step, batch {args.batch_size}", ours, theirs)],
-           f"Lecture CNN step on {args.backend} vs {who} (float32, median of {args.repeat})", theirs=who)
-    if args.kernels:
-        kernel_breakdown(step, args.kernels, args.batch_size, theirs)
-    if args.profile:
-        profile(step, sync, args.backend, args.profile)
+    solo_report(results, {"cnn": f"lecture CNN training step, batch {args.batch_size}"},
+                f"Lecture CNN step on {args.backend} vs {who} (float32, median of {args.repeat} steps a process)")
+    theirs = statistics.median(results[("cnn", "torch")]) if torch is not None else None
+    if args.kernels or args.profile:
+        limit_threads(torch, args.threads)
+        step, sync = step_ours(args.backend, args.batch_size)
+        if args.kernels:
+            kernel_breakdown(step, args.kernels, args.batch_size, theirs)
+        if args.profile:
+            profile(step, sync, args.backend, args.profile)
     if args.backend == "numpy" and not args.no_memory:
         mine = peak_memory("ours", "numpy", args.batch_size)
         text = f"peak memory of one step (ru_maxrss growth, median of 3 processes): autograd_cnn {mine:.1f} MiB"
