@@ -148,6 +148,10 @@ FRAMEWORKS = ("ours", "torch")
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
+#: How the report names a PyTorch variant of ``solo_frameworks``.
+VARIANT_NAMES = {"torch, malloc kept": "PyTorch with malloc keeping freed memory"}
+
+
 def add_solo_arguments(parser: argparse.ArgumentParser, runs: int = 5) -> None:
     """The options of a script timed by ``solo_in_turn``: ``--runs`` for the user, and the
     hidden ``--solo``/``--case`` that the parent passes to each child process."""
@@ -230,13 +234,15 @@ def solo_report(results: dict[tuple[str, str], list[float]], names: dict[str, st
                           f"{spread(times):.0%}"]
             ratio = f"{medians[0] / medians[1]:.2f}x" if len(medians) == 2 else "n/a"
             label = case_name if variant in (None, "torch") else \
-                f"{case_name}; PyTorch with malloc keeping freed memory"
+                f"{case_name}; {VARIANT_NAMES.get(variant, variant)}"
             lines.append(f"| {label} | {' | '.join(cells)} | {ratio} |")
     runs = max(len(v) for v in results.values())
     lines += ["", f"Each framework alone in its own process, {runs} processes each, taken in turn; a process's "
-              "figure is the median of its timed calls. \"PyTorch with malloc keeping freed memory\": its "
-              "process run with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ at 1 GiB, the setting our "
-              "NumPy backend makes in its own process (AUTOGRAD_CNN_CACHE_MEMORY)."]
+              "figure is the median of its timed calls."]
+    if "torch, malloc kept" in variants:
+        lines[-1] += (" \"PyTorch with malloc keeping freed memory\": its process run with MALLOC_MMAP_THRESHOLD_ "
+                      "and MALLOC_TRIM_THRESHOLD_ at 1 GiB, the setting our NumPy backend makes in its own "
+                      "process (AUTOGRAD_CNN_CACHE_MEMORY).")
     text = "\n".join(lines)
     print(text)
     sys.stdout.flush()

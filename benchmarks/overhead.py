@@ -10,19 +10,23 @@
     softmax cross-entropy, backward, an RMSprop update) on a batch of 128 in float32:
     here the time should be the matrix products, as in hand-written NumPy.
 
+Each case runs in processes of its own, one framework a process, ``--runs`` of each taken in turn.
+
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/overhead.py
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
+import statistics
 import timeit
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import machine, paired_median_times, report, torch_or_none
+from common import add_solo_arguments, machine, solo_child, solo_frameworks, solo_in_turn, solo_report, torch_or_none
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
@@ -176,48 +180,57 @@ def in_a_row(step: Callable[[], Any]) -> Callable[[], None]:
     return run
 
 
-def paired(ours: Callable[[], Any], theirs: Callable[[], Any] | None, rounds: int) -> tuple:
-    """Median times of ``ours`` and ``theirs`` taken in turn, one call per block after one untimed."""
-    return paired_median_times(ours, theirs, repeat=rounds, warmup=1, rounds=rounds)
+#: The cases, each timed alone in a process per framework: (ours, PyTorch's) step makers from
+#: (torch, rng), how many calls a process times, and what one call holds (CHAINS graphs or one step).
+def cases() -> dict:
+    def chain(on: bool | None) -> tuple:
+        def make(torch: Any, rng: np.random.Generator) -> Callable[[], Any]:
+            x0, w0 = rng.uniform(-1, 1, 16).astype(np.float32), rng.uniform(0.5, 1.0, 16).astype(np.float32)
+            step = chain_ours(x0, w0) if torch is None else chain_torch(torch, x0, w0)
+            return in_a_row(step if on is None else anomaly_mode(on, step, torch))
+        return make
+
+    def mlp(by_hand: bool) -> Callable:
+        def make(torch: Any, rng: np.random.Generator) -> Callable[[], Any]:
+            params0 = init_mlp(rng)
+            xb, yb = rng.uniform(0, 1, (BATCH, IN)).astype(np.float32), rng.integers(0, CLASSES, BATCH)
+            if torch is not None:
+                return mlp_torch(torch, params0, xb, yb)
+            return (mlp_numpy if by_hand else mlp_ours)(params0, xb, yb)
+        return make
+
+    return {"chain": (chain(None), 8, CHAINS, f"{CHAIN_OPS:,} tiny ops, forward + backward"),
+            "anomaly-off": (chain(False), 8, CHAINS, "same, anomaly mode off"),
+            "anomaly-on": (chain(True), 3, CHAINS, "same, anomaly mode on"),
+            "mlp": (mlp(False), 30, 1, "MLP 784-512-10 step, batch 128"),
+            "mlp-numpy": (mlp(True), 30, 1, "same step in hand-written NumPy (PyTorch: its MLP step)")}
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15, help="timed runs of each case (median taken)")
-    parser.add_argument("--quick", action="store_true", help="4 rounds: a smoke run, not figures to report")
+    parser.add_argument("--quick", action="store_true", help="one process each: a smoke run, not figures to report")
+    add_solo_arguments(parser)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.rounds = 4
+    table = cases()
+    if args.solo:
+        make, repeat, _, _ = table[args.case]
+        torch = torch_or_none() if args.solo == "torch" else None
+        solo_child(make(torch, np.random.default_rng(0)), repeat, warmup=2)
+        return ""
     print(machine())
     print()
-    torch = torch_or_none()
-    rng = np.random.default_rng(0)
-
-    x0 = rng.uniform(-1, 1, 16).astype(np.float32)
-    w0 = rng.uniform(0.5, 1.0, 16).astype(np.float32)
-    rows = []
-    ours, theirs = paired(in_a_row(chain_ours(x0, w0)), in_a_row(chain_torch(torch, x0, w0)) if torch else None,
-                          max(3, args.rounds // 2))
-    rows.append((f"{CHAIN_OPS:,} tiny ops, forward + backward", ours / CHAINS, theirs and theirs / CHAINS))
-    for on in (False, True):
-        ours, theirs = paired(in_a_row(anomaly_mode(on, chain_ours(x0, w0))),
-                              in_a_row(anomaly_mode(on, chain_torch(torch, x0, w0), torch)) if torch else None,
-                              max(3, args.rounds // 4) if on else max(3, args.rounds // 2))
-        rows.append((f"same, anomaly mode {'on' if on else 'off'}", ours / CHAINS, theirs and theirs / CHAINS))
-    per_op = rows[1][1] / CHAIN_OPS
+    with_torch = importlib.util.find_spec("torch") is not None
+    who = {k: v for k, v in solo_frameworks(with_torch).items() if k != "torch, malloc kept"}
+    results = solo_in_turn(__file__, list(table), 1 if args.quick else args.runs, who)
+    per_call = {case: entry[2] for case, entry in table.items()}
+    results = {(case, w): [t / per_call[case] for t in times] for (case, w), times in results.items()}
+    off, on = (statistics.median(results[(case, "ours")]) for case in ("anomaly-off", "anomaly-on"))
+    per_op = off / CHAIN_OPS
     check = anomaly_check_seconds()
     print(f"anomaly mode off: its flag tests take {check * 1e9:.0f} ns an op, {check / per_op:.2%} of the "
-          f"{per_op * 1e6:.2f} us an op of (a) takes; on: {rows[2][1] / rows[1][1]:.1f}x the time of off\n")
-
-    params0 = init_mlp(rng)
-    xb = rng.uniform(0, 1, (BATCH, IN)).astype(np.float32)
-    yb = rng.integers(0, CLASSES, BATCH)
-    torch_step = mlp_torch(torch, params0, xb, yb) if torch else None
-    ours, theirs = paired(mlp_ours(params0, xb, yb), torch_step, args.rounds)
-    rows.append(("MLP 784-512-10 step, batch 128", ours, theirs))
-    by_hand, theirs = paired(mlp_numpy(params0, xb, yb), torch_step, args.rounds)
-    rows.append(("same step in hand-written NumPy", by_hand, theirs))
-    return report(rows, "Engine overhead and the MLP step (float32, CPU)")
+          f"{per_op * 1e6:.2f} us an op of (a) takes; on: {on / off:.1f}x the time of off\n")
+    return solo_report(results, {case: entry[3] for case, entry in table.items()},
+                       "Engine overhead and the MLP step (float32, CPU)")
 
 
 if __name__ == "__main__":

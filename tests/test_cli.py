@@ -123,6 +123,36 @@ def test_run_all_finds_every_benchmark_script():
     assert run_all.accepts(cli.BENCHMARKS.parent / "accuracy.py", "--quick")
 
 
+def test_solo_in_turn_times_each_framework_in_a_process_of_its_own(tmp_path):
+    """The benchmarks' timing harness: one child process per framework and run, each reporting the
+    median of its own calls, the environment of a variant passed on to its children only."""
+    sys.path.insert(0, str(cli.BENCHMARKS.parent))
+    try:
+        import common
+    finally:
+        sys.path.pop(0)
+    script = tmp_path / "sleeper.py"
+    script.write_text(
+        "import argparse, os, sys, time\n"
+        f"sys.path.insert(0, {str(cli.BENCHMARKS.parent)!r})\n"
+        "import common\n"
+        "parser = argparse.ArgumentParser()\n"
+        "common.add_solo_arguments(parser)\n"
+        "args = parser.parse_args()\n"
+        "seconds = {'ours': 0.001, 'torch': 0.004}[args.solo] * (2 if os.environ.get('SLOWER') else 1)\n"
+        "print('noise before the result')\n"
+        "common.solo_child(lambda: time.sleep(seconds), repeat=3, warmup=1)\n")
+    who = {"ours": ("ours", {}), "torch": ("torch", {}), "slow torch": ("torch", {"SLOWER": "1"})}
+    results = common.solo_in_turn(str(script), ["sleep"], runs=2, who=who)
+    assert set(results) == {("sleep", name) for name in who}
+    assert all(len(times) == 2 for times in results.values())
+    ours, torch, slow = (min(results[("sleep", name)]) for name in who)
+    assert 0.001 <= ours < torch < slow and slow >= 0.008
+    text = common.solo_report(results, {"sleep": "a sleep"}, "sleeps")
+    assert "2 processes each" in text and text.count("| a sleep") == 2 and "| a sleep; slow torch |" in text
+    assert common.spread([1.0, 2.0, 3.0]) == 1.0
+
+
 def test_images_come_in_each_model_s_layout():
     for input_shape in ((1, 28, 28), (28, 28)):  # the CNNs', the MLPs'
         (x, y), (x_test, _) = cli._images("sample", input_shape, limit=3)

@@ -203,6 +203,19 @@ def test_locally_connected2d_matches_loops(backend, stride):
     np.testing.assert_allclose(y, loop_locally_connected(x, w, b, stride), atol=1e-10)
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_transpose2d_of_float16_through_float32_weight_gives_float32(backend, groups, parts):
+    """The input gradient's kernel writes into a buffer of the two dtypes' result type, not the
+    gradient's own: a float16 input with a float32 weight gives the float32 of the promoted input."""
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 4, 3, 4)).astype(np.float16), rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    on = {"backend": ag.get_backend()}
+    y = F.conv_transpose2d(ag.tensor(x, **on), ag.tensor(w, **on), groups=groups)
+    expected = F.conv_transpose2d(ag.tensor(x.astype(np.float32), **on), ag.tensor(w, **on), groups=groups)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_float32_stays_float32_and_output_is_channels_last_view(backend):
     x = ag.randn(2, 3, 8, 8, requires_grad=True)
     w = ag.randn(4, 3, 3, 3, requires_grad=True)
