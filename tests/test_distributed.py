@@ -27,6 +27,8 @@ from distributed_worker import BATCH, CASES, EVAL_SAMPLES, fit_case, loop_case, 
 import autograd_cnn as ag
 from autograd_cnn import models
 from autograd_cnn.backends import cupy_usable
+from autograd_cnn.backends.threads import THREADS_ENV_VAR, usable_cores
+from autograd_cnn.distributed.world import share_cores
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "distributed_worker.py"
@@ -195,6 +197,29 @@ def test_data_parallel_evens_out_the_weights_and_keeps_each_process_statistics(j
     assert reports[0]["bn_buckets"] == 1  # 25 MB holds the whole model
     means = [a["bn/1.running_mean"] for a in arrays]
     assert all(not np.array_equal(means[0], m) for m in means[1:]), "each process saw its own samples"
+
+
+@needs_mpi
+def test_the_processes_on_a_machine_share_its_cores(job):
+    """Each rank's CPU kernels run on its share of the cores: k processes with a thread per core
+    each would make the cores take turns."""
+    k, _, reports, _ = job
+    assert all(report["kernel_threads"] == max(1, usable_cores() // k) for report in reports)
+
+
+def test_a_lone_process_or_a_set_thread_count_keeps_its_threads(monkeypatch):
+    cpu = ag.get_backend("numpy")
+    monkeypatch.setattr(cpu, "threads", cpu.threads)
+    monkeypatch.setattr(cpu, "workers", cpu.workers)
+    before = cpu.threads
+    share_cores(1)
+    assert cpu.threads == before
+    monkeypatch.setenv(THREADS_ENV_VAR, "2")
+    share_cores(4)
+    assert cpu.threads == before
+    monkeypatch.delenv(THREADS_ENV_VAR)
+    share_cores(4)
+    assert cpu.threads == (max(1, usable_cores() // 4) if cpu.blas is not None else 1)
 
 
 @needs_mpi

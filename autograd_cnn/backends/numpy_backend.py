@@ -53,7 +53,12 @@ class NumpyBackend(XpBackend):
         # Threads only where BLAS can be held to one thread while they run (OpenBLAS, found
         # by its C functions): two thread pools on the same cores would take turns spinning.
         self.blas = BlasThreads.find()
-        self.threads = thread_count() if self.blas is not None else 1
+        self.set_threads(thread_count())
+
+    def set_threads(self, count: int) -> None:
+        """Run the kernels' parts on ``count`` threads (1: each kernel on the calling thread);
+        without OpenBLAS's thread controls the kernels keep to one."""
+        self.threads = count if self.blas is not None else 1
         self.workers = Workers(self.threads)
 
     def run_parts(self, fn: Callable[[Any], Any], parts: Sequence[Any]) -> list:

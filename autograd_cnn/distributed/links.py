@@ -41,7 +41,7 @@ class MpiLink:
         self.comm = MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)  # the processes on this machine
-        self.local_rank = node.Get_rank()
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
         node.Free()
         self.ops = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
         self.whole = True  # False once a peer is lost (a timeout): then never finalize

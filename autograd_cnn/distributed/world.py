@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import backend_of
+from ..backends import backend_of, get_backend
+from ..backends.threads import THREADS_ENV_VAR, usable_cores
 from ..errors import DistributedError, shape_str
 from ..tensor import Tensor
 from .links import MPI_INSTALL_HINT, MpiLink, NcclLink, nccl_status
@@ -82,6 +83,7 @@ class World:
         self.rank = mpi.rank if mpi else 0
         self.size = mpi.size if mpi else 1
         self.local_rank = mpi.local_rank if mpi else 0
+        self.local_size = mpi.local_size if mpi else 1  # the processes on this machine
         self.nccl: NcclLink | None = None  # made by the first collective on CuPy arrays
         self.broken: str | None = None  # why this group can no longer be used
 
@@ -257,7 +259,16 @@ def init(backend: str | None = None) -> None:
     world = World(backend, MpiLink() if size > 1 or backend is not None else None)
     if backend == "nccl":
         world._nccl("dist.init", "backend 'nccl'")
+    share_cores(world.local_size)
     _world = world
+
+
+def share_cores(processes: int) -> None:
+    """The processes on one machine share its cores: each one's CPU kernels take its share of
+    them as threads (at least one), unless AUTOGRAD_CNN_THREADS sets the count. Two processes
+    with a thread per core each would make every core take turns between them."""
+    if processes > 1 and not os.environ.get(THREADS_ENV_VAR, "").strip():
+        get_backend("numpy").set_threads(max(1, usable_cores() // processes))
 
 
 def current() -> World:
