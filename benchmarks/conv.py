@@ -4,16 +4,28 @@
     conv2d   x (128, 1, 28, 28),  weight (32, 1, 3, 3)   (its first conv)
     max_pool2d 2x2 on (128, 32, 26, 26)
 
+Each case and framework runs alone in its own process, ``--runs`` of each taken in turn.
+
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/conv.py
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import limit_threads, machine, paired_median_times, report, torch_or_none
+from common import (
+    add_solo_arguments,
+    limit_threads,
+    machine,
+    solo_child,
+    solo_frameworks,
+    solo_in_turn,
+    solo_report,
+    torch_or_none,
+)
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
@@ -72,29 +84,38 @@ def channels_last(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
+def make_step(case: str, torch: Any) -> Callable[[], Any]:
+    """The step of ``case`` ("conv0", "conv1": CONVS[i]; "pool") for us (``torch`` None) or PyTorch."""
+    rng = np.random.default_rng(0)
+    if case == "pool":
+        x0 = channels_last(rng.standard_normal(POOL, dtype=np.float32))
+        return pool_ours(x0) if torch is None else pool_torch(torch, np.ascontiguousarray(x0))
+    x_shape, w_shape = CONVS[int(case[-1])]
+    x0 = rng.standard_normal(x_shape, dtype=np.float32)
+    w0 = rng.standard_normal(w_shape, dtype=np.float32) * 0.1
+    input_grad = x_shape[1] > 1  # a middle layer passes its gradient on
+    return conv_ours(channels_last(x0), w0, input_grad) if torch is None else conv_torch(torch, x0, w0, input_grad)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=20, help="timed calls in each process")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and PyTorch threads for both (default: every core)")
+    add_solo_arguments(parser)
     args = parser.parse_args()
-    torch = torch_or_none()
-    limit_threads(torch, args.threads)
+    if args.solo:
+        torch = torch_or_none() if args.solo == "torch" else None
+        limit_threads(torch, args.threads)
+        solo_child(make_step(args.case, torch), args.repeat)
+        return
     print(machine())
-    rng = np.random.default_rng(0)
-    rows = []
-    for x_shape, w_shape in CONVS:
-        x0 = rng.standard_normal(x_shape, dtype=np.float32)
-        w0 = rng.standard_normal(w_shape, dtype=np.float32) * 0.1
-        input_grad = x_shape[1] > 1  # a middle layer passes its gradient on
-        ours, theirs = paired_median_times(conv_ours(channels_last(x0), w0, input_grad),
-                                           conv_torch(torch, x0, w0, input_grad) if torch else None, args.repeat)
-        rows.append((f"conv2d fwd+bwd x{x_shape} w{w_shape}", ours, theirs))
-    x0 = channels_last(rng.standard_normal(POOL, dtype=np.float32))
-    ours, theirs = paired_median_times(pool_ours(x0), pool_torch(torch, np.ascontiguousarray(x0)) if torch else None,
-                                       args.repeat)
-    rows.append((f"max_pool2d 2x2 fwd+bwd {POOL}", ours, theirs))
-    report(rows, "Convolution and pooling (float32, median of repeats)")
+    names = {f"conv{i}": f"conv2d fwd+bwd x{x_shape} w{w_shape}" for i, (x_shape, w_shape) in enumerate(CONVS)}
+    names["pool"] = f"max_pool2d 2x2 fwd+bwd {POOL}"
+    extra = ["--repeat", str(args.repeat)] + (["--threads", str(args.threads)] if args.threads else [])
+    who = solo_frameworks(importlib.util.find_spec("torch") is not None)
+    results = solo_in_turn(__file__, list(names), args.runs, who, extra)
+    solo_report(results, names, f"Convolution and pooling (float32, median of {args.repeat} calls a process)")
 
 
 if __name__ == "__main__":

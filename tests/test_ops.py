@@ -433,14 +433,53 @@ def test_reduction_names_are_checked():
 
 
 @pytest.mark.parametrize("shapes", [((8, 5), (5, 3)), ((3, 5), (5, 8))], ids=["rows", "columns"])
-def test_matmul_kernel_shares_a_product_long_in_arithmetic(backend, monkeypatch, shapes):
-    """A product small in memory but over min_parallel_macs multiply-adds runs in one part per thread."""
+def test_a_product_long_in_arithmetic_runs_on_blas_threads(backend, monkeypatch, shapes):
+    """A product of two matrices over min_parallel_macs multiply-adds goes to blas_product."""
     cpu = ag.get_backend()
     monkeypatch.setattr(type(cpu), "min_parallel_macs", 1)
     seen = []
-    run_parts = cpu.run_parts
-    monkeypatch.setattr(cpu, "run_parts", lambda fn, parts: seen.append(len(parts)) or run_parts(fn, parts))
+    blas_product = cpu.blas_product
+    monkeypatch.setattr(cpu, "blas_product", lambda a, b: seen.append((a.shape, b.shape)) or blas_product(a, b))
     rng = np.random.default_rng(4)
     a, b = (rng.standard_normal(shape) for shape in shapes)
     np.testing.assert_allclose((ag.tensor(a) @ ag.tensor(b)).numpy(), a @ b, rtol=1e-12, atol=1e-12)
-    assert seen == [1 if cpu.launch_bound else min(cpu.threads, 8)]
+    assert seen == ([] if cpu.launch_bound else [shapes])
+
+
+class _StoppableBlas:
+    """OpenBLAS's thread controls as the NumPy backend sees them, counting the times its threads are ended."""
+
+    can_stop = True
+
+    def __init__(self) -> None:
+        self.count, self.stops = 2, 0
+
+    def get(self) -> int:
+        return self.count
+
+    def set(self, count: int) -> None:
+        self.count = count
+
+    def stop(self) -> None:
+        self.stops += 1
+
+
+def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch):
+    """After a product on BLAS's own threads, the next kernel in several parts ends those threads
+    first (they would spin on the cores its parts run on), and only that once."""
+    from autograd_cnn.backends.threads import Workers
+
+    cpu = ag.get_backend("numpy")
+    blas = _StoppableBlas()
+    monkeypatch.setattr(cpu, "blas", blas)
+    monkeypatch.setattr(cpu, "threads", 2)
+    monkeypatch.setattr(cpu, "workers", Workers(2))
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((64, 64)), rng.standard_normal((64, 64))
+    np.testing.assert_allclose(cpu.blas_product(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    cpu.run_parts(lambda part: part, [0])  # one part runs on the caller: BLAS's threads may go on
+    assert blas.stops == 0
+    assert cpu.run_parts(lambda part: blas.get(), [0, 1]) == [1, 1]
+    assert blas.stops == 1 and blas.count == 2
+    cpu.run_parts(lambda part: part, [0, 1])
+    assert blas.stops == 1, "nothing ran on BLAS's threads since they were ended"

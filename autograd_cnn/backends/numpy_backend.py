@@ -53,6 +53,7 @@ class NumpyBackend(XpBackend):
         # Threads only where BLAS can be held to one thread while they run (OpenBLAS, found
         # by its C functions): two thread pools on the same cores would take turns spinning.
         self.blas = BlasThreads.find()
+        self._blas_spinning = False  # a product has run on BLAS's threads since they were last ended
         self.set_threads(thread_count())
 
     def set_threads(self, count: int) -> None:
@@ -61,12 +62,30 @@ class NumpyBackend(XpBackend):
         self.threads = count if self.blas is not None else 1
         self.workers = Workers(self.threads)
 
+    def blas_product(self, a: Any, b: Any) -> Any:
+        """a @ b on BLAS's own threads. Those threads then spin for a while, waiting for more:
+        the next kernel that runs on the worker threads ends them first (``run_parts``). Without
+        the means to end them, the product runs in a part per worker thread instead."""
+        if self.threads == 1 or self.blas is None or not self.blas.can_stop:
+            out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+            size = -(-a.shape[0] // self.threads)
+            self.run_parts(lambda rows: np.dot(a[rows], b, out=out[rows]),
+                           [slice(start, min(start + size, a.shape[0])) for start in range(0, a.shape[0], size)])
+            return out
+        # Ending BLAS's threads while another thread of the program runs a BLAS product would
+        # be unsafe; the library's kernels run theirs only on its own worker threads, in run_parts.
+        self._blas_spinning = True
+        return a @ b
+
     def run_parts(self, fn: Callable[[Any], Any], parts: Sequence[Any]) -> list:
         """The parts on the worker threads, with BLAS on one thread for each product meanwhile;
         BLAS's own count (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, threadpoolctl) caps the threads."""
         blas_threads = self.blas.get() if self.threads > 1 else 1
         if blas_threads == 1:
             return [fn(part) for part in parts]
+        if self._blas_spinning and len(parts) > 1:  # BLAS's threads would take the cores from the workers
+            self.blas.stop()
+            self._blas_spinning = False
         self.blas.set(1)
         try:
             return self.workers.run(fn, parts, count=min(self.threads, blas_threads))

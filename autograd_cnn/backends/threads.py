@@ -45,11 +45,22 @@ class BlasThreads:
              ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
              ("openblas_get_num_threads", "openblas_set_num_threads"))
 
-    def __init__(self, get: Any, set_: Any) -> None:
+    def __init__(self, get: Any, set_: Any, shutdown: Any = None) -> None:
         self.get, self._set = get, set_
+        self._shutdown = shutdown
 
     def set(self, count: int) -> None:
         self._set(count)
+
+    @property
+    def can_stop(self) -> bool:
+        """Whether ``stop`` can end BLAS's threads (OpenBLAS exports the function that does)."""
+        return self._shutdown is not None
+
+    def stop(self) -> None:
+        """End BLAS's threads, which otherwise spin for a while after each threaded product;
+        BLAS starts them again at its next threaded product (about 0.1 ms)."""
+        self._shutdown()
 
     @classmethod
     def find(cls) -> BlasThreads | None:
@@ -68,7 +79,11 @@ class BlasThreads:
                 get, set_ = getattr(library, get_name, None), getattr(library, set_name, None)
                 if get is not None and set_ is not None:
                     get.restype, set_.argtypes = ctypes.c_int, (ctypes.c_int,)
-                    return cls(get, set_)
+                    # OpenBLAS's own fork handler calls this one: it joins BLAS's threads.
+                    shutdown = getattr(library, "blas_thread_shutdown_", None)
+                    if shutdown is not None:
+                        shutdown.restype, shutdown.argtypes = ctypes.c_int, ()
+                    return cls(get, set_, shutdown)
         return None
 
 
