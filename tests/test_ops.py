@@ -205,6 +205,23 @@ def test_matmul_kernel_in_rows_columns_or_stacks_equals_numpy(backend, parts, sh
     np.testing.assert_allclose((ag.tensor(a) @ ag.tensor(b)).numpy(), np.matmul(a, b), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("gy_order", ["mask's layout", "C order"])
+def test_relu_grad_kernel_takes_a_gradient_in_any_layout(backend, parts, gy_order):
+    """ReLU's backward kernel gives gy times the mask, in the mask's layout (channels-last after a
+    conv), whether gy comes in that layout or in C order (from Flatten)."""
+    cpu = ag.get_backend()
+    rng = np.random.default_rng(6)
+    positive_nhwc = rng.standard_normal((4, 3, 3, 5)) > 0
+    positive = cpu.from_host(positive_nhwc).transpose(0, 3, 1, 2)  # (N, C, H, W), channels-last in memory
+    gy_host = rng.standard_normal((4, 5, 3, 3))
+    gy = cpu.from_host(gy_host if gy_order == "C order" else np.ascontiguousarray(gy_host.transpose(0, 2, 3, 1)))
+    if gy_order != "C order":
+        gy = gy.transpose(0, 3, 1, 2)
+    gx = cpu.relu_grad(gy, positive)
+    np.testing.assert_array_equal(cpu.to_host(gx), gy_host * positive_nhwc.transpose(0, 3, 1, 2))
+    assert gx.strides[1] == gx.itemsize, "channels-last, as the mask"
+
+
 def test_no_grad_ops_forward():
     a = ag.tensor(A)
     np.testing.assert_array_equal((a > 0).numpy(), A > 0)

@@ -9,6 +9,11 @@ import numpy as np
 from .base import Backend
 
 
+def _layout(a: Any) -> tuple:
+    """The order of an array's axes in memory, from the largest stride down."""
+    return tuple(sorted(range(a.ndim), key=lambda axis: -a.strides[axis]))
+
+
 class ActivationKernels(Backend):
     """The elementwise kernels the activation ops call by name."""
 
@@ -28,10 +33,22 @@ class ActivationKernels(Backend):
     def relu_grad(self, gy: Any, positive: Any) -> Any:
         """ReLU's backward: gy times the mask, in the mask's memory layout (a conv's, channels-last)."""
         gx = self.xp.empty_like(positive, dtype=gy.dtype)
+        # A gradient in another layout (Flatten's, C order, after a conv's channels-last ReLU) is
+        # copied into the mask's layout first: one ufunc over two layouts crawls (1 ms for the
+        # lecture CNN's last ReLU, against 0.1 ms for the copy and the product).
+        same_layout = _layout(gy) == _layout(positive)
+
+        def grad_part(part: Any) -> None:
+            if same_layout:
+                self.xp.multiply(gy[part], positive[part], out=gx[part])
+            else:
+                gx[part] = gy[part]
+                self.xp.multiply(gx[part], positive[part], out=gx[part])
+
         if gx.nbytes < self.min_parallel_bytes:
-            return self.xp.multiply(gy, positive, out=gx)
-        self.run_parts(lambda part: self.xp.multiply(gy[part], positive[part], out=gx[part]),
-                       self._leading_parts(gx, 2 * gy.itemsize + 1))
+            grad_part(...)
+        else:
+            self.run_parts(grad_part, self._leading_parts(gx, 2 * gy.itemsize + 1))
         return gx
 
     def _leading_parts(self, x: Any, bytes_per_element: int) -> list:
