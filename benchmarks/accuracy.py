@@ -6,7 +6,8 @@ The recipe: RMSprop (lr 1e-3, alpha 0.9, eps 1e-7: Keras's defaults), batch 128,
 epoch, sparse categorical cross-entropy, PyTorch's default initialisation in both engines.
   --quick  MNIST-5k (the shipped sample, shuffled with seed 0, 4,000 train / 1,000 test),
            10 epochs, the lecture MLP and CNN.
-  default  the same, plus one epoch of the lecture CNN on full Fashion-MNIST, timed in both.
+  default  the same, plus one epoch of the lecture CNN on full Fashion-MNIST, timed in both,
+           each framework alone in its own process, ``--runs`` (3) of each taken in turn.
   --full   the same, plus 5 epochs of each model on full Fashion-MNIST (test accuracy).
 ``--seeds N`` averages N runs per model (seeds 0 .. N-1; the range is shown).
 A second table starts both engines from PyTorch's initial weights and feeds them the same
@@ -17,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import time
 from typing import Any
 
 import numpy as np
-from common import machine, torch_or_none
+from common import add_solo_arguments, machine, solo_frameworks, solo_in_turn, solo_report, torch_or_none
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
@@ -152,16 +154,22 @@ def compare(torch: Any, name: str, split: tuple, epochs: int, seeds: list[int]) 
         print(line, flush=True)
 
 
-def epoch_time(torch: Any, split: tuple, seed: int) -> str:
-    """One epoch of the lecture CNN on the whole training set, ours against PyTorch."""
-    (x_train, y_train), (x_test, y_test) = split
+def epoch_seconds(framework: str, seed: int = 0) -> float:
+    """In a child process: one epoch of the lecture CNN on the whole Fashion-MNIST training set
+    (seconds), trained by ``framework`` ("ours" or "torch")."""
+    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist()
     one_epoch = ((x_train, y_train), (x_test[:1000], y_test[:1000]))  # the timing is of training alone
-    _, sec = ours("cnn", one_epoch, 1, seed)
-    case = f"| lecture CNN, one epoch of Fashion-MNIST ({len(x_train):,} images) | {sec:.1f} |"
-    if torch is None:
-        return f"{case} not installed | n/a |"
-    _, t_sec = theirs(torch, "cnn", one_epoch, 1, seed)
-    return f"{case} {t_sec:.1f} | {sec / t_sec:.2f}x |"
+    if framework == "ours":
+        return ours("cnn", one_epoch, 1, seed)[1]
+    return theirs(torch_or_none(), "cnn", one_epoch, 1, seed)[1]
+
+
+def epoch_time(with_torch: bool, runs: int) -> None:
+    """One epoch of the lecture CNN on full Fashion-MNIST, each framework alone in its own
+    process, ``runs`` processes each taken in turn."""
+    results = solo_in_turn(__file__, ["fashion-epoch"], runs, solo_frameworks(with_torch))
+    solo_report(results, {"fashion-epoch": "lecture CNN, one epoch of Fashion-MNIST (60,000 images)"},
+                "One epoch of the lecture CNN", unit="s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_true", help="MNIST-5k only")
     size.add_argument("--full", action="store_true", help="also 5 epochs of each model on full Fashion-MNIST")
     parser.add_argument("--seeds", type=int, default=1, help="runs per model, seeds 0, 1, ... (default 1)")
+    add_solo_arguments(parser, runs=3)
     args = parser.parse_args(argv)
+    if args.solo:
+        print(json.dumps({"median": epoch_seconds(args.solo)}))
+        return 0
     torch = torch_or_none()
     print(f"machine: {machine()}\ndate: {datetime.date.today()}\n")
     header = ["| data set | model | epochs | runs | autograd_cnn accuracy | PyTorch accuracy | difference (points) "
@@ -194,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             same_start_rows(torch, "Fashion-MNIST (60,000 / 10,000)", fashion, 5, 0)
     if fashion is None:
         return 0
-    print("\n| case | autograd_cnn (s) | PyTorch CPU (s) | ratio |\n| --- | ---: | ---: | ---: |")
-    print(epoch_time(torch, fashion, 0), flush=True)
+    print()
+    epoch_time(torch is not None, args.runs)
     return 0
 
 

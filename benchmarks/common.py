@@ -213,24 +213,25 @@ def spread(times: Sequence[float]) -> float:
 
 
 def solo_report(results: dict[tuple[str, str], list[float]], names: dict[str, str], title: str,
-                scale: float = 1.0) -> str:
-    """A Markdown table of ``solo_in_turn``'s results: per case and PyTorch variant, our median
-    over our processes and PyTorch's (ms, divided by ``scale``), the fastest and slowest process,
-    the spread and the ratio of the medians."""
+                unit: str = "ms") -> str:
+    """A Markdown table of ``solo_in_turn``'s results (seconds): per case and PyTorch variant, our
+    median over our processes and PyTorch's (in ``unit``, "ms" or "s"), the fastest and slowest
+    process, the spread and the ratio of the medians."""
+    factor = 1e3 if unit == "ms" else 1.0
     lines = [f"### {title}", "",
-             "| case | autograd_cnn (ms) | its runs (ms) | spread | PyTorch CPU (ms) | its runs (ms) | spread "
-             "| ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"| case | autograd_cnn ({unit}) | its runs ({unit}) | spread | PyTorch CPU ({unit}) | its runs ({unit}) "
+             "| spread | ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     variants = sorted({name for _, name in results if name != "ours"}) or [None]
     for case, case_name in names.items():
         for variant in variants:
             cells, medians = [], []
             for name in ("ours", variant):
-                times = [t / scale for t in results.get((case, name), [])]
+                times = results.get((case, name), [])
                 if not times:
                     cells += ["not installed", "", ""]
                     continue
                 medians.append(statistics.median(times))
-                cells += [f"{medians[-1] * 1e3:.2f}", f"{min(times) * 1e3:.2f} to {max(times) * 1e3:.2f}",
+                cells += [f"{medians[-1] * factor:.2f}", f"{min(times) * factor:.2f} to {max(times) * factor:.2f}",
                           f"{spread(times):.0%}"]
             ratio = f"{medians[0] / medians[1]:.2f}x" if len(medians) == 2 else "n/a"
             label = case_name if variant in (None, "torch") else \
