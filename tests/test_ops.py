@@ -6,6 +6,7 @@ import importlib
 import inspect
 import itertools
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -483,7 +484,9 @@ class _StoppableBlas:
 
 def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch):
     """After a product on BLAS's own threads, the next kernel in several parts ends those threads
-    first (they would spin on the cores its parts run on), and only that once."""
+    first (they would spin on the cores its parts run on), and only that once; BLAS then stays on
+    one thread (setting its count would start new threads, which spin too) until the next such
+    product gives it its count back."""
     from autograd_cnn.backends.threads import Workers
 
     cpu = ag.get_backend("numpy")
@@ -495,8 +498,16 @@ def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch)
     a, b = rng.standard_normal((64, 64)), rng.standard_normal((64, 64))
     np.testing.assert_allclose(cpu.blas_product(a, b), a @ b, rtol=1e-12, atol=1e-12)
     cpu.run_parts(lambda part: part, [0])  # one part runs on the caller: BLAS's threads may go on
-    assert blas.stops == 0
+    assert blas.stops == 0 and blas.count == 2
     assert cpu.run_parts(lambda part: blas.get(), [0, 1]) == [1, 1]
-    assert blas.stops == 1 and blas.count == 2
+    assert blas.stops == 1 and blas.count == 1
+    meet = threading.Barrier(2, timeout=20)  # passed only when two threads run the two parts
+    assert cpu.run_parts(lambda part: meet.wait() >= 0, [0, 1]) == [True, True], \
+        "BLAS kept on one thread is not the user's cap: the parts still share the worker threads"
+    assert blas.stops == 1 and blas.count == 1, "nothing ran on BLAS's threads since they were ended"
+    np.testing.assert_allclose(cpu.blas_product(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    assert blas.count == 2, "the product gave BLAS its own count back"
     cpu.run_parts(lambda part: part, [0, 1])
-    assert blas.stops == 1, "nothing ran on BLAS's threads since they were ended"
+    assert blas.stops == 2 and blas.count == 1
+    monkeypatch.setattr(cpu, "_blas_parked", None)  # the real BLAS is as it was
+    monkeypatch.setattr(cpu, "_blas_spinning", False)

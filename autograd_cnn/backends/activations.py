@@ -32,6 +32,8 @@ class ActivationKernels(Backend):
 
     def relu_grad(self, gy: Any, positive: Any) -> Any:
         """ReLU's backward: gy times the mask, in the mask's memory layout (a conv's, channels-last)."""
+        if gy.nbytes < self.min_parallel_bytes and gy.flags.c_contiguous and positive.flags.c_contiguous:
+            return self.xp.multiply(gy, positive)  # the common small case, without the layout's bookkeeping
         gx = self.xp.empty_like(positive, dtype=gy.dtype)
         # A gradient in another layout (Flatten's, C order, after a conv's channels-last ReLU) is
         # copied into the mask's layout first: one ufunc over two layouts crawls (1 ms for the

@@ -54,6 +54,7 @@ class NumpyBackend(XpBackend):
         # by its C functions): two thread pools on the same cores would take turns spinning.
         self.blas = BlasThreads.find()
         self._blas_spinning = False  # a product has run on BLAS's threads since they were last ended
+        self._blas_parked: int | None = None  # BLAS's own count, while it is kept on one thread
         self.set_threads(thread_count())
 
     def set_threads(self, count: int) -> None:
@@ -63,30 +64,41 @@ class NumpyBackend(XpBackend):
         self.workers = Workers(self.threads)
 
     def blas_product(self, a: Any, b: Any) -> Any:
-        """a @ b on BLAS's own threads. Those threads then spin for a while, waiting for more:
-        the next kernel that runs on the worker threads ends them first (``run_parts``). Without
-        the means to end them, the product runs in a part per worker thread instead."""
+        """a @ b on BLAS's own threads. Those threads then spin for a while, waiting for more
+        work, on the cores the worker threads need: the next kernel in several parts ends them
+        (``run_parts``). Without the means to end them, the product runs in a part per worker
+        thread instead."""
         if self.threads == 1 or self.blas is None or not self.blas.can_stop:
             out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
             size = -(-a.shape[0] // self.threads)
             self.run_parts(lambda rows: np.dot(a[rows], b, out=out[rows]),
                            [slice(start, min(start + size, a.shape[0])) for start in range(0, a.shape[0], size)])
             return out
-        # Ending BLAS's threads while another thread of the program runs a BLAS product would
-        # be unsafe; the library's kernels run theirs only on its own worker threads, in run_parts.
+        if self._blas_parked is not None:  # BLAS starts its threads again for this product
+            self.blas.set(self._blas_parked)
+            self._blas_parked = None
         self._blas_spinning = True
         return a @ b
 
     def run_parts(self, fn: Callable[[Any], Any], parts: Sequence[Any]) -> list:
         """The parts on the worker threads, with BLAS on one thread for each product meanwhile;
-        BLAS's own count (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, threadpoolctl) caps the threads."""
-        blas_threads = self.blas.get() if self.threads > 1 else 1
+        BLAS's own count (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, threadpoolctl) caps the threads.
+
+        After a product on BLAS's threads (``blas_product``), the first kernel in several parts
+        ends those threads, and BLAS then keeps one thread, its count "parked", until the next
+        such product: OpenBLAS starts its threads again whenever its count is set, and new
+        threads spin too. Ending them is safe because the library's own products run only here
+        and in ``blas_product``, never while the worker threads run."""
+        blas_threads = (self._blas_parked or self.blas.get()) if self.threads > 1 else 1
         if blas_threads == 1:
             return [fn(part) for part in parts]
-        if self._blas_spinning and len(parts) > 1:  # BLAS's threads would take the cores from the workers
-            self.blas.stop()
-            self._blas_spinning = False
+        if self._blas_parked is not None:  # BLAS is on one thread, its threads ended
+            return self.workers.run(fn, parts, count=min(self.threads, blas_threads))
         self.blas.set(1)
+        if self._blas_spinning and len(parts) > 1:  # they would take the cores from the workers
+            self.blas.stop()
+            self._blas_spinning, self._blas_parked = False, blas_threads
+            return self.workers.run(fn, parts, count=min(self.threads, blas_threads))
         try:
             return self.workers.run(fn, parts, count=min(self.threads, blas_threads))
         finally:
