@@ -165,18 +165,7 @@ def solo_child(step: Callable[[], Any], repeat: int, warmup: int = 5,
                sync: Callable[[], None] | None = None) -> None:
     """In a child process: time ``repeat`` calls of ``step`` after ``warmup`` untimed ones, and
     print their median (seconds) as the last line, in JSON, for ``solo_in_turn``."""
-    for _ in range(warmup):
-        step()
-    if sync:
-        sync()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        step()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - start)
-    print(json.dumps({"median": statistics.median(times)}))
+    print(json.dumps({"median": median_time(step, repeat, warmup, sync)}))
 
 
 def solo_in_turn(script: str, cases: Sequence[str], runs: int, who: dict[str, tuple[str, dict]],
