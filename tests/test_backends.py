@@ -173,6 +173,9 @@ def test_batch_parts_sizes():
 
 def test_run_parts_holds_blas_to_one_thread_and_gives_its_count_back():
     cpu = ag.get_backend("numpy")
+    cpu.release_blas()  # as a program finds it, not as a long product run by another test left it
+    cpu.run_parts(lambda part: part, [0, 1])  # ends BLAS's threads if such a product left them spinning
+    cpu.release_blas()
     if cpu.threads < 2 or cpu.blas is None or cpu.blas.get() < 2:
         pytest.skip("runs where OpenBLAS is found and may use two threads or more")
     before = cpu.blas.get()
@@ -183,6 +186,22 @@ def test_run_parts_holds_blas_to_one_thread_and_gives_its_count_back():
         assert set(cpu.run_parts(lambda part: threading.get_ident(), [0, 1, 2, 3])) == {threading.get_ident()}
     finally:
         cpu.blas.set(before)
+
+
+def test_release_blas_gives_blas_its_count_back_after_a_long_product():
+    cpu = ag.get_backend("numpy")
+    if cpu.threads < 2 or cpu.blas is None or not cpu.blas.can_stop:
+        pytest.skip("runs where OpenBLAS is found, can end its threads and the kernels use two threads or more")
+    cpu.release_blas()
+    before = cpu.blas.get()
+    if before < 2:
+        pytest.skip("OpenBLAS is held to one thread here")
+    a = np.ones((256, 256), dtype=np.float32)
+    np.testing.assert_array_equal(cpu.blas_product(a, a), a @ a)
+    cpu.run_parts(lambda part: part, [0, 1])  # ends BLAS's spinning threads and keeps it on one
+    assert cpu.blas.get() == 1
+    cpu.release_blas()
+    assert cpu.blas.get() == before
 
 
 def test_threads_variable_sets_the_kernel_threads():

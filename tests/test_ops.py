@@ -492,6 +492,8 @@ def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch)
     cpu = ag.get_backend("numpy")
     blas = _StoppableBlas()
     monkeypatch.setattr(cpu, "blas", blas)
+    for name, value in (("_blas_parked", None), ("_blas_spinning", False)):  # put back as they were after the test
+        monkeypatch.setattr(cpu, name, value)
     monkeypatch.setattr(cpu, "threads", 2)
     monkeypatch.setattr(cpu, "workers", Workers(2))
     rng = np.random.default_rng(5)
@@ -509,5 +511,3 @@ def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch)
     assert blas.count == 2, "the product gave BLAS its own count back"
     cpu.run_parts(lambda part: part, [0, 1])
     assert blas.stops == 2 and blas.count == 1
-    monkeypatch.setattr(cpu, "_blas_parked", None)  # the real BLAS is as it was
-    monkeypatch.setattr(cpu, "_blas_spinning", False)

@@ -74,11 +74,16 @@ class NumpyBackend(XpBackend):
             self.run_parts(lambda rows: np.dot(a[rows], b, out=out[rows]),
                            [slice(start, min(start + size, a.shape[0])) for start in range(0, a.shape[0], size)])
             return out
-        if self._blas_parked is not None:  # BLAS starts its threads again for this product
-            self.blas.set(self._blas_parked)
-            self._blas_parked = None
+        self.release_blas()  # BLAS starts its threads again for this product
         self._blas_spinning = True
         return a @ b
+
+    def release_blas(self) -> None:
+        """Give OpenBLAS back its own thread count if the kernels left it on one thread (see
+        ``run_parts``), for products of the program's own that should use every core at once."""
+        if self._blas_parked is not None:
+            self.blas.set(self._blas_parked)
+            self._blas_parked = None
 
     def run_parts(self, fn: Callable[[Any], Any], parts: Sequence[Any]) -> list:
         """The parts on the worker threads, with BLAS on one thread for each product meanwhile;
@@ -92,17 +97,17 @@ class NumpyBackend(XpBackend):
         blas_threads = (self._blas_parked or self.blas.get()) if self.threads > 1 else 1
         if blas_threads == 1:
             return [fn(part) for part in parts]
-        if self._blas_parked is not None:  # BLAS is on one thread, its threads ended
-            return self.workers.run(fn, parts, count=min(self.threads, blas_threads))
-        self.blas.set(1)
-        if self._blas_spinning and len(parts) > 1:  # they would take the cores from the workers
-            self.blas.stop()
+        count = min(self.threads, blas_threads)
+        if self._blas_parked is None:
+            self.blas.set(1)
+            if not (self._blas_spinning and len(parts) > 1):
+                try:
+                    return self.workers.run(fn, parts, count=count)
+                finally:
+                    self.blas.set(blas_threads)
+            self.blas.stop()  # its threads would take the cores from the workers
             self._blas_spinning, self._blas_parked = False, blas_threads
-            return self.workers.run(fn, parts, count=min(self.threads, blas_threads))
-        try:
-            return self.workers.run(fn, parts, count=min(self.threads, blas_threads))
-        finally:
-            self.blas.set(blas_threads)
+        return self.workers.run(fn, parts, count=count)  # BLAS parked on one thread
 
     def is_array(self, obj: Any) -> bool:
         return type(obj) is np.ndarray or isinstance(obj, np.ndarray)

@@ -25,13 +25,12 @@ class ProductKernels(Backend):
         xp = self.xp
         if a.ndim == 2 and b.ndim == 2:
             (m, k), n = a.shape, b.shape[1]
-            item = xp.result_type(a, b).itemsize
-            by_rows = m >= n
-            count, item_bytes = (m, (k + n) * item) if by_rows else (n, (k + m) * item)
             if not self.launch_bound and m * k * n >= self.min_parallel_macs:
                 return self.blas_product(a, b)
-            parts = self.batch_parts(count, item_bytes)
             out = xp.empty((m, n), dtype=xp.result_type(a, b))
+            by_rows = m >= n
+            parts = self.batch_parts(m, (k + n) * out.itemsize) if by_rows else \
+                self.batch_parts(n, (k + m) * out.itemsize)
 
             def rows_part(rows: slice) -> None:
                 xp.dot(a[rows], b, out=out[rows])
