@@ -147,7 +147,8 @@ def train(out: Path) -> None:
     serialization.save = lambda obj, path: (writes.append(str(path)), real_save(obj, path))[1]
     report["histories"] = {}
     for case in CASES:
-        checkpoint = [nn.ModelCheckpoint(str(out / "checkpoint-{epoch}.npz"))] if case == "cnn-adam-f64" else None
+        checkpoint = [nn.ModelCheckpoint(str(out / "checkpoint-{epoch}.npz"), verbose=1)] if case == "cnn-adam-f64" \
+            else None
         model, history = fit_case(case, k, BATCH, checkpoint)
         arrays.update({f"{case}/{name}": t.numpy() for name, t in model.state_dict().items()})
         report["histories"][case] = history.history

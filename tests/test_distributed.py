@@ -88,8 +88,9 @@ def job(request, tmp_path_factory):
     """One ``mpiexec -n k`` of the worker's "train": each rank's arrays and report."""
     k = request.param
     out = tmp_path_factory.mktemp(f"job{k}")
-    code, _, err, _ = mpiexec(k, str(WORKER), "train", str(out))
+    code, stdout, err, _ = mpiexec(k, str(WORKER), "train", str(out))
     assert code == 0, err[-4000:]
+    (out / "stdout.txt").write_text(stdout)
     arrays = [dict(np.load(out / f"rank{r}.npz")) for r in range(k)]
     reports = [json.loads((out / f"rank{r}.json").read_text()) for r in range(k)]
     return k, arrays, reports, out
@@ -162,6 +163,8 @@ def test_only_rank_0_writes_the_checkpoints(job):
     assert all(r["checkpoint_writes"] == [] for r in reports[1:])
     saved = ag.load(str(out / "checkpoint-2.npz"))
     assert all(np.array_equal(t.numpy(), arrays[0][f"cnn-adam-f64/{n}"]) for n, t in saved.items())
+    said = [line for line in (out / "stdout.txt").read_text().splitlines() if "saved the model" in line]
+    assert [line.split(":")[0] for line in said] == ["Epoch 1", "Epoch 2"], "one line an epoch, from rank 0 only"
 
 
 @needs_mpi

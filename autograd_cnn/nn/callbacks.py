@@ -146,9 +146,12 @@ class ModelCheckpoint(_Monitor):
             if value is None or not self._improved(value):
                 return
             self.best = value
-        self.model.save(path)
+        self.model.save(path)  # under several processes, only rank 0 writes
         if self.verbose:
-            print(f"Epoch {epoch + 1}: saved the model to {path}")
+            from ..distributed import world
+
+            if world.is_main():  # the one process that wrote says so
+                print(f"Epoch {epoch + 1}: saved the model to {path}")
 
 
 class GradientStats(Callback):
