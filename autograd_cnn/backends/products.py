@@ -38,7 +38,10 @@ class ProductKernels(Backend):
             def columns_part(cols: slice) -> None:
                 out[:, cols] = xp.dot(a, b[:, cols])  # dot writes only into contiguous memory
 
-            self.run_parts(rows_part if by_rows else columns_part, parts)
+            if len(parts) == 1:  # the whole product, written straight into out
+                self.run_parts(rows_part, [slice(0, m)])
+            else:
+                self.run_parts(rows_part if by_rows else columns_part, parts)
             return out
         if a.ndim == b.ndim > 2 and a.shape[0] == b.shape[0]:
             parts = self.batch_parts(a.shape[0], (a[0].size + b[0].size) * a.itemsize)
