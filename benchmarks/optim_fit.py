@@ -7,12 +7,17 @@
    2,048 samples) against the same epoch as a hand-written PyTorch loop; and our own
    hand-written loop, so the row pair shows what fit's bookkeeping costs.
 
+Each case and framework runs alone in its own process, ``--runs`` (3) of each taken in turn.
+
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/optim_fit.py
 """
 from __future__ import annotations
 
+import argparse
+import importlib.util
+
 import numpy as np
-from common import machine, median_time, report, torch_or_none
+from common import add_solo_arguments, machine, solo_child, solo_frameworks, solo_in_turn, solo_report, torch_or_none
 
 import autograd_cnn as ag
 from autograd_cnn import nn, optim
@@ -26,35 +31,51 @@ OPTIMIZERS = {
 }
 
 
-def optimizer_rows(torch) -> list:
-    rows = []
-    for model_name, shapes in (("lecture CNN", CNN), ("800-400-10 MLP", MLP)):
-        rng = np.random.default_rng(0)
-        values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-        for label, (name, kwargs) in OPTIMIZERS.items():
-            params = [nn.Parameter(ag.tensor(v.copy())) for v in values]
-            for p, g in zip(params, grads):
-                p.grad = ag.tensor(g)
-            ours = median_time(getattr(optim, name)(params, **kwargs).step, repeat=30)
-            theirs = None
-            if torch is not None:
-                tparams = [torch.tensor(v.copy(), requires_grad=True) for v in values]
-                for p, g in zip(tparams, grads):
-                    p.grad = torch.tensor(g)
-                theirs = median_time(getattr(torch.optim, name)(tparams, **kwargs).step, repeat=30)
-            rows.append((f"{label} step, {model_name}", ours, theirs))
-    return rows
+MODELS = {"lecture CNN": CNN, "800-400-10 MLP": MLP}
+SAMPLES, FEATURES, BATCH = 2048, 784, 128
 
 
-def fit_rows(torch) -> list:
+def optimizer_step(torch, model_name: str, label: str):
+    """One in-place step of ``label``'s optimizer over ``model_name``'s parameters (ours, or PyTorch's)."""
+    rng = np.random.default_rng(0)
+    shapes = MODELS[model_name]
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    name, kwargs = OPTIMIZERS[label]
+    if torch is None:
+        params = [nn.Parameter(ag.tensor(v.copy())) for v in values]
+        for p, g in zip(params, grads):
+            p.grad = ag.tensor(g)
+        return getattr(optim, name)(params, **kwargs).step
+    tparams = [torch.tensor(v.copy(), requires_grad=True) for v in values]
+    for p, g in zip(tparams, grads):
+        p.grad = torch.tensor(g)
+    return getattr(torch.optim, name)(tparams, **kwargs).step
+
+
+def epoch(torch, how: str):
+    """One epoch on the lecture MLP: ``fit`` or our hand-written loop ("hand"), or PyTorch's loop."""
     rng = np.random.default_rng(1)
-    x = rng.uniform(0, 1, size=(2048, 784)).astype(np.float32)
-    y = rng.integers(0, 10, size=2048)
+    x = rng.uniform(0, 1, size=(SAMPLES, FEATURES)).astype(np.float32)
+    y = rng.integers(0, 10, size=SAMPLES)
+    if torch is not None:
+        tmodel = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
+        topt = torch.optim.RMSprop(tmodel.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+        tx, ty = torch.tensor(x), torch.tensor(y)
+
+        def torch_loop():
+            order = torch.tensor(np.random.default_rng(2).permutation(len(x)))
+            for start in range(0, len(x), BATCH):
+                index = order[start:start + BATCH]
+                topt.zero_grad()
+                torch.nn.functional.cross_entropy(tmodel(tx[index]), ty[index]).backward()
+                topt.step()
+        return torch_loop
     ag.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 10), nn.Softmax())
-    model.compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy"])
-    fit = median_time(lambda: model.fit(x, y, epochs=1, batch_size=128, verbose=0), repeat=5, warmup=1)
+    if how == "fit":
+        model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 10), nn.Softmax())
+        model.compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy"])
+        return lambda: model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0)
 
     import autograd_cnn.functional as F
 
@@ -63,39 +84,37 @@ def fit_rows(torch) -> list:
 
     def hand_loop():
         order = np.random.default_rng(2).permutation(len(x))
-        for start in range(0, len(x), 128):
-            index = order[start:start + 128]
+        for start in range(0, len(x), BATCH):
+            index = order[start:start + BATCH]
             opt.zero_grad()
-            loss = F.cross_entropy(logits_model(ag.tensor(x[index])), ag.tensor(y[index]))
-            loss.backward()
+            F.cross_entropy(logits_model(ag.tensor(x[index])), ag.tensor(y[index])).backward()
             opt.step()
+    return hand_loop
 
-    hand = median_time(hand_loop, repeat=5, warmup=1)
-    theirs = None
-    if torch is not None:
-        tmodel = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
-        topt = torch.optim.RMSprop(tmodel.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
-        tx, ty = torch.tensor(x), torch.tensor(y)
 
-        def torch_loop():
-            order = torch.tensor(np.random.default_rng(2).permutation(len(x)))
-            for start in range(0, len(x), 128):
-                index = order[start:start + 128]
-                topt.zero_grad()
-                loss = torch.nn.functional.cross_entropy(tmodel(tx[index]), ty[index])
-                loss.backward()
-                topt.step()
-
-        theirs = median_time(torch_loop, repeat=5, warmup=1)
-    return [("fit(), 1 epoch of 16 steps, lecture MLP", fit, theirs),
-            ("hand-written loop, same epoch", hand, theirs)]
+STEP_CASES = {f"{label}|{model_name}": f"{label} step, {model_name}" for model_name in MODELS for label in OPTIMIZERS}
+EPOCH_CASES = {"fit": f"fit(), 1 epoch of {SAMPLES // BATCH} steps, lecture MLP (PyTorch: its loop)",
+               "hand": "hand-written loop, same epoch (PyTorch: its loop)"}
 
 
 def main() -> None:
-    torch = torch_or_none()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_solo_arguments(parser, runs=3)
+    args = parser.parse_args()
+    if args.solo:
+        torch = torch_or_none() if args.solo == "torch" else None
+        if args.case in EPOCH_CASES:
+            solo_child(epoch(torch, args.case), repeat=5, warmup=1)
+        else:
+            label, model_name = args.case.split("|")
+            solo_child(optimizer_step(torch, model_name, label), repeat=30)
+        return
     print(machine())
-    report(optimizer_rows(torch), "Optimizer steps (in place, float32)")
-    report(fit_rows(torch), "The fit loop")
+    who = {k: v for k, v in solo_frameworks(importlib.util.find_spec("torch") is not None).items()
+           if k != "torch, malloc kept"}
+    solo_report(solo_in_turn(__file__, list(STEP_CASES), args.runs, who), STEP_CASES,
+                "Optimizer steps (in place, float32)")
+    solo_report(solo_in_turn(__file__, list(EPOCH_CASES), args.runs, who), EPOCH_CASES, "The fit loop")
 
 
 if __name__ == "__main__":
