@@ -99,6 +99,21 @@ def test_update_rules_match_a_plain_reference(backend, name, kwargs):
     w0 = np.random.default_rng(0).standard_normal((3, 4))
     np.testing.assert_allclose(_run_ours(name, kwargs, w0), _reference(name, kwargs, w0), rtol=1e-10, atol=1e-12)
 
+@pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)])
+def test_a_large_parameter_updated_in_parts_matches_the_reference(backend, monkeypatch, name, kwargs):
+    """A parameter over min_parallel_bytes is updated a part at a time (parts of 16 KiB here, many
+    of them): the same numbers as the whole-array rule."""
+    cpu = ag.get_backend()
+    monkeypatch.setattr(type(cpu), "part_bytes", 1 << 14)
+    monkeypatch.setattr(type(cpu), "min_parallel_bytes", 1 << 12)
+    seen = []
+    in_parts = cpu.in_parts
+    monkeypatch.setattr(cpu, "in_parts", lambda rule, *arrays: (seen.append(arrays[0].shape), in_parts(rule, *arrays)))
+    w0 = np.random.default_rng(1).standard_normal((37, 61))
+    np.testing.assert_allclose(_run_ours(name, kwargs, w0), _reference(name, kwargs, w0), rtol=1e-10, atol=1e-12)
+    assert seen, f"{name} updated its parameter without in_parts"
+
+
 def test_sgd_momentum_by_hand(backend):
     p = nn.Parameter(ag.tensor([1.0], dtype="float64"))
     opt = optim.SGD([p], lr=0.1, momentum=0.5)
