@@ -101,11 +101,10 @@ def test_update_rules_match_a_plain_reference(backend, name, kwargs):
 
 @pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)])
 def test_a_large_parameter_updated_in_parts_matches_the_reference(backend, monkeypatch, name, kwargs):
-    """A parameter over min_parallel_bytes is updated a part at a time (parts of 16 KiB here, many
+    """A parameter over half of part_bytes is updated a part at a time (parts of 16 KiB here, many
     of them): the same numbers as the whole-array rule."""
     cpu = ag.get_backend()
     monkeypatch.setattr(type(cpu), "part_bytes", 1 << 14)
-    monkeypatch.setattr(type(cpu), "min_parallel_bytes", 1 << 12)
     seen = []
     in_parts = cpu.in_parts
     monkeypatch.setattr(cpu, "in_parts", lambda rule, *arrays: (seen.append(arrays[0].shape), in_parts(rule, *arrays)))

@@ -24,11 +24,13 @@ class UpdateKernels(Backend):
     def in_parts(self, rule: Any, *arrays: Any) -> None:
         """``rule(*arrays)``, which updates its arrays in place element by element, run on parts
         of the flattened arrays in turn. Arrays of one shape, C-contiguous (None passes as None);
-        other arrays, small ones and a launch-bound backend's are updated whole."""
+        other arrays, small ones (under half of ``part_bytes``) and a launch-bound backend's are
+        updated whole."""
         first = arrays[0]
         present = [a for a in arrays if a is not None]
         element_bytes = sum(a.itemsize for a in present)
-        if self.launch_bound or first.size * element_bytes < self.min_parallel_bytes or \
+        # Under half of part_bytes the arrays fit a core's cache whole: parts would only cost.
+        if self.launch_bound or first.size * element_bytes < self.part_bytes // 2 or \
                 not all(a.flags.c_contiguous and a.shape == first.shape for a in present):
             rule(*arrays)
             return
