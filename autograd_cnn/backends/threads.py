@@ -6,7 +6,8 @@ next operation would use. So the NumPy backend splits a kernel's batch into part
 them on its own threads, the caller among them, with BLAS held to one thread per call while
 they run: elementwise passes use every core too, and no thread spins between kernels. Each
 thread takes the next part as it finishes one, so a core that another program holds for a
-while slows a kernel by a part, not by half.
+while slows a kernel by a part, not by half. A product long in arithmetic is the exception: it
+runs on BLAS's own threads, which the next kernel in parts ends (``BlasThreads.stop``).
 """
 from __future__ import annotations
 
@@ -58,8 +59,9 @@ class BlasThreads:
         return self._shutdown is not None
 
     def stop(self) -> None:
-        """End BLAS's threads, which otherwise spin for a while after each threaded product;
-        BLAS starts them again at its next threaded product (about 0.1 ms)."""
+        """End BLAS's threads, which otherwise spin for a while after each threaded product.
+        BLAS starts them again (about 0.1 ms) at its next threaded product, or as soon as its
+        count is set, and new threads spin too (see ``NumpyBackend.run_parts``)."""
         self._shutdown()
 
     @classmethod
