@@ -148,8 +148,9 @@ FRAMEWORKS = ("ours", "torch")
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
-#: How the report names a PyTorch variant of ``solo_frameworks``.
-VARIANT_NAMES = {"torch, malloc kept": "PyTorch with malloc keeping freed memory"}
+#: ``solo_frameworks``'s name for PyTorch run with KEEP_FREED_MEMORY, and how the report names it.
+MALLOC_KEPT = "torch, malloc kept"
+VARIANT_NAMES = {MALLOC_KEPT: "PyTorch with malloc keeping freed memory"}
 
 
 def add_solo_arguments(parser: argparse.ArgumentParser, runs: int = 5) -> None:
@@ -187,12 +188,15 @@ def solo_in_turn(script: str, cases: Sequence[str], runs: int, who: dict[str, tu
     return results
 
 
-def solo_frameworks(with_torch: bool) -> dict[str, tuple[str, dict]]:
-    """``who`` for ``solo_in_turn``: ours; PyTorch as installed; PyTorch with glibc's malloc
-    keeping freed memory as our process does (without PyTorch, ours alone)."""
+def solo_frameworks(with_torch: bool, malloc_kept: bool = True) -> dict[str, tuple[str, dict]]:
+    """``who`` for ``solo_in_turn``: ours; PyTorch as installed; and, with ``malloc_kept``,
+    PyTorch with glibc's malloc keeping freed memory as our process does (without PyTorch,
+    ours alone)."""
     who = {"ours": ("ours", {})}
     if with_torch:
-        who.update({"torch": ("torch", {}), "torch, malloc kept": ("torch", KEEP_FREED_MEMORY)})
+        who["torch"] = ("torch", {})
+        if malloc_kept:
+            who[MALLOC_KEPT] = ("torch", KEEP_FREED_MEMORY)
     return who
 
 
@@ -229,7 +233,7 @@ def solo_report(results: dict[tuple[str, str], list[float]], names: dict[str, st
     runs = max(len(v) for v in results.values())
     lines += ["", f"Each framework alone in its own process, {runs} processes each, taken in turn; a process's "
               "figure is the median of its timed calls."]
-    if "torch, malloc kept" in variants:
+    if MALLOC_KEPT in variants:
         lines[-1] += (" \"PyTorch with malloc keeping freed memory\": its process run with MALLOC_MMAP_THRESHOLD_ "
                       "and MALLOC_TRIM_THRESHOLD_ at 1 GiB, the setting our NumPy backend makes in its own "
                       "process (AUTOGRAD_CNN_CACHE_MEMORY).")

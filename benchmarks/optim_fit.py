@@ -110,8 +110,7 @@ def main() -> None:
             solo_child(optimizer_step(torch, model_name, label), repeat=30)
         return
     print(machine())
-    who = {k: v for k, v in solo_frameworks(importlib.util.find_spec("torch") is not None).items()
-           if k != "torch, malloc kept"}
+    who = solo_frameworks(importlib.util.find_spec("torch") is not None, malloc_kept=False)
     solo_report(solo_in_turn(__file__, list(STEP_CASES), args.runs, who), STEP_CASES,
                 "Optimizer steps (in place, float32)")
     solo_report(solo_in_turn(__file__, list(EPOCH_CASES), args.runs, who), EPOCH_CASES, "The fit loop")

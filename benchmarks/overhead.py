@@ -219,8 +219,7 @@ def main(argv: list[str] | None = None) -> str:
         return ""
     print(machine())
     print()
-    with_torch = importlib.util.find_spec("torch") is not None
-    who = {k: v for k, v in solo_frameworks(with_torch).items() if k != "torch, malloc kept"}
+    who = solo_frameworks(importlib.util.find_spec("torch") is not None, malloc_kept=False)
     results = solo_in_turn(__file__, list(table), 1 if args.quick else args.runs, who)
     per_call = {case: entry[2] for case, entry in table.items()}
     results = {(case, w): [t / per_call[case] for t in times] for (case, w), times in results.items()}
