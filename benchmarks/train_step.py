@@ -168,23 +168,55 @@ def profile(step: Callable[[], Any], sync: Callable[[], None], backend: str, ste
         print(benchmark(step, n_repeat=steps, n_warmup=3))
 
 
-def step_flops(batch_size: int) -> dict:
-    """Multiply-adds x 2 of each product in one step, by (op, its first input's shape): the convs'
-    forward, input gradient (none for the first: the images need none) and weight gradient, and
-    the Linear layer's three products."""
-    flops, hw, channels = {}, 28, 1
+def step_products(batch_size: int) -> dict:
+    """The matrix product under each product op of one step, by (op, its first input's shape):
+    the shapes (M, K) and (K, N) of a @ b. The convs' forward (im2col rows times the weights),
+    input gradient (the output gradient times the weights: col2im aside; none for the first
+    conv, whose images need none) and weight gradient, and the Linear layer's three products."""
+    products, hw, channels = {}, 28, 1
     for out_channels in (32, 64, 128):
         out_hw = hw - 2
-        per_product = 2 * batch_size * out_hw * out_hw * 9 * channels * out_channels
-        flops[("Conv2d", (batch_size, channels, hw, hw))] = per_product
-        flops[("Conv2dGradWeight", (batch_size, channels, hw, hw))] = per_product
+        rows, window = batch_size * out_hw * out_hw, 9 * channels
+        products[("Conv2d", (batch_size, channels, hw, hw))] = ((rows, window), (window, out_channels))
+        products[("Conv2dGradWeight", (batch_size, channels, hw, hw))] = ((out_channels, rows), (rows, window))
         if channels > 1:
-            flops[("ConvTranspose2d", (batch_size, out_channels, out_hw, out_hw))] = per_product
+            products[("ConvTranspose2d", (batch_size, out_channels, out_hw, out_hw))] = (
+                (rows, out_channels), (out_channels, window))
         hw, channels = (out_hw // 2 if out_channels < 128 else out_hw), out_channels
-    linear = 2 * batch_size * 1152 * 10
-    flops.update({("Linear", (batch_size, 1152)): linear, ("MatMul", (batch_size, 10)): linear,
-                  ("MatMul", (10, batch_size)): linear})
-    return flops
+    products.update({("Linear", (batch_size, 1152)): ((batch_size, 1152), (1152, 10)),
+                     ("MatMul", (batch_size, 10)): ((batch_size, 10), (10, 1152)),
+                     ("MatMul", (10, batch_size)): ((10, batch_size), (batch_size, 1152))})
+    return products
+
+
+def step_flops(batch_size: int) -> dict:
+    """Multiply-adds x 2 of each product in one step, keyed as ``step_products``."""
+    return {key: 2 * a[0] * a[1] * b[1] for key, (a, b) in step_products(batch_size).items()}
+
+
+def products_alone(batch_size: int, repeat: int = 30) -> dict:
+    """Each of the step's products timed alone (ms, the median of ``repeat``) on contiguous
+    float32 matrices with NumPy and BLAS's own threads, in whichever of a @ b and (bᵀ @ aᵀ)ᵀ
+    is faster: what the products cost with no window copies, no col2im and no other pass
+    around them, the part of a step that better elementwise code cannot remove."""
+    rng = np.random.default_rng(0)
+    alone = {}
+    for key, (shape_a, shape_b) in step_products(batch_size).items():
+        a = rng.standard_normal(shape_a, dtype=np.float32)
+        b = rng.standard_normal(shape_b, dtype=np.float32)
+        best = math.inf
+        for left, right in ((a, b), (np.ascontiguousarray(b.T), np.ascontiguousarray(a.T))):
+            left @ right  # once untimed: BLAS starts its threads and buffers
+            best = min(best, statistics.median(_timed(np.matmul, left, right) for _ in range(repeat)))
+        alone[key] = best
+    return alone
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> float:
+    """fn(*args)'s wall time in ms."""
+    start = time.perf_counter()
+    fn(*args)
+    return (time.perf_counter() - start) * 1e3
 
 
 def kernel_breakdown(step: Callable[[], Any], steps: int, batch_size: int, theirs: float | None) -> None:
@@ -212,6 +244,7 @@ def kernel_breakdown(step: Callable[[], Any], steps: int, batch_size: int, their
         if "forward" in vars(cls):
             originals[cls] = vars(cls)["forward"]
             cls.forward = timed(cls, originals[cls].__func__)
+    alone = products_alone(batch_size)  # first: BLAS still has its own thread count
     try:
         times, cpu_start = [], time.process_time()
         for _ in range(steps):
@@ -224,15 +257,23 @@ def kernel_breakdown(step: Callable[[], Any], steps: int, batch_size: int, their
             cls.forward = forward
     flops, per_step = step_flops(batch_size), statistics.median(times)
     print(f"\n### Where the step goes ({steps} steps; ms per step, wall and process CPU)\n")
-    print("| op | first input | wall | CPU | GFLOP/s |\n| --- | --- | ---: | ---: | ---: |")
+    print("The product alone: the op's matrix product by itself on contiguous matrices (``products_alone``).\n")
+    print("| op | first input | wall | CPU | GFLOP/s | product alone | its GFLOP/s |\n"
+          "| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for key in sorted(wall, key=lambda k: -wall[k]):
         if wall[key] / steps < 50e-6:  # under 0.05 ms a step
             continue
         rate = f"{flops[key] / (wall[key] / steps) / 1e9:.0f}" if key in flops else ""
-        print(f"| {key[0]} | {key[1]} | {wall[key] / steps * 1e3:.2f} | {cpu[key] / steps * 1e3:.2f} | {rate} |")
+        floor = f"{alone[key]:.2f} | {flops[key] / alone[key] / 1e6:.0f}" if key in alone else " | "
+        print(f"| {key[0]} | {key[1]} | {wall[key] / steps * 1e3:.2f} | {cpu[key] / steps * 1e3:.2f} | "
+              f"{rate} | {floor} |")
     ops, mean = sum(wall.values()) / steps, statistics.mean(times)
     print(f"\nstep: median {per_step * 1e3:.2f} ms (mean {mean * 1e3:.2f}, CPU {step_cpu * 1e3:.2f}); "
           f"ops {ops * 1e3:.2f} ms, engine and optimizer {(mean - ops) * 1e3:.2f} ms")
+    product_ops = sum(wall[key] for key in alone if key in wall) / steps * 1e3
+    print(f"the product ops {product_ops:.2f} ms, their products alone {sum(alone.values()):.2f} ms "
+          f"({sum(flops.values()) / sum(alone.values()) / 1e6:.0f} GFLOP/s); the other ops "
+          f"{ops * 1e3 - product_ops:.2f} ms")
     peak, total = gemm_peak(), sum(flops.values())
     text = (f"the step's {total / 1e9:.2f} GFLOP: {total / per_step / 1e9:.0f} GFLOP/s, "
             f"{total / per_step / 1e9 / peak:.0%} of NumPy's GEMM peak here ({peak:.0f} GFLOP/s, 2048^2 float32)")

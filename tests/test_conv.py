@@ -137,6 +137,26 @@ def test_cpu_and_gpu_kernel_choices_agree(backend, monkeypatch, in_channels):
         np.testing.assert_allclose(cpu, gpu, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_channel_sums_found_by_a_weight_gradient_answer_for_that_very_gradient_only(backend, in_channels):
+    """A weight gradient sums gy on the way (the bias's gradient); channel_sum hands those sums
+    out for the same array, once, and sums any other array itself."""
+    be, rng = ag.get_backend(), np.random.default_rng(12)
+    x = _t(rng.standard_normal((3, in_channels, 6, 5))).data
+    gy = _t(rng.standard_normal((3, 4, 4, 3))).data
+    other = gy + 1  # same shape, other sums
+    geometry = ((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+
+    def sums(a):
+        return be.to_host(a).sum(axis=(0, 2, 3))
+
+    be.conv2d_grad_weight(x, gy, *geometry)
+    np.testing.assert_allclose(be.to_host(be.channel_sum(other)), sums(other), rtol=1e-12)
+    be.conv2d_grad_weight(x, gy, *geometry)
+    np.testing.assert_allclose(be.to_host(be.channel_sum(gy)), sums(gy), rtol=1e-12)
+    np.testing.assert_allclose(be.to_host(be.channel_sum(gy)), sums(gy), rtol=1e-12)  # now summed afresh
+
+
 @pytest.mark.parametrize("part_bytes", [1, 3600])
 def test_conv2d_over_parts_of_the_batch_equals_one_product(backend, monkeypatch, part_bytes):
     """A batch is done in parts of images of about part_bytes (on the worker threads): same values."""

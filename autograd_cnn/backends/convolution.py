@@ -8,6 +8,7 @@ kernels read their windows through the two functions below.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from .base import Backend
@@ -132,6 +133,10 @@ class ConvolutionKernels(Backend):
             planes[-1] = 1
         return planes.reshape(planes.shape[0], n * oh * ow)
 
+    #: The channel sums of the last output gradient a weight gradient read on the CPU (a weak
+    #: reference to that gradient, and its sums), for ``channel_sum`` to hand out once.
+    _found_sums: tuple | None = None
+
     def conv2d(self, x: Any, weight: Any, bias: Any, stride: tuple, padding: tuple, dilation: tuple,
                groups: int, out_hw: tuple) -> Any:
         """Cross-correlation of x (N, C, H, W) with weight (O, C/G, KH, KW): one GEMM per part of the batch."""
@@ -241,23 +246,40 @@ class ConvolutionKernels(Backend):
         oh, ow = gy.shape[2:]
         window = (kernel_size, stride, padding, dilation, (oh, ow))
         g_rows = self._grad_rows(gy, groups)
-        if groups != 1:
+        if groups != 1 or self.launch_bound:
             cols = self._gemm_cols(x, kernel_size, stride, padding, dilation, (oh, ow), groups)
-            gw = self.xp.matmul(g_rows.transpose(0, 2, 1), cols)
-        elif c == 1 and not self.launch_bound:
-            def share(part: slice) -> Any:  # (KH*KW, O)
-                return self.xp.dot(self._offset_planes(x[part], *window), g_rows[self._rows_of(part, oh * ow)])
-            gw = self._summed(self.run_parts(share, self._image_parts(x, kernel_size, (oh, ow), o))).T
+            gw = self.xp.matmul(g_rows.transpose(0, 2, 1) if groups != 1 else g_rows.T, cols)
+            # (O, KH*KW*C/G) for one group, (G, O/G, KH*KW*C/G) for more: the same rows either way.
+            return self.xp.ascontiguousarray(gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2))
+        # On the CPU, gy's channel sums come along, a part at a time: the bias's gradient, which
+        # Conv2d's backward asks ChannelSum for next, where a pass of its own would read gy again
+        # (0.6 ms of the lecture CNN's step). With one channel a row of ones under the shifted
+        # planes sums it in the product; with more, a product with ones while the part is in cache.
+        parts = self._image_parts(x, kernel_size, (oh, ow), o)
+        if c == 1:
+            def share(part: slice) -> tuple:  # (KH*KW, O) and (O,)
+                total = self.xp.dot(self._offset_planes(x[part], *window, ones_row=True),
+                                    g_rows[self._rows_of(part, oh * ow)])
+                return total[:-1], total[-1]
         else:
-            def share(part: slice) -> Any:  # (O, KH*KW*C)
-                return self.xp.dot(g_rows[self._rows_of(part, oh * ow)].T, self.im2col_rows(x[part], *window))
-            gw = self._summed(self.run_parts(share, self._image_parts(x, kernel_size, (oh, ow), o)))
-        # (O, KH*KW*C/G) for one group, (G, O/G, KH*KW*C/G) for more: the same rows either way.
-        gw = gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2)
-        return self.xp.ascontiguousarray(gw)
+            longest = parts[0].stop - parts[0].start  # the first part
+            ones = self.ones_vector(longest * oh * ow, gy.dtype)
+
+            def share(part: slice) -> tuple:  # (O, KH*KW*C) and (O,)
+                rows = g_rows[self._rows_of(part, oh * ow)]
+                return self.xp.dot(rows.T, self.im2col_rows(x[part], *window)), self.xp.dot(ones[:len(rows)], rows)
+        shares = self.run_parts(share, parts)
+        gw = self._summed([share[0] for share in shares])
+        self._found_sums = (weakref.ref(gy), self._summed([share[1] for share in shares]).astype(gy.dtype, copy=False))
+        gw = (gw.T if c == 1 else gw).reshape(o, kh, kw, c)
+        return self.xp.ascontiguousarray(gw.transpose(0, 3, 1, 2))
 
     def channel_sum(self, x: Any) -> Any:
-        """x (N, C, ...) summed over every axis but 1, to (C,), by the fastest path for its layout."""
+        """x (N, C, ...) summed over every axis but 1, to (C,), by the fastest path for its layout;
+        for the gradient that a weight gradient has just read, the sums it found."""
+        found, self._found_sums = self._found_sums, None
+        if found is not None and found[0]() is x:  # the very array, alive: its sums are current
+            return found[1]
         if x.ndim == 2:  # rows: a product with ones is two to three times faster than sum(axis=0)
             return self._column_sums(x)
         if x.ndim != 4:
