@@ -153,12 +153,14 @@ MALLOC_KEPT = "torch, malloc kept"
 VARIANT_NAMES = {MALLOC_KEPT: "PyTorch with malloc keeping freed memory"}
 
 
-def add_solo_arguments(parser: argparse.ArgumentParser, runs: int = 5) -> None:
+def add_solo_arguments(parser: argparse.ArgumentParser, runs: int = 5,
+                       frameworks: Sequence[str] = FRAMEWORKS) -> None:
     """The options of a script timed by ``solo_in_turn``: ``--runs`` for the user, and the
-    hidden ``--solo``/``--case`` that the parent passes to each child process."""
+    hidden ``--solo``/``--case`` that the parent passes to each child process (``--solo`` one
+    of ``frameworks``)."""
     parser.add_argument("--runs", type=int, default=runs,
                         help="processes per framework and case, taken in turn (the figure is their median)")
-    parser.add_argument("--solo", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument("--solo", choices=frameworks, help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
 
 
@@ -214,7 +216,7 @@ def solo_report(results: dict[tuple[str, str], list[float]], names: dict[str, st
     lines = [f"### {title}", "",
              f"| case | autograd_cnn ({unit}) | its runs ({unit}) | spread | PyTorch CPU ({unit}) | its runs ({unit}) "
              "| spread | ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    variants = sorted({name for _, name in results if name != "ours"}) or [None]
+    variants = list(dict.fromkeys(name for _, name in results if name != "ours")) or [None]  # in ``who``'s order
     for case, case_name in names.items():
         for variant in variants:
             cells, medians = [], []
