@@ -62,14 +62,24 @@ def applied_functions(monkeypatch):
     return used
 
 
-class _BlasStandIn:
-    """BLAS's thread controls as run_parts sees them, where the real ones are missing or held to one."""
+class BlasStandIn:
+    """OpenBLAS's thread controls as the NumPy backend sees them (two threads of its own, which
+    ``stop`` can end), counting the times its threads are ended: for tests where the real
+    ones are missing or held to one thread."""
+
+    can_stop = True
+
+    def __init__(self) -> None:
+        self.count, self.stops = 2, 0
 
     def get(self) -> int:
-        return 2
+        return self.count
 
     def set(self, count: int) -> None:
-        pass
+        self.count = count
+
+    def stop(self) -> None:
+        self.stops += 1
 
 
 PARTS = ["whole batch", "one image a part"]
@@ -86,5 +96,5 @@ def parts(request, monkeypatch):
         if cpu.threads < 2 or cpu.blas is None or cpu.blas.get() < 2:  # one core, or BLAS held to one thread
             monkeypatch.setattr(cpu, "threads", 2)
             monkeypatch.setattr(cpu, "workers", Workers(2))
-            monkeypatch.setattr(cpu, "blas", _BlasStandIn())
+            monkeypatch.setattr(cpu, "blas", BlasStandIn())
     return request.param

@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import BlasStandIn
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
@@ -464,24 +465,6 @@ def test_a_product_long_in_arithmetic_runs_on_blas_threads(backend, monkeypatch,
     assert seen == ([] if cpu.launch_bound else [shapes])
 
 
-class _StoppableBlas:
-    """OpenBLAS's thread controls as the NumPy backend sees them, counting the times its threads are ended."""
-
-    can_stop = True
-
-    def __init__(self) -> None:
-        self.count, self.stops = 2, 0
-
-    def get(self) -> int:
-        return self.count
-
-    def set(self, count: int) -> None:
-        self.count = count
-
-    def stop(self) -> None:
-        self.stops += 1
-
-
 def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch):
     """After a product on BLAS's own threads, the next kernel in several parts ends those threads
     first (they would spin on the cores its parts run on), and only that once; BLAS then stays on
@@ -490,7 +473,7 @@ def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch)
     from autograd_cnn.backends.threads import Workers
 
     cpu = ag.get_backend("numpy")
-    blas = _StoppableBlas()
+    blas = BlasStandIn()
     monkeypatch.setattr(cpu, "blas", blas)
     for name, value in (("_blas_parked", None), ("_blas_spinning", False)):  # put back as they were after the test
         monkeypatch.setattr(cpu, name, value)
