@@ -23,6 +23,8 @@ from .errors import ArgumentError, ArgumentTypeError
 
 def is_int(value: Any) -> bool:
     """An integer (Python's or NumPy's), not a bool."""
+    if type(value) is int:  # the common case, without the slower test against numbers.Integral
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
@@ -47,14 +49,18 @@ def integer(where: str, name: str, value: Any, minimum: int | None = None) -> in
 def ints(where: str, name: str, value: Any, n: int, minimum: int | None = None) -> tuple:
     """An int or a sequence of ``n`` ints (a kernel size 3 or (3, 5)), each at least ``minimum``,
     as an ``n``-tuple."""
-    what = f"an int{_at_least(minimum)}" + ("" if n == 1 else f" or {n} of them")
     items = (value,) * n if is_int(value) else value
-    if not isinstance(items, Sequence) or isinstance(items, str) or len(items) != n \
-            or not all(is_int(v) for v in items):
-        raise ArgumentTypeError(f"{where}: {name} must be {what}, got {value!r}")
+    # (A tuple or a list is tested first: the ops check their geometry on every call.)
+    sequence = type(items) in (tuple, list) or (isinstance(items, Sequence) and not isinstance(items, str))
+    if not sequence or len(items) != n or not all(is_int(v) for v in items):
+        raise ArgumentTypeError(f"{where}: {name} must be {_ints_wanted(n, minimum)}, got {value!r}")
     if minimum is not None and any(v < minimum for v in items):
-        raise ArgumentError(f"{where}: {name} must be {what}, got {value!r}")
+        raise ArgumentError(f"{where}: {name} must be {_ints_wanted(n, minimum)}, got {value!r}")
     return tuple(int(v) for v in items)
+
+
+def _ints_wanted(n: int, minimum: int | None) -> str:
+    return f"an int{_at_least(minimum)}" + ("" if n == 1 else f" or {n} of them")
 
 
 def real(where: str, name: str, value: Any, low: float | None = None, high: float | None = None,
