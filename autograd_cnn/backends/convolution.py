@@ -276,9 +276,10 @@ class ConvolutionKernels(Backend):
 
     def channel_sum(self, x: Any) -> Any:
         """x (N, C, ...) summed over every axis but 1, to (C,), by the fastest path for its layout;
-        for the gradient that a weight gradient has just read, the sums it found."""
+        for the gradient that a weight gradient has just read, the sums it found (Conv2d's
+        backward asks for them right after, and nothing writes to that gradient in between)."""
         found, self._found_sums = self._found_sums, None
-        if found is not None and found[0]() is x:  # the very array, alive: its sums are current
+        if found is not None and found[0]() is x:  # the very array, still alive
             return found[1]
         if x.ndim == 2:  # rows: a product with ones is two to three times faster than sum(axis=0)
             return self._column_sums(x)
