@@ -34,6 +34,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from common import (
     gemm_peak,
     limit_threads,
     machine,
+    median_time,
     solo_child,
     solo_frameworks,
     solo_in_turn,
@@ -204,19 +206,9 @@ def products_alone(batch_size: int, repeat: int = 30) -> dict:
     for key, (shape_a, shape_b) in step_products(batch_size).items():
         a = rng.standard_normal(shape_a, dtype=np.float32)
         b = rng.standard_normal(shape_b, dtype=np.float32)
-        best = math.inf
-        for left, right in ((a, b), (np.ascontiguousarray(b.T), np.ascontiguousarray(a.T))):
-            left @ right  # once untimed: BLAS starts its threads and buffers
-            best = min(best, statistics.median(_timed(np.matmul, left, right) for _ in range(repeat)))
-        alone[key] = best
+        ways = ((a, b), (np.ascontiguousarray(b.T), np.ascontiguousarray(a.T)))
+        alone[key] = min(median_time(partial(np.matmul, left, right), repeat, warmup=1) for left, right in ways) * 1e3
     return alone
-
-
-def _timed(fn: Callable[..., Any], *args: Any) -> float:
-    """fn(*args)'s wall time in ms."""
-    start = time.perf_counter()
-    fn(*args)
-    return (time.perf_counter() - start) * 1e3
 
 
 def kernel_breakdown(step: Callable[[], Any], steps: int, batch_size: int, theirs: float | None) -> None:
