@@ -14,11 +14,12 @@ PACKAGE = Path(autograd_cnn.__file__).parent
 LAYERS = [
     ("base", ("errors", "checks", "hooks", "backends", "random")),
     ("tensor", ("tensor",)),
-    ("engine", ("autograd",)),
+    ("engine", ("autograd", "engine")),
     ("ops", ("ops", "testing", "serialization")),
     ("functional", ("functional",)),
-    ("nn", ("nn", "optim", "data", "distributed")),
+    ("nn", ("nn", "optim", "data", "distributed", "metrics")),
     ("above nn", ("models", "visual", "onnx", "interop")),
+    ("keras", ("keras",)),
     ("command line", ("cli", "__main__", "")),  # "" is the package's own __init__
 ]
 

@@ -1,0 +1,14 @@
+"""The Keras 3 API that the lectures write, on this package's engine.
+
+    from autograd_cnn import keras            # was: from tensorflow import keras
+    from autograd_cnn.keras import layers     # was: from tensorflow.keras import layers
+
+A thin skin over ``nn``, the one ``Trainer`` and the engine: it owns Keras's names, defaults and
+weight layouts, never a second training loop or a second kernel.
+"""
+from __future__ import annotations
+
+from . import callbacks, datasets, layers, losses, metrics, models, optimizers, utils
+
+__all__ = ["callbacks", "datasets", "layers", "losses", "metrics", "models",
+           "optimizers", "utils"]

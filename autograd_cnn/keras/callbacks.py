@@ -1,0 +1,4 @@
+"""Keras's callbacks: `EarlyStopping`, `ModelCheckpoint`, `History`."""
+from __future__ import annotations
+
+__all__: list[str] = []
