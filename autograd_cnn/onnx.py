@@ -45,7 +45,7 @@ from .ops.matmul import Linear, MatMul
 from .ops.norm import BatchNorm, Dropout
 from .ops.pool import AvgPool2d, MaxPool2d
 from .ops.reduce import Max, Mean, Min, Sum
-from .ops.shape import Concat, GetItem, Pad, Reshape, ToBackend, Transpose
+from .ops.shape import Concat, GetItem, Pad, Reshape, Split, ToBackend, Transpose, Unbind
 from .tensor import Tensor, tensor
 
 __all__ = ["EMITTERS", "ExportError", "GraphWriter", "export"]
@@ -128,15 +128,16 @@ class GraphWriter:
             self.values[id(array)] = self.constant(Tensor(array).numpy(), name)
         return self.values[id(array)]
 
-    def op(self, op_type: str, inputs: list[str], **attributes: Any) -> str:
-        """Add one node of the current layer; returns its output's (provisional) name."""
-        out = f"%{len(self.nodes)}"  # renamed after its layer by finish()
+    def op(self, op_type: str, inputs: list[str], n_outputs: int = 1, **attributes: Any) -> Any:
+        """Add one node of the current layer; returns its output's (provisional) name, or the list
+        of them for a node of ``n_outputs`` outputs (Split)."""
+        outs = [f"%{len(self.nodes)}" + (f":{k}" if k else "") for k in range(n_outputs)]  # renamed by finish()
         attributes = {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()}
-        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [out], **attributes))
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, outs, **attributes))
         self.node_scopes.append(self.scope)
         if any(name in self.batched for name in inputs):
-            self.batched.add(out)
-        return out
+            self.batched.update(outs)
+        return outs[0] if n_outputs == 1 else outs
 
     def constant(self, value: Any, name: str) -> str:
         """An initializer holding ``value`` (an array), under ``name`` made unique."""
@@ -184,12 +185,13 @@ class GraphWriter:
                     repeats[kind] += 1
                     name = (f"{scope}/{kind}" if scope else kind) + (f"_{repeats[kind]}" if repeats[kind] > 1 else "")
                 onnx_node.name = self.unique(name)
-                made = onnx_node.output[0]
-                renamed[made] = "output" if made == output else onnx_node.name
+                for k, made in enumerate(onnx_node.output):  # a Split's outputs: "3/Split", "3/Split:1", ...
+                    renamed[made] = "output" if made == output else onnx_node.name + (f":{k}" if k else "")
         for onnx_node in self.nodes:
             for i, name in enumerate(onnx_node.input):
                 onnx_node.input[i] = renamed.get(name, name)
-            onnx_node.output[0] = renamed[onnx_node.output[0]]
+            for i, name in enumerate(onnx_node.output):
+                onnx_node.output[i] = renamed[name]
 
 
 # --------------------------------------------------------------------------- the translations
@@ -397,12 +399,26 @@ def _unfold(g: GraphWriter, node: Context, x: list[str]) -> str:
     return g.op("Transpose", [cols], perm=(0, 4, 5, 1, 2, 3))  # (N, OH, OW, C, KH, KW)
 
 
+def _split(g: GraphWriter, node: Context, x: list[str]) -> list[str]:
+    bounds, axis = node.params["bounds"], node.params["axis"]
+    sizes = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    return g.op("Split", [x[0], g.ints(sizes, "split")], n_outputs=len(sizes), axis=axis)
+
+
+def _unbind(g: GraphWriter, node: Context, x: list[str]) -> list[str]:
+    # Pieces of one along the axis (a Split), each with that axis squeezed out.
+    axis, count = node.params["axis"], node.inputs[0].shape[node.params["axis"]]
+    pieces = g.op("Split", [x[0], g.ints([1] * count, "split")], n_outputs=count, axis=axis)
+    pieces = [pieces] if count == 1 else pieces
+    return [g.op("Squeeze", [piece, g.ints([axis], "axes")]) for piece in pieces]
+
+
 def _cast(g: GraphWriter, node: Context, x: list[str]) -> str:
     return g.op("Cast", x, to=g.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(node.params["dtype"])))
 
 
 # Op (its Function class) -> the function that writes it as ONNX.
-EMITTERS: dict[type, Callable[[GraphWriter, Context, list[str]], str]] = {
+EMITTERS: dict[type, Callable[[GraphWriter, Context, list[str]], Any]] = {  # a name, or a list: Split
     # convolution and pooling
     Conv2d: _conv2d,
     ConvTranspose2d: _conv_transpose2d,
@@ -431,6 +447,8 @@ EMITTERS: dict[type, Callable[[GraphWriter, Context, list[str]], str]] = {
     Reshape: _reshape,
     Transpose: _transpose,
     Concat: _same_op("Concat", axis="axis"),
+    Split: _split,
+    Unbind: _unbind,
     GetItem: _get_item,
     Pad: _pad,
     ToBackend: _pass_through,
@@ -484,10 +502,13 @@ def export(model: Module, example_input: Any, path: str | os.PathLike, opset: in
                                       "autograd_cnn/onnx.py); write the layer with exportable ops")
         roles = node.fn.input_names(len(node.inputs))
         names = [writer.value(t, role) for t, role in zip(node.inputs, roles)]
-        writer.values[id(graph.output_of(node))] = emit(writer, node, names)
+        made = emit(writer, node, names)
+        for out, name in zip(graph.outputs_of(node), made if node.n_outputs > 1 else [made]):
+            if out is not None:  # an output of several that the model does not use is left out
+                writer.values[id(out)] = name
     writer.node = None
     result = writer.value(out, "constant")
-    if result not in {onnx_node.output[0] for onnx_node in writer.nodes}:
+    if result not in {name for onnx_node in writer.nodes for name in onnx_node.output}:
         result = writer.op("Identity", [result])  # the input or a constant: "output" must be a node's
     writer.finish(result)
     proto = _model_proto(onnx, writer, model, x, out, opset, dynamic_batch, result in writer.batched)

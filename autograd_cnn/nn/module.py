@@ -19,6 +19,7 @@ import numpy as np
 from .. import autograd
 from ..backends import ALIASES, Backend, get_backend
 from ..errors import ShapeError, shape_str
+from ..hooks import RemovableHandle
 from ..tensor import Tensor
 from .summary import summary
 from .training import Trainer
@@ -45,29 +46,6 @@ class Parameter(Tensor):
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-
-
-class RemovableHandle:
-    """What ``register_forward_hook`` returns: ``handle.remove()`` takes the hook off again.
-
-    Also a ``with`` block that removes the hook at its end.
-    """
-
-    __slots__ = ("_hooks",)
-
-    def __init__(self, hooks: dict, fn: Callable) -> None:
-        self._hooks = hooks
-        hooks[self] = fn  # the handle is the key: registration order is the dict's order
-
-    def remove(self) -> None:
-        """Take the hook off; removing it twice is harmless."""
-        self._hooks.pop(self, None)
-
-    def __enter__(self) -> RemovableHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
 
 
 # How deep in nested Module calls we are: a call at depth 0 is a root call, which

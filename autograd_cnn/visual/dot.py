@@ -124,6 +124,12 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def output_grad(arrived: Any, t: TensorNode) -> Any:
+    """The gradient that arrived at the op that made ``t``, for ``t`` alone: the op's one
+    gradient, or for an op with several outputs, that output's (None where no path used it)."""
+    return arrived[t.tensor.output_nr] if isinstance(arrived, tuple) else arrived
+
+
 def _html(lines: list[tuple[str, str]]) -> str:
     """An HTML-like Graphviz label from (style, text) lines: style "b", "i", "" or a colour."""
     out = []
@@ -283,8 +289,11 @@ class Drawing:
                 elif not self.drawn(t):
                     label = shape_str(tuple(t.tensor.shape))
                 g.edge(self.source(t), u.id, **({"label": label} if label else {}))
-            if self.drawn(u.output) and u.output.producer is u.ops[-1]:
-                g.edge(u.id, u.output.id)
+            last = u.ops[-1]
+            for out in last.outputs:  # an op with several outputs: one node, an edge to each
+                if self.drawn(out) and out.producer is last:
+                    label = {"label": f"y{out.tensor.output_nr}"} if last.ctx.n_outputs > 1 else {}
+                    g.edge(u.id, out.id, **label)
 
     # --- backward ----------------------------------------------------------
     def step_units(self) -> list[Unit]:
@@ -428,7 +437,7 @@ class Drawing:
     def edge_grad(self, use: tuple[Unit, int] | None, t: TensorNode, summed: bool) -> np.ndarray | None:
         if use is None:  # the gradient arriving at t's producer, or the seed
             if t.producer is not None and t.producer.id in self.arrived:
-                return self.arrived[t.producer.id]
+                return output_grad(self.arrived[t.producer.id], t)
             if t is self.tr.output:
                 return np.ones(tuple(t.tensor.shape))
             if summed and self.sent:  # a leaf: the sum of what its uses sent
@@ -494,7 +503,12 @@ class Drawing:
             sections = [("derivative rule", "\n".join(explained))] if rules else []
             if len(u.ops) == 1 and u.ops[0].id in arrived:
                 op = u.ops[0]
-                sections.append(("gradient arriving ∂L/∂y", array_text(arrived[op.id])))
+                got = arrived[op.id]
+                if isinstance(got, tuple):  # several outputs: the gradient of each
+                    sections += [(f"gradient arriving ∂L/∂y{k}", "unused: zeros" if g is None else array_text(g))
+                                 for k, g in enumerate(got)]
+                else:
+                    sections.append(("gradient arriving ∂L/∂y", array_text(got)))
                 for i, (name, t) in enumerate(zip(op.arg_names(), op.inputs)):
                     if (op.id, i) in sent:
                         sections.append((f"gradient sent to {name} ({t.label})", array_text(sent[(op.id, i)])))

@@ -77,5 +77,13 @@ def step_caption(frame: Frame) -> str:
     explained = "".join(f" ({text})" for _, text in glossary_lines(rules))
     where = f" in {op.scope}" if op.scope else ""
     return (f"Step {frame.index + 1} of {len(frame.steps)}: {op.name}Backward{where}. "
-            f"∂L/∂y arrives {shape_str(step.grad_output.shape)} {values_text(step.grad_output)}. "
+            f"{_arrives(step.grad_output)}. "
             f"{'; '.join(rules)}{explained}")
+
+
+def _arrives(grad_output: Any) -> str:
+    """"∂L/∂y arrives (2, 3) [...]", one part per output for an op with several."""
+    if not isinstance(grad_output, tuple):
+        return f"∂L/∂y arrives {shape_str(grad_output.shape)} {values_text(grad_output)}"
+    return "; ".join(f"∂L/∂y{k} " + ("unused" if g is None else f"arrives {shape_str(g.shape)} {values_text(g)}")
+                     for k, g in enumerate(grad_output))
