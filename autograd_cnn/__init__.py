@@ -33,6 +33,7 @@ from .errors import (
     GraphError,
     NonFiniteError,
     ShapeError,
+    UsageError,
 )
 from .ops.elementwise import maximum, minimum, where
 from .ops.shape import chunk, concat, pad, split, stack, unbind
@@ -66,7 +67,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AnomalyError", "ArgumentError", "ArgumentTypeError", "AutogradError", "BackendError", "CheckpointError",
-    "DistributedError", "GradcheckError", "GraphError", "NonFiniteError", "ShapeError", "Tensor",
+    "DistributedError", "GradcheckError", "GraphError", "NonFiniteError", "ShapeError", "Tensor", "UsageError",
     "arange", "available_backends", "chunk", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
     "from_dlpack", "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .autograd import Context, enable_grad, graph_of
-from .errors import AutogradError
+from .errors import ArgumentTypeError, AutogradError
 from .nn import Module
 from .ops.activation import Erf, Gelu, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .ops.conv import Conv2d, ConvTranspose2d, Unfold
@@ -484,11 +484,13 @@ def export(model: Module, example_input: Any, path: str | os.PathLike, opset: in
     """
     onnx = _require_onnx()
     if not isinstance(model, Module):
-        raise TypeError(f"onnx.export: model must be an nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"onnx.export: model must be an nn.Module, got {type(model).__name__}")
     newest = onnx.defs.onnx_opset_version()
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
         raise ExportError(f"onnx.export: opset {opset!r} is not supported; choose one from {MIN_OPSET} to "
                           f"{newest} (the newest your onnx {onnx.__version__} knows)")
+    _check_target(path)
+    _check_dtype(model, example_input)
     x, out = _record(model, example_input)
     writer = GraphWriter(onnx, opset, model)
     writer.values[id(x)] = "input"
@@ -514,6 +516,36 @@ def export(model: Module, example_input: Any, path: str | os.PathLike, opset: in
     proto = _model_proto(onnx, writer, model, x, out, opset, dynamic_batch, result in writer.batched)
     onnx.save(proto, os.fspath(path))
     return proto
+
+
+def _check_target(path: Any) -> None:
+    """Before any work: ``path`` names a file that can be written (not a folder, in a folder that exists)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ExportError(f"onnx.export: path must be a file name, got {type(path).__name__}")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ExportError(f"onnx.export: {path!r} is a folder; give the file to write, e.g. "
+                          f"{os.path.join(path, 'model.onnx')!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ExportError(f"onnx.export: the folder {folder!r} of {path!r} does not exist; create it first")
+
+
+def _check_dtype(model: Module, example_input: Any) -> None:
+    """A float example of another precision than the model's weights would make a graph that mixes
+    two float types, which ONNX refuses: say so before the work, with the cast to make."""
+    weights = {p.dtype for p in model.parameters() if p.dtype.kind == "f"}
+    dtype = getattr(example_input, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(example_input).dtype
+        except (TypeError, ValueError):
+            return  # not array-like: tensor() below says what is wrong with it
+    if len(weights) == 1 and np.dtype(dtype).kind == "f" and np.dtype(dtype) not in weights:
+        want = next(iter(weights))
+        raise ExportError(f"onnx.export: the example input is {np.dtype(dtype)} but {type(model).__name__}'s "
+                          f"weights are {want}; pass the example as {want} (x.astype('{want}')), or convert "
+                          f"the model first (model.to('{np.dtype(dtype)}'))")
 
 
 def _record(model: Module, example_input: Any) -> tuple[Tensor, Tensor]:

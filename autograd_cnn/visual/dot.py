@@ -17,7 +17,7 @@ from typing import Any
 import graphviz
 import numpy as np
 
-from ..errors import AutogradError, shape_str
+from ..errors import ArgumentError, AutogradError, shape_str
 from .fold import FOLD_LIMIT, Unit, build_units, fold_units
 from .render import INSTALL_HINT, RenderError, check_format, have_dot, run_dot
 from .trace import Step, TensorNode, Trace, record_gradients, replay_backward, trace
@@ -59,7 +59,7 @@ class Picture(graphviz.Digraph):
         """Save the DOT source as ``filename`` and the picture as ``filename.<format>``; returns the
         picture's path (graphviz's own ``render``, run with a timeout)."""
         if view:
-            raise ValueError("Picture.render: view=True is not supported; open the file it returns")
+            raise ArgumentError("Picture.render: view=True is not supported; open the file it returns")
         format = format or self.format
         path = os.path.join(os.fspath(directory or self.directory or ""), os.fspath(filename or self.filename))
         outfile = kwargs.get("outfile")
@@ -195,7 +195,7 @@ class Drawing:
         if fold is not False:
             if isinstance(fold, bool) or not isinstance(fold, int) or fold < 1:
                 if fold is not True:
-                    raise ValueError(f"visual: fold must be True, False or a positive number of nodes, got {fold!r}")
+                    raise ArgumentError(f"visual: fold must be True, False or a positive number of nodes, got {fold!r}")
                 fold = FOLD_LIMIT
             self.units, self.fold_note = fold_units(tr, self.units, collapse, collapse_depth, kind, fold)
         self.unit_of = {op.id: u for u in self.units for op in u.ops}
@@ -615,9 +615,9 @@ def new_picture(name: str, rankdir: str, label: str = "", drawing: Drawing | Non
                 timeout: float | None = None) -> Picture:
     """An empty picture with the house style: fonts, the layout direction and a caption."""
     if rankdir not in ("TB", "LR", "BT", "RL"):
-        raise ValueError(f"visual: rankdir must be \"TB\", \"LR\", \"BT\" or \"RL\", got {rankdir!r}")
+        raise ArgumentError(f"visual: rankdir must be \"TB\", \"LR\", \"BT\" or \"RL\", got {rankdir!r}")
     if timeout is not None and not timeout > 0:
-        raise ValueError(f"visual: timeout must be a number of seconds above 0, got {timeout!r}")
+        raise ArgumentError(f"visual: timeout must be a number of seconds above 0, got {timeout!r}")
     g = Picture(name)
     g.drawing, g.timeout = drawing, timeout
     g.attr(rankdir=rankdir, fontname="Helvetica", fontsize="11", newrank="true")
@@ -690,7 +690,7 @@ def draw(output: Any, kind: str = "forward", collapse: str | None = None, **opti
         return backward_graph(output, collapse=collapse, **options)
     if kind == "both":
         return both_graph(output, collapse=collapse, **options)
-    raise ValueError(f"visual.draw: kind must be one of {KINDS}, got {kind!r}")
+    raise ArgumentError(f"visual.draw: kind must be one of {KINDS}, got {kind!r}")
 
 
 def save(output: Any, path: str | os.PathLike, kind: str = "forward", format: str | None = None,
@@ -703,7 +703,6 @@ def save(output: Any, path: str | os.PathLike, kind: str = "forward", format: st
     the browser where ``dot`` is missing. ``options`` as for ``draw``; html also takes
     ``viz_js`` (a URL, file or folder of @viz-js/viz; see ``visual.page``).
     """
-    path = os.fspath(path)
     format, path = check_format(path, format)
     viz_js = options.pop("viz_js", None)
     g = draw(output, kind=kind, collapse=collapse, **options)

@@ -12,9 +12,10 @@ import base64
 import os
 from typing import Any
 
-from ..errors import GraphError, shape_str
+from ..errors import ArgumentError, GraphError, shape_str
 from .dot import Drawing, Frame, glossary_lines, new_picture, values_text
 from .page import node_details, page
+from .render import file_path
 from .trace import record_gradients, trace
 
 FRAME_FORMATS = ("svg", "png")
@@ -29,17 +30,17 @@ def backprop_frames(loss: Any, folder: str | os.PathLike, format: str = "svg", k
     ``format`` is "svg" or "png"; ``kind`` "backward" (the backward graph) or "both" (forward
     and backward side by side). The user's graph and ``.grad`` values are left unchanged.
     """
+    folder = file_path("backprop_frames", "folder", folder)
     if format not in FRAME_FORMATS:
-        raise ValueError(f"backprop_frames: format must be one of {FRAME_FORMATS}, got {format!r}")
+        raise ArgumentError(f"backprop_frames: format must be one of {FRAME_FORMATS}, got {format!r}")
     if kind not in ("backward", "both"):
-        raise ValueError(f"backprop_frames: kind must be \"backward\" or \"both\", got {kind!r}")
+        raise ArgumentError(f"backprop_frames: kind must be \"backward\" or \"both\", got {kind!r}")
     tr = trace(loss)
     if loss.grad_fn is None:
         raise GraphError("backprop_frames: the tensor has no grad_fn, so backward has no steps; "
                          "pass a loss computed from tensors with requires_grad=True")
     steps = record_gradients(tr)
     drawing = Drawing(tr, steps=steps)
-    folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     paths, frames = [], []
     for k in range(len(steps)):

@@ -67,7 +67,8 @@ class Trace:
 
     def __init__(self, output: Any) -> None:
         if not isinstance(output, Tensor):
-            raise ArgumentTypeError(f"visual: expected a Tensor to draw, got {type(output).__name__}")
+            raise ArgumentTypeError(f"visual: expected a Tensor to draw, got {type(output).__name__}; pass the "
+                                    "tensor itself (the loss or the model's output), not its value (.item())")
         self.output_tensor = output
         self.tensors: list[TensorNode] = []
         self.ops: list[OpNode] = []
