@@ -294,3 +294,18 @@ def test_data_parallel_fit_under_mpiexec_keeps_ranks_identical(tmp_path):
     assert len(start.files) == 4
     for name in ranks[0].files:
         np.testing.assert_array_equal(ranks[0][name], ranks[1][name])
+
+
+def test_the_one_trainer_gives_nn_models_validation_split_and_initial_epoch_too():
+    model = ag.nn.Sequential(ag.nn.Linear(3, 2))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = np.arange(30, dtype="float32").reshape(10, 3) / 30
+    y = np.array([0, 1] * 5)
+    history = model.fit(x, y, epochs=3, batch_size=4, verbose=0, validation_split=0.2, initial_epoch=1)
+    assert history.epoch == [1, 2] and len(history.history["val_loss"]) == 2
+    # the validation samples are the last two, as Keras takes them: their loss is evaluate's on them
+    assert history.history["val_loss"][-1] == pytest.approx(model.evaluate(x[8:], y[8:], verbose=0), rel=1e-6)
+    with pytest.raises(ArgumentError, match="validation_split"):
+        model.fit(x, y, validation_split=1.0, verbose=0)
+    with pytest.raises(ArgumentError, match="leaves no validation samples"):
+        model.fit(x[:3], y[:3], validation_split=0.1, verbose=0)
