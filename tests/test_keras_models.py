@@ -307,5 +307,5 @@ def test_the_one_trainer_gives_nn_models_validation_split_and_initial_epoch_too(
     assert history.history["val_loss"][-1] == pytest.approx(model.evaluate(x[8:], y[8:], verbose=0), rel=1e-6)
     with pytest.raises(ArgumentError, match="validation_split"):
         model.fit(x, y, validation_split=1.0, verbose=0)
-    with pytest.raises(ArgumentError, match="leaves no validation samples"):
-        model.fit(x[:3], y[:3], validation_split=0.1, verbose=0)
+    with pytest.raises(ArgumentError, match="leaves no training samples"):
+        model.fit(x[:3], y[:3], validation_split=0.9, verbose=0)
