@@ -259,7 +259,13 @@ class CompiledLoss:
     """
 
     def __init__(self, loss: Any, model: Any, from_logits: bool | None) -> None:
-        if callable(loss):
+        self.label_smoothing = 0.0
+        keras_kind = getattr(loss, "keras_kind", None)
+        if keras_kind is not None:
+            self._keras_loss(loss, keras_kind)
+            if from_logits is None:
+                from_logits = bool(getattr(loss, "from_logits", False))  # Keras's default: probabilities
+        elif callable(loss):
             self.kind = "callable"
         elif isinstance(loss, str) and loss.lower() in _LOSSES:
             self.kind = _LOSSES[loss.lower()]
@@ -281,6 +287,13 @@ class CompiledLoss:
         self.softmax = softmax if self.reads == "softmax_input" else None  # the layer whose input it reads
         self._softmax_input: Tensor | None = None
 
+    def _keras_loss(self, loss: Any, keras_kind: str) -> None:
+        """A keras.losses function or object: its cross-entropies take the path of the named losses
+        (the final softmax's input, label smoothing on the logits); any other is called with
+        Keras's order, loss(y_true, y_pred), and its per-sample losses averaged."""
+        self.label_smoothing = float(getattr(loss, "label_smoothing", 0.0))
+        self.kind = keras_kind if keras_kind in ("sparse", "categorical") else "keras"
+
     @contextmanager
     def watching(self) -> Iterator[None]:
         """While on, a forward hook keeps the final Softmax's input for the loss to read."""
@@ -300,6 +313,8 @@ class CompiledLoss:
         """The loss of one batch, from the model's output (or the Softmax's input kept for it)."""
         if self.kind == "callable":
             return self.fn(out, target)
+        if self.kind == "keras":
+            return self.fn(target, out).mean()
         if self.kind == "mse":
             return F.mse_loss(out, target)
         if self.reads == "softmax_input":
@@ -309,12 +324,14 @@ class CompiledLoss:
                                    f"{self.softmax!r}{self.softmax.where()}, but the forward pass did not call "
                                    "that layer; compile with from_logits=True if the outputs are logits")
         if self.reads == "probabilities":
+            if self.label_smoothing:  # a keras.losses object's smoothing, as it computes it
+                return self.fn(target, out).mean()
             eps = 1e-7  # Keras's clip, so log(0) never appears
             log_p = F.minimum(F.maximum(out, eps), 1 - eps).log()
             if self.kind == "sparse":
                 return F.nll_loss(log_p, target)
             return -(target * log_p).sum(axis=1).mean()
-        return F.cross_entropy(out, target)
+        return F.cross_entropy(out, target, label_smoothing=self.label_smoothing)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -344,6 +361,8 @@ def _make_optimizer(optimizer: Any, model: Any) -> Any:
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
             raise ArgumentTypeError(f"compile: optimizer must be a name {_OPTIMIZERS} or an optimizer object "
                                     f"with step() and zero_grad(), got {type(optimizer).__name__}")
+        if callable(getattr(optimizer, "build", None)):  # a keras.optimizers object: bound to the model here
+            optimizer.build(model.parameters())
         return optimizer
     classes = {"rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW,
                "adadelta": optim.Adadelta}
