@@ -146,12 +146,17 @@ class ModelCheckpoint(_Monitor):
             if value is None or not self._improved(value):
                 return
             self.best = value
-        self.model.save(path)  # under several processes, only rank 0 writes
+        self._save(path)
         if self.verbose:
             from ..distributed import world
 
             if world.is_main():  # the one process that wrote says so
                 print(f"Epoch {epoch + 1}: saved the model to {path}")
+
+
+    def _save(self, path: str) -> None:
+        """Write the checkpoint (keras.callbacks.ModelCheckpoint writes Keras's files instead)."""
+        self.model.save(path)  # under several processes, only rank 0 writes
 
 
 class GradientStats(Callback):
