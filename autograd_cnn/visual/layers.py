@@ -48,6 +48,8 @@ def _input_shapes(model: Any, input_shape: Any) -> list[tuple]:
     """The shape of each model input without its batch axis: ``input_shape`` (one shape or a list of
     them, with or without the batch's None) or, unsaid, the model's own ``input_shape``."""
     shape = input_shape if input_shape is not None else getattr(model, "input_shape", None)
+    if shape is None and getattr(model, "inputs", None):  # a Keras model's keras.Input tensors
+        shape = [tuple(t.shape) for t in model.inputs]
     if shape is None:
         raise ArgumentError(f"layer_graph: {type(model).__name__} does not know its input shape; build it first "
                             "(keras.Input, input_shape= on the first layer, or one call on a batch), or pass "
