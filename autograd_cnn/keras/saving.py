@@ -187,6 +187,12 @@ def _tensor_ref(tensor: Any) -> dict:
                        "keras_history": [layer.name, layer._inbound_nodes.index(node), index]}}
 
 
+def _input_shapes(node: Any) -> Any:
+    """The shape of a call's input argument (a list of shapes for a merge layer's list): what
+    Keras builds the layer with."""
+    return _plain(node.arguments(lambda t: list(t.shape)))
+
+
 def _functional_config(model: Any) -> dict:
     nodes_of: dict[int, list] = {}
     for node in model._nodes:
@@ -196,7 +202,7 @@ def _functional_config(model: Any) -> dict:
         entry = _layer_entry(layer)
         calls = nodes_of.get(id(layer), [])
         if calls:
-            entry["build_config"] = {"input_shape": _plain(calls[0].inputs[0].shape)}
+            entry["build_config"] = {"input_shape": _input_shapes(calls[0])}
         entry["inbound_nodes"] = [{"args": [node.arguments(_tensor_ref)], "kwargs": _plain(node.kwargs)}
                                   for node in calls]
         layers.append(entry)
@@ -222,7 +228,7 @@ def _sequential_config(model: Any) -> dict:
     for layer in model.layers:
         entry = _layer_entry(layer)
         if layer._inbound_nodes:
-            entry["build_config"] = {"input_shape": _plain(layer._inbound_nodes[-1].inputs[0].shape)}
+            entry["build_config"] = {"input_shape": _input_shapes(layer._inbound_nodes[-1])}
         layers.append(entry)
     config = {"name": model.name, "trainable": model.trainable, "dtype": "float32", "layers": layers}
     if shape is not None:
