@@ -13,6 +13,7 @@ from .. import checks
 from ..errors import ArgumentError
 from ..nn import callbacks as _nn
 from ..nn.callbacks import Callback, History
+from . import saving
 
 
 class EarlyStopping(_nn.EarlyStopping):
@@ -68,8 +69,6 @@ class ModelCheckpoint(_nn.ModelCheckpoint):
             self.best = self.initial_value_threshold
 
     def _save(self, path: str) -> None:
-        from . import saving
-
         if self.save_weights_only:
             saving.save_weights(self.model, path)
         elif path.endswith(".keras"):
