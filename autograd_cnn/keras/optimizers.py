@@ -122,7 +122,7 @@ class Optimizer(optim.Optimizer):
                 if p.grad is None:
                     continue
                 if "epsilon" in group:
-                    optim._check_eps(type(self).__name__, group["epsilon"], p.dtype)
+                    optim.check_eps(type(self).__name__, group["epsilon"], p.dtype)
                 backend, state = p.backend_object, self._state_for(p)
                 if group["weight_decay"]:
                     backend.decoupled_weight_decay(p.data, group["lr"], group["weight_decay"])
