@@ -70,6 +70,7 @@ class Trainer:
             if m not in ("accuracy", "acc"):
                 raise ArgumentError(f"compile: unknown metric {m!r}; the one metric is 'accuracy'")
         optimizer = _make_optimizer(optimizer, self.model)
+        loss, from_logits = _keras_loss(loss, from_logits)
         loss = CompiledLoss(loss, self.model, from_logits)
         self.optimizer, self.loss, self.metrics = optimizer, loss, ["accuracy"] if metrics else []
         self.model.stop_training = False  # Keras's flag: callbacks set it to end fit early
@@ -296,13 +297,7 @@ class CompiledLoss:
     """
 
     def __init__(self, loss: Any, model: Any, from_logits: bool | None) -> None:
-        self.label_smoothing = 0.0
-        keras_kind = getattr(loss, "keras_kind", None)
-        if keras_kind is not None:
-            self._keras_loss(loss, keras_kind)
-            if from_logits is None:
-                from_logits = bool(getattr(loss, "from_logits", False))  # Keras's default: probabilities
-        elif callable(loss):
+        if callable(loss):
             self.kind = "callable"
         elif isinstance(loss, str) and loss.lower() in _LOSSES:
             self.kind = _LOSSES[loss.lower()]
@@ -324,13 +319,6 @@ class CompiledLoss:
         self.softmax = softmax if self.reads == "softmax_input" else None  # the layer whose input it reads
         self._softmax_input: Tensor | None = None
 
-    def _keras_loss(self, loss: Any, keras_kind: str) -> None:
-        """A keras.losses function or object: its cross-entropies take the path of the named losses
-        (the final softmax's input, label smoothing on the logits); any other is called with
-        Keras's order, loss(y_true, y_pred), and its per-sample losses averaged."""
-        self.label_smoothing = float(getattr(loss, "label_smoothing", 0.0))
-        self.kind = keras_kind if keras_kind in ("sparse", "categorical") else "keras"
-
     @contextmanager
     def watching(self) -> Iterator[None]:
         """While on, a forward hook keeps the final Softmax's input for the loss to read."""
@@ -350,8 +338,6 @@ class CompiledLoss:
         """The loss of one batch, from the model's output (or the Softmax's input kept for it)."""
         if self.kind == "callable":
             return self.fn(out, target)
-        if self.kind == "keras":
-            return self.fn(target, out).mean()
         if self.kind == "mse":
             return F.mse_loss(out, target)
         if self.reads == "softmax_input":
@@ -361,14 +347,12 @@ class CompiledLoss:
                                    f"{self.softmax!r}{self.softmax.where()}, but the forward pass did not call "
                                    "that layer; compile with from_logits=True if the outputs are logits")
         if self.reads == "probabilities":
-            if self.label_smoothing:  # a keras.losses object's smoothing, as it computes it
-                return self.fn(target, out).mean()
             eps = 1e-7  # Keras's clip, so log(0) never appears
             log_p = F.minimum(F.maximum(out, eps), 1 - eps).log()
             if self.kind == "sparse":
                 return F.nll_loss(log_p, target)
             return -(target * log_p).sum(axis=1).mean()
-        return F.cross_entropy(out, target, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(out, target)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -428,6 +412,33 @@ def _make_optimizer(optimizer: Any, model: Any) -> Any:
     if name not in classes:
         raise ArgumentError(f"compile: unknown optimizer {optimizer!r}; use one of {_OPTIMIZERS} or an object")
     return classes[name](model.parameters())
+
+
+def _keras_loss(loss: Any, from_logits: bool | None) -> tuple[Any, bool | None]:
+    """A keras.losses function or object (it says its ``keras_kind``) in compile's own terms: a plain
+    cross-entropy by its name and ``from_logits`` (so it reads the final softmax's input, as the named
+    losses do), any other as a loss(output, target) that calls it in Keras's order; others as given."""
+    kind = getattr(loss, "keras_kind", None)
+    if kind is None:
+        return loss, from_logits
+    if from_logits is None:
+        from_logits = bool(getattr(loss, "from_logits", False))  # Keras's default: probabilities
+    if kind in ("sparse", "categorical") and not getattr(loss, "label_smoothing", 0.0):
+        return _KERAS_CROSSENTROPY[kind], from_logits
+    return _KerasOrder(loss), None
+
+
+_KERAS_CROSSENTROPY = {"sparse": "sparse_categorical_crossentropy", "categorical": "categorical_crossentropy"}
+
+
+class _KerasOrder:
+    """A Keras loss as compile's callable loss(output, target): loss(y_true, y_pred), averaged."""
+
+    def __init__(self, loss: Any) -> None:
+        self.loss = loss
+
+    def __call__(self, out: Tensor, target: Tensor) -> Tensor:
+        return self.loss(target, out).mean()
 
 
 def _final_softmax(model: Any) -> Any:
