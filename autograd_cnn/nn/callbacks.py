@@ -133,6 +133,10 @@ class ModelCheckpoint(_Monitor):
     ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``.
     """
 
+    def _save(self, path: str) -> None:
+        """Write the checkpoint (keras.callbacks.ModelCheckpoint writes Keras's files instead)."""
+        self.model.save(path)  # under several processes, only rank 0 writes
+
     def __init__(self, path: str, monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto", verbose: int = 0) -> None:
         super().__init__(monitor, mode)
@@ -152,11 +156,6 @@ class ModelCheckpoint(_Monitor):
 
             if world.is_main():  # the one process that wrote says so
                 print(f"Epoch {epoch + 1}: saved the model to {path}")
-
-
-    def _save(self, path: str) -> None:
-        """Write the checkpoint (keras.callbacks.ModelCheckpoint writes Keras's files instead)."""
-        self.model.save(path)  # under several processes, only rank 0 writes
 
 
 class GradientStats(Callback):
