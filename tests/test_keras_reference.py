@@ -89,6 +89,21 @@ def test_objects_from_keras_namespaces_train_as_keras():
         assert np.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("make", [lambda lib: lib.losses.CategoricalCrossentropy(label_smoothing=0.1),
+                                  lambda lib: lib.losses.MeanSquaredError()], ids=["smoothed", "mse"])
+def test_loss_objects_in_compile_train_as_keras(make):
+    """Losses that compile calls in Keras's order, loss(y_true, y_pred): one-hot labels, one SGD step."""
+    rng = np.random.default_rng(8)
+    x = rng.random((16, 8, 8, 1)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 3, 16), 3).astype("float32")
+    theirs, ours = _pair_of_models()
+    for model, lib in ((theirs, K), (ours, keras)):
+        model.compile(optimizer=lib.optimizers.SGD(learning_rate=0.5), loss=make(lib))
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        assert np.allclose(a, b, atol=1e-5)
+
+
 def test_losses_equal_keras():
     rng = np.random.default_rng(0)
     z = rng.standard_normal((6, 4)).astype("float32")
