@@ -305,3 +305,16 @@ def test_the_one_trainer_gives_nn_models_validation_split_and_initial_epoch_too(
         model.fit(x, y, validation_split=1.0, verbose=0)
     with pytest.raises(ArgumentError, match="leaves no training samples"):
         model.fit(x[:3], y[:3], validation_split=0.9, verbose=0)
+
+
+def test_inputs_with_open_sizes_give_open_output_shapes():
+    real = _real_keras()
+    shapes = []
+    for lib in (real, keras):
+        i = lib.Input(shape=(None, None, 3))
+        x = lib.layers.Conv2D(4, 3, strides=2, padding="same")(i)
+        pooled = lib.layers.GlobalAveragePooling2D()(x)
+        shapes.append((tuple(x.shape), tuple(pooled.shape)))
+        model = lib.Model(i, lib.layers.Dense(2)(pooled))
+    assert shapes[1] == shapes[0] == ((None, None, None, 4), (None, 4))
+    assert model(ag.zeros(2, 9, 14, 3)).shape == (2, 2)
