@@ -17,6 +17,7 @@ import argparse
 
 from autograd_cnn import keras  # was: from tensorflow import keras
 from autograd_cnn.data import DataError, load_sample
+from autograd_cnn.keras import backend as K  # was: from keras import backend as K
 from autograd_cnn.keras import layers  # was: from tensorflow.keras import layers
 from autograd_cnn.keras.datasets import mnist  # was: from tensorflow.keras.datasets import mnist
 from autograd_cnn.keras.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D  # was: from keras.layers import ...
@@ -98,20 +99,29 @@ def without_max_pool():
 
 
 def mnist_cnn(x_train, y_train, x_test, y_test, epochs=12):
-    """Keras's mnist_cnn.py example, as the MIPT deck shows it (its channels_first branch left out:
-    this package's Keras layers are channels-last, as Keras's default)."""
+    """Keras's mnist_cnn.py example, as the MIPT deck shows it."""
     batch_size = 128
     num_classes = 10
 
+    # input image dimensions
     img_rows, img_cols = 28, 28
-    x_train = x_train.reshape(x_train.shape[0], img_rows, img_cols, 1)
-    x_test = x_test.reshape(x_test.shape[0], img_rows, img_cols, 1)
-    input_shape = (img_rows, img_cols, 1)
+
+    if K.image_data_format() == 'channels_first':
+        x_train = x_train.reshape(x_train.shape[0], 1, img_rows, img_cols)
+        x_test = x_test.reshape(x_test.shape[0], 1, img_rows, img_cols)
+        input_shape = (1, img_rows, img_cols)
+    else:
+        x_train = x_train.reshape(x_train.shape[0], img_rows, img_cols, 1)
+        x_test = x_test.reshape(x_test.shape[0], img_rows, img_cols, 1)
+        input_shape = (img_rows, img_cols, 1)
 
     x_train = x_train.astype('float32')
     x_test = x_test.astype('float32')
     x_train /= 255
     x_test /= 255
+    print('x_train shape:', x_train.shape)
+    print(x_train.shape[0], 'train samples')
+    print(x_test.shape[0], 'test samples')
 
     # convert class vectors to binary class matrices
     y_train = keras.utils.to_categorical(y_train, num_classes)

@@ -23,6 +23,7 @@ def test_keras_lecture_runs_the_slides_programs(capsys):
     loss, accuracy = results["mnist_cnn"]  # evaluate with metrics: [loss, accuracy], as Keras
     assert loss > 0 and 0.0 <= accuracy <= 1.0
     assert "prediction[0].argmax():" in out and "Test accuracy:" in out
+    assert "x_train shape: (300, 28, 28, 1)" in out  # mnist_cnn.py's channels-last branch, as Keras takes it
 
 
 def test_only_the_imports_differ_from_the_slides():
