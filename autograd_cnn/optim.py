@@ -83,7 +83,7 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 if "eps" in group:
-                    _check_eps(type(self).__name__, group["eps"], p.dtype)
+                    check_eps(type(self).__name__, group["eps"], p.dtype)
                 self._update(p.data, p.grad.data, self._state_for(p), group, p.backend_object)
                 p.bump_version()  # a backward through a graph that saved p now refuses it
 
@@ -162,7 +162,7 @@ class Optimizer:
 
 
 @functools.lru_cache(maxsize=64)
-def _check_eps(name: str, eps: float, dtype: Any) -> None:
+def check_eps(name: str, eps: float, dtype: Any) -> None:
     """eps is above 0 in the parameter's own dtype: 1e-8 is 0 in float16, and a zero eps divides
     0 by 0 for a parameter whose gradient is 0 (NaN, silently)."""
     if dtype.kind == "f" and dtype.type(eps) == 0:

@@ -20,7 +20,8 @@ PICTURES = ("image/svg+xml", "image/png", "text/html")
 
 def test_there_is_one_notebook_per_lecture_topic():
     names = [p.stem for p in NOTEBOOKS]
-    assert names == ["01_convolution_basics", "02_mlp", "03_cnn", "04_backprop_by_picture", "05_gradient_health"]
+    assert names == ["01_convolution_basics", "02_keras_lecture", "02_mlp", "03_cnn", "04_backprop_by_picture",
+                     "05_gradient_health"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

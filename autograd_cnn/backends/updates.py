@@ -12,7 +12,8 @@ from .base import Backend
 
 
 class UpdateKernels(Backend):
-    """The update rules of optim's SGD, RMSprop, Adam, AdamW and Adadelta (equal to PyTorch's).
+    """The update rules of optim's SGD, RMSprop, Adam, AdamW and Adadelta (equal to PyTorch's), and
+    those of keras.optimizers where Keras 3's formulas differ (SGD's velocity, RMSprop, Adagrad).
 
     Each rule makes several passes over its arrays. A large parameter is updated a part at a
     time (``in_parts``), so the passes over a part find it in the core's cache: 30% off an
@@ -121,3 +122,55 @@ class UpdateKernels(Backend):
             acc_delta += (1 - rho) * delta * delta
             p -= lr * delta
         self.in_parts(rule, p, g, square_avg, acc_delta)
+
+    # --- Keras 3's formulas (keras.optimizers), where they differ from PyTorch's ------------------
+    def keras_sgd_momentum_update(self, p: Any, g: Any, m: Any, lr: float, momentum: float,
+                                  nesterov: bool) -> None:
+        """Keras's SGD with momentum: m = momentum m - lr g; p += momentum m - lr g if nesterov else m
+        (the velocity holds the learning rate, so a changed rate acts from the next step on)."""
+        def rule(p: Any, g: Any, m: Any) -> None:
+            m *= momentum
+            m -= lr * g
+            if nesterov:
+                p += momentum * m - lr * g
+            else:
+                p += m
+        self.in_parts(rule, p, g, m)
+
+    def keras_rmsprop_update(self, p: Any, g: Any, velocity: Any, average_grad: Any, buf: Any, lr: float,
+                             rho: float, epsilon: float, momentum: float) -> None:
+        """Keras's RMSprop: velocity = rho velocity + (1 - rho) g^2; the increment is
+        lr g / sqrt(velocity + epsilon), epsilon inside the root (PyTorch adds it outside);
+        centered (average_grad given): average_grad = rho average_grad + (1 - rho) g and
+        velocity - average_grad^2 under the root; with momentum, buf = momentum buf + increment
+        and p -= buf, else p -= increment."""
+        def rule(p: Any, g: Any, velocity: Any, average_grad: Any, buf: Any) -> None:
+            velocity *= rho
+            velocity += (1 - rho) * g * g
+            if average_grad is None:
+                step = velocity + epsilon
+            else:
+                average_grad *= rho
+                average_grad += (1 - rho) * g
+                step = velocity - average_grad * average_grad
+                step += epsilon
+            self.xp.sqrt(step, out=step)
+            self.xp.divide(g, step, out=step)
+            step *= lr
+            if buf is not None:
+                buf *= momentum
+                buf += step
+                step = buf
+            p -= step
+        self.in_parts(rule, p, g, velocity, average_grad, buf)
+
+    def adagrad_update(self, p: Any, g: Any, accumulator: Any, lr: float, epsilon: float) -> None:
+        """Keras's Adagrad: accumulator += g^2; p -= lr g / sqrt(accumulator + epsilon)."""
+        def rule(p: Any, g: Any, accumulator: Any) -> None:
+            accumulator += g * g
+            step = accumulator + epsilon
+            self.xp.sqrt(step, out=step)
+            self.xp.divide(g, step, out=step)
+            step *= lr
+            p -= step
+        self.in_parts(rule, p, g, accumulator)

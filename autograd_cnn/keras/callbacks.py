@@ -1,4 +1,80 @@
-"""Keras's callbacks: `EarlyStopping`, `ModelCheckpoint`, `History`."""
+"""Keras's callbacks: `Callback`, `History`, `EarlyStopping`, `ModelCheckpoint`, with Keras's arguments.
+
+They are ``nn.callbacks``' own (the one ``fit`` calls them), given Keras's names and the
+arguments Keras has beyond them: EarlyStopping's ``baseline`` and ``start_from_epoch``,
+ModelCheckpoint's ``filepath``, ``save_weights_only`` (a ``.weights.h5`` file) and
+``initial_value_threshold``; a ``.keras`` file path saves the whole model as Keras does.
+"""
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any
+
+from .. import checks
+from ..errors import ArgumentError
+from ..nn import callbacks as _nn
+from ..nn.callbacks import Callback, History
+from . import saving
+
+
+class EarlyStopping(_nn.EarlyStopping):
+    """Stop training when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``baseline``: the value to beat (stop after ``patience`` epochs that do not beat it);
+    ``start_from_epoch``: epochs to let pass before watching; ``restore_best_weights``: give the
+    model back the weights of its best epoch when training ends.
+    """
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
+                 start_from_epoch: int = 0) -> None:
+        checks.integer("EarlyStopping", "patience", patience, minimum=0)
+        checks.real("EarlyStopping", "min_delta", min_delta)
+        super().__init__(monitor=monitor, patience=patience, restore_best_weights=restore_best_weights,
+                         min_delta=min_delta, mode=mode, verbose=verbose)
+        self.baseline = None if baseline is None else checks.real("EarlyStopping", "baseline", baseline)
+        self.start_from_epoch = checks.integer("EarlyStopping", "start_from_epoch", start_from_epoch, minimum=0)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.baseline is not None:
+            self.best = self.baseline
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch >= self.start_from_epoch:
+            super().on_epoch_end(epoch, logs)
+
+
+class ModelCheckpoint(_nn.ModelCheckpoint):
+    """Save the model after each epoch (or only when ``monitor`` improves, ``save_best_only``).
+
+    ``filepath`` may hold fields from the epoch and the logs (``"ckpt-{epoch:02d}-{val_loss:.3f}.keras"``);
+    a ``.keras`` path gets Keras's model file (``keras.models.load_model`` reads it), any other
+    this package's checkpoint; ``save_weights_only=True`` writes Keras's ``.weights.h5``.
+    """
+
+    def __init__(self, filepath: Any, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
+                 save_weights_only: bool = False, mode: str = "auto", save_freq: Any = "epoch",
+                 initial_value_threshold: float | None = None) -> None:
+        super().__init__(str(filepath), monitor=monitor, save_best_only=save_best_only, mode=mode, verbose=verbose)
+        self.save_weights_only = checks.flag("ModelCheckpoint", "save_weights_only", save_weights_only)
+        if self.save_weights_only and not self.path.endswith(".weights.h5"):
+            raise ArgumentError(f"ModelCheckpoint: with save_weights_only=True the filepath must end in "
+                                f".weights.h5, got {self.path!r}")
+        if save_freq != "epoch":
+            raise ArgumentError(f"ModelCheckpoint: save_freq={save_freq!r} is not available; it saves once per "
+                                "epoch (save_freq='epoch')")
+        self.initial_value_threshold = None if initial_value_threshold is None else \
+            checks.real("ModelCheckpoint", "initial_value_threshold", initial_value_threshold)
+        if self.initial_value_threshold is not None:
+            self.best = self.initial_value_threshold
+
+    def _save(self, path: str) -> None:
+        if self.save_weights_only:
+            saving.save_weights(self.model, path)
+        elif path.endswith(".keras"):
+            saving.save_model(self.model, path)
+        else:
+            super()._save(path)
+
+
+__all__ = ["Callback", "EarlyStopping", "History", "ModelCheckpoint"]

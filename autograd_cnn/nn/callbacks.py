@@ -135,6 +135,10 @@ class ModelCheckpoint(_Monitor):
     ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``.
     """
 
+    def _save(self, path: str) -> None:
+        """Write the checkpoint (keras.callbacks.ModelCheckpoint writes Keras's files instead)."""
+        self.model.save(path)  # under several processes, only rank 0 writes
+
     def __init__(self, path: str, monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto", verbose: int = 0) -> None:
         super().__init__(monitor, mode)
@@ -148,7 +152,7 @@ class ModelCheckpoint(_Monitor):
             if value is None or not self._improved(value):
                 return
             self.best = value
-        self.model.save(path)  # under several processes, only rank 0 writes
+        self._save(path)
         if self.verbose:
             from ..distributed import world
 

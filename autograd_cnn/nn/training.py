@@ -70,6 +70,7 @@ class Trainer:
             if m not in ("accuracy", "acc"):
                 raise ArgumentError(f"compile: unknown metric {m!r}; the one metric is 'accuracy'")
         optimizer = _make_optimizer(optimizer, self.model)
+        loss, from_logits = _keras_loss(loss, from_logits)
         loss = CompiledLoss(loss, self.model, from_logits)
         self.optimizer, self.loss, self.metrics = optimizer, loss, ["accuracy"] if metrics else []
         self.model.stop_training = False  # Keras's flag: callbacks set it to end fit early
@@ -400,6 +401,8 @@ def _make_optimizer(optimizer: Any, model: Any) -> Any:
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
             raise ArgumentTypeError(f"compile: optimizer must be a name {_OPTIMIZERS} or an optimizer object "
                                     f"with step() and zero_grad(), got {type(optimizer).__name__}")
+        if callable(getattr(optimizer, "build", None)):  # a keras.optimizers object: bound to the model here
+            optimizer.build(model.parameters())
         return optimizer
     classes = {"rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW,
                "adadelta": optim.Adadelta}
@@ -409,6 +412,33 @@ def _make_optimizer(optimizer: Any, model: Any) -> Any:
     if name not in classes:
         raise ArgumentError(f"compile: unknown optimizer {optimizer!r}; use one of {_OPTIMIZERS} or an object")
     return classes[name](model.parameters())
+
+
+def _keras_loss(loss: Any, from_logits: bool | None) -> tuple[Any, bool | None]:
+    """A keras.losses function or object (it says its ``keras_kind``) in compile's own terms: a plain
+    cross-entropy by its name and ``from_logits`` (so it reads the final softmax's input, as the named
+    losses do), any other as a loss(output, target) that calls it in Keras's order; others as given."""
+    kind = getattr(loss, "keras_kind", None)
+    if kind is None:
+        return loss, from_logits
+    if from_logits is None:
+        from_logits = bool(getattr(loss, "from_logits", False))  # Keras's default: probabilities
+    if kind in ("sparse", "categorical") and not getattr(loss, "label_smoothing", 0.0):
+        return _KERAS_CROSSENTROPY[kind], from_logits
+    return _KerasOrder(loss), None
+
+
+_KERAS_CROSSENTROPY = {"sparse": "sparse_categorical_crossentropy", "categorical": "categorical_crossentropy"}
+
+
+class _KerasOrder:
+    """A Keras loss as compile's callable loss(output, target): loss(y_true, y_pred), averaged."""
+
+    def __init__(self, loss: Any) -> None:
+        self.loss = loss
+
+    def __call__(self, out: Tensor, target: Tensor) -> Tensor:
+        return self.loss(target, out).mean()
 
 
 def _final_softmax(model: Any) -> Any:

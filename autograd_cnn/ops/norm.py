@@ -21,7 +21,9 @@ class Dropout(Function):
     rules = (f"∂L/∂x = {GRAD_OUT} · mask / (1 − p)",)
     @staticmethod
     def forward(ctx, x, *, p):
-        dtype = x.dtype if x.dtype.kind == "f" else np.dtype("float32")
+        # An integer input's result has the float dtype NumPy gives x * mask (int64 -> float64): the
+        # mask and its scale are made in it, not rounded through float32.
+        dtype = x.dtype if x.dtype.kind == "f" else np.result_type(x.dtype, np.float32)
         keep = backend_rng(ctx.backend).random(x.shape, dtype=dtype) >= p
         # The mask already holds the 1 / (1 - p) rescaling, so backward is one multiply.
         scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
