@@ -400,3 +400,24 @@ def test_missing_h5py_names_the_extra(monkeypatch, tmp_path):
     with pytest.raises(ImportError, match="pip install 'autograd-cnn\\[keras\\]'"):
         saving.save_weights(_lecture_cnn(), tmp_path / "w.weights.h5")
     assert not (tmp_path / "w.weights.h5").exists()
+
+
+def test_model_methods_write_keras_files_and_npz(tmp_path):
+    """model.save("x.keras") / save_weights / load_weights, and keras.models.load_model, as in Keras."""
+    pytest.importorskip("h5py")
+
+    def build():
+        return keras.Sequential([keras.Input((4,)), layers.Dense(3, activation="relu"), layers.Dense(2)])
+
+    model = build()
+    x = np.random.default_rng(0).random((5, 4), dtype=np.float32)
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    model.save(tmp_path / "m.npz")                      # any other suffix: this package's state dict
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    other = build()
+    assert np.abs(other.predict(x, verbose=0) - model.predict(x, verbose=0)).max() > 1e-3
+    other.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_allclose(other.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert set(ag.load(tmp_path / "m.npz")) == set(model.state_dict())  # keyed by this build's layer names

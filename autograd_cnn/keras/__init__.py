@@ -19,6 +19,7 @@ from . import (
            metrics,
            models,
            optimizers,
+           saving,
            utils,
 )
 from .graph import KerasTensor
@@ -26,4 +27,4 @@ from .layers import Input, Layer
 from .models import Model, Sequential
 
 __all__ = ["Input", "KerasTensor", "Layer", "Model", "Sequential", "activations", "backend", "callbacks",
-           "datasets", "initializers", "layers", "losses", "metrics", "models", "optimizers", "utils"]
+           "datasets", "initializers", "layers", "losses", "metrics", "models", "optimizers", "saving", "utils"]

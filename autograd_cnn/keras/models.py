@@ -15,10 +15,11 @@ from . import graph
 from .graph import KerasTensor, Node, shape_text
 from .layers.base import Layer
 from .layers.core import Input, InputLayer
+from .saving import load_model, load_weights, save_model, save_weights
 from .summary import print_summary
 from .training import KerasTraining
 
-__all__ = ["Input", "Model", "Sequential"]
+__all__ = ["Input", "Model", "Sequential", "load_model"]
 
 
 class Model(KerasTraining, Layer):
@@ -209,6 +210,22 @@ class Model(KerasTraining, Layer):
                 **kwargs: Any) -> None:
         """Print Keras 3's table: each layer's ``name (Type)``, output shape and parameter count, and totals."""
         print_summary(self, print_fn or print)
+
+    def save(self, filepath: Any, overwrite: bool = True) -> None:
+        """A ``.keras`` path writes Keras 3's model file (real Keras loads it); any other path this
+        package's ``.npz`` state dict, as ``Module.save``."""
+        if str(filepath).endswith(".keras"):
+            save_model(self, filepath, overwrite)
+        else:
+            super().save(filepath)
+
+    def save_weights(self, filepath: Any, overwrite: bool = True) -> None:
+        """The weights in Keras 3's ``.weights.h5`` layout (h5py: ``pip install 'autograd-cnn[keras]'``)."""
+        save_weights(self, filepath, overwrite)
+
+    def load_weights(self, filepath: Any, skip_mismatch: bool = False) -> None:
+        """Weights from a ``.weights.h5`` file written here or by Keras 3."""
+        load_weights(self, filepath, skip_mismatch)
 
     def get_config(self) -> dict:
         config = {"name": self.name, "trainable": self.trainable}
