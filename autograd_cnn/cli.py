@@ -6,9 +6,12 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,16 +119,41 @@ def _train(args: argparse.Namespace) -> Any:
     model.summary(input_shape, print_fn=say)
     model.compile(optimizer=_optimizer(args.optimizer, args.lr, model),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size)
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size)
+    if history.interrupted:
+        _save_interrupted(model, args, len(history.epoch), say)
+        raise KeyboardInterrupt  # main: exit 130
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=args.batch_size)
     say(f"test accuracy: {test_acc:.4f}  (test loss {test_loss:.4f})")
     if args.save:
         if world.is_main():
             Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        model.save(args.save)
+        model.save(args.save)  # atomic: a Ctrl-C while it writes leaves the old file whole
         say(f"saved the trained weights to {args.save} "
             f"(restore: model.load_state_dict(ag.load({str(args.save)!r})))")
     return model
+
+
+def interrupted_name(path: str) -> str:
+    """Where the part-trained weights of an interrupted run go: ``keep.npz`` -> ``keep.interrupted.npz``."""
+    target = Path(path)
+    return str(target.with_name(f"{target.stem}.interrupted{target.suffix or '.npz'}"))
+
+
+def _save_interrupted(model: Any, args: argparse.Namespace, epochs_done: int, say: Any) -> None:
+    """Ctrl-C stopped fit: the --save file stays as it was; the part-trained weights go to a name
+    that says so, and the message says where."""
+    say(f"interrupted after {epochs_done} of {args.epochs} epoch(s): not evaluated", file=sys.stderr)
+    if not args.save:
+        return
+    from .distributed import world
+
+    partial = interrupted_name(args.save)
+    if world.is_main():
+        Path(partial).parent.mkdir(parents=True, exist_ok=True)
+    model.save(partial)
+    kept = "is unchanged" if Path(args.save).exists() else "was not written"
+    say(f"{args.save} {kept}; the part-trained weights are in {partial}", file=sys.stderr)
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:
@@ -220,13 +248,15 @@ def _draw_training_step(model: Any, out: Path) -> None:
     kinds = (("forward", "forward"), ("backward", "backward"), ("both", "forward and backward"))
     try:
         for kind, what in kinds:
-            written = visual.save(loss, str(out / f"lecture_cnn_{kind}"), kind=kind, format="svg")
-            print(f"{what} graph of one training step: {written}")
+            with written_whole(str(out / f"lecture_cnn_{kind}.svg")) as part:
+                visual.save(loss, part, kind=kind, format="svg")
+            print(f"{what} graph of one training step: {out / f'lecture_cnn_{kind}.svg'}")
     except visual.RenderError as e:  # no `dot`: keep the training output, write the graphs as DOT text
         print(f"graph pictures skipped: {e}")
         for kind, what in kinds:
-            written = visual.save(loss, str(out / f"lecture_cnn_{kind}"), kind=kind, format="dot")
-            print(f"{what} graph as DOT text (render it with `dot -Tsvg`): {written}")
+            with written_whole(str(out / f"lecture_cnn_{kind}.dot")) as part:
+                visual.save(loss, part, kind=kind, format="dot")
+            print(f"{what} graph as DOT text (render it with `dot -Tsvg`): {out / f'lecture_cnn_{kind}.dot'}")
 
 
 def _ends_in_softmax(model: Any) -> bool:
@@ -299,15 +329,19 @@ def _graph_loss(args: argparse.Namespace) -> Any:
 def _graph(args: argparse.Namespace) -> int:
     """Draw the forward, backward or both graphs of a lecture model's training step (or a script's loss)."""
     from . import visual
+    from .visual.render import check_format
 
     loss = _graph_loss(args)
     try:
         if args.frames:
-            visual.backprop_frames(loss, args.frames, format="png" if args.format == "png" else "svg")
+            with folder_written_whole(args.frames) as part:
+                visual.backprop_frames(loss, part, format="png" if args.format == "png" else "svg")
             print(f"backward pass step by step: {Path(args.frames) / 'index.html'}")
-        written = visual.save(loss, args.out, kind=args.kind, format=args.format, collapse=args.collapse,
-                              collapse_depth=args.collapse_depth, rankdir=args.rankdir,
-                              **({"flow": True} if args.flow and args.kind != "forward" else {}))
+        format, written = check_format(args.out, args.format)
+        with written_whole(written) as part:
+            visual.save(loss, part, kind=args.kind, format=format, collapse=args.collapse,
+                        collapse_depth=args.collapse_depth, rankdir=args.rankdir,
+                        **({"flow": True} if args.flow and args.kind != "forward" else {}))
     except visual.RenderError as e:
         print(f"autograd-cnn graph: {e}", file=sys.stderr)
         return 1
@@ -355,9 +389,9 @@ def _export(args: argparse.Namespace) -> int:
             model.load_state_dict(ag.load(args.weights))
         else:
             print("no --weights given: writing the untrained initial weights")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         example = np.zeros((1, *input_shape), dtype=np.float32)
-        export(model, example, args.out, opset=args.opset, dynamic_batch=not args.static_batch)
+        with written_whole(args.out) as part:
+            export(model, example, part, opset=args.opset, dynamic_batch=not args.static_batch)
     except (OSError, ImportError, CheckpointError, ExportError) as e:
         print(f"autograd-cnn export: {e}", file=sys.stderr)
         return 1
@@ -437,6 +471,72 @@ def path_problem(path: str, kind: str) -> str | None:
     return None
 
 
+def format_problem(command: str, args: argparse.Namespace) -> tuple[str, str] | None:
+    """(option, why) where an output's name and format disagree or name no format the command
+    writes; None when they are fine. Checked before any work, as the paths are."""
+    if command == "graph":
+        from .visual.render import FORMATS
+
+        suffix = Path(args.out).suffix.lstrip(".").lower()
+        if suffix and suffix not in FORMATS:
+            return "--out", (f".{suffix} is no format graph writes; end the name in "
+                             f"{', '.join('.' + f for f in FORMATS)}")
+        if suffix and args.format and suffix != args.format:
+            return "--out", f"the name ends in .{suffix} but --format is {args.format}; make them agree"
+    suffixes = {"train": ("save", ".npz", "the weights are written as a .npz file"),
+                "export": ("out", ".onnx", "the model is written as ONNX")}
+    if command in suffixes:
+        attribute, suffix, what = suffixes[command]
+        path = getattr(args, attribute)
+        if path is not None and Path(path).suffix.lower() != suffix:
+            return f"--{attribute}", (f"the file name must end in {suffix} ({what}), "
+                                      f"e.g. {Path(path).with_suffix(suffix)}")
+    return None
+
+
+@contextmanager
+def written_whole(path: str) -> Iterator[str]:
+    """A temporary name beside ``path`` for the block to write to, renamed over ``path`` when the
+    block ends well, removed otherwise (an error, Ctrl-C): ``path`` keeps its old file or gets the
+    whole new one, never a part. The temporary name keeps the suffix (writers read the format from it)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, part = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
+    os.close(fd)
+    try:
+        yield part
+        os.chmod(part, 0o666 & ~_umask())  # a temporary file is private; the result is as any new file
+        os.replace(part, target)
+    finally:
+        Path(part).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def folder_written_whole(path: str) -> Iterator[str]:
+    """As ``written_whole`` for a folder of files: written beside it, then swapped in for the old one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        yield part
+        os.chmod(part, 0o777 & ~_umask())
+        old = None
+        if target.exists():
+            old = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
+            os.replace(target, Path(old) / target.name)
+        os.replace(part, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     where = f"autograd-cnn {args.command}"
@@ -449,6 +549,11 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             print(f"{where}: {option} {path}: {why}", file=sys.stderr)
             return 2
+    bad_format = format_problem(args.command, args)
+    if bad_format:
+        option, why = bad_format
+        print(f"{where}: {option} {getattr(args, option[2:])}: {why}", file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command][0](args)
     except KeyboardInterrupt:
