@@ -27,7 +27,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"autograd_cnn {ag.__version__}  Python {platform.python_version()}  NumPy {np.__version__}")
     if backends.env_problem:
         print(f"default backend: none: {backends.env_problem}\n  (a program that imports autograd_cnn stops "
-              f"with this error, and every command but info refuses to run: correct or unset {backends.ENV_VAR})")
+              f"with this error, and every command but info refuses to run: correct or unset the variable)")
     else:
         print(f"default backend: {get_backend().name}")
     print(f"available backends: {', '.join(ag.available_backends())}")

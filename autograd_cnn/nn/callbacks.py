@@ -9,14 +9,22 @@ import math
 import warnings
 from typing import Any
 
+from ..errors import ArgumentError
+
 
 class Callback:
-    """Base class: every hook does nothing. ``self.model`` is the Module being trained."""
+    """Base class: every hook does nothing. ``self.model`` is the Module being trained;
+    ``self.params`` what fit was asked (as Keras): "epochs", "steps" (per epoch), "verbose", and
+    "metrics", the names of the figures each epoch's ``logs`` will hold ("loss", "val_loss", ...)."""
 
     model: Any = None
+    params: dict = {}
 
     def set_model(self, model: Any) -> None:
         self.model = model
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         pass
@@ -137,6 +145,23 @@ class ModelCheckpoint(_Monitor):
                  mode: str = "auto", verbose: int = 0) -> None:
         super().__init__(monitor, mode)
         self.path, self.save_best_only, self.verbose = str(path), save_best_only, verbose
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """The file name's fields checked against the figures fit will log, before the first epoch
+        (not as a KeyError after it)."""
+        names = self.params.get("metrics")
+        if names is None:
+            return
+        try:
+            self.path.format(epoch=1, **{name: 0.5 for name in names})
+        except KeyError as err:
+            hint = "; pass validation_data to fit for the 'val_' figures" \
+                if str(err.args[0]).startswith("val_") else ""
+            raise ArgumentError(f"ModelCheckpoint: the file name {self.path!r} uses {{{err.args[0]}}}, which this "
+                                f"fit does not log; it logs epoch, {', '.join(names)}{hint}") from None
+        except (ValueError, IndexError, AttributeError) as err:
+            raise ArgumentError(f"ModelCheckpoint: the file name {self.path!r} is not a template fit can fill "
+                                f"({err}); write fields as {{epoch:02d}} or {{val_loss:.3f}}") from None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}

@@ -97,16 +97,20 @@ class Trainer:
             if validation_data is not None else None
         history = History()
         callbacks = [history] + callbacks
+        names = ["loss", *self.metrics]
+        params = {"epochs": epochs, "steps": data.steps, "verbose": verbose,
+                  "metrics": names + [f"val_{name}" for name in names] if val is not None else names}
         for cb in callbacks:
             cb.set_model(model)
+            cb.set_params(params)
         was_training = model.training
         model.stop_training = False
         model.train()
         replicas = _replicate(model, world)
         guard = StepGuard(self.optimizer, model, data.backend, world.size)
-        for cb in callbacks:
-            cb.on_train_begin({})
         try:
+            for cb in callbacks:  # inside: a callback that refuses to start leaves the model as it was
+                cb.on_train_begin({})
             with _DeferredInterrupt() as interrupt:
                 for epoch in range(epochs):
                     for cb in callbacks:
