@@ -119,7 +119,8 @@ def _train(args: argparse.Namespace) -> Any:
     model.summary(input_shape, print_fn=say)
     model.compile(optimizer=_optimizer(args.optimizer, args.lr, model),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size)
+    resume = [ag.nn.BackupAndRestore(args.resume)] if getattr(args, "resume", None) else None
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, callbacks=resume)
     if history.interrupted:
         _save_interrupted(model, args, len(history.epoch), say)
         raise KeyboardInterrupt  # main: exit 130
@@ -144,6 +145,9 @@ def _save_interrupted(model: Any, args: argparse.Namespace, epochs_done: int, sa
     """Ctrl-C stopped fit: the --save file stays as it was; the part-trained weights go to a name
     that says so, and the message says where."""
     say(f"interrupted after {epochs_done} of {args.epochs} epoch(s): not evaluated", file=sys.stderr)
+    if getattr(args, "resume", None):
+        say(f"{args.resume} holds the backup of the last finished epoch: run the same command again to go "
+            "on from there", file=sys.stderr)
     if not args.save:
         return
     from .distributed import world
@@ -188,6 +192,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use at most N training and N test images (quick runs)")
     parser.add_argument("--seed", type=_natural, default=0, help="seed of the initial weights and shuffling")
     parser.add_argument("--save", default=None, metavar="PATH", help="write the trained weights to PATH (.npz)")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="back the run up to DIR after every epoch; the same command run again after a kill "
+                             "or Ctrl-C goes on from the last finished epoch (nn.BackupAndRestore)")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -437,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 # The paths each command reads or writes: (option, attribute, kind), kind "file" or "folder" to
 # write, "input" to read. All are checked before any work, so a bad one does not lose a run.
 PATHS = {
-    "train": [("--save", "save", "file")],
+    "train": [("--save", "save", "file"), ("--resume", "resume", "folder")],
     "demo": [("--out", "out", "folder")],
     "graph": [("--script", "script", "input"), ("--out", "out", "file"), ("--frames", "frames", "folder")],
     "export": [("--weights", "weights", "input"), ("--out", "out", "file")],

@@ -423,17 +423,20 @@ class Module:
         optimizer object. ``loss``: "sparse_categorical_crossentropy" (integer labels),
         "categorical_crossentropy" (one-hot labels), "mse", or a callable ``loss(output, y)``.
         ``metrics``: ``["accuracy"]`` or None. The classification losses read logits unless
-        the model's last layer is ``Softmax``; then they read the Softmax's input, which is
-        as stable as cross-entropy on logits. ``from_logits`` overrides: True means the
-        outputs are logits, False that they are probabilities.
+        the model's output is a softmax (``nn.Softmax``, ``F.softmax`` or ``x.softmax(axis=1)``:
+        the graph tells); then they read the softmax's input, as stable as cross-entropy on
+        logits, and never apply a second softmax. ``from_logits=False`` says the outputs are
+        probabilities; ``from_logits=True`` that they are logits (an error if they are a softmax).
+        ``model.optimizer`` is the optimizer chosen.
         """
         trainer = Trainer(self)
         trainer.compile(optimizer, loss, metrics, from_logits)
         object.__setattr__(self, "_trainer", trainer)  # only once compile has succeeded
 
     def fit(self, x: Any, y: Any, epochs: int = 5, batch_size: int = 128, validation_data: tuple | None = None,
-            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> Any:
-        """Train for ``epochs`` passes over (x, y) in mini-batches; return a ``History``.
+            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None, initial_epoch: int = 0) -> Any:
+        """Train until epoch ``epochs`` in mini-batches of (x, y), from ``initial_epoch`` (as Keras: 0, or
+        the epochs an earlier run finished); return a ``History``.
 
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         Ctrl-C stops after the current step and returns the History so far. A loss or a
@@ -444,7 +447,8 @@ class Module:
         Under ``mpiexec`` every process trains the model on its own part of each epoch and
         the gradients are averaged: ``batch_size`` is per process (autograd_cnn.distributed).
         """
-        return self._trainer_now().fit(x, y, epochs, batch_size, validation_data, shuffle, verbose, callbacks)
+        return self._trainer_now().fit(x, y, epochs, batch_size, validation_data, shuffle, verbose, callbacks,
+                                       initial_epoch)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
         """(loss, accuracy) on (x, y) in evaluation mode; the loss alone without the accuracy metric."""
@@ -457,6 +461,20 @@ class Module:
         so ``predict`` returns probabilities whether or not it ends in ``Softmax``.
         """
         return self._trainer_now().predict(x, batch_size, verbose)
+
+    @property
+    def optimizer(self) -> Any:
+        """The optimizer ``compile`` chose (Keras's attribute); None before compile."""
+        trainer = self.__dict__.get("_trainer")
+        return trainer.optimizer if trainer is not None else self.__dict__.get("_optimizer")
+
+    @optimizer.setter
+    def optimizer(self, value: Any) -> None:
+        trainer = self.__dict__.get("_trainer")
+        if trainer is not None:
+            trainer.optimizer = value
+        else:
+            self.__dict__["_optimizer"] = value  # a model may keep its own before compile
 
     def _trainer_now(self) -> Any:
         """The Trainer compile made, or an uncompiled one (it predicts, and says to compile for the rest)."""

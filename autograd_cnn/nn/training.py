@@ -82,10 +82,11 @@ class Trainer:
 
     # --- fit ----------------------------------------------------------------
     def fit(self, x: Any, y: Any, epochs: int = 5, batch_size: int = 128, validation_data: tuple | None = None,
-            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> History:
+            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None, initial_epoch: int = 0) -> History:
         """Train and return the History; see ``Module.fit``."""
         self._check_compiled("fit")
         epochs = checks.integer("fit", "epochs", epochs, minimum=1)
+        initial_epoch = checks.integer("fit", "initial_epoch", initial_epoch, minimum=0)
         shuffle = checks.flag("fit", "shuffle", shuffle)
         verbose = _verbosity("fit", verbose)
         callbacks = _callbacks("fit", callbacks)
@@ -108,11 +109,12 @@ class Trainer:
         model.train()
         replicas = _replicate(model, world)
         guard = StepGuard(self.optimizer, model, data.backend, world.size)
+        model._initial_epoch = None  # as Keras: a callback that restores a run sets where it goes on
         try:
             for cb in callbacks:  # inside: a callback that refuses to start leaves the model as it was
                 cb.on_train_begin({})
             with _DeferredInterrupt() as interrupt:
-                for epoch in range(epochs):
+                for epoch in range(model._initial_epoch or initial_epoch, epochs):
                     for cb in callbacks:
                         cb.on_epoch_begin(epoch, {})
                     logs = self._fit_epoch(data, epoch, epochs, shuffle, verbose, callbacks, interrupt, val, guard)
