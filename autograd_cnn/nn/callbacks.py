@@ -161,7 +161,7 @@ class ModelCheckpoint(_Monitor):
                 if str(err.args[0]).startswith("val_") else ""
             raise ArgumentError(f"ModelCheckpoint: the file name {self.path!r} uses {{{err.args[0]}}}, which this "
                                 f"fit does not log; it logs epoch, {', '.join(names)}{hint}") from None
-        except (ValueError, IndexError, AttributeError) as err:
+        except (ValueError, IndexError, AttributeError, TypeError) as err:
             raise ArgumentError(f"ModelCheckpoint: the file name {self.path!r} is not a template fit can fill "
                                 f"({err}); write fields as {{epoch:02d}} or {{val_loss:.3f}}") from None
 
@@ -215,12 +215,36 @@ class BackupAndRestore(Callback):
         self.restored_epoch: int | None = None  # the epochs the last restore found finished
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        from ..random import set_state
+        from ..serialization import CheckpointError
 
         self.restored_epoch = None
         state = self._load()
         if state is None:
             return
+        try:
+            self._restore(state)
+        except CheckpointError:
+            raise  # the weights or the optimizer's state do not fit this model: it says which
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            raise CheckpointError(f"BackupAndRestore: {self.path} is not a backup of this callback, or is damaged "
+                                  f"({type(err).__name__}: {err}); delete the folder to start the run over") from None
+        self.model._initial_epoch = self.restored_epoch  # Keras's word to fit: start there
+        if self.params.get("verbose"):
+            from ..distributed import world
+
+            if world.is_main():
+                print(f"BackupAndRestore: restored {self.path}; going on after epoch {self.restored_epoch}")
+
+    def _restore(self, state: dict) -> None:
+        """Everything the backup holds, back in place; its shape is checked before anything changes."""
+        from ..random import set_state
+
+        if not isinstance(state, dict):
+            raise ValueError(f"it holds a {type(state).__name__}, not the dict BackupAndRestore writes")
+        saved, epoch = state["history"], state["epoch"]
+        if not (isinstance(epoch, int) and epoch >= 0 and isinstance(state["random"], dict)
+                and all(isinstance(saved[k], t) for k, t in (("history", dict), ("steps", dict), ("epoch", list)))):
+            raise ValueError("its epoch, random state or History is not what BackupAndRestore writes")
         self.model.load_state_dict(state["model"])
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None and state["optimizer"] is not None:
@@ -228,17 +252,10 @@ class BackupAndRestore(Callback):
         set_state(state["random"])
         history = getattr(self.model, "history", None)
         if isinstance(history, History):
-            saved = state["history"]
             history.history = {k: list(v) for k, v in saved["history"].items()}
             history.steps = {k: list(v) for k, v in saved["steps"].items()}
             history.epoch = list(saved["epoch"])
-        self.restored_epoch = int(state["epoch"])
-        self.model._initial_epoch = self.restored_epoch  # Keras's word to fit: start there
-        if self.params.get("verbose"):
-            from ..distributed import world
-
-            if world.is_main():
-                print(f"BackupAndRestore: restored {self.path}; going on after epoch {self.restored_epoch}")
+        self.restored_epoch = epoch
 
     def _load(self) -> dict | None:
         """The latest backup (or, with double_checkpoint, the one before when the latest cannot be
