@@ -448,7 +448,7 @@ class Module:
         the gradients are averaged: ``batch_size`` is per process (autograd_cnn.distributed).
         """
         return self._trainer_now().fit(x, y, epochs, batch_size, validation_data, shuffle, verbose, callbacks,
-                                       initial_epoch)
+                                       initial_epoch=initial_epoch)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
         """(loss, accuracy) on (x, y) in evaluation mode; the loss alone without the accuracy metric."""
