@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import autograd_cnn as ag
-from autograd_cnn import cli, models
+from autograd_cnn import cli, cli_files, models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_written_whole_leaves_the_old_file_on_any_failure(tmp_path, error):
     with cli.written_whole(str(target)) as part:
         Path(part).write_text("new")
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["g.svg"]
-    assert target.stat().st_mode & 0o777 == 0o666 & ~cli._umask()  # not the temporary file's 0600
+    assert target.stat().st_mode & 0o777 == 0o666 & ~cli_files._umask()  # not the temporary file's 0600
 
 
 def test_folder_written_whole_swaps_in_the_new_folder_or_keeps_the_old(tmp_path):
