@@ -156,10 +156,11 @@ def _silent(*args: Any, **kwargs: Any) -> None:
 
 def _train_command(args: argparse.Namespace) -> int:
     from .data import DataError
+    from .serialization import CheckpointError
 
     try:
         _train(args)
-    except DataError as e:
+    except (DataError, CheckpointError) as e:  # no data set; a --resume backup of another model
         print(f"autograd-cnn train: {e}", file=sys.stderr)
         return 1
     return 0

@@ -288,3 +288,20 @@ def test_train_resume_goes_on_from_the_backup(tmp_path):
     assert not (tmp_path / "backup").exists()
     resumed, ref = ag.load(tmp_path / "w.npz"), ag.load(tmp_path / "ref.npz")
     assert all(np.array_equal(resumed[k].numpy(), ref[k].numpy()) for k in ref)
+
+
+def test_train_resume_with_a_backup_of_another_model_is_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    common = [sys.executable, "-m", "autograd_cnn", "train", "--limit", "64", "--batch-size", "32", "--epochs", "2",
+              "--resume", "backup"]
+    kept = nn.BackupAndRestore(tmp_path / "backup", delete_checkpoint=False)
+    x, y = _blobs()
+    model = nn.Sequential(nn.Linear(3, 3))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[kept])  # a backup of another model
+    done = subprocess.run([*common, "--model", "lecture-mlp"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 1
+    assert done.stderr.startswith("autograd-cnn train: BackupAndRestore: the backup in backup is not of this "
+                                  "model and optimizer (")
+    assert "Traceback" not in done.stderr

@@ -223,8 +223,10 @@ class BackupAndRestore(Callback):
             return
         try:
             self._restore(state)
-        except CheckpointError:
-            raise  # the weights or the optimizer's state do not fit this model: it says which
+        except CheckpointError as err:  # the weights or the optimizer's state do not fit this model
+            raise CheckpointError(f"BackupAndRestore: the backup in {self.backup_dir} is not of this model and "
+                                  f"optimizer ({err}); give another backup_dir, or delete the folder to start "
+                                  "the run over") from None
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
             raise CheckpointError(f"BackupAndRestore: {self.path} is not a backup of this callback, or is damaged "
                                   f"({type(err).__name__}: {err}); delete the folder to start the run over") from None
