@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ArgumentError, BackendError
 from .base import Backend
 from .numpy_backend import NumpyBackend
-from .threads import THREADS_ENV_VAR
+from .threads import thread_count
 
 ENV_VAR = "AUTOGRAD_CNN_BACKEND"
 GPU_INSTALL_HINT = "pip install 'autograd-cnn[gpu]'"
@@ -24,38 +24,12 @@ GPU_INSTALL_HINT = "pip install 'autograd-cnn[gpu]'"
 ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
            "cupy": "cupy", "gpu": "cupy", "cuda": "cupy", "auto": "auto"}
 
+_instances: dict[str, Backend] = {"numpy": NumpyBackend.instance()}
+_default: Backend = _instances["numpy"]
 #: What is wrong with AUTOGRAD_CNN_BACKEND or AUTOGRAD_CNN_THREADS, when the ``autograd-cnn`` command
 #: imported the package (its --help and info must still work, and info tells it); any other import
 #: raises instead.
 env_problem: str | None = None
-
-
-def _command_line_starting() -> bool:
-    """True while ``autograd-cnn`` or ``python -m autograd_cnn`` imports the package."""
-    if not sys.argv:
-        return False
-    if os.path.basename(sys.argv[0]).split(".")[0] in ("autograd-cnn", "autograd-cnn-script"):
-        return True
-    # Python sets argv[0] to "-m" while it finds the module that -m names; the name follows -m.
-    argv = getattr(sys, "orig_argv", [])
-    return sys.argv[0] == "-m" and "-m" in argv and argv[argv.index("-m") + 1:][:1] == ["autograd_cnn"]
-
-
-def _numpy_backend() -> Backend:
-    """The NumPy backend; a bad AUTOGRAD_CNN_THREADS is an error here, at import (see env_problem)."""
-    global env_problem
-    try:
-        return NumpyBackend.instance()
-    except ArgumentError as err:
-        if not _command_line_starting():
-            raise
-        env_problem = str(err)
-        os.environ.pop(THREADS_ENV_VAR)  # for info's description; the other commands refuse to run
-        return NumpyBackend.instance()
-
-
-_instances: dict[str, Backend] = {"numpy": _numpy_backend()}
-_default: Backend = _instances["numpy"]
 
 
 def _load_cupy() -> Backend:
@@ -149,6 +123,12 @@ def all_loaded() -> list[Backend]:
 
 def _init_from_env() -> None:
     global env_problem
+    try:
+        thread_count()  # AUTOGRAD_CNN_THREADS, checked at import whichever backend reads it later
+    except ArgumentError as err:
+        if not _command_line_starting():
+            raise
+        env_problem = str(err)
     value = os.environ.get(ENV_VAR)
     if value is None or value.strip() == "":
         return
@@ -158,6 +138,17 @@ def _init_from_env() -> None:
         if not _command_line_starting():
             raise
         env_problem = str(err)  # the command refuses to run anything but --help and info
+
+
+def _command_line_starting() -> bool:
+    """True while ``autograd-cnn`` or ``python -m autograd_cnn`` imports the package."""
+    if not sys.argv:
+        return False
+    if os.path.basename(sys.argv[0]).split(".")[0] in ("autograd-cnn", "autograd-cnn-script"):
+        return True
+    # Python sets argv[0] to "-m" while it finds the module that -m names; the name follows -m.
+    argv = getattr(sys, "orig_argv", [])
+    return sys.argv[0] == "-m" and "-m" in argv and argv[argv.index("-m") + 1:][:1] == ["autograd_cnn"]
 
 
 _init_from_env()
