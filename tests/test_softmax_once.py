@@ -154,3 +154,15 @@ def test_raw_pixels_are_told_once():
     other = nn.Sequential(nn.Linear(2, 3))
     with pytest.warns(UserWarning, match="predict: x holds integers from 0 to 255"):
         other.predict(pixels)
+
+
+def test_a_frozen_model_with_no_graph_to_read_goes_by_its_last_layer():
+    """Every parameter frozen and the input plain: no graph is recorded, so the final nn.Softmax says."""
+    x, y = _blobs(30)
+    model = nn.Sequential(nn.Linear(2, 3), nn.Softmax()).requires_grad_(False)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    logits = model[0](ag.tensor(x))
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(F.cross_entropy(logits, ag.tensor(y)).item(), rel=1e-5)
+    np.testing.assert_allclose(model.predict(x), logits.softmax(axis=1).numpy(), rtol=1e-5)  # no second softmax
+    model.compile("sgd", "sparse_categorical_crossentropy", from_logits=True)  # the user's word, unchecked
+    np.testing.assert_allclose(model.predict(x), model(ag.tensor(x)).softmax(axis=1).numpy(), rtol=1e-5)

@@ -351,8 +351,9 @@ class CompiledLoss:
         self.reads: str | None = "output" if not classifies else "probabilities" if from_logits is False else None
         # True once a recorded output has been read: with from_logits=True it was checked not to be a softmax.
         self.checked = self.reads is not None
-        # Where no graph is ever recorded (every parameter frozen): the last layer says what it gives.
-        self.guess = "probabilities" if classifies and _final_softmax(model) is not None else "logits"
+        # Where no graph is ever recorded (every parameter frozen): from_logits, else the last layer says.
+        self.guess = "probabilities" if classifies and from_logits is not True and _final_softmax(model) is not None \
+            else "logits"
 
     def decide(self, out: Any) -> None:
         """Read from ``out``'s graph whether the model's output is a softmax (once; nothing
