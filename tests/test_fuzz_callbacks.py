@@ -70,18 +70,20 @@ def test_backup_and_restore_arguments(backup_dir, save_freq, double, delete):
     assert valid and callback.save_freq == "epoch"
 
 
-def _real_backup(folder: Path) -> bytes:
+def _real_backup() -> bytes:
+    """The bytes of a backup after one epoch of a three-epoch run stopped by Ctrl-C."""
     model = _model()
     x, y = _xy()
 
     class Stop(nn.Callback):
         def on_epoch_end(self, epoch, logs=None):
             raise KeyboardInterrupt  # after the backup: it stays
-    model.fit(x, y, epochs=3, verbose=0, callbacks=[nn.BackupAndRestore(folder), Stop()])
-    return (folder / nn.BackupAndRestore.FILE).read_bytes()
+    with tempfile.TemporaryDirectory() as folder:
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[nn.BackupAndRestore(folder), Stop()])
+        return Path(folder, nn.BackupAndRestore.FILE).read_bytes()
 
 
-_REAL = _real_backup(Path(tempfile.mkdtemp()))
+_REAL = _real_backup()
 
 
 @st.composite
