@@ -80,24 +80,25 @@ def test_without_threadpoolctl_openblas_s_own_call_sizes_blas(unset, monkeypatch
 
 
 WHAT_EACH_RANK_HAS = """
-import json, os
+import json, os, sys
 from threadpoolctl import threadpool_info
 from autograd_cnn.distributed import world
 import autograd_cnn as ag
 world.init()
 blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-print(json.dumps({"rank": world.rank(), "blas": blas,
-                  "kernels": ag.get_backend("numpy").threads, "numba": os.environ.get("NUMBA_NUM_THREADS")}))
+with open(os.path.join(sys.argv[1], f"rank{world.rank()}.json"), "w") as f:  # not stdout: lines may mix
+    json.dump({"rank": world.rank(), "blas": blas, "kernels": ag.get_backend("numpy").threads,
+               "numba": os.environ.get("NUMBA_NUM_THREADS")}, f)
 """
 
 
 @needs_mpi
-def test_each_rank_under_mpiexec_takes_its_share():
+def test_each_rank_under_mpiexec_takes_its_share(tmp_path):
     env = {k: v for k, v in _env().items() if k not in USER_VARIABLES}  # as a user runs it: nothing set
-    code, out, err, _ = mpiexec(2, "-c", WHAT_EACH_RANK_HAS, env=env, timeout=60)
+    code, out, err, _ = mpiexec(2, "-c", WHAT_EACH_RANK_HAS, str(tmp_path), env=env, timeout=60)
     assert code == 0, err[-3000:]
     share = max(1, usable_cores() // 2)
-    ranks = sorted((json.loads(line) for line in out.splitlines() if line.startswith("{")), key=lambda r: r["rank"])
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1]
     for rank in ranks:
         assert rank["blas"] and set(rank["blas"]) == {share}
