@@ -73,7 +73,7 @@ class _Monitor(Callback):
 
     def __init__(self, monitor: str, mode: str, min_delta: float = 0.0) -> None:
         if mode not in ("auto", "min", "max"):
-            raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+            raise ArgumentError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
         if mode == "auto":  # accuracies grow, losses shrink
             mode = "max" if "acc" in monitor else "min"
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
@@ -222,14 +222,18 @@ class BackupAndRestore(Callback):
         if state is None:
             return
         try:
-            self._restore(state)
+            problem = _backup_problem(state)
+            if problem is None:
+                self._restore(state)
         except CheckpointError as err:  # the weights or the optimizer's state do not fit this model
             raise CheckpointError(f"BackupAndRestore: the backup in {self.backup_dir} is not of this model and "
                                   f"optimizer ({err}); give another backup_dir, or delete the folder to start "
                                   "the run over") from None
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        if problem is not None:
             raise CheckpointError(f"BackupAndRestore: {self.path} is not a backup of this callback, or is damaged "
-                                  f"({type(err).__name__}: {err}); delete the folder to start the run over") from None
+                                  f"({problem}); delete the folder to start the run over")
         self.model._initial_epoch = self.restored_epoch  # Keras's word to fit: start there
         if self.params.get("verbose"):
             from ..distributed import world
@@ -238,15 +242,10 @@ class BackupAndRestore(Callback):
                 print(f"BackupAndRestore: restored {self.path}; going on after epoch {self.restored_epoch}")
 
     def _restore(self, state: dict) -> None:
-        """Everything the backup holds, back in place; its shape is checked before anything changes."""
+        """Everything the backup holds, back in place (``_backup_problem`` has checked its shape)."""
         from ..random import set_state
 
-        if not isinstance(state, dict):
-            raise ValueError(f"it holds a {type(state).__name__}, not the dict BackupAndRestore writes")
         saved, epoch = state["history"], state["epoch"]
-        if not (isinstance(epoch, int) and epoch >= 0 and isinstance(state["random"], dict)
-                and all(isinstance(saved[k], t) for k, t in (("history", dict), ("steps", dict), ("epoch", list)))):
-            raise ValueError("its epoch, random state or History is not what BackupAndRestore writes")
         self.model.load_state_dict(state["model"])
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None and state["optimizer"] is not None:
@@ -311,6 +310,17 @@ class BackupAndRestore(Callback):
             pass
 
 
+def _backup_problem(state: Any) -> str | None:
+    """What is not as BackupAndRestore writes it in a loaded backup, or None (before anything changes)."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not the dict BackupAndRestore writes"
+    saved, epoch = state["history"], state["epoch"]
+    if not (isinstance(epoch, int) and epoch >= 0 and isinstance(state["random"], dict)
+            and all(isinstance(saved[k], t) for k, t in (("history", dict), ("steps", dict), ("epoch", list)))):
+        return "its epoch, random state or History is not what BackupAndRestore writes"
+    return None
+
+
 class GradientStats(Callback):
     """Gradient health over training, every ``every`` steps and per layer (each module that holds
     parameters): the gradient norm ``grad_norm/<layer>``, the weight norm ``weight_norm/<layer>``,
@@ -321,7 +331,7 @@ class GradientStats(Callback):
 
     def __init__(self, every: int = 10) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"GradientStats: every must be a positive number of steps, got {every!r}")
+            raise ArgumentError(f"GradientStats: every must be a positive number of steps, got {every!r}")
         self.every = every
         self.steps: dict[str, list[float]] = {}
         self._handles: list = []

@@ -31,7 +31,7 @@ from .. import functional as F
 from ..autograd import enable_grad, no_grad
 from ..backends import backend_of, get_backend
 from ..data import finite, samples
-from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError, UsageError, shape_str
 from ..ops.activation import Softmax
 from ..random import host_rng
 from ..tensor import Tensor
@@ -78,7 +78,7 @@ class Trainer:
 
     def _check_compiled(self, what: str) -> None:
         if self.optimizer is None:
-            raise RuntimeError(f"{type(self.model).__name__}.{what}: call compile(optimizer, loss, metrics) first")
+            raise UsageError(f"{type(self.model).__name__}.{what}: call compile(optimizer, loss, metrics) first")
 
     # --- fit ----------------------------------------------------------------
     def fit(self, x: Any, y: Any, epochs: int = 5, batch_size: int = 128, validation_data: tuple | None = None,
