@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from . import backends
+from .cli_files import PATHS, folder_written_whole, format_problem, interrupted_name, path_problem, written_whole
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -24,7 +23,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"autograd_cnn {ag.__version__}  Python {platform.python_version()}  NumPy {np.__version__}")
     if backends.env_problem:
         print(f"default backend: none: {backends.env_problem}\n  (a program that imports autograd_cnn stops "
-              f"with this error, and every command but info refuses to run: correct or unset {backends.ENV_VAR})")
+              f"with this error, and every command but info refuses to run: correct or unset the variable)")
     else:
         print(f"default backend: {get_backend().name}")
     print(f"available backends: {', '.join(ag.available_backends())}")
@@ -116,16 +115,39 @@ def _train(args: argparse.Namespace) -> Any:
     model.summary(input_shape, print_fn=say)
     model.compile(optimizer=_optimizer(args.optimizer, args.lr, model),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size)
+    resume = [ag.nn.BackupAndRestore(args.resume)] if getattr(args, "resume", None) else None
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size, callbacks=resume)
+    if history.interrupted:
+        _save_interrupted(model, args, len(history.epoch), say)
+        raise KeyboardInterrupt  # main: exit 130
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=args.batch_size)
     say(f"test accuracy: {test_acc:.4f}  (test loss {test_loss:.4f})")
     if args.save:
         if world.is_main():
             Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        model.save(args.save)
+        model.save(args.save)  # atomic: a Ctrl-C while it writes leaves the old file whole
         say(f"saved the trained weights to {args.save} "
             f"(restore: model.load_state_dict(ag.load({str(args.save)!r})))")
     return model
+
+
+def _save_interrupted(model: Any, args: argparse.Namespace, epochs_done: int, say: Any) -> None:
+    """Ctrl-C stopped fit: the --save file stays as it was; the part-trained weights go to a name
+    that says so, and the message says where."""
+    say(f"interrupted after {epochs_done} of {args.epochs} epoch(s): not evaluated", file=sys.stderr)
+    if getattr(args, "resume", None):
+        say(f"{args.resume} holds the backup of the last finished epoch: run the same command again to go "
+            "on from there", file=sys.stderr)
+    if not args.save:
+        return
+    from .distributed import world
+
+    partial = interrupted_name(args.save)
+    if world.is_main():
+        Path(partial).parent.mkdir(parents=True, exist_ok=True)
+    model.save(partial)
+    kept = "is unchanged" if Path(args.save).exists() else "was not written"
+    say(f"{args.save} {kept}; the part-trained weights are in {partial}", file=sys.stderr)
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:
@@ -134,10 +156,11 @@ def _silent(*args: Any, **kwargs: Any) -> None:
 
 def _train_command(args: argparse.Namespace) -> int:
     from .data import DataError
+    from .serialization import CheckpointError
 
     try:
         _train(args)
-    except DataError as e:
+    except (DataError, CheckpointError) as e:  # no data set; a --resume backup of another model
         print(f"autograd-cnn train: {e}", file=sys.stderr)
         return 1
     return 0
@@ -160,6 +183,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use at most N training and N test images (quick runs)")
     parser.add_argument("--seed", type=_natural, default=0, help="seed of the initial weights and shuffling")
     parser.add_argument("--save", default=None, metavar="PATH", help="write the trained weights to PATH (.npz)")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="back the run up to DIR after every epoch; the same command run again after a kill "
+                             "or Ctrl-C goes on from the last finished epoch (nn.BackupAndRestore)")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -220,13 +246,15 @@ def _draw_training_step(model: Any, out: Path) -> None:
     kinds = (("forward", "forward"), ("backward", "backward"), ("both", "forward and backward"))
     try:
         for kind, what in kinds:
-            written = visual.save(loss, str(out / f"lecture_cnn_{kind}"), kind=kind, format="svg")
-            print(f"{what} graph of one training step: {written}")
+            with written_whole(str(out / f"lecture_cnn_{kind}.svg")) as part:
+                visual.save(loss, part, kind=kind, format="svg")
+            print(f"{what} graph of one training step: {out / f'lecture_cnn_{kind}.svg'}")
     except visual.RenderError as e:  # no `dot`: keep the training output, write the graphs as DOT text
         print(f"graph pictures skipped: {e}")
         for kind, what in kinds:
-            written = visual.save(loss, str(out / f"lecture_cnn_{kind}"), kind=kind, format="dot")
-            print(f"{what} graph as DOT text (render it with `dot -Tsvg`): {written}")
+            with written_whole(str(out / f"lecture_cnn_{kind}.dot")) as part:
+                visual.save(loss, part, kind=kind, format="dot")
+            print(f"{what} graph as DOT text (render it with `dot -Tsvg`): {out / f'lecture_cnn_{kind}.dot'}")
 
 
 def _ends_in_softmax(model: Any) -> bool:
@@ -299,15 +327,19 @@ def _graph_loss(args: argparse.Namespace) -> Any:
 def _graph(args: argparse.Namespace) -> int:
     """Draw the forward, backward or both graphs of a lecture model's training step (or a script's loss)."""
     from . import visual
+    from .visual.render import check_format
 
     loss = _graph_loss(args)
     try:
         if args.frames:
-            visual.backprop_frames(loss, args.frames, format="png" if args.format == "png" else "svg")
+            with folder_written_whole(args.frames) as part:
+                visual.backprop_frames(loss, part, format="png" if args.format == "png" else "svg")
             print(f"backward pass step by step: {Path(args.frames) / 'index.html'}")
-        written = visual.save(loss, args.out, kind=args.kind, format=args.format, collapse=args.collapse,
-                              collapse_depth=args.collapse_depth, rankdir=args.rankdir,
-                              **({"flow": True} if args.flow and args.kind != "forward" else {}))
+        format, written = check_format(args.out, args.format)
+        with written_whole(written) as part:
+            visual.save(loss, part, kind=args.kind, format=format, collapse=args.collapse,
+                        collapse_depth=args.collapse_depth, rankdir=args.rankdir,
+                        **({"flow": True} if args.flow and args.kind != "forward" else {}))
     except visual.RenderError as e:
         print(f"autograd-cnn graph: {e}", file=sys.stderr)
         return 1
@@ -355,9 +387,9 @@ def _export(args: argparse.Namespace) -> int:
             model.load_state_dict(ag.load(args.weights))
         else:
             print("no --weights given: writing the untrained initial weights")
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         example = np.zeros((1, *input_shape), dtype=np.float32)
-        export(model, example, args.out, opset=args.opset, dynamic_batch=not args.static_batch)
+        with written_whole(args.out) as part:
+            export(model, example, part, opset=args.opset, dynamic_batch=not args.static_batch)
     except (OSError, ImportError, CheckpointError, ExportError) as e:
         print(f"autograd-cnn export: {e}", file=sys.stderr)
         return 1
@@ -400,43 +432,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The paths each command reads or writes: (option, attribute, kind), kind "file" or "folder" to
-# write, "input" to read. All are checked before any work, so a bad one does not lose a run.
-PATHS = {
-    "train": [("--save", "save", "file")],
-    "demo": [("--out", "out", "folder")],
-    "graph": [("--script", "script", "input"), ("--out", "out", "file"), ("--frames", "frames", "folder")],
-    "export": [("--weights", "weights", "input"), ("--out", "out", "file")],
-}
-
-
-def path_problem(path: str, kind: str) -> str | None:
-    """Why ``path`` cannot be read ("input") or written ("file", "folder"), or None.
-
-    Writing is tried for real: a file is made and removed in the nearest folder that exists
-    (the missing ones are made at the end, as saving does). So permissions, a read-only disk,
-    or a file where a folder should be are found, whoever runs it (root ignores permission bits).
-    """
-    target = Path(path)
-    if kind == "input":
-        return None if target.is_file() else ("is a folder, not a file" if target.is_dir() else "no such file")
-    if kind == "file" and target.is_dir():
-        return f"is a folder; give a file name in it, such as {target / ('model' + (target.suffix or '.npz'))}"
-    folder = target if kind == "folder" else target.parent
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is a file, not a folder"
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".autograd-cnn-", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        return f"cannot write in {existing}: {err.strerror or err}"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     where = f"autograd-cnn {args.command}"
@@ -449,6 +444,11 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             print(f"{where}: {option} {path}: {why}", file=sys.stderr)
             return 2
+    bad_format = format_problem(args.command, args)
+    if bad_format:
+        option, why = bad_format
+        print(f"{where}: {option} {getattr(args, option[2:])}: {why}", file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command][0](args)
     except KeyboardInterrupt:

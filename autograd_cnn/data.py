@@ -149,6 +149,23 @@ def cache_dir() -> Path:
     return Path(base) / "autograd_cnn"
 
 
+def writable_cache_dir() -> Path:
+    """``cache_dir()``, checked before a download makes it: where a file stands in the way (XDG_CACHE_HOME
+    or HOME naming a file) a DataError names it and the variable to set, instead of an OSError
+    from deep inside the download."""
+    folder = cache_dir()
+    for above in (folder, *folder.parents):
+        if above.is_dir():
+            return folder
+        if above.exists() or above.is_symlink():
+            xdg = os.environ.get("XDG_CACHE_HOME")
+            which = f"XDG_CACHE_HOME={xdg}" if xdg else f"HOME={os.path.expanduser('~')}"
+            raise DataError(f"the download folder {folder} cannot be made: {above} is a file, not a folder "
+                            f"(from {which}); set XDG_CACHE_HOME to a folder you can write to, or {DATA_ENV} "
+                            "to a folder that holds the data files")
+    return folder
+
+
 def search_dirs(name: str) -> list[Path]:
     """The folders a loader looks in for data set ``name``, in order."""
     dirs = []
@@ -245,6 +262,7 @@ def fetch(name: str, mirrors: Sequence[str] | None = None, download_missing: boo
                 failures.append(f"{path} is not the published {name} file (its size or SHA-256 differs)")
     missing = [f for f in dataset.files if f.name not in found]
     if missing and download_missing:
+        writable_cache_dir()
         unreachable: set[str] = set()  # mirrors that did not answer: not asked again for the next file
         for remote in missing:
             for base in mirrors or dataset.mirrors:
@@ -445,6 +463,12 @@ class DataLoader:
             kind = ArgumentError if checks.is_int(seed) else ArgumentTypeError
             raise kind(f"DataLoader: seed must be None or an int >= 0, got {seed!r}")
         self._rng = np.random.default_rng(seed) if seed is not None else None
+        if self.drop_last and len(self) == 0:  # every pass would yield nothing, silently
+            rows = self._rows()
+            held = f"x holds {rows} samples" if rows == len(self.x) else \
+                f"each process takes {rows} of the {len(self.x)} samples"
+            raise ArgumentError(f"DataLoader: drop_last=True leaves no batch: {held}, fewer than batch_size="
+                                f"{self.batch_size}; use a batch_size of at most {max(rows, 1)} or drop_last=False")
 
     def _rows(self) -> int:
         """How many samples this process iterates per pass."""

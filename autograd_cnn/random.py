@@ -30,3 +30,36 @@ def backend_rng(backend: Any) -> Any:
     if not backend.rng_started and _seed is not None:
         backend.seed(_seed + 7919)  # a different stream from the host's
     return backend.rng
+
+
+def get_state() -> dict:
+    """The state of every generator: the host's (shuffling) and each loaded backend's (dropout,
+    initialisation), as numbers and strings that ``ag.save`` stores; ``set_state`` puts it back,
+    so that a resumed run draws what an uninterrupted one would (``nn.BackupAndRestore``).
+    A generator that is not NumPy's (CuPy's) is recorded as None and left as it is on restore."""
+    return {"seed": _seed, "host": _host_rng.bit_generator.state,
+            "backends": {b.name: _state_of(b) for b in backends.all_loaded()}}
+
+
+def set_state(state: dict) -> None:
+    """Restore what ``get_state`` returned."""
+    global _seed, _host_rng
+    _seed = state["seed"]
+    _host_rng = _generator_at(state["host"])
+    for backend in backends.all_loaded():
+        saved = state["backends"].get(backend.name)
+        if saved is not None and backend.xp is np:
+            backend._rng = _generator_at(saved)
+
+
+def _state_of(backend: Any) -> dict | None:
+    if not backend.rng_started or not isinstance(backend.rng, np.random.Generator):
+        return None
+    return backend.rng.bit_generator.state
+
+
+def _generator_at(state: dict) -> np.random.Generator:
+    """A NumPy generator of the saved kind (PCG64 for default_rng) at the saved state."""
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)

@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import socket
+import tokenize
 import zipfile
 import zlib
 from typing import Any
@@ -93,8 +94,10 @@ def load(path: str | os.PathLike) -> Any:
             return _read(path, data)
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zlib.error, NotImplementedError) as err:
-        # NotImplementedError: zipfile's word for a damaged header's version or compression method.
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zlib.error, NotImplementedError,
+            tokenize.TokenError, SyntaxError) as err:
+        # NotImplementedError: zipfile's word for a damaged header's version or compression method;
+        # TokenError and SyntaxError: NumPy's, for a member whose .npy header was damaged.
         # NumPy's words for pickled members suggest loading unsafely: not a hint to pass on.
         detail = "it holds Python objects, which ag.load never reads" if "pickle" in str(err) else \
             f"{type(err).__name__}: {err}"

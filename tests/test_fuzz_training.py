@@ -259,6 +259,9 @@ def test_dataloader(draws):
     arguments = {"x": x, "y": y, "batch_size": draws.draw(counts("batch_size")),
                  "shuffle": draws.draw(flags("shuffle")), "seed": seed, "drop_last": draws.draw(flags("drop_last")),
                  "shard": draws.draw(flags("shard"))}
+    (size, size_bad), drop = arguments["batch_size"], arguments["drop_last"][0]
+    if drop is True and not size_bad and size > n:  # drop_last would leave no batch: refused too
+        arguments["drop_last"] = (drop, ["drop_last"])
     loader = check("DataLoader", lambda: data.DataLoader(**_values(arguments)), arguments)
     if loader is not None:
         batches = list(loader)

@@ -20,7 +20,7 @@ LAYERS = [
     ("nn", ("nn", "optim", "data", "distributed", "metrics")),
     ("above nn", ("models", "visual", "onnx", "interop")),
     ("keras", ("keras",)),
-    ("command line", ("cli", "__main__", "")),  # "" is the package's own __init__
+    ("command line", ("cli", "cli_files", "__main__", "")),  # "" is the package's own __init__
 ]
 
 

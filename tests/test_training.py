@@ -113,8 +113,10 @@ def test_from_logits_overrides():
     expected = F.cross_entropy(model.fc(ag.tensor(x)), ag.tensor(y)).item()
     assert model.evaluate(x, y, verbose=0) == pytest.approx(expected, rel=1e-5)
     np.testing.assert_allclose(model.predict(x).sum(axis=1), 1, rtol=1e-5)  # no second softmax
-    model.compile("sgd", "sparse_categorical_crossentropy", from_logits=True)
-    assert model.evaluate(x, y, verbose=0) != pytest.approx(expected, rel=1e-3)
+    model.compile("sgd", "sparse_categorical_crossentropy", from_logits=True)  # wrong: it is a softmax
+    with pytest.raises(ag.ArgumentError, match=r"from_logits=True\): the model's output is a softmax over the "
+                                               r"classes, axis -1, so it holds probabilities"):
+        model.evaluate(x, y, verbose=0)
 
 
 # --------------------------------------------------------------------------- control

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import BackendError
+from ..errors import ArgumentError, BackendError
 from .base import Backend
 from .numpy_backend import NumpyBackend
+from .threads import thread_count
 
 ENV_VAR = "AUTOGRAD_CNN_BACKEND"
 GPU_INSTALL_HINT = "pip install 'autograd-cnn[gpu]'"
@@ -25,8 +26,9 @@ ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
 
 _instances: dict[str, Backend] = {"numpy": NumpyBackend.instance()}
 _default: Backend = _instances["numpy"]
-#: What is wrong with AUTOGRAD_CNN_BACKEND, when the ``autograd-cnn`` command imported the package
-#: (its --help and info must still work, and info tells it); any other import raises instead.
+#: What is wrong with AUTOGRAD_CNN_BACKEND or AUTOGRAD_CNN_THREADS, when the ``autograd-cnn`` command
+#: imported the package (its --help and info must still work, and info tells it); any other import
+#: raises instead.
 env_problem: str | None = None
 
 
@@ -121,6 +123,12 @@ def all_loaded() -> list[Backend]:
 
 def _init_from_env() -> None:
     global env_problem
+    try:
+        thread_count()  # AUTOGRAD_CNN_THREADS, checked at import whichever backend reads it later
+    except ArgumentError as err:
+        if not _command_line_starting():
+            raise
+        env_problem = str(err)
     value = os.environ.get(ENV_VAR)
     if value is None or value.strip() == "":
         return

@@ -55,7 +55,7 @@ class NumpyBackend(XpBackend):
         self.blas = BlasThreads.find()
         self._blas_spinning = False  # a product has run on BLAS's threads since they were last ended
         self._blas_parked: int | None = None  # BLAS's own count, while it is kept on one thread
-        self.set_threads(thread_count())
+        self.set_threads(thread_count(quiet=True))  # the registry checks AUTOGRAD_CNN_THREADS itself
 
     def set_threads(self, count: int) -> None:
         """Run the kernels' parts on ``count`` threads (1: each kernel on the calling thread);

@@ -15,8 +15,11 @@ import ctypes
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from ..errors import ArgumentError
 
 #: The number of threads the CPU kernels may use (default: the cores this process may run on);
 #: ``1`` runs each kernel on the calling thread and leaves BLAS's own threads as they are.
@@ -31,10 +34,29 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def thread_count() -> int:
-    """AUTOGRAD_CNN_THREADS where set to a positive number, else the usable cores."""
+def thread_count(quiet: bool = False) -> int:
+    """AUTOGRAD_CNN_THREADS where set, else the usable cores. A value that is not a whole number of
+    at least 1 is an ArgumentError naming it; one above the usable cores is cut to them, with a
+    warning (more threads than cores would only take turns on them). ``quiet``: a bad value counts
+    as unset and the cut is silent (for a backend made at import: the registry checks the variable
+    once, and raises or warns there)."""
     value = os.environ.get(THREADS_ENV_VAR, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else usable_cores()
+    cores = usable_cores()
+    if not value:
+        return cores
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:  # "abc", "0", "-1", "1.5"
+        if quiet:
+            return cores
+        raise ArgumentError(f"{THREADS_ENV_VAR}={value!r}: give the number of threads the CPU kernels may use, "
+                            f"a whole number of at least 1 (this process may run on {cores} cores), or unset "
+                            "it to use them all")
+    if int(value) > cores:
+        if quiet:
+            return cores
+        warnings.warn(f"{THREADS_ENV_VAR}={value} is more than the {cores} cores this process may run on; "
+                      f"the CPU kernels use {cores} threads", stacklevel=2)
+        return cores
+    return int(value)
 
 
 class BlasThreads:

@@ -12,6 +12,7 @@ After that error the group is unusable, and at exit the process ends the whole j
 from __future__ import annotations
 
 import os
+import sys
 import time
 import zlib
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import backend_of, get_backend
-from ..backends.threads import THREADS_ENV_VAR, usable_cores
+from ..backends.threads import THREADS_ENV_VAR, BlasThreads, usable_cores
 from ..errors import ArgumentError, ArgumentTypeError, DistributedError, shape_str
 from ..tensor import Tensor
 from .links import MPI_INSTALL_HINT, MpiLink, NcclLink, nccl_status
@@ -263,12 +264,59 @@ def init(backend: str | None = None) -> None:
     _world = world
 
 
-def share_cores(processes: int) -> None:
-    """The processes on one machine share its cores: each one's CPU kernels take its share of
-    them as threads (at least one), unless AUTOGRAD_CNN_THREADS sets the count. Two processes
-    with a thread per core each would make every core take turns between them."""
-    if processes > 1 and not os.environ.get(THREADS_ENV_VAR, "").strip():
-        get_backend("numpy").set_threads(max(1, usable_cores() // processes))
+#: The variables with which a user sizes BLAS's threads: share_cores leaves BLAS alone where one is set.
+BLAS_THREADS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+NUMBA_THREADS_VARIABLE = "NUMBA_NUM_THREADS"
+
+
+def share_cores(processes: int) -> dict[str, int]:
+    """The processes on one machine share its cores: the one setup step, when a process joins, that
+    gives every thread pool it uses its share of them (the cores over the processes, at least one),
+    except a pool the user sized. Two processes with a thread per core each would make every core
+    take turns between them (on 2 cores, 2 processes ran 4-5x slower than one). The pools:
+
+    - BLAS's (NumPy's matrix products), unless OMP_NUM_THREADS, OPENBLAS_NUM_THREADS,
+      MKL_NUM_THREADS or BLIS_NUM_THREADS is set: through threadpoolctl where it is installed
+      (``autograd-cnn[mpi]`` brings it), else OpenBLAS's own ``openblas_set_num_threads``;
+    - the CPU kernels' worker threads (the NumPy backend's), unless AUTOGRAD_CNN_THREADS is set;
+    - Numba's, unless NUMBA_NUM_THREADS is set: ``numba.set_num_threads`` where numba is loaded,
+      else NUMBA_NUM_THREADS for when it is.
+
+    Returns the pools it sized and the threads each got (empty for one process)."""
+    if processes <= 1:
+        return {}
+    share = max(1, usable_cores() // processes)
+    sized: dict[str, int] = {}
+    if not any(os.environ.get(name, "").strip() for name in BLAS_THREADS_VARIABLES) and _limit_blas(share):
+        sized["blas"] = share
+    if not os.environ.get(THREADS_ENV_VAR, "").strip():
+        get_backend("numpy").set_threads(share)
+        sized["kernels"] = share
+    if not os.environ.get(NUMBA_THREADS_VARIABLE, "").strip():
+        numba = sys.modules.get("numba")
+        if numba is not None:
+            numba.set_num_threads(min(share, numba.config.NUMBA_NUM_THREADS))
+        else:
+            os.environ[NUMBA_THREADS_VARIABLE] = str(share)  # read by numba when it is imported
+        sized["numba"] = share
+    return sized
+
+
+def _limit_blas(threads: int) -> bool:
+    """Hold BLAS to ``threads`` threads for the rest of the process; False where no way is found."""
+    backend = get_backend("numpy")
+    if hasattr(backend, "release_blas"):
+        backend.release_blas()  # a count the kernels parked would otherwise come back later
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        blas = BlasThreads.find()
+        if blas is None:
+            return False
+        blas.set(threads)
+        return True
+    threadpool_limits(limits=threads, user_api="blas")  # kept: the limits are undone only on exit of a with
+    return True
 
 
 def current() -> World:

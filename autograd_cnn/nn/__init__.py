@@ -6,7 +6,7 @@ every Module (summary, compile, fit, evaluate, predict). Callbacks live here too
 from __future__ import annotations
 
 from . import init
-from .callbacks import Callback, EarlyStopping, GradientStats, History, ModelCheckpoint
+from .callbacks import BackupAndRestore, Callback, EarlyStopping, GradientStats, History, ModelCheckpoint
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -36,7 +36,7 @@ from .layers import (
 from .module import Module, Parameter
 
 __all__ = [
-    "GELU", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Callback",
+    "GELU", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "BackupAndRestore", "BatchNorm1d", "BatchNorm2d", "Callback",
     "Conv1d", "Conv2d", "ConvTranspose2d", "Dropout", "EarlyStopping", "Flatten", "GlobalAvgPool2d", "GradientStats",
     "GlobalMaxPool2d", "History", "Identity", "LeakyReLU", "Linear", "LocallyConnected2d", "MaxPool1d",
     "MaxPool2d", "ModelCheckpoint", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Softmax",

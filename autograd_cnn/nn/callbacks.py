@@ -1,4 +1,5 @@
-"""Keras-style callbacks for ``Module.fit``: History, EarlyStopping, ModelCheckpoint, GradientStats.
+"""Keras-style callbacks for ``Module.fit``: History, EarlyStopping, ModelCheckpoint, BackupAndRestore,
+GradientStats.
 
 A callback subclasses ``Callback`` and overrides the hooks it needs; ``fit`` calls
 them in order. ``logs`` holds the epoch's figures ("loss", "accuracy", "val_loss", ...).
@@ -6,19 +7,26 @@ them in order. ``logs`` holds the epoch's figures ("loss", "accuracy", "val_loss
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, ArgumentTypeError
 
 
 class Callback:
-    """Base class: every hook does nothing. ``self.model`` is the Module being trained."""
+    """Base class: every hook does nothing. ``self.model`` is the Module being trained;
+    ``self.params`` what fit was asked (as Keras): "epochs", "steps" (per epoch), "verbose", and
+    "metrics", the names of the figures each epoch's ``logs`` will hold ("loss", "val_loss", ...)."""
 
     model: Any = None
+    params: dict = {}
 
     def set_model(self, model: Any) -> None:
         self.model = model
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         pass
@@ -144,6 +152,23 @@ class ModelCheckpoint(_Monitor):
         super().__init__(monitor, mode)
         self.path, self.save_best_only, self.verbose = str(path), save_best_only, verbose
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """The file name's fields checked against the figures fit will log, before the first epoch
+        (not as a KeyError after it)."""
+        names = self.params.get("metrics")
+        if names is None:
+            return
+        try:
+            self.path.format(epoch=1, **{name: 0.5 for name in names})
+        except KeyError as err:
+            hint = "; pass validation_data to fit for the 'val_' figures" \
+                if str(err.args[0]).startswith("val_") else ""
+            raise ArgumentError(f"ModelCheckpoint: the file name {self.path!r} uses {{{err.args[0]}}}, which this "
+                                f"fit does not log; it logs epoch, {', '.join(names)}{hint}") from None
+        except (ValueError, IndexError, AttributeError, TypeError) as err:
+            raise ArgumentError(f"ModelCheckpoint: the file name {self.path!r} is not a template fit can fill "
+                                f"({err}); write fields as {{epoch:02d}} or {{val_loss:.3f}}") from None
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         path = self.path.format(epoch=epoch + 1, **logs)
@@ -158,6 +183,146 @@ class ModelCheckpoint(_Monitor):
 
             if world.is_main():  # the one process that wrote says so
                 print(f"Epoch {epoch + 1}: saved the model to {path}")
+
+
+class BackupAndRestore(Callback):
+    """Resume a run that was killed or interrupted where it stopped, as Keras's ``BackupAndRestore``.
+
+    At the end of every epoch it writes the model's weights, the optimizer's state, the epoch,
+    the random generators' state (shuffling, dropout) and the History to one file in
+    ``backup_dir``, atomically: a kill while it writes leaves the previous backup whole. When
+    fit starts and a backup is there, it restores all of it and fit goes on after the last
+    finished epoch, so the same script run again ends with the weights an uninterrupted run
+    would have. ``delete_checkpoint``: remove the backup when training ends (not when Ctrl-C
+    stopped it, nor after an error). ``double_checkpoint``: keep the backup before the latest
+    too, read when the latest cannot be. Under ``mpiexec`` rank 0 writes and every process restores.
+    ``save_freq`` is "epoch": a run resumes at the start of an epoch.
+    """
+
+    FILE = "backup.npz"
+    PREVIOUS = "backup.previous.npz"
+
+    def __init__(self, backup_dir: str | os.PathLike, save_freq: str = "epoch", double_checkpoint: bool = False,
+                 delete_checkpoint: bool = True) -> None:
+        if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
+            raise ArgumentTypeError(f"BackupAndRestore: backup_dir must be a folder's path, got {backup_dir!r}")
+        if save_freq != "epoch":
+            raise ArgumentError(f"BackupAndRestore: save_freq must be 'epoch', got {save_freq!r}: a resumed run "
+                                "starts at the beginning of an epoch, so the backup is made at each epoch's end")
+        for name, flag in (("double_checkpoint", double_checkpoint), ("delete_checkpoint", delete_checkpoint)):
+            if not isinstance(flag, bool):
+                raise ArgumentTypeError(f"BackupAndRestore: {name} must be True or False, got {flag!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq, self.double_checkpoint, self.delete_checkpoint = save_freq, double_checkpoint, delete_checkpoint
+        self.path = os.path.join(self.backup_dir, self.FILE)
+        self.previous = os.path.join(self.backup_dir, self.PREVIOUS)
+        self.restored_epoch: int | None = None  # the epochs the last restore found finished
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        from ..serialization import CheckpointError
+
+        self.restored_epoch = None
+        state = self._load()
+        if state is None:
+            return
+        try:
+            problem = _backup_problem(state)
+            if problem is None:
+                self._restore(state)
+        except CheckpointError as err:  # the weights or the optimizer's state do not fit this model
+            raise CheckpointError(f"BackupAndRestore: the backup in {self.backup_dir} is not of this model and "
+                                  f"optimizer ({err}); give another backup_dir, or delete the folder to start "
+                                  "the run over") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        if problem is not None:
+            raise CheckpointError(f"BackupAndRestore: {self.path} is not a backup of this callback, or is damaged "
+                                  f"({problem}); delete the folder to start the run over")
+        self.model._initial_epoch = self.restored_epoch  # Keras's word to fit: start there
+        if self.params.get("verbose"):
+            from ..distributed import world
+
+            if world.is_main():
+                print(f"BackupAndRestore: restored {self.path}; going on after epoch {self.restored_epoch}")
+
+    def _restore(self, state: dict) -> None:
+        """Everything the backup holds, back in place (``_backup_problem`` has checked its shape)."""
+        from ..random import set_state
+
+        saved, epoch = state["history"], state["epoch"]
+        self.model.load_state_dict(state["model"])
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        set_state(state["random"])
+        history = getattr(self.model, "history", None)
+        if isinstance(history, History):
+            history.history = {k: list(v) for k, v in saved["history"].items()}
+            history.steps = {k: list(v) for k, v in saved["steps"].items()}
+            history.epoch = list(saved["epoch"])
+        self.restored_epoch = epoch
+
+    def _load(self) -> dict | None:
+        """The latest backup (or, with double_checkpoint, the one before when the latest cannot be
+        read); None when there is none."""
+        from ..serialization import CheckpointError, load
+
+        problem = None
+        for path in (self.path, self.previous) if self.double_checkpoint else (self.path,):
+            if not os.path.exists(path):
+                continue
+            try:
+                return load(path)
+            except CheckpointError as err:
+                problem = err
+        if problem is not None:
+            raise CheckpointError(f"BackupAndRestore: the backup in {self.backup_dir} cannot be read ({problem}); "
+                                  "delete the folder to start the run over") from None
+        return None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from ..distributed import world
+        from ..random import get_state
+        from ..serialization import save
+
+        if not world.is_main():  # data-parallel processes hold the same state: rank 0 writes it
+            return
+        history = getattr(self.model, "history", None)
+        optimizer = getattr(self.model, "optimizer", None)
+        state = {"model": self.model.state_dict(),
+                 "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                 "epoch": epoch + 1, "random": get_state(),
+                 "history": {"history": history.history, "steps": history.steps, "epoch": history.epoch}
+                 if isinstance(history, History) else {"history": {}, "steps": {}, "epoch": []}}
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint and os.path.exists(self.path):
+            os.replace(self.path, self.previous)
+        save(state, self.path)  # atomic: the file is whole, old or new
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        from ..distributed import world
+
+        history = getattr(self.model, "history", None)
+        if not self.delete_checkpoint or getattr(history, "interrupted", False) or not world.is_main():
+            return
+        for path in (self.path, self.previous):
+            if os.path.exists(path):
+                os.unlink(path)
+        try:
+            os.rmdir(self.backup_dir)  # only when nothing else is in it
+        except OSError:
+            pass
+
+
+def _backup_problem(state: Any) -> str | None:
+    """What is not as BackupAndRestore writes it in a loaded backup, or None (before anything changes)."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not the dict BackupAndRestore writes"
+    saved, epoch = state["history"], state["epoch"]
+    if not (isinstance(epoch, int) and epoch >= 0 and isinstance(state["random"], dict)
+            and all(isinstance(saved[k], t) for k, t in (("history", dict), ("steps", dict), ("epoch", list)))):
+        return "its epoch, random state or History is not what BackupAndRestore writes"
+    return None
 
 
 class GradientStats(Callback):

@@ -405,9 +405,11 @@ class Module:
         optimizer object. ``loss``: "sparse_categorical_crossentropy" (integer labels),
         "categorical_crossentropy" (one-hot labels), "mse", or a callable ``loss(output, y)``.
         ``metrics``: ``["accuracy"]`` or None. The classification losses read logits unless
-        the model's last layer is ``Softmax``; then they read the Softmax's input, which is
-        as stable as cross-entropy on logits. ``from_logits`` overrides: True means the
-        outputs are logits, False that they are probabilities.
+        the model's output is a softmax (``nn.Softmax``, ``F.softmax`` or ``x.softmax(axis=1)``:
+        the graph tells); then they read the softmax's input, as stable as cross-entropy on
+        logits, and never apply a second softmax. ``from_logits=False`` says the outputs are
+        probabilities; ``from_logits=True`` that they are logits (an error if they are a softmax).
+        ``model.optimizer`` is the optimizer chosen.
         """
         trainer = Trainer(self)
         trainer.compile(optimizer, loss, metrics, from_logits)
@@ -444,6 +446,20 @@ class Module:
         so ``predict`` returns probabilities whether or not it ends in ``Softmax``.
         """
         return self._trainer_now().predict(x, batch_size, verbose)
+
+    @property
+    def optimizer(self) -> Any:
+        """The optimizer ``compile`` chose (Keras's attribute); None before compile."""
+        trainer = self.__dict__.get("_trainer")
+        return trainer.optimizer if trainer is not None else self.__dict__.get("_optimizer")
+
+    @optimizer.setter
+    def optimizer(self, value: Any) -> None:
+        trainer = self.__dict__.get("_trainer")
+        if trainer is not None:
+            trainer.optimizer = value
+        else:
+            self.__dict__["_optimizer"] = value  # a model may keep its own before compile
 
     def _trainer_now(self) -> Any:
         """The Trainer compile made, or an uncompiled one (it predicts, and says to compile for the rest)."""

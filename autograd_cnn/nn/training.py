@@ -20,18 +20,19 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from .. import checks, optim
 from .. import functional as F
-from ..autograd import no_grad
+from ..autograd import enable_grad, no_grad
 from ..backends import backend_of, get_backend
 from ..data import finite, samples
 from ..errors import ArgumentError, ArgumentTypeError, ShapeError, UsageError, shape_str
+from ..ops.activation import Softmax
 from ..random import host_rng
 from ..tensor import Tensor
 from .callbacks import Callback, History
@@ -58,6 +59,7 @@ class Trainer:
         self.optimizer: Any = None
         self.loss: CompiledLoss | None = None
         self.metrics: list[str] = []
+        self.warned_pixels = False  # the warning about unscaled pixels is given once
 
     def compile(self, optimizer: Any = "rmsprop", loss: Any = "sparse_categorical_crossentropy",
                 metrics: list | None = None, from_logits: bool | None = None) -> None:
@@ -106,18 +108,23 @@ class Trainer:
             if validation_data is not None else None
         history = History()
         callbacks = [history] + callbacks
+        names = ["loss", *self.metrics]
+        params = {"epochs": epochs, "steps": data.steps, "verbose": verbose,
+                  "metrics": names + [f"val_{name}" for name in names] if val is not None else names}
         for cb in callbacks:
             cb.set_model(model)
+            cb.set_params(params)
         was_training = model.training
         model.stop_training = False
         model.train()
         replicas = _replicate(model, world)
         guard = StepGuard(self.optimizer, model, data.backend, world.size)
-        for cb in callbacks:
-            cb.on_train_begin({})
+        model._initial_epoch = None  # as Keras: a callback that restores a run sets where it goes on
         try:
+            for cb in callbacks:  # inside: a callback that refuses to start leaves the model as it was
+                cb.on_train_begin({})
             with _DeferredInterrupt() as interrupt:
-                for epoch in range(initial_epoch, epochs):
+                for epoch in range(model._initial_epoch or initial_epoch, epochs):
                     for cb in callbacks:
                         cb.on_epoch_begin(epoch, {})
                     logs = self._fit_epoch(data, epoch, epochs, shuffle, verbose, callbacks, interrupt, val, guard)
@@ -144,26 +151,25 @@ class Trainer:
         sums = _RunningSums(data.backend, "fit", self.metrics, data.world)
         start = time.perf_counter()
         try:
-            with self.loss.watching():
-                for step, (xb, yb) in enumerate(data.batches(shuffle)):
-                    self.optimizer.zero_grad()
-                    out = self.model(xb)
-                    loss = self.loss(out, yb)
-                    guard.backward(loss)
-                    guard.step(loss, epoch, step)  # no update when the loss or a gradient is not finite
-                    sums.add(loss, out, yb)
-                    for cb in callbacks:
-                        cb.on_train_batch_end(step, {"batch": step, "size": len(xb)})
-                    if sums.due(step):
-                        guard.report()  # a GPU's skipped step is told here, where fit reads anyway
-                        logs = sums.read(interrupted=interrupt.requested)
-                        if bar is not None:
-                            bar.set_postfix_str(_format(logs), refresh=False)
+            for step, (xb, yb) in enumerate(data.batches(shuffle)):
+                self.optimizer.zero_grad()
+                out = self.model(xb)
+                loss = self.loss(out, yb)
+                guard.backward(loss)
+                guard.step(loss, epoch, step)  # no update when the loss or a gradient is not finite
+                sums.add(loss, out, yb)
+                for cb in callbacks:
+                    cb.on_train_batch_end(step, {"batch": step, "size": len(xb)})
+                if sums.due(step):
+                    guard.report()  # a GPU's skipped step is told here, where fit reads anyway
+                    logs = sums.read(interrupted=interrupt.requested)
                     if bar is not None:
-                        bar.update(1)
-                    if sums.stop(interrupt.requested):
-                        guard.report()
-                        raise KeyboardInterrupt
+                        bar.set_postfix_str(_format(logs), refresh=False)
+                if bar is not None:
+                    bar.update(1)
+                if sums.stop(interrupt.requested):
+                    guard.report()
+                    raise KeyboardInterrupt
             guard.report()
             logs = sums.read()
             if val is not None:
@@ -204,7 +210,7 @@ class Trainer:
         data = self._data(x, y, max(len(samples("train_on_batch", "x", x)), 1), "train_on_batch", alone)
         guard = StepGuard(self.optimizer, self.model, data.backend, 1, "train_on_batch")
         sums = _RunningSums(data.backend, "train_on_batch", self.metrics, alone)
-        with self.model.switched_mode(training=True), self.loss.watching():
+        with self.model.switched_mode(training=True):
             for xb, yb in data.batches(False):
                 self.optimizer.zero_grad()
                 out = self.model(xb)
@@ -219,9 +225,9 @@ class Trainer:
     def _evaluate_data(self, data: _Data, bar: bool = False) -> dict:
         progress = _progress(data.steps, "Evaluate", bar)
         sums = _RunningSums(data.backend, "evaluate", self.metrics, data.world)
-        with self.model.switched_mode(training=False), no_grad(), self.loss.watching():
+        with self.model.switched_mode(training=False), no_grad():
             for xb, yb in data.batches(False):
-                out = self.model(xb)
+                out = self._forward(xb)
                 sums.add(self.loss(out, yb), out, yb)
                 if progress is not None:
                     progress.update(1)
@@ -236,12 +242,12 @@ class Trainer:
         verbose = _verbosity("predict", verbose)
         world = _world()
         data = self._data(x, None, batch_size, "predict", world)
-        softmax = self.loss is not None and self.loss.reads == "logits"
         progress = _progress(data.steps, "Predict", verbose == 1 and world.rank == 0)
         outs = []
         with self.model.switched_mode(training=False), no_grad():
             for xb, _ in data.batches(False):
-                out = self.model(xb)
+                out = self._forward(xb)
+                softmax = self.loss is not None and self.loss.gives_logits()  # one softmax, never two
                 outs.append((out.softmax(axis=1) if softmax else out).data)
                 if progress is not None:
                     progress.update(1)
@@ -249,9 +255,33 @@ class Trainer:
             progress.close()
         return data.backend.to_host(data.joined(data.backend.xp.concatenate(outs, axis=0)))
 
+    def _forward(self, xb: Tensor) -> Any:
+        """The model's output for a batch of evaluate or predict. While the loss does not yet know
+        whether the output is a softmax, the graph of this batch is recorded for it to read."""
+        if self.loss is None or self.loss.checked:
+            return self.model(xb)
+        with enable_grad():
+            out = self.model(xb)
+        self.loss.decide(out)
+        return out
+
     def _data(self, x: Any, y: Any, batch_size: int, op: str, world: Any, training: bool = False) -> _Data:
         sparse = self.loss is not None and self.loss.kind == "sparse"
-        return _Data(self.model, x, y, batch_size, op, sparse, world, training)
+        data = _Data(self.model, x, y, batch_size, op, sparse, world, training)
+        if not self.warned_pixels and _pixels(data):
+            self.warned_pixels = True
+            warnings.warn(f"{op}: x holds integers from 0 to 255 ({data.x.dtype}, raw pixels?) and the model "
+                          f"computes in {data.dtype}; scale them to [0, 1] first (x = x / 255), as the model's "
+                          "initial weights expect, or training is slow and unstable", stacklevel=4)
+        return data
+
+
+def _pixels(data: _Data) -> bool:
+    """Whether x holds integers in 0..255 (beyond 0 and 1) for a model that computes in floats."""
+    x = data.x
+    if x.dtype.kind not in "ui" or data.dtype.kind != "f" or x.size == 0:
+        return False
+    return 0 <= float(x.min()) and 1 < float(x.max()) <= 255
 
 
 def _verbosity(op: str, verbose: Any) -> int:
@@ -287,13 +317,22 @@ def _pair(op: str, validation_data: Any) -> tuple:
 
 
 class CompiledLoss:
-    """The loss compile chose, holding its one decision: what it reads from the model.
+    """The loss compile chose, and what it reads from the model's output.
 
-    ``reads``: "output" (mse, a callable loss), "logits" (the outputs are logits),
-    "probabilities" (the outputs are probabilities: a clipped log, as Keras), or
-    "softmax_input": the model ends in ``Softmax`` and the loss takes that layer's input,
-    which a forward hook keeps while ``watching()`` is on: as stable as cross-entropy on
-    logits, and the layer itself is left as it is.
+    A softmax is never applied twice. Where the output already is a softmax over the classes,
+    however it was written (``nn.Softmax``, ``F.softmax``, ``x.softmax(axis=1)``), the graph
+    says so: the output's ``grad_fn`` node is a Softmax. The classification losses then take
+    the cross-entropy of that node's input, the logits: as stable as on logits, and the model
+    is left as it is. ``reads``:
+
+    - "output": mse or a callable loss, the output as it is;
+    - "logits": the output is logits (cross-entropy, and ``predict`` applies one softmax);
+    - "probabilities": the output is a softmax, or ``from_logits=False`` says it holds
+      probabilities; without a graph to read (evaluate, predict) a clipped log, as Keras;
+    - None: not known until a forward pass records a graph (``decide``): the first training
+      step, or the first batch of evaluate or predict, which the Trainer records for it.
+
+    ``from_logits=True`` on an output that is a softmax is an ArgumentError saying so.
     """
 
     def __init__(self, loss: Any, model: Any, from_logits: bool | None) -> None:
@@ -308,51 +347,59 @@ class CompiledLoss:
             raise ArgumentTypeError(f"compile: loss must be one of {sorted(_LOSSES)} or a callable "
                                     f"loss(output, target), got {loss!r}")
         self.fn = loss
+        self.from_logits = from_logits
         classifies = self.kind in ("sparse", "categorical")
-        softmax = _final_softmax(model) if classifies else None
-        if not classifies:
-            self.reads = "output"
-        elif softmax is not None and from_logits is not True:
-            self.reads = "softmax_input"
-        else:
-            self.reads = "probabilities" if from_logits is False else "logits"
-        self.softmax = softmax if self.reads == "softmax_input" else None  # the layer whose input it reads
-        self._softmax_input: Tensor | None = None
+        self.reads: str | None = "output" if not classifies else "probabilities" if from_logits is False else None
+        # True once a recorded output has been read: with from_logits=True it was checked not to be a softmax.
+        self.checked = self.reads is not None
+        # Where no graph is ever recorded (every parameter frozen): from_logits, else the last layer says.
+        self.guess = "probabilities" if classifies and from_logits is not True and _final_softmax(model) is not None \
+            else "logits"
 
-    @contextmanager
-    def watching(self) -> Iterator[None]:
-        """While on, a forward hook keeps the final Softmax's input for the loss to read."""
-        if self.softmax is None:
-            yield
+    def decide(self, out: Any) -> None:
+        """Read from ``out``'s graph whether the model's output is a softmax (once; nothing
+        to read where no graph was recorded)."""
+        if self.checked or not isinstance(out, Tensor) or out.grad_fn is None:
             return
-        with self.softmax.register_forward_hook(self._keep_input):
-            try:
-                yield
-            finally:
-                self._softmax_input = None  # let go of the last batch's graph
+        node = _softmax_node(out)
+        if node is not None and self.from_logits is True:
+            where = f" (in {node.scope})" if node.scope else ""
+            raise ArgumentError(f"compile(from_logits=True): the model's output is a softmax over the classes, "
+                                f"axis {node.params.get('axis')}{where}, so it holds probabilities, not logits. "
+                                "Compile without from_logits (the loss then reads the softmax's input) or "
+                                "leave the softmax out of the model")
+        self.reads = "probabilities" if node is not None else "logits"
+        self.checked = True
 
-    def _keep_input(self, module: Any, inputs: tuple, output: Any) -> None:
-        self._softmax_input = inputs[0]
+    def gives_logits(self) -> bool:
+        """Whether the output is logits, so that ``predict`` applies a softmax (only then)."""
+        return (self.reads or self.guess) == "logits"
 
     def __call__(self, out: Tensor, target: Tensor) -> Tensor:
-        """The loss of one batch, from the model's output (or the Softmax's input kept for it)."""
+        """The loss of one batch, from the model's output (or the logits under its softmax)."""
         if self.kind == "callable":
             return self.fn(out, target)
         if self.kind == "mse":
             return F.mse_loss(out, target)
-        if self.reads == "softmax_input":
-            out, self._softmax_input = self._softmax_input, None
-            if out is None:
-                raise UsageError(f"the loss compile chose reads the input of the model's last layer "
-                                 f"{self.softmax!r}{self.softmax.where()}, but the forward pass did not call "
-                                 "that layer; compile with from_logits=True if the outputs are logits")
-        if self.reads == "probabilities":
+        self.decide(out)
+        node = _softmax_node(out)
+        if node is not None:
+            return F.cross_entropy(node.inputs[0], target)  # the logits the softmax was taken of
+        if (self.reads or self.guess) == "probabilities":
             eps = 1e-7  # Keras's clip, so log(0) never appears
             log_p = F.minimum(F.maximum(out, eps), 1 - eps).log()
             if self.kind == "sparse":
                 return F.nll_loss(log_p, target)
             return -(target * log_p).sum(axis=1).mean()
         return F.cross_entropy(out, target)
+
+
+def _softmax_node(out: Any) -> Any:
+    """The graph node that made ``out`` when it is a softmax over the classes (axis 1), else None."""
+    node = getattr(out, "grad_fn", None)
+    if node is None or node.fn is not Softmax or out.ndim < 2:
+        return None
+    return node if node.params.get("axis", -1) % out.ndim == 1 else None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -443,7 +490,8 @@ class _KerasOrder:
 
 def _final_softmax(model: Any) -> Any:
     """The model's last layer if it is a softmax (the last registered sub-module, recursively,
-    when that layer says ``outputs_probabilities``: nn.Softmax does)."""
+    when that layer says ``outputs_probabilities``: nn.Softmax does). Only a guess for when no
+    graph tells (``CompiledLoss.guess``)."""
     module = model
     while True:
         children = list(module.children())
