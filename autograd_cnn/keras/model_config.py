@@ -144,11 +144,9 @@ def _compile_config(model: Any) -> dict | None:
 
 def model_config(model: Any) -> dict:
     """The ``config.json`` of a ``.keras`` file for this functional or Sequential model."""
-    from .models import Model, Sequential
-
-    if isinstance(model, Sequential):
+    if is_keras_model(model, "Sequential"):
         config = _sequential_config(model)
-    elif isinstance(model, Model) and getattr(model, "_nodes", None):
+    elif is_keras_model(model, "Model") and getattr(model, "_nodes", None):
         config = _functional_config(model)
     else:
         raise ArgumentTypeError(f"save_model: saves a functional keras.Model or a keras.Sequential, got "
@@ -159,10 +157,19 @@ def model_config(model: Any) -> dict:
     return config
 
 
-def model_from_config(config: dict, custom_objects: dict | None = None) -> tuple[Any, dict[str, str]]:
-    """The model a Keras 3 ``config.json`` describes, and each layer's key in its weights file, by name."""
+def is_keras_model(obj: Any, class_name: str) -> bool:
+    """Whether ``obj`` is a keras ``Model`` (or ``Sequential``), known by its classes' names: the models
+    module sits above this one (its ``save`` methods write through here), so this one cannot import it."""
+    return any(c.__name__ == class_name and c.__module__.endswith("keras.models") for c in type(obj).__mro__)
+
+
+def model_from_config(config: dict, custom_objects: dict | None = None, *, model_class: type,
+                      sequential_class: type) -> tuple[Any, dict[str, str]]:
+    """The model a Keras 3 ``config.json`` describes, and each layer's key in its weights file, by name.
+    The caller (``keras.models.load_model``) hands in the two model classes."""
     from . import layers as keras_layers
-    from .models import Model, Sequential
+
+    Model, Sequential = model_class, sequential_class  # noqa: N806 (the classes, by their names)
 
     kind, inner = config.get("class_name"), config.get("config") or {}
     classes = {**{n: getattr(keras_layers, n) for n in dir(keras_layers) if not n.startswith("_")},

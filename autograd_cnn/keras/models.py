@@ -8,14 +8,19 @@ pictures say ``conv2d``, ``max_pooling2d``, ``dense``. ``compile``, ``fit``, ``e
 """
 from __future__ import annotations
 
+import io
+import json
+import os
+import zipfile
 from typing import Any
 
-from ..errors import ArgumentError, ArgumentTypeError, ShapeError
-from . import graph
+from ..errors import ArgumentError, ArgumentTypeError, CheckpointError, ShapeError
+from . import graph, saving
 from .graph import KerasTensor, Node, shape_text
 from .layers.base import Layer
 from .layers.core import Input, InputLayer
-from .saving import load_model, load_weights, save_model, save_weights
+from .model_config import model_from_config
+from .saving import load_weights, save_model, save_weights
 from .summary import print_summary
 from .training import KerasTraining
 
@@ -434,3 +439,30 @@ def _map_graph(inputs: list, outputs: list) -> tuple[list[Node], list]:
     inputs_first = [t._keras_history[0] for t in inputs]
     layers = inputs_first + [layer for layer in layers if layer not in inputs_first]
     return finished, layers
+
+
+def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None, compile: bool = True,
+               safe_mode: bool = True) -> Any:
+    """The model of a ``.keras`` file written by Keras 3 (or ``save_model``): built from its config with
+    this package's layers, its weights loaded, and compiled as it was when ``compile`` (where the
+    file says how)."""
+    path = os.fspath(filepath)
+    saving.must_exist("load_model", path)
+    if not zipfile.is_zipfile(path):
+        if path.endswith((".h5", ".hdf5")):
+            raise CheckpointError(f"load_model: {path} is Keras 2's HDF5 model format; open it in Keras 3 and "
+                                  "save it again as .keras (model.save('model.keras'))")
+        raise CheckpointError(f"load_model: {path} is not a .keras file (a zip of config.json and "
+                              "model.weights.h5)")
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if saving.CONFIG not in names or saving.WEIGHTS not in names:
+            raise CheckpointError(f"load_model: {path} holds {names}, not {saving.CONFIG} and {saving.WEIGHTS}")
+        config = json.loads(archive.read(saving.CONFIG))
+        model, keys = model_from_config(config, custom_objects, model_class=Model, sequential_class=Sequential)
+        h5py = saving.h5py_module()
+        with h5py.File(io.BytesIO(archive.read(saving.WEIGHTS)), "r") as f:
+            saving.read_weights(model, f, f"load_model({path!r})", keys)
+    if compile and config.get("compile_config"):
+        saving.compile_as_saved(model, config["compile_config"], path)
+    return model

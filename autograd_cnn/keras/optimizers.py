@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import checks, optim
-from ..errors import ArgumentError, ArgumentTypeError
+from ..errors import ArgumentError, ArgumentTypeError, UsageError
 from ..optim import ABOVE_0, AT_LEAST_0, FROM_0_BELOW_1, FROM_0_TO_1
 
 # Keras 3 arguments this package does not implement, accepted at their defaults (a saved
@@ -114,8 +114,8 @@ class Optimizer(optim.Optimizer):
     def step(self) -> None:
         """Update every parameter that has a gradient (Keras's order: clip, weight decay, update)."""
         if not self.param_groups:
-            raise RuntimeError(f"{type(self).__name__}: not bound to any parameters yet; pass it to "
-                               "model.compile(optimizer=...), or call build(model.parameters())")
+            raise UsageError(f"{type(self).__name__}: not bound to any parameters yet; pass it to "
+                             "model.compile(optimizer=...), or call build(model.parameters())")
         grads = self._clipped([p for p in self._all_params() if p.grad is not None])
         for group in self.param_groups:
             for p in group["params"]:

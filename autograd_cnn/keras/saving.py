@@ -25,13 +25,13 @@ import zipfile
 from typing import Any
 
 from ..errors import ArgumentError, CheckpointError
-from .model_config import model_config, model_from_config, weight_keys
+from .model_config import is_keras_model, model_config, model_from_config, weight_keys
 
 KERAS_VERSION = "3.15.1"  # the format written: what Keras 3 reads
-_CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+CONFIG, _METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 
 
-def _h5py() -> Any:
+def h5py_module() -> Any:
     try:
         import h5py
     except ImportError as e:
@@ -50,9 +50,7 @@ def _keyed(layers: list) -> list[tuple[str, Any]]:
 
 def _sublayers(layer: Any) -> list | None:
     """A model's layers (it nests: its weights are under its own ``layers``), None for a plain layer."""
-    from .models import Model
-
-    return layer.layers if isinstance(layer, Model) else None
+    return layer.layers if is_keras_model(layer, "Model") else None
 
 
 def _write_weights(layer: Any, group: Any) -> None:
@@ -69,7 +67,7 @@ def _write_weights(layer: Any, group: Any) -> None:
     variables.attrs["name"] = layer.name
 
 
-def _read_weights(layer: Any, group: Any, where: str, keys: dict[str, str] | None = None) -> None:
+def read_weights(layer: Any, group: Any, where: str, keys: dict[str, str] | None = None) -> None:
     """Copy the weights under ``group`` into ``layer``; ``keys``: each layer's key by its name, where the
     file's order of layers is known (a config's) rather than the model's."""
     inner = _sublayers(layer)
@@ -84,7 +82,7 @@ def _read_weights(layer: Any, group: Any, where: str, keys: dict[str, str] | Non
                                           f"expected under {group.name.rstrip('/')}/layers/{key}); the file holds "
                                           f"{found}. Is it the file of this model?")
                 continue
-            _read_weights(sub, layers[key], where)
+            read_weights(sub, layers[key], where)
         return
     variables = group.get("vars")
     arrays = [variables[str(i)][()] for i in range(len(variables))] if variables is not None else []
@@ -100,7 +98,7 @@ def save_weights(model: Any, filepath: str | os.PathLike, overwrite: bool = True
     if not path.endswith(".weights.h5"):
         raise ArgumentError(f"save_weights: the file name must end in .weights.h5, as Keras's, got {path!r}")
     _check_overwrite("save_weights", path, overwrite)
-    h5py = _h5py()
+    h5py = h5py_module()
 
     def write(target: str) -> None:
         with h5py.File(target, "w") as f:
@@ -115,11 +113,11 @@ def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = 
     path = os.fspath(filepath)
     if skip_mismatch:
         raise ArgumentError("load_weights: skip_mismatch=True is not available; every layer must fit")
-    _must_exist("load_weights", path)
-    h5py = _h5py()
+    must_exist("load_weights", path)
+    h5py = h5py_module()
     if path.endswith(".keras"):
-        with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read(_WEIGHTS)), "r") as f:
-            _read_weights(model, f, f"load_weights({path!r})")
+        with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read(WEIGHTS)), "r") as f:
+            read_weights(model, f, f"load_weights({path!r})")
         return
     if not path.endswith(".h5"):
         raise ArgumentError(f"load_weights: reads .weights.h5 and .keras files, got {path!r}")
@@ -131,7 +129,7 @@ def load_weights(model: Any, filepath: str | os.PathLike, skip_mismatch: bool = 
         if "layers" not in f and "model_weights" in f:
             raise CheckpointError(f"load_weights: {path} is in Keras 2's HDF5 layout; open it in Keras 3 and "
                                   "save it again with model.save_weights('x.weights.h5')")
-        _read_weights(model, f, f"load_weights({path!r})")
+        read_weights(model, f, f"load_weights({path!r})")
 
 
 def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) -> None:
@@ -146,7 +144,7 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
     config = json.dumps(model_config(model))
     metadata = json.dumps({"keras_version": KERAS_VERSION,
                            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
-    h5py = _h5py()
+    h5py = h5py_module()
 
     def write(target: str) -> None:
         weights = io.BytesIO()  # HDF5 seeks as it writes: built in memory, then stored in the zip
@@ -154,43 +152,13 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
             _write_weights(model, f)
         with zipfile.ZipFile(target, "w") as archive:
             archive.writestr(_METADATA, metadata)
-            archive.writestr(_CONFIG, config)
-            archive.writestr(_WEIGHTS, weights.getvalue())
+            archive.writestr(CONFIG, config)
+            archive.writestr(WEIGHTS, weights.getvalue())
 
     _write_whole(path, write)
 
 
-# --------------------------------------------------------------------------- loading
-
-
-def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None, compile: bool = True,
-               safe_mode: bool = True) -> Any:
-    """The model of a ``.keras`` file written by Keras 3 (or ``save_model``): built from its config with
-    this package's layers, its weights loaded, and compiled as it was when ``compile`` (where the
-    file says how)."""
-    path = os.fspath(filepath)
-    _must_exist("load_model", path)
-    if not zipfile.is_zipfile(path):
-        if path.endswith((".h5", ".hdf5")):
-            raise CheckpointError(f"load_model: {path} is Keras 2's HDF5 model format; open it in Keras 3 and "
-                                  "save it again as .keras (model.save('model.keras'))")
-        raise CheckpointError(f"load_model: {path} is not a .keras file (a zip of config.json and "
-                              "model.weights.h5)")
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        if _CONFIG not in names or _WEIGHTS not in names:
-            raise CheckpointError(f"load_model: {path} holds {names}, not {_CONFIG} and {_WEIGHTS}")
-        config = json.loads(archive.read(_CONFIG))
-        model, keys = model_from_config(config, custom_objects)
-        h5py = _h5py()
-        with h5py.File(io.BytesIO(archive.read(_WEIGHTS)), "r") as f:
-            _read_weights(model, f, f"load_model({path!r})", keys)
-    if compile and config.get("compile_config"):
-        _compile(model, config["compile_config"], path)
-    return model
-
-
-def _compile(model: Any, config: dict, path: str) -> None:
+def compile_as_saved(model: Any, config: dict, path: str) -> None:
     from . import losses, optimizers
 
     loss = config.get("loss")
@@ -207,7 +175,7 @@ def _compile(model: Any, config: dict, path: str) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def _must_exist(op: str, path: str) -> None:
+def must_exist(op: str, path: str) -> None:
     if not os.path.isfile(path):
         raise CheckpointError(f"{op}: no file {path!r}" + (" (it is a folder)" if os.path.isdir(path) else ""))
 
@@ -233,4 +201,4 @@ def _write_whole(path: str, write: Any) -> None:
             os.unlink(tmp)
 
 
-__all__ = ["load_model", "load_weights", "model_config", "model_from_config", "save_model", "save_weights"]
+__all__ = ["load_weights", "model_config", "model_from_config", "save_model", "save_weights"]
