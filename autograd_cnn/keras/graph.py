@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ArgumentTypeError
+
 _uids: dict[str, itertools.count] = defaultdict(lambda: itertools.count())
 
 
@@ -65,8 +67,8 @@ class KerasTensor:
         return f"<KerasTensor shape={shape_text(self.shape)}, dtype={self.dtype}, name={self.name}>"
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(f"{self!r} is symbolic: it has a shape but no values. Call a model built on it, "
-                        "model(x) or model.predict(x), to compute with data")
+        raise ArgumentTypeError(f"{self!r} is symbolic: it has a shape but no values. Call a model built on it, "
+                                "model(x) or model.predict(x), to compute with data")
 
 
 class Node:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..data import samples
-from ..errors import ArgumentError
+from ..errors import ArgumentError, UsageError
 from ..nn.training import Trainer
 
 # Keras's arguments that change nothing here (how Keras compiles or runs its step).
@@ -62,7 +62,7 @@ class KerasTraining:
         if getattr(self, "_compile_args", None) is None:
             if what == "predict":
                 return Trainer(self)
-            raise RuntimeError(f"{self.name}.{what}: call compile(optimizer, loss, metrics) first")
+            raise UsageError(f"{self.name}.{what}: call compile(optimizer, loss, metrics) first")
         if self._trainer is None:
             self._compile_now()
         return self._trainer
