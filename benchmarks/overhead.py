@@ -85,11 +85,11 @@ def anomaly_check_seconds() -> float:
     """What anomaly mode costs an op while off: the engine's tests of its mode, the one in
     ``apply`` (forward, on the modes it has read already for grad mode) and the one in the
     backward walk (which reads the modes for it), timed alone."""
-    from autograd_cnn.engine.modes import MODES
+    from autograd_cnn.engine.modes import current
 
     n = 1_000_000
-    forward = timeit.timeit("modes.anomaly and not modes.walking", globals={"modes": MODES.get()}, number=n) / n
-    backward = timeit.timeit("MODES.get().anomaly", globals={"MODES": MODES}, number=n) / n
+    forward = timeit.timeit("modes.watch", globals={"modes": current()}, number=n) / n
+    backward = timeit.timeit("current().anomaly", globals={"current": current}, number=n) / n
     return forward + backward
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import AnomalyError, ArgumentTypeError, AutogradError, BackendError, GraphError, ShapeError, shape_str
 from ..tensor import Tensor, as_op_inputs
 from .anomaly import watch, where
-from .modes import MODES
+from .modes import current
 
 GRAD_OUT = "∂L/∂y"  # how a rule writes the gradient that arrives from above
 
@@ -58,14 +58,18 @@ class Context:
     # The engine's own fields live in slots (fast, and a backward that frees saved values
     # does not grow each node's __dict__); an op's own attributes (ctx.in_shape) go in __dict__.
     __slots__ = ("fn", "backend", "params", "scope", "records", "inputs", "needs_input_grad", "_saved",
-                 "output", "freed", "out_backend", "unbroadcast", "versions", "n_outputs", "output_specs",
-                 "__dict__", "__weakref__")
+                 "output", "freed", "out_backend", "unbroadcast", "versions", "n_outputs", "__dict__",
+                 "__weakref__")
 
-    def __init__(self, fn: type, backend: Any, params: dict | None = None, scope: str | None = None) -> None:
+    # The outputs' (shape, dtype) where there are several: a class default, which an op with
+    # several outputs overrides on its own node.
+    output_specs: tuple | None = None
+
+    def __init__(self, fn: type, backend: Any, params: dict | None = None, scope: str = "") -> None:
         self.fn = fn
         self.backend = backend
         self.params = params if params is not None else {}
-        self.scope = MODES.get().scope if scope is None else scope
+        self.scope = scope  # apply passes the module path of the forward that runs
         self.records = False  # set by apply before forward: will backward run through this node?
         self.inputs: tuple = ()  # apply fills these three when it records the node
         self.needs_input_grad: tuple = ()
@@ -75,8 +79,7 @@ class Context:
         self.out_backend: Any = None  # an op whose output lives elsewhere (ToBackend) sets this
         self.unbroadcast: dict[int, tuple] = _NO_UNBROADCAST  # replaced by the first entry
         self.versions: tuple | None = None  # the inputs' versions when forward saved values (None: all 0)
-        self.n_outputs = 1
-        self.output_specs: tuple | None = None  # ((shape, dtype), ...) where there are several outputs
+        self.n_outputs = 1  # how many tensors the op made
 
     @property
     def xp(self) -> Any:
@@ -142,18 +145,18 @@ class Context:
         where given: a tensor, or a tuple of them for several outputs), so that a create_graph
         backward differentiates through it; other values (a mask, an index, an output's array
         when no ``output`` is given) as they are."""
-        if output is None:
-            holders = self.inputs
-        elif type(output) is tuple:
-            holders = (*[t for t in output if t is not None], *self.inputs)
-        else:
-            holders = (output, *self.inputs)
+        if type(output) is tuple:  # several outputs: each is a holder, as the inputs are
+            holders = [t for t in output if t is not None] + list(self.inputs)
+            return [next((t for t in holders if value is t._data), value) for value in self._saved]
         sources = []
         for value in self._saved:
-            for t in holders:
-                if value is t._data:
-                    value = t
-                    break
+            if output is not None and value is output._data:
+                value = output
+            else:
+                for t in self.inputs:
+                    if value is t._data:
+                        value = t
+                        break
             sources.append(value)
         return sources
 
@@ -298,7 +301,7 @@ class Function:
             needs.append(t.requires_grad)
         if backend is None:
             raise GraphError(f"{cls.__name__}: needs at least one tensor input")
-        modes = MODES.get()
+        modes = current()
         ctx = Context(cls, backend, params, modes.scope)
         # Known before forward, so a forward can skip work that only backward needs.
         ctx.records = requires_grad = True in needs and modes.grad and cls.differentiable
@@ -313,17 +316,10 @@ class Function:
             error = ArgumentTypeError if isinstance(err, TypeError) else ShapeError
             raise error(f"{cls.__name__}: cannot apply to inputs of shapes {shapes} and dtypes {dtypes} "
                         f"({type(err).__name__}: {err})") from None
-        several = type(out) is tuple
-        out_backend = ctx.out_backend or backend
-        if several:
-            result: Any = tuple([Tensor(o, out_backend, requires_grad) for o in out])
-            for i, r in enumerate(result):
-                r._output_nr = i
-            ctx.n_outputs = len(out)
-            ctx.output_specs = tuple([(o.shape, o.dtype) for o in out])
-        else:
-            result = Tensor(out, out_backend, requires_grad)
-        if requires_grad:
+        if type(out) is tuple:
+            return _several_outputs(ctx, inputs, needs, out, backend, requires_grad, modes.watch)
+        result = Tensor(out, ctx.out_backend or backend, requires_grad)
+        if requires_grad:  # _record, written out: this is the path every op takes
             ctx.inputs = inputs
             needs = tuple(needs)
             # One shared tuple per pattern: a node's own would be one more object to scan.
@@ -333,14 +329,42 @@ class Function:
                     if t._version:
                         ctx.versions = tuple([t._version for t in inputs])
                         break
-            if several:
-                for r in result:
-                    r.grad_fn = ctx
-            else:
-                result.grad_fn = ctx
-        if modes.anomaly and not modes.walking:
-            watch(ctx, inputs, out if several else (out,), requires_grad)
+            result.grad_fn = ctx
+        if modes.watch:
+            watch(ctx, inputs, (out,), requires_grad)
         return result
+
+
+def _record(ctx: Context, inputs: tuple, needs: list) -> None:
+    """Fill in a node that backward will run through: its inputs, which of them need a
+    gradient, and their versions where forward saved values and an input was changed before."""
+    ctx.inputs = inputs
+    needs = tuple(needs)
+    ctx.needs_input_grad = _NEEDS.setdefault(needs, needs) if len(needs) <= 4 else needs
+    if ctx._saved:
+        for t in inputs:  # most inputs were never changed in place: None says all at 0
+            if t._version:
+                ctx.versions = tuple([t._version for t in inputs])
+                break
+
+
+def _several_outputs(ctx: Context, inputs: tuple, needs: list, out: tuple, backend: Any, requires_grad: bool,
+                     watching: bool) -> tuple:
+    """apply's end for an op whose forward returned a tuple: one tensor per array, each knowing
+    its place (``output_nr``), all made by the one node."""
+    out_backend = ctx.out_backend or backend
+    result = tuple([Tensor(o, out_backend, requires_grad) for o in out])
+    for i, r in enumerate(result):
+        r._output_nr = i
+    ctx.n_outputs = len(out)
+    ctx.output_specs = tuple([(o.shape, o.dtype) for o in out])
+    if requires_grad:
+        _record(ctx, inputs, needs)
+        for r in result:
+            r.grad_fn = ctx
+    if watching:
+        watch(ctx, inputs, out, requires_grad)
+    return result
 
 
 def _two_backends(op: str, first: Any, second: Any) -> BackendError:

@@ -2,7 +2,7 @@
 scope that tags new nodes, all held in one context variable, so each thread has its own: a
 thread under ``no_grad()`` leaves every other thread recording.
 
-``MODES.get()`` is the one read on the hot path (``Function.apply`` reads it once per op).
+``current()`` (``MODES.get``) is the one read on the hot path (``Function.apply`` reads it once per op).
 """
 from __future__ import annotations
 
@@ -15,30 +15,33 @@ from typing import Any
 class Modes:
     """The engine's modes at one moment (never changed: a switch sets a new one)."""
 
-    __slots__ = ("grad", "anomaly", "walking", "scope")
+    FIELDS = ("grad", "anomaly", "walking", "scope")
+    __slots__ = (*FIELDS, "watch")
 
     def __init__(self, grad: bool = True, anomaly: bool = False, walking: bool = False, scope: str = "") -> None:
         self.grad = grad  # ops record the graph
         self.anomaly = anomaly  # every op checks its output and gradients for NaN and Inf
         self.walking = walking  # a backward walk is running: anomaly mode checks gradients, not ops
         self.scope = scope  # the module path ("features.0") of the nn.Module whose forward runs
+        self.watch = anomaly and not walking  # apply checks each op: one test on its hot path
 
     def replace(self, field: str, value: Any) -> Modes:
-        values = {name: getattr(self, name) for name in self.__slots__}
+        values = {name: getattr(self, name) for name in self.FIELDS}
         values[field] = value
         return Modes(**values)
 
     def __repr__(self) -> str:
-        return "Modes(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__) + ")"
+        return "Modes(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS) + ")"
 
 
 # A new thread starts from the default: recording, no anomaly checks, no scope.
 MODES: ContextVar[Modes] = ContextVar("autograd_cnn.modes", default=Modes())  # noqa: B039 (never changed)
+current = MODES.get  # this thread's modes: bound once, as the hot paths call it once per op
 
 
 def set_mode(field: str, value: Any) -> Any:
     """Set one mode in this thread; returns its value before."""
-    modes = MODES.get()
+    modes = current()
     previous = getattr(modes, field)
     if previous != value:
         MODES.set(modes.replace(field, value))
@@ -47,12 +50,12 @@ def set_mode(field: str, value: Any) -> Any:
 
 def is_grad_enabled() -> bool:
     """True while operations record the graph (in this thread)."""
-    return MODES.get().grad
+    return current().grad
 
 
 def is_anomaly_enabled() -> bool:
     """True while every op checks its output and its gradients for NaN and Inf (``detect_anomaly``)."""
-    return MODES.get().anomaly
+    return current().anomaly
 
 
 class scope:

@@ -16,7 +16,7 @@ from ..tensor import Tensor
 from .anomaly import check_grads
 from .function import Context, ReleasedTensor
 from .graph import topological_order
-from .modes import MODES, set_grad_enabled, set_mode
+from .modes import MODES, current, set_grad_enabled, set_mode
 from .unbroadcast import sum_to
 
 # Callables told of every backward step, as (node, grad_output, input_grads), by handle:
@@ -85,16 +85,17 @@ class PerOutput:
     """The gradients arriving at a node with several outputs, one sum per output, and (where the
     walk needs them) the output tensors they arrived through."""
 
-    __slots__ = ("grads", "tensors")
+    __slots__ = ("grads", "tensors", "record")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, record: bool) -> None:
         self.grads: list = [None] * count
         self.tensors: list | None = None
+        self.record = record  # sums recorded as a graph (create_graph)
 
     def add(self, t: Any, g: Any, keep: Any) -> PerOutput:
         i = t._output_nr
         held = self.grads[i]
-        self.grads[i] = g if held is None else accumulate(held, g)
+        self.grads[i] = g if held is None else accumulate(held, g, self.record)
         if keep:
             if self.tensors is None:
                 self.tensors = [None] * len(self.grads)
@@ -112,7 +113,7 @@ class PerOutput:
                 if t._grad_hooks:
                     grads[i] = run_grad_hooks(t, grads[i])
                 if t._retains_grad or (wanted is not None and id(t) in wanted):
-                    deliver(t, grads[i], wanted, found)
+                    deliver(t, grads[i], wanted, found, self.record)
             node.output = tuple(self.tensors)
         if node.fn.materialize_grads and any(g is None for g in grads):
             backend = node.out_backend or node.backend
@@ -135,19 +136,20 @@ def _walk(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: bool, crea
     keep_outputs = create_graph or wanted is not None
     stand_ins: dict[Any, ReleasedTensor] = {}  # node (and output) -> its released output (no retain_graph)
     roots = []
+    modes = current()  # the caller's; the walk records (create_graph) or not, and checks (anomaly) or not
+    record, anomaly = create_graph, modes.anomaly
     for out, g in zip(outputs, grads):
         node = out.grad_fn
         if node is None:
-            deliver(out, g, wanted, found)
+            deliver(out, g, wanted, found, modes.grad)
             continue
         if node.n_outputs != 1:
-            pending.setdefault(node, PerOutput(node.n_outputs)).add(out, g, True)
+            pending.setdefault(node, PerOutput(node.n_outputs, record)).add(out, g, True)
         else:
-            pending[node] = accumulate(pending.get(node), g)
+            pending[node] = accumulate(pending.get(node), g, modes.grad)
             made[node] = out
         roots.append(node)
 
-    modes = MODES.get()
     MODES.set(modes.replace("grad", create_graph).replace("walking", True))
     # The walk makes no reference cycles, yet its many short-lived gradients and nodes set off
     # the cycle collector, whose full passes scan the whole heap (slow beside a large library's
@@ -161,7 +163,7 @@ def _walk(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: bool, crea
             grad = pending.pop(node, None)
             if grad is None:
                 if held is not None:
-                    held.passed(node, wanted, found)
+                    held.passed(node, wanted, found, record)
                 continue
             if type(grad) is PerOutput:
                 grad = grad.finish(node, wanted, found)
@@ -171,9 +173,9 @@ def _walk(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: bool, crea
                     if output._grad_hooks:
                         grad = run_grad_hooks(output, grad)
                     if output._retains_grad or (wanted is not None and id(output) in wanted):
-                        deliver(output, grad, wanted, found)
+                        deliver(output, grad, wanted, found, record)
             try:
-                input_grads = _step(node, grad)
+                input_grads = _step(node, grad, anomaly)
             finally:
                 node.output = None  # held only for this step: the output holds the node
             for t, g in zip(node.inputs, input_grads):
@@ -183,24 +185,24 @@ def _walk(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: bool, crea
                 if parent is None:
                     if t._grad_hooks or t._post_hooks:
                         held = held or _HeldLeaves(order, k)
-                        held.add(t, g)
+                        held.add(t, g, record)
                     else:
-                        deliver(t, g, wanted, found)
+                        deliver(t, g, wanted, found, record)
                 elif parent in pending:  # a tensor that fed several ops: sum its gradients
                     sums = pending[parent]
                     if type(sums) is PerOutput:
                         sums.add(t, g, keep_outputs or t._retains_grad or t._grad_hooks)
                     else:
-                        pending[parent] = accumulate(sums, g)
+                        pending[parent] = accumulate(sums, g, record)
                 elif parent.n_outputs == 1:
                     pending[parent] = g
                     if keep_outputs or t._retains_grad or t._grad_hooks:
                         made[parent] = t
                 else:
-                    pending[parent] = PerOutput(parent.n_outputs).add(
+                    pending[parent] = PerOutput(parent.n_outputs, record).add(
                         t, g, keep_outputs or t._retains_grad or t._grad_hooks)
             if held is not None:
-                held.passed(node, wanted, found)
+                held.passed(node, wanted, found, record)
             if not retain_graph:
                 node.release(stand_ins)
     finally:
@@ -223,21 +225,21 @@ class _HeldLeaves:
                     self.uses_left[id(t)] = self.uses_left.get(id(t), 0) + 1
         self.sums: dict[int, tuple[Tensor, Tensor]] = {}
 
-    def add(self, t: Tensor, g: Tensor) -> None:
+    def add(self, t: Tensor, g: Tensor, record: bool) -> None:
         held = self.sums.get(id(t))
-        self.sums[id(t)] = (t, g if held is None else accumulate(held[1], g))
+        self.sums[id(t)] = (t, g if held is None else accumulate(held[1], g, record))
 
-    def passed(self, node: Context, wanted: dict | None, found: list) -> None:
+    def passed(self, node: Context, wanted: dict | None, found: list, record: bool) -> None:
         for t in node.inputs:
             left = self.uses_left.get(id(t))
             if left is None:
                 continue
             self.uses_left[id(t)] = left - 1
             if left == 1 and id(t) in self.sums:
-                deliver(*self.sums.pop(id(t)), wanted, found)
+                deliver(*self.sums.pop(id(t)), wanted, found, record)
 
 
-def _step(node: Context, grad: Any) -> tuple:
+def _step(node: Context, grad: Any, anomaly: bool) -> tuple:
     """One node's backward: its inputs' gradients, un-broadcast and checked (None where unused)."""
     input_grads = node.fn.backward(node, *grad) if type(grad) is tuple else node.fn.backward(node, grad)
     if type(input_grads) is not tuple:
@@ -254,7 +256,7 @@ def _step(node: Context, grad: Any) -> tuple:
             input_grads = tuple([_fit_grad(node, i, t, g) if g is not None and t.requires_grad else None
                                  for i, (t, g) in enumerate(zip(inputs, input_grads))])
             break
-    if MODES.get().anomaly:
+    if anomaly:
         check_grads(node, input_grads)
     if step_hooks:
         for hook in list(step_hooks.values()):
@@ -285,24 +287,24 @@ def _fit_grad(node: Context, i: int, t: Any, g: Any) -> Any:
     return g
 
 
-def deliver(t: Any, g: Any, wanted: dict | None, found: list) -> None:
+def deliver(t: Any, g: Any, wanted: dict | None, found: list, record: bool) -> None:
     """Hand a finished gradient to ``t``: into ``found`` for ag.grad, else into ``t.grad``
-    (a leaf's hooks first, its post-accumulate hooks after)."""
+    (a leaf's hooks first, its post-accumulate hooks after); ``record``: the walk records a graph."""
     if t._grad_hooks and t.grad_fn is None:  # a non-leaf's hooks ran when its node was reached
         g = run_grad_hooks(t, g)
     if wanted is not None:
         i = wanted.get(id(t))
         if i is not None:
-            found[i] = accumulate(found[i], g)
+            found[i] = accumulate(found[i], g, record)
         return
     if not t.requires_grad:
         return
-    if not MODES.get().grad:
+    if not record:
         if g.requires_grad:
             g = g.detach()  # the caller's own grad= tensor passed straight through
         if t.grad is None and _is_view_to_copy(g._data):
             g = Tensor(g._data.copy(), g._backend)
-    t.grad = accumulate(t.grad, g)
+    t.grad = accumulate(t.grad, g, record)
     if t._post_hooks:
         for hook in list(t._post_hooks.values()):
             hook(t)
@@ -332,11 +334,11 @@ def _is_view_to_copy(array: Any) -> bool:
     return array.size > 1 and 0 in array.strides
 
 
-def accumulate(total: Any, g: Any) -> Any:
+def accumulate(total: Any, g: Any, record: bool) -> Any:
     """total + g; on plain arrays when no graph is being recorded (the usual backward)."""
     if total is None:
         return g
-    if MODES.get().grad:
+    if record:
         return total + g
     return Tensor(total._data + g._data, total._backend)
 
