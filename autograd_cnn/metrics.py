@@ -222,8 +222,8 @@ def metric(where: str, identifier: Any) -> Metric:
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _NAMES:
-        kind = _NAMES[identifier.lower()]
-        return Metric(kind, name=kind if kind == "accuracy" else identifier.lower())
+        name = identifier.lower()
+        return Metric(_NAMES[name], name="accuracy" if name == "acc" else name)
     if isinstance(identifier, str):
         raise ArgumentError(f"{where}: unknown metric {identifier!r}; use one of {sorted(_NAMES)} "
                             "or a keras.metrics object")
