@@ -61,8 +61,9 @@ def resample(xp: Any, images: Any, rows: Any, cols: Any, interpolation: str = "b
     flat = images.reshape(-1, c)
     base = xp.arange(n, dtype=xp.int64).reshape(n, 1, 1) * (h * w)
     if interpolation == "nearest" or rows.dtype.kind in "iu":
-        r = xp.floor(rows + 0.5).astype(xp.int64) if rows.dtype.kind == "f" else rows.astype(xp.int64)
-        q = xp.floor(cols + 0.5).astype(xp.int64) if cols.dtype.kind == "f" else cols.astype(xp.int64)
+        # ties to even, as Keras rounds (a turn of an image of even size puts pixels on ties)
+        r = xp.rint(rows).astype(xp.int64) if rows.dtype.kind == "f" else rows.astype(xp.int64)
+        q = xp.rint(cols).astype(xp.int64) if cols.dtype.kind == "f" else cols.astype(xp.int64)
         return _read(xp, flat, base, _axis(xp, r, h, fill_mode, w), _axis(xp, q, w, fill_mode, 1), fill_value)
     r0, q0 = xp.floor(rows), xp.floor(cols)
     dr = (rows - r0).astype(images.dtype)[..., None]
