@@ -13,6 +13,7 @@ a Keras model runs the very ops and kernels an ``nn`` model runs; ``get_weights`
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -95,6 +96,26 @@ class Layer(Module):
         object.__setattr__(self, "input_spec", None)
         object.__setattr__(self, "_batch_input_shape", _batch_input_shape(where, kwargs))
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's own ``build`` is wrapped, as Keras does: once it has run the layer is
+        ``built``; if it fails, the weights it made are taken off again."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("build")
+        if own is None or getattr(own, "_wrapped", False):
+            return
+
+        @functools.wraps(own)
+        def build(self: Layer, input_shape: Any = None, *args: Any, **kw: Any) -> None:
+            try:
+                own(self, input_shape, *args, **kw)
+            except Exception:
+                self._unbuild()
+                raise
+            object.__setattr__(self, "built", True)
+
+        build._wrapped = True
+        cls.build = build
+
     # --- Keras's life cycle ----------------------------------------------------------------------
     def build(self, input_shape: Any) -> None:
         """Make the weights for inputs of ``input_shape`` (the batch axis None). Layers without weights keep this."""
@@ -129,12 +150,7 @@ class Layer(Module):
 
     def _build_for(self, input_shape: Any) -> None:
         """build once, with the batch axis as None; a build that fails leaves no weight behind."""
-        shape = _batchless(input_shape)
-        try:
-            self.build(shape)
-        except Exception:
-            self._unbuild()
-            raise
+        self.build(_batchless(input_shape))
         object.__setattr__(self, "built", True)
 
     def _unbuild(self) -> None:

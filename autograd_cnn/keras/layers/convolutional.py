@@ -188,27 +188,34 @@ class Conv2DTranspose(_Conv):
                                       name="kernel", layout=_CONV2D)
         self.bias = self.add_weight((self.filters,), self.bias_initializer, name="bias") if self.use_bias else None
 
-    def _torch_padding(self) -> tuple[tuple, tuple]:
-        """(padding, output_padding) for the op, as Keras's own PyTorch backend turns Keras's into them."""
-        pads, extras = [], []
+    def _crops(self) -> list[tuple[int, int]]:
+        """(first, last) rows to cut from each side of the op's full output ((in - 1) * s + k); negative
+        to add zeros instead. Keras's placement of the padding (as its JAX backend computes it)."""
+        crops = []
         for i, (k, s, d) in enumerate(zip(self.kernel_size, self.strides, self.dilation_rate)):
             k = (k - 1) * d + 1
             extra = None if self.output_padding is None else self.output_padding[i]
             if self.padding == "valid":
-                pads.append(0)
-                extras.append(max(k, s) - k if extra is None else extra)
+                left, right = k - 1, k - 1 + (max(k, s) - k if extra is None else extra)
             else:
-                extra = s - k % 2 if extra is None else extra
-                pad = max(-((k % 2 - k + extra) // 2), 0)
-                pads.append(pad)
-                extras.append(2 * pad + k % 2 - k + extra)
-        return tuple(pads), tuple(extras)
+                total = s + k - 2 if extra is None else k + k % 2 - 2 + extra
+                left = min(total // 2 + total % 2, k - 1)
+                right = total - left
+            crops.append((k - 1 - left, k - 1 - right))
+        return crops
 
     def call(self, inputs: Any) -> Any:
-        padding, extra = self._torch_padding()
-        y = F.conv_transpose2d(self._to_first(inputs), self.kernel, self.bias, self.strides, padding, extra,
-                               1, self.dilation_rate)
-        return self._activate(self._to_last(y))
+        y = F.conv_transpose2d(self._to_first(inputs), self.kernel, None, self.strides, 0, 0, 1, self.dilation_rate)
+        crops = self._crops()
+        if any(lo > 0 or hi > 0 for lo, hi in crops):
+            y = y[(slice(None), slice(None), *(slice(max(lo, 0), y.shape[2 + i] - max(hi, 0))
+                                                for i, (lo, hi) in enumerate(crops)))]
+        if any(lo < 0 or hi < 0 for lo, hi in crops):
+            y = F.pad(y, ((0, 0), (0, 0), *((max(-lo, 0), max(-hi, 0)) for lo, hi in crops)))
+        y = self._to_last(y)
+        if self.bias is not None:
+            y = y + (self.bias if self.data_format == "channels_last" else self.bias.reshape(-1, 1, 1))
+        return self._activate(y)
 
 
 class DepthwiseConv2D(_Conv):
