@@ -119,6 +119,8 @@ def _train(args: argparse.Namespace) -> Any:
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size)
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=args.batch_size)
     say(f"test accuracy: {test_acc:.4f}  (test loss {test_loss:.4f})")
+    if getattr(args, "report", False):
+        _report(model, x_test, y_test, args)
     if args.save:
         if world.is_main():
             Path(args.save).parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +128,28 @@ def _train(args: argparse.Namespace) -> Any:
         say(f"saved the trained weights to {args.save} "
             f"(restore: model.load_state_dict(ag.load({str(args.save)!r})))")
     return model
+
+
+def _report(model: Any, x_test: Any, y_test: Any, args: argparse.Namespace) -> None:
+    """``train --report``: the test set's classification report, and its confusion matrix as a
+    picture beside the weights (``--save``), else in the current folder. Rank 0 prints and writes."""
+    from . import data, metrics
+    from .distributed import world
+
+    probabilities = model.predict(x_test, batch_size=args.batch_size)  # every process: predict is shared
+    if not world.is_main():
+        return
+    names = list(data.FASHION_MNIST_CLASSES) if args.dataset == "fashion-mnist" else None
+    print(metrics.classification_report(y_test, probabilities, target_names=names))
+    picture = Path(args.save).with_suffix(".confusion.png") if args.save else Path("confusion.png")
+    try:
+        from . import visual
+
+        visual.plot_confusion_matrix(y_test, probabilities, names or [str(i) for i in range(10)], path=picture)
+    except ImportError as e:  # matplotlib is an extra: the report stands without the picture
+        print(f"no confusion picture: {e}")
+        return
+    print(f"wrote the confusion matrix to {picture}")
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:
@@ -160,6 +184,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use at most N training and N test images (quick runs)")
     parser.add_argument("--seed", type=_natural, default=0, help="seed of the initial weights and shuffling")
     parser.add_argument("--save", default=None, metavar="PATH", help="write the trained weights to PATH (.npz)")
+    parser.add_argument("--report", action="store_true",
+                        help="print the test set's precision, recall and F1 per class, and draw its confusion "
+                             "matrix beside the weights (PATH.confusion.png; confusion.png without --save)")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -294,8 +294,13 @@ def load_mnist(**fetch_args: Any) -> _Split:
 
 
 def load_fashion_mnist(**fetch_args: Any) -> _Split:
-    """Fashion-MNIST (Zalando): 10 kinds of clothing, shaped and typed as :func:`load_mnist`."""
+    """Fashion-MNIST (Zalando): 10 kinds of clothing, shaped and typed as :func:`load_mnist`;
+    ``FASHION_MNIST_CLASSES`` names labels 0-9."""
     return _load_idx_set("fashion-mnist", **fetch_args)
+
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
 
 
 def read_cifar10(path: str | os.PathLike) -> _Split:
