@@ -116,7 +116,8 @@ class RandomCrop(Transform):
         tops = rng.integers(0, h + 2 * ph - sh + 1, size=n) - ph
         lefts = rng.integers(0, w + 2 * pw - sw + 1, size=n) - pw
         rows, cols = kernels.crop_grid(xp, tops, lefts, (sh, sw))
-        return kernels.resample(xp, images, rows, cols, "nearest", _PADDING_MODES[self.padding_mode], self.fill)
+        return kernels.resample(xp, images, rows, cols, "nearest", _PADDING_MODES[self.padding_mode], self.fill,
+                                margin=max(ph, pw))
 
 
 class RandomRotation(Transform):
@@ -140,8 +141,10 @@ class RandomRotation(Transform):
     def apply(self, xp: Any, images: Any, rng: np.random.Generator) -> Any:
         n, h, w, _ = images.shape
         angles = np.deg2rad(rng.uniform(*self.degrees, size=n))
-        rows, cols = kernels.affine_grid(xp, kernels.rotation_matrices(np, angles, (h, w)), (h, w))
-        return kernels.resample(xp, images, rows, cols, self.interpolation, "constant", self.fill)
+        matrices = kernels.rotation_matrices(np, angles, (h, w))
+        rows, cols = kernels.affine_grid(xp, matrices, (h, w))
+        return kernels.resample(xp, images, rows, cols, self.interpolation, "constant", self.fill,
+                                margin=kernels.affine_margin(matrices, (h, w), (h, w)))
 
 
 class Normalize(Transform):

@@ -23,68 +23,71 @@ FILL_MODES = ("reflect", "wrap", "nearest", "constant")  # and "mirror": d c b |
 INTERPOLATIONS = ("bilinear", "nearest")
 
 
-def _fold(xp: Any, index: Any, size: int, fill_mode: str) -> tuple[Any, Any]:
-    """(index moved inside [0, size) as ``fill_mode`` says, mask of the indices that were inside
-    already or None when every index reads a pixel)."""
-    if fill_mode == "wrap":
-        return index % size, None
-    if fill_mode == "reflect":
-        index = index % (2 * size)
-        return xp.where(index >= size, 2 * size - 1 - index, index), None
-    if fill_mode == "mirror" and size > 1:
-        index = index % (2 * size - 2)
-        return xp.where(index >= size, 2 * size - 2 - index, index), None
-    inside = (index >= 0) & (index < size) if fill_mode == "constant" else None
-    return xp.clip(index, 0, size - 1), inside
-
-
-def _axis(xp: Any, index: Any, size: int, fill_mode: str, stride: int) -> tuple[Any, Any]:
-    """(offsets ``index * stride`` of the pixels read along one axis, mask of those inside or None)."""
-    folded, inside = _fold(xp, index, size, fill_mode)
-    return folded * stride, inside
-
-
-def _read(xp: Any, flat: Any, base: Any, rows: tuple, cols: tuple, fill_value: float) -> Any:
-    """The pixels at the folded offsets ``rows`` and ``cols`` (each (offsets, inside)), (N, Ho, Wo, C)."""
-    pixels = flat[base + rows[0] + cols[0]]
-    inside = rows[1] if cols[1] is None else cols[1] if rows[1] is None else rows[1] & cols[1]
-    if inside is not None:
-        pixels = xp.where(inside[..., None], pixels, xp.asarray(fill_value, dtype=pixels.dtype))
-    return pixels
+# numpy.pad's names for the fill modes: padding the images once replaces folding every index
+_PAD_MODES = {"reflect": "symmetric", "mirror": "reflect", "wrap": "wrap", "nearest": "edge", "constant": "constant"}
 
 
 def resample(xp: Any, images: Any, rows: Any, cols: Any, interpolation: str = "bilinear",
-             fill_mode: str = "reflect", fill_value: float = 0.0) -> Any:
+             fill_mode: str = "reflect", fill_value: float = 0.0, margin: int | None = None) -> Any:
     """``images`` (N, H, W, C) read at source coordinates ``rows``, ``cols`` (N, Ho, Wo; floats, or
-    ints for an exact crop): (N, Ho, Wo, C) in the images' dtype."""
+    ints for an exact crop): (N, Ho, Wo, C) in the images' dtype.
+
+    The images are padded once by ``margin`` pixels as ``fill_mode`` says (``margin``: how far any
+    coordinate reaches outside the image, which the callers work out on the host from their
+    matrices or offsets; None reads it from the coordinates), so every read is a plain gather:
+    four per output pixel for "bilinear", one for "nearest"."""
     n, h, w, c = images.shape
-    flat = images.reshape(-1, c)
-    base = xp.arange(n, dtype=xp.int64).reshape(n, 1, 1) * (h * w)
+    if margin is None:
+        margin = int(math.ceil(max(0.0, -float(rows.min()), float(rows.max()) - (h - 1),
+                                   -float(cols.min()), float(cols.max()) - (w - 1))))
+    m = int(margin) + 1  # bilinear reads one pixel past the furthest coordinate (and float32 may round out)
+    extra = {"constant_values": fill_value} if fill_mode == "constant" else {}
+    padded = xp.pad(images, ((0, 0), (m, m), (m, m), (0, 0)), mode=_PAD_MODES[fill_mode], **extra)
+    hp, wp = h + 2 * m, w + 2 * m
+    # one channel (the lectures' images) gathers from a flat vector: faster than rows of one value
+    flat = padded.reshape(-1) if c == 1 else padded.reshape(-1, c)
+    base = xp.arange(n, dtype=xp.int64).reshape(n, 1, 1) * (hp * wp)
     if interpolation == "nearest" or rows.dtype.kind in "iu":
         # ties to even, as Keras rounds (a turn of an image of even size puts pixels on ties)
-        r = xp.rint(rows).astype(xp.int64) if rows.dtype.kind == "f" else rows.astype(xp.int64)
-        q = xp.rint(cols).astype(xp.int64) if cols.dtype.kind == "f" else cols.astype(xp.int64)
-        return _read(xp, flat, base, _axis(xp, r, h, fill_mode, w), _axis(xp, q, w, fill_mode, 1), fill_value)
+        r = (xp.rint(rows) if rows.dtype.kind == "f" else rows).astype(xp.int64)
+        q = (xp.rint(cols) if cols.dtype.kind == "f" else cols).astype(xp.int64)
+        out = flat[base + (r + m) * wp + (q + m)]
+        return out[..., None] if c == 1 else out
     r0, q0 = xp.floor(rows), xp.floor(cols)
-    dr = (rows - r0).astype(images.dtype)[..., None]
-    dq = (cols - q0).astype(images.dtype)[..., None]
-    r0, q0 = r0.astype(xp.int64), q0.astype(xp.int64)
-    up, down = _axis(xp, r0, h, fill_mode, w), _axis(xp, r0 + 1, h, fill_mode, w)
-    left, right = _axis(xp, q0, w, fill_mode, 1), _axis(xp, q0 + 1, w, fill_mode, 1)
-    top = _read(xp, flat, base, up, left, fill_value)
-    top += (_read(xp, flat, base, up, right, fill_value) - top) * dq
-    bottom = _read(xp, flat, base, down, left, fill_value)
-    bottom += (_read(xp, flat, base, down, right, fill_value) - bottom) * dq
-    return top + (bottom - top) * dr
+    dr, dq = (rows - r0).astype(images.dtype, copy=False), (cols - q0).astype(images.dtype, copy=False)
+    if c > 1:
+        dr, dq = dr[..., None], dq[..., None]
+    at = base + (r0.astype(xp.int64) + m) * wp + (q0.astype(xp.int64) + m)
+    top = flat[at]
+    top += (flat[at + 1] - top) * dq
+    bottom = flat[at + wp]
+    bottom += (flat[at + wp + 1] - bottom) * dq
+    out = top + (bottom - top) * dr
+    return out[..., None] if c == 1 else out
+
+
+def affine_margin(matrices: Any, hw: tuple, out_hw: tuple) -> int:
+    """How far (pixels) the source coordinates of ``affine_grid`` reach outside an (H, W) image:
+    an affine map's extremes over the output grid lie at its corners (host arrays only)."""
+    h, w = hw
+    ho, wo = out_hw
+    corners = [(0, 0), (0, wo - 1), (ho - 1, 0), (ho - 1, wo - 1)]
+    reach = 0.0
+    for r, c in corners:
+        rows = matrices[:, 0, 0] * r + matrices[:, 0, 1] * c + matrices[:, 0, 2]
+        cols = matrices[:, 1, 0] * r + matrices[:, 1, 1] * c + matrices[:, 1, 2]
+        reach = max(reach, float(-rows.min()), float(rows.max()) - (h - 1), float(-cols.min()),
+                    float(cols.max()) - (w - 1))
+    return int(math.ceil(reach))
 
 
 def affine_grid(xp: Any, matrices: Any, out_hw: tuple) -> tuple[Any, Any]:
     """Source (rows, cols), each (N, Ho, Wo), of an output pixel grid under ``matrices`` (N, 2, 3):
     source = matrix @ (row, col, 1)."""
     ho, wo = out_hw
-    m = xp.asarray(matrices, dtype=xp.float64)
-    r = xp.arange(ho, dtype=xp.float64).reshape(1, ho, 1)
-    c = xp.arange(wo, dtype=xp.float64).reshape(1, 1, wo)
+    m = xp.asarray(matrices, dtype=xp.float32)  # float32: exact enough for pixels, and quicker
+    r = xp.arange(ho, dtype=xp.float32).reshape(1, ho, 1)
+    c = xp.arange(wo, dtype=xp.float32).reshape(1, 1, wo)
     rows = m[:, 0, 0, None, None] * r + m[:, 0, 1, None, None] * c + m[:, 0, 2, None, None]
     cols = m[:, 1, 0, None, None] * r + m[:, 1, 1, None, None] * c + m[:, 1, 2, None, None]
     return rows, cols

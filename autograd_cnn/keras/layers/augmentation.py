@@ -116,8 +116,10 @@ class _Resampling(_RandomImageLayer):
 
     def augment(self, xp: Any, images: Any, rng: np.random.Generator) -> Any:
         n, h, w, _ = images.shape
-        rows, cols = kernels.affine_grid(xp, self.matrices(rng, n, h, w), (h, w))
-        return kernels.resample(xp, images, rows, cols, self.interpolation, self.fill_mode, self.fill_value)
+        matrices = self.matrices(rng, n, h, w)
+        rows, cols = kernels.affine_grid(xp, matrices, (h, w))
+        return kernels.resample(xp, images, rows, cols, self.interpolation, self.fill_mode, self.fill_value,
+                                margin=kernels.affine_margin(matrices, (h, w), (h, w)))
 
     def matrices(self, rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
         raise NotImplementedError
@@ -196,7 +198,7 @@ class RandomCrop(_RandomImageLayer):
             raise ShapeError(f"{self!r}: images of {h} x {w} are smaller than the crop {self.height} x {self.width}")
         tops, lefts = rng.integers(0, h - self.height + 1, n), rng.integers(0, w - self.width + 1, n)
         rows, cols = kernels.crop_grid(xp, tops, lefts, (self.height, self.width))
-        return kernels.resample(xp, images, rows, cols, "nearest", "nearest")
+        return kernels.resample(xp, images, rows, cols, "nearest", "nearest", margin=0)
 
 
 class RandomContrast(_RandomImageLayer):
