@@ -222,3 +222,75 @@ def _nodes(t):
         out.append(node)
         stack.extend(t.grad_fn for t in node.inputs)
     return out
+
+
+# --------------------------------------------------------------------------- the rest of the package on it
+
+
+def test_fit_trains_on_every_backend(backend):
+    ag.manual_seed(0)
+    model = keras.Sequential([keras.Input(shape=(6, 6, 1)), layers.Conv2D(4, 3, activation="relu"),
+                              layers.BatchNormalization(), layers.MaxPooling2D(), layers.Flatten(),
+                              layers.Dense(2, activation="softmax")])
+    assert model.layers[0].kernel.backend == backend
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6, 6, 1)).astype("float32")
+    y = (x[:, :3].sum(axis=(1, 2, 3)) > x[:, 3:].sum(axis=(1, 2, 3))).astype("int64")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=6, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.predict(x, verbose=0).shape == (32, 2)
+
+
+def test_gradient_stats_names_the_keras_layers():
+    from autograd_cnn.nn.callbacks import GradientStats
+
+    model = keras.Sequential([layers.Dense(4, input_shape=(3,)), layers.ReLU(), layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(np.ones((8, 3), "float32"), np.zeros((8, 2), "float32"), batch_size=4, verbose=0,
+                        callbacks=[GradientStats(every=1)])
+    names = [layer.name for layer in model.layers]
+    assert f"grad_norm/{names[0]}" in history.steps and f"grad_norm/{names[2]}" in history.steps
+    assert f"dead_relu/{names[1]}" in history.steps
+
+
+def test_onnx_export_runs_in_onnxruntime_as_predict(tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from autograd_cnn import onnx as ag_onnx
+
+    model = keras.Sequential([keras.Input(shape=(10, 10, 2)), layers.Conv2D(4, 3, padding="same", activation="relu"),
+                              layers.BatchNormalization(), layers.AveragePooling2D(), layers.Conv2D(3, 2),
+                              layers.GlobalMaxPooling2D(), layers.Dense(3, activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(5, 10, 10, 2)).astype("float32")
+    ag_onnx.export(model, x[:1], tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def test_data_parallel_fit_under_mpiexec_keeps_ranks_identical(tmp_path):
+    from test_distributed import MPIEXEC, mpiexec
+
+    if MPIEXEC is None or __import__("importlib").util.find_spec("mpi4py") is None:
+        pytest.skip("needs mpi4py and mpiexec")
+    script = tmp_path / "keras_fit.py"
+    script.write_text(
+        "import sys, numpy as np, autograd_cnn as ag\n"
+        "from autograd_cnn import keras\nfrom autograd_cnn.keras import layers\n"
+        "from autograd_cnn.distributed import world\n"
+        "ag.manual_seed(0)\n"
+        "model = keras.Sequential([keras.Input(shape=(5, 5, 1)), layers.Conv2D(3, 3, activation='relu'),\n"
+        "                          layers.Flatten(), layers.Dense(2, activation='softmax')])\n"
+        "model.compile(optimizer='rmsprop', loss='sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+        "rng = np.random.default_rng(1)\n"
+        "x = rng.normal(size=(24, 5, 5, 1)).astype('float32'); y = rng.integers(0, 2, 24)\n"
+        "model.fit(x, y, epochs=2, batch_size=4, verbose=0)\n"
+        "np.savez(sys.argv[1] + f'/rank{world.current().rank}.npz', *model.get_weights())\n")
+    code, _, err, _ = mpiexec(2, str(script), str(tmp_path), timeout=120)
+    assert code == 0, err[-3000:]
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    start = np.load(tmp_path / "rank0.npz")
+    assert len(start.files) == 4
+    for name in ranks[0].files:
+        np.testing.assert_array_equal(ranks[0][name], ranks[1][name])

@@ -75,6 +75,15 @@ class Model(KerasTraining, Layer):
         object.__setattr__(self, "_model_layers", layers)
 
     @property
+    def input(self) -> Any:
+        """The model's keras.Input(s), as given to ``Model(inputs=...)``."""
+        return self._inputs_struct if self._nodes else Layer.input.fget(self)
+
+    @property
+    def output(self) -> Any:
+        return self._outputs_struct if self._nodes else Layer.output.fget(self)
+
+    @property
     def layers(self) -> list:
         """The layers in Keras's order (a functional model's InputLayers first)."""
         if self._model_layers or self._nodes:
@@ -220,6 +229,7 @@ class Sequential(Model):
         object.__setattr__(self, "_model_layers", [])
         object.__setattr__(self, "_output_shapes", {})
         object.__setattr__(self, "_input_layer", None)
+        object.__setattr__(self, "_last_output", None)
         if layers is not None and not isinstance(layers, (list, tuple)):
             raise ArgumentTypeError(f"Sequential: layers must be a list of layers, got {type(layers).__name__}")
         for layer in layers or []:
@@ -234,6 +244,7 @@ class Sequential(Model):
             if self._model_layers:
                 raise ArgumentError(f"{self.name}.add: a keras.Input can only come first")
             object.__setattr__(self, "_input_layer", layer)
+            object.__setattr__(self, "_last_output", layer.output)
             return
         if not isinstance(layer, Layer):
             raise ArgumentTypeError(f"{self.name}.add: expects a keras layer, got {type(layer).__name__}")
@@ -242,13 +253,13 @@ class Sequential(Model):
                                 "every layer in a model needs its own name")
         if not self._model_layers and self._input_layer is None and layer._batch_input_shape is not None:
             object.__setattr__(self, "_input_layer", InputLayer(batch_shape=layer._batch_input_shape))
-        self._model_layers.append(layer)
+            object.__setattr__(self, "_last_output", self._input_layer.output)
         if self._input_layer is not None:
-            try:
-                self._build_graph()
-            except Exception:
-                self._model_layers.pop()
-                raise
+            output = layer(self._last_output)  # a layer that does not fit the model raises here
+            self._output_shapes[layer.name] = output.shape
+            object.__setattr__(self, "_last_output", output)
+            object.__setattr__(self, "built", True)
+        self._model_layers.append(layer)
         self.add_module(layer.name, layer)
 
     def pop(self) -> Layer:
@@ -257,6 +268,8 @@ class Sequential(Model):
         layer = self._model_layers.pop()
         del self._modules[layer.name]
         self._output_shapes.pop(layer.name, None)
+        if self._input_layer is not None:
+            self._build_graph()
         return layer
 
     @property
@@ -277,6 +290,7 @@ class Sequential(Model):
             x = layer(x)
             shapes[layer.name] = _shapes(graph.flatten(x))
         self._output_shapes.update(shapes)
+        object.__setattr__(self, "_last_output", x)
         object.__setattr__(self, "built", True)
 
     def _build_for(self, input_shape: Any) -> None:
@@ -302,7 +316,15 @@ class Sequential(Model):
 
     @property
     def outputs(self) -> list:
-        return [self._model_layers[-1].output] if self.built and self._model_layers else []
+        return [self._last_output] if self._input_layer is not None and self._model_layers else []
+
+    @property
+    def input(self) -> Any:
+        return self.inputs[0] if self.inputs else Layer.input.fget(self)
+
+    @property
+    def output(self) -> Any:
+        return self.outputs[0] if self.outputs else Layer.output.fget(self)
 
 
 # --------------------------------------------------------------------------- helpers

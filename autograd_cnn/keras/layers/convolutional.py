@@ -17,7 +17,7 @@ from ... import functional as F
 from ...errors import ArgumentError, ShapeError
 from ..graph import shape_text
 from .base import Layout
-from .core import _Activated, _data_format
+from .core import Activated, data_format_of
 
 # Keras's kernel layouts against the engine's: (kh, kw, in, out) is (out, in, kh, kw) transposed.
 _CONV2D = Layout.transposed((3, 2, 0, 1))
@@ -36,7 +36,7 @@ def _depthwise_layout() -> Layout:
     return Layout(to_engine, to_keras)
 
 
-class _Conv(_Activated):
+class _Conv(Activated):
     """Shared by the convolutions: the arguments, the channel axis, the padding, the views."""
 
     rank = 2
@@ -57,7 +57,7 @@ class _Conv(_Activated):
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ArgumentError(f"{where}: strides > 1 and dilation_rate > 1 cannot be combined (as in Keras); "
                                 f"got strides={strides!r}, dilation_rate={dilation_rate!r}")
-        self.data_format = _data_format(where, data_format)
+        self.data_format = data_format_of(where, data_format)
         self.groups = checks.integer(where, "groups", groups, 1)
         self.use_bias = checks.flag(where, "use_bias", use_bias)
         from .. import initializers
@@ -281,7 +281,7 @@ class SeparableConv2D(_Conv):
         return self._activate(self._to_last(y))
 
 
-class ZeroPadding2D(_Activated):
+class ZeroPadding2D(Activated):
     """Zeros around each image: ``padding`` an int, (rows, columns), or ((top, bottom), (left, right))."""
 
     def __init__(self, padding: Any = (1, 1), data_format: str | None = None, **kwargs: Any) -> None:
@@ -295,7 +295,7 @@ class ZeroPadding2D(_Activated):
             raise ArgumentError(f"ZeroPadding2D: padding must be an int, (rows, columns) or "
                                 f"((top, bottom), (left, right)), got {padding!r}")
         self.padding = pads
-        self.data_format = _data_format("ZeroPadding2D", data_format)
+        self.data_format = data_format_of("ZeroPadding2D", data_format)
         self._remember(padding=pads, data_format=self.data_format)
         self._set_activation(None)
         self._config.pop("activation")

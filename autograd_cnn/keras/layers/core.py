@@ -49,7 +49,7 @@ def Input(shape: Any = None, batch_size: int | None = None, dtype: Any = None, n
     return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape).output
 
 
-class _Activated(Layer):
+class Activated(Layer):
     """A layer with an ``activation=`` argument (a name, a callable or None)."""
 
     def _set_activation(self, activation: Any) -> None:
@@ -65,7 +65,7 @@ class _Activated(Layer):
         return y if self.activation is activations.linear else self.activation(y)
 
 
-class Dense(_Activated):
+class Dense(Activated):
     """y = activation(x @ kernel + bias) on the last axis; Keras's kernel (in, units), kept as (units, in)."""
 
     def __init__(self, units: int, activation: Any = None, use_bias: bool = True,
@@ -99,7 +99,7 @@ class Dense(_Activated):
         return ""
 
 
-class Activation(_Activated):
+class Activation(Activated):
     """y = activation(x): ``Activation("relu")``."""
 
     def __init__(self, activation: Any, **kwargs: Any) -> None:
@@ -160,7 +160,7 @@ class Flatten(Layer):
 
     def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.data_format = _data_format("Flatten", data_format)
+        self.data_format = data_format_of("Flatten", data_format)
         self._remember(data_format=self.data_format)
 
     def build(self, input_shape: tuple) -> None:
@@ -215,7 +215,7 @@ class Dropout(Layer):
         return F.dropout(inputs, self.rate, bool(training))
 
 
-def _data_format(where: str, data_format: Any) -> str:
+def data_format_of(where: str, data_format: Any) -> str:
     if data_format is None:
         return "channels_last"
     return checks.choice(where, "data_format", data_format, ("channels_last", "channels_first"))

@@ -15,7 +15,7 @@ from ... import checks
 from ... import functional as F
 from ...tensor import Tensor
 from .base import Layer
-from .core import _data_format
+from .core import data_format_of
 
 
 class _Pooling2D(Layer):
@@ -27,7 +27,7 @@ class _Pooling2D(Layer):
         self.strides = self.pool_size if strides is None else checks.ints(where, "strides", strides, 2, 1)
         self.padding = checks.choice(where, "padding", padding.lower() if isinstance(padding, str) else padding,
                                      ("valid", "same"))
-        self.data_format = _data_format(where, data_format)
+        self.data_format = data_format_of(where, data_format)
         self._remember(pool_size=self.pool_size, strides=self.strides, padding=self.padding,
                        data_format=self.data_format)
 
@@ -84,7 +84,7 @@ AvgPool2D = AveragePooling2D
 class _GlobalPooling2D(Layer):
     def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.data_format = _data_format(type(self).__name__, data_format)
+        self.data_format = data_format_of(type(self).__name__, data_format)
         self.keepdims = checks.flag(type(self).__name__, "keepdims", keepdims)
         self._remember(data_format=self.data_format, keepdims=self.keepdims)
 
