@@ -86,6 +86,14 @@ def test_a_seed_repeats_the_draws_on_every_backend(backend):
         np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+def test_random_crop_tells_a_model_the_window_size_as_keras_does():
+    model = keras.Sequential([keras.Input((10, 9, 2)), layers.RandomCrop(6, 5, seed=0), layers.Flatten(),
+                              layers.Dense(3)])
+    assert model.layers[-1].get_weights()[0].shape == (6 * 5 * 2, 3)  # Keras's (in, out)
+    out = model(ag.tensor(np.zeros((4, 10, 9, 2), dtype="float32")), training=True)
+    assert out.shape == (4, 3)
+
+
 def test_channels_first_is_channels_last_transposed():
     x = np.random.default_rng(2).random((3, 6, 5, 2)).astype("float32")
     last = layers.RandomRotation(0.2, seed=4)(ag.tensor(x), training=True).numpy()

@@ -192,6 +192,13 @@ class RandomCrop(_RandomImageLayer):
         self.width = checks.integer("RandomCrop", "width", width, minimum=1)
         self._remember(height=height, width=width, seed=seed, data_format=data_format)
 
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """The window's size, as Keras says (what training gives)."""
+        shape = list(input_shape)
+        rows, cols = (-3, -2) if self.data_format == "channels_last" else (-2, -1)
+        shape[rows], shape[cols] = self.height, self.width
+        return tuple(shape)
+
     def augment(self, xp: Any, images: Any, rng: np.random.Generator) -> Any:
         n, h, w, _ = images.shape
         if h < self.height or w < self.width:
