@@ -134,7 +134,10 @@ def classification_report(y_true: Any, y_pred: Any, target_names: Sequence[str] 
                           digits: int = 2) -> str:
     """scikit-learn's text report: precision, recall, F1 and support per class, then the accuracy
     and the macro and weighted averages. ``target_names`` names classes 0, 1, ...; every label
-    must be one of them."""
+    must be one of them; ``digits`` the decimals shown."""
+    from . import checks
+
+    digits = checks.integer("classification_report", "digits", digits, minimum=0)
     if target_names is not None:
         if isinstance(target_names, str) or not isinstance(target_names, Sequence) and \
                 not isinstance(target_names, np.ndarray):
