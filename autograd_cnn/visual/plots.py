@@ -8,6 +8,7 @@ matplotlib is imported only when one of them is called (``pip install 'autograd-
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from typing import Any
@@ -254,8 +255,12 @@ def _augmented(augment: Any, x: np.ndarray, seed: int | None) -> np.ndarray:
     batch = tensor(np.ascontiguousarray(last.transpose(0, 3, 1, 2) if first_axis else last), dtype="float32")
     rng = np.random.default_rng(seed)
     if keras_like:
-        if hasattr(augment, "_rng") and seed is not None:
-            augment._rng = rng  # the layer's own generator, so that the picture repeats
+        # a copy whose layers draw from ``rng``: the picture repeats, and the layers' own generators
+        # (or the seeded host generator that shuffles the data) are left where they were
+        augment = copy.deepcopy(augment)
+        for layer in augment.modules():
+            if hasattr(layer, "_rng"):
+                layer._rng = rng
         out = augment(batch, training=True)
     elif hasattr(augment, "apply") or hasattr(augment, "transforms"):
         out = augment(batch, rng=rng)
