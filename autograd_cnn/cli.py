@@ -95,6 +95,28 @@ def _optimizer(name: str, lr: float | None, model: Any) -> Any:
     return classes[name](model.parameters(), lr=lr)
 
 
+def _report(model: Any, x_test: Any, y_test: Any, args: argparse.Namespace) -> None:
+    """``train --report``: the test set's classification report, and its confusion matrix as a
+    picture beside the weights (``--save``), else in the current folder. Rank 0 prints and writes."""
+    from . import data, metrics
+    from .distributed import world
+
+    probabilities = model.predict(x_test, batch_size=args.batch_size)  # every process: predict is shared
+    if not world.is_main():
+        return
+    names = list(data.FASHION_MNIST_CLASSES) if args.dataset == "fashion-mnist" else None
+    print(metrics.classification_report(y_test, probabilities, target_names=names))
+    picture = Path(args.save).with_suffix(".confusion.png") if args.save else Path("confusion.png")
+    try:
+        from . import visual
+
+        visual.plot_confusion_matrix(y_test, probabilities, names or [str(i) for i in range(10)], path=picture)
+    except ImportError as e:  # matplotlib is an extra: the report stands without the picture
+        print(f"no confusion picture: {e}")
+        return
+    print(f"wrote the confusion matrix to {picture}")
+
+
 def _train(args: argparse.Namespace) -> Any:
     """Load, build, summarise, compile, fit, evaluate and save: the lecture workflow. Returns the model.
 
@@ -128,28 +150,6 @@ def _train(args: argparse.Namespace) -> Any:
         say(f"saved the trained weights to {args.save} "
             f"(restore: model.load_state_dict(ag.load({str(args.save)!r})))")
     return model
-
-
-def _report(model: Any, x_test: Any, y_test: Any, args: argparse.Namespace) -> None:
-    """``train --report``: the test set's classification report, and its confusion matrix as a
-    picture beside the weights (``--save``), else in the current folder. Rank 0 prints and writes."""
-    from . import data, metrics
-    from .distributed import world
-
-    probabilities = model.predict(x_test, batch_size=args.batch_size)  # every process: predict is shared
-    if not world.is_main():
-        return
-    names = list(data.FASHION_MNIST_CLASSES) if args.dataset == "fashion-mnist" else None
-    print(metrics.classification_report(y_test, probabilities, target_names=names))
-    picture = Path(args.save).with_suffix(".confusion.png") if args.save else Path("confusion.png")
-    try:
-        from . import visual
-
-        visual.plot_confusion_matrix(y_test, probabilities, names or [str(i) for i in range(10)], path=picture)
-    except ImportError as e:  # matplotlib is an extra: the report stands without the picture
-        print(f"no confusion picture: {e}")
-        return
-    print(f"wrote the confusion matrix to {picture}")
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:

@@ -438,16 +438,14 @@ class DataLoader:
         self.shuffle = checks.flag("DataLoader", "shuffle", shuffle)
         self.drop_last = checks.flag("DataLoader", "drop_last", drop_last)
         self.shard = checks.flag("DataLoader", "shard", shard)
+        if transform is not None and not callable(transform):
+            raise ArgumentTypeError(f"DataLoader: transform must be a data.transforms object or a callable "
+                                    f"taking a batch, got {type(transform).__name__}")
+        self.transform, self._transform_rng = transform, None
         if seed is not None and not (checks.is_int(seed) and seed >= 0):
             kind = ArgumentError if checks.is_int(seed) else ArgumentTypeError
             raise kind(f"DataLoader: seed must be None or an int >= 0, got {seed!r}")
         self._rng = np.random.default_rng(seed) if seed is not None else None
-        if transform is not None and not callable(transform):
-            raise ArgumentTypeError(f"DataLoader: transform must be a data.transforms object or a callable "
-                                    f"taking a batch, got {type(transform).__name__}")
-        self.transform = transform
-        # its own stream, so that augmenting does not change the order of the batches
-        self._transform_rng = np.random.default_rng([seed, 1]) if seed is not None else None
 
     def _rows(self) -> int:
         """How many samples this process iterates per pass."""
@@ -502,6 +500,9 @@ class DataLoader:
     def _augmented(self, xb: Any) -> Any:
         from . import random
 
+        if self._transform_rng is None and self._rng is not None:
+            # a stream of its own, spawned from the seed: augmenting leaves the batches' order as it was
+            self._transform_rng = self._rng.spawn(1)[0]
         rng = self._transform_rng or random.host_rng()
         if isinstance(self.transform, transforms.Transform):
             return self.transform(xb, rng=rng)

@@ -56,10 +56,10 @@ class Trainer:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self.scores: list[Metric] = []  # what each metric computes, in the order of their names in metrics
         self.optimizer: Any = None
         self.loss: CompiledLoss | None = None
-        self.metrics: list[str] = []  # the metrics' names, as the logs and the History key them
-        self.scores: list[Metric] = []  # what each computes, in the same order
+        self.metrics: list[str] = []
 
     def compile(self, optimizer: Any = "rmsprop", loss: Any = "sparse_categorical_crossentropy",
                 metrics: list | None = None, from_logits: bool | None = None) -> None:
