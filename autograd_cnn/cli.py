@@ -175,6 +175,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sample: the 5,000 MNIST digits shipped with the package (4,000 train / "
                              "1,000 test); mnist and fashion-mnist are downloaded when not found "
                              "(default: %(default)s)")
+    parser.add_argument("--report", action="store_true",
+                        help="print the test set's precision, recall and F1 per class, and draw its confusion "
+                             "matrix beside the weights (PATH.confusion.png; confusion.png without --save)")
     parser.add_argument("--epochs", type=_positive, default=5, help="default: %(default)s")
     parser.add_argument("--batch-size", type=_positive, default=128, help="default: %(default)s")
     parser.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "sgd", "adam", "adamw", "adadelta"],
@@ -184,9 +187,6 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use at most N training and N test images (quick runs)")
     parser.add_argument("--seed", type=_natural, default=0, help="seed of the initial weights and shuffling")
     parser.add_argument("--save", default=None, metavar="PATH", help="write the trained weights to PATH (.npz)")
-    parser.add_argument("--report", action="store_true",
-                        help="print the test set's precision, recall and F1 per class, and draw its confusion "
-                             "matrix beside the weights (PATH.confusion.png; confusion.png without --save)")
 
 
 def _demo(args: argparse.Namespace) -> int:
