@@ -211,3 +211,17 @@ def test_average_pooling_same_counts_only_the_values_inside_the_image():
         for j in range(4):  # total padding 1 per axis, all of it after the image
             want[0, i, j] = x[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3].mean(axis=(0, 1))
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_backend_image_data_format_is_the_layers_default():
+    from autograd_cnn.keras import backend
+
+    assert backend.image_data_format() == "channels_last" and backend.epsilon() == 1e-7
+    backend.set_image_data_format("channels_first")
+    try:
+        layer = ours.layers.Conv2D(4, 3)
+        assert layer.data_format == "channels_first"
+        assert layer(ag.zeros(2, 1, 8, 8)).shape == (2, 4, 6, 6)
+    finally:
+        backend.set_image_data_format("channels_last")
+    assert ours.layers.MaxPooling2D().data_format == "channels_last"

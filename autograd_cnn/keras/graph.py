@@ -30,6 +30,11 @@ def unique_name(prefix: str) -> str:
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
+def reset_names() -> None:
+    """Forget every count: the next Dense is ``dense`` again (``keras.backend.clear_session``)."""
+    _uids.clear()
+
+
 def shape_text(shape: Any) -> str:
     """(None, 26, 26, 32); a list of them for several outputs."""
     if isinstance(shape, list):

@@ -124,8 +124,17 @@ class Layer(Module):
         raise NotImplementedError(f"{type(self).__name__}: define call(self, inputs) in your Layer subclass")
 
     def compute_output_shape(self, input_shape: Any) -> Any:
-        """The output shape for ``input_shape`` (batch axis None): the layer run on a zero batch of one."""
-        inputs = _zeros_like_shape(input_shape, self._backend(), self.dtype)
+        """The output shape for ``input_shape`` (batch axis None): the layer run on a zero batch of one.
+
+        Sizes left open (``keras.Input(shape=(None, None, 3))``) are tried at two sizes; an output
+        size that follows them is open (None) too."""
+        shapes = [self._output_for(input_shape, size) for size in _TRIAL_SIZES]
+        if not _any_open(input_shape):
+            return shapes[0]
+        return _open_where_different(shapes[0], shapes[1])
+
+    def _output_for(self, input_shape: Any, size: int) -> Any:
+        inputs = _zeros_like_shape(input_shape, self._backend(), self.dtype, size)
         with no_grad(), self.switched_mode(training=False):
             out = self.call(inputs, **self._training_argument(False))
         return _symbolic_shape(out, input_shape)
@@ -377,16 +386,30 @@ def _batchless(shape: Any) -> Any:
     return (None,) + tuple(shape[1:]) if len(shape) else ()
 
 
-def _zeros_like_shape(shape: Any, backend: Any, dtype: str) -> Any:
+# The sizes an open (None) axis is tried at when working out a layer's output shape.
+_TRIAL_SIZES = (32, 37)
+
+
+def _zeros_like_shape(shape: Any, backend: Any, dtype: str, open_size: int = _TRIAL_SIZES[0]) -> Any:
     if isinstance(shape, list):
-        return [_zeros_like_shape(s, backend, dtype) for s in shape]
+        return [_zeros_like_shape(s, backend, dtype, open_size) for s in shape]
     if isinstance(shape, dict):
-        return {k: _zeros_like_shape(v, backend, dtype) for k, v in shape.items()}
-    if any(n is None for n in shape[1:]):
-        raise ShapeError(f"a shape of {shape_text(shape)} leaves sizes open (None) that this layer needs to know; "
-                         "give keras.Input every size but the batch")
-    concrete = (1 if shape[0] is None else shape[0],) + tuple(shape[1:])
+        return {k: _zeros_like_shape(v, backend, dtype, open_size) for k, v in shape.items()}
+    concrete = (1 if shape[0] is None else shape[0],) + tuple(open_size if n is None else n for n in shape[1:])
     return Tensor(backend.xp.zeros(concrete, dtype=dtype), backend)
+
+
+def _any_open(shape: Any) -> bool:
+    if isinstance(shape, (list, dict)):
+        return any(_any_open(s) for s in (shape if isinstance(shape, list) else shape.values()))
+    return any(n is None for n in shape[1:])
+
+
+def _open_where_different(a: Any, b: Any) -> Any:
+    """Shape ``a`` with None wherever shape ``b`` (the same output at another input size) differs."""
+    if isinstance(a, list):
+        return [_open_where_different(x, y) for x, y in zip(a, b)]
+    return tuple(p if p == q else None for p, q in zip(a, b))
 
 
 def _symbolic_shape(out: Any, input_shape: Any) -> Any:

@@ -216,8 +216,11 @@ class Dropout(Layer):
 
 
 def data_format_of(where: str, data_format: Any) -> str:
+    """A layer's data_format; None is ``keras.backend.image_data_format()`` (channels-last by default)."""
     if data_format is None:
-        return "channels_last"
+        from ..backend import image_data_format
+
+        return image_data_format()
     return checks.choice(where, "data_format", data_format, ("channels_last", "channels_first"))
 
 
