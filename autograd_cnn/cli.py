@@ -94,6 +94,28 @@ def _optimizer(name: str, lr: float | None, model: Any) -> Any:
     return classes[name](model.parameters(), lr=lr)
 
 
+def _report(model: Any, x_test: Any, y_test: Any, args: argparse.Namespace) -> None:
+    """``train --report``: the test set's classification report, and its confusion matrix as a
+    picture beside the weights (``--save``), else in the current folder. Rank 0 prints and writes."""
+    from . import data, metrics
+    from .distributed import world
+
+    probabilities = model.predict(x_test, batch_size=args.batch_size)  # every process: predict is shared
+    if not world.is_main():
+        return
+    names = list(data.FASHION_MNIST_CLASSES) if args.dataset == "fashion-mnist" else None
+    print(metrics.classification_report(y_test, probabilities, target_names=names))
+    picture = Path(args.save).with_suffix(".confusion.png") if args.save else Path("confusion.png")
+    try:
+        from . import visual
+
+        visual.plot_confusion_matrix(y_test, probabilities, names or [str(i) for i in range(10)], path=picture)
+    except ImportError as e:  # matplotlib is an extra: the report stands without the picture
+        print(f"no confusion picture: {e}")
+        return
+    print(f"wrote the confusion matrix to {picture}")
+
+
 def _train(args: argparse.Namespace) -> Any:
     """Load, build, summarise, compile, fit, evaluate and save: the lecture workflow. Returns the model.
 
@@ -122,6 +144,8 @@ def _train(args: argparse.Namespace) -> Any:
         raise KeyboardInterrupt  # main: exit 130
     test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=args.batch_size)
     say(f"test accuracy: {test_acc:.4f}  (test loss {test_loss:.4f})")
+    if getattr(args, "report", False):
+        _report(model, x_test, y_test, args)
     if args.save:
         if world.is_main():
             Path(args.save).parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +198,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sample: the 5,000 MNIST digits shipped with the package (4,000 train / "
                              "1,000 test); mnist and fashion-mnist are downloaded when not found "
                              "(default: %(default)s)")
+    parser.add_argument("--report", action="store_true",
+                        help="print the test set's precision, recall and F1 per class, and draw its confusion "
+                             "matrix beside the weights (PATH.confusion.png; confusion.png without --save)")
     parser.add_argument("--epochs", type=_positive, default=5, help="default: %(default)s")
     parser.add_argument("--batch-size", type=_positive, default=128, help="default: %(default)s")
     parser.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "sgd", "adam", "adamw", "adadelta"],

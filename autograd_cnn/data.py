@@ -4,6 +4,7 @@
     (x_train, y_train), (x_test, y_test) = load_sample(split=True)   # ships with the package
     (x_train, y_train), (x_test, y_test) = load_images("sample")     # float32 (N, 1, 28, 28) in [0, 1]
     for xb, yb in DataLoader(x_train, y_train, batch_size=128): ...
+    for xb, yb in DataLoader(x_train, y_train, transform=transforms.RandomHorizontalFlip()): ...
 
 Every loader looks for its files, in order, in ``$AUTOGRAD_CNN_DATA`` (the folder itself or its
 ``<name>/`` subfolder), in the cache folder (``$XDG_CACHE_HOME/autograd_cnn/<name>``, by default
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checks
+from . import checks, transforms
 from .errors import ArgumentError, ArgumentTypeError, AutogradError, ShapeError
 
 DATA_ENV = "AUTOGRAD_CNN_DATA"
@@ -319,8 +320,13 @@ def load_mnist(**fetch_args: Any) -> _Split:
 
 
 def load_fashion_mnist(**fetch_args: Any) -> _Split:
-    """Fashion-MNIST (Zalando): 10 kinds of clothing, shaped and typed as :func:`load_mnist`."""
+    """Fashion-MNIST (Zalando): 10 kinds of clothing, shaped and typed as :func:`load_mnist`;
+    ``FASHION_MNIST_CLASSES`` names labels 0-9."""
     return _load_idx_set("fashion-mnist", **fetch_args)
+
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
 
 
 def read_cifar10(path: str | os.PathLike) -> _Split:
@@ -446,10 +452,15 @@ class DataLoader:
     it, wrapping around to the start so that every process gets the same count and runs the
     same number of steps (with ``drop_last`` the incomplete last row of k is left out instead).
     In a world of one process it changes nothing.
+
+    ``transform`` (``data.transforms``, or any callable taking and returning a batch tensor
+    (N, C, H, W)) augments each batch of x on the active backend, its random draws taken from
+    the loader's generator: with ``seed`` the same augmented batches on every run.
     """
 
     def __init__(self, x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = True,
-                 seed: int | None = None, drop_last: bool = False, shard: bool = False) -> None:
+                 seed: int | None = None, drop_last: bool = False, shard: bool = False,
+                 transform: Any = None) -> None:
         self.x = _host_array(samples("DataLoader", "x", x))
         self.y = None if y is None else _host_array(samples("DataLoader", "y", y))
         if self.y is not None and len(self.y) != len(self.x):
@@ -459,6 +470,10 @@ class DataLoader:
         self.shuffle = checks.flag("DataLoader", "shuffle", shuffle)
         self.drop_last = checks.flag("DataLoader", "drop_last", drop_last)
         self.shard = checks.flag("DataLoader", "shard", shard)
+        if transform is not None and not callable(transform):
+            raise ArgumentTypeError(f"DataLoader: transform must be a data.transforms object or a callable "
+                                    f"taking a batch, got {type(transform).__name__}")
+        self.transform, self._transform_rng = transform, None
         if seed is not None and not (checks.is_int(seed) and seed >= 0):
             kind = ArgumentError if checks.is_int(seed) else ArgumentTypeError
             raise kind(f"DataLoader: seed must be None or an int >= 0, got {seed!r}")
@@ -512,10 +527,24 @@ class DataLoader:
             index = slice(i * self.batch_size, (i + 1) * self.batch_size)
             rows = order[index] if order is not None else index
             xb = Tensor(backend.from_host(np.ascontiguousarray(self.x[rows])), backend)
+            if self.transform is not None:
+                xb = self._augmented(xb)
             if self.y is None:
                 yield xb
             else:
                 yield xb, Tensor(backend.from_host(np.ascontiguousarray(self.y[rows])), backend)
+
+
+    def _augmented(self, xb: Any) -> Any:
+        from . import random
+
+        if self._transform_rng is None and self._rng is not None:
+            # a stream of its own, spawned from the seed: augmenting leaves the batches' order as it was
+            self._transform_rng = self._rng.spawn(1)[0]
+        rng = self._transform_rng or random.host_rng()
+        if isinstance(self.transform, transforms.Transform):
+            return self.transform(xb, rng=rng)
+        return self.transform(xb)
 
 
 def _host_array(a: Any) -> np.ndarray:

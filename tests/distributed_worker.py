@@ -61,7 +61,7 @@ def fit_case(case: str, processes: int, batch_size: int, callbacks: list | None 
     ag.manual_seed(0)
     model = getattr(models, model_name)().to(dtype)
     model.compile(optimizer=optimizer(opt_name, list(model.parameters())),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy", "f1"])
     history = model.fit(x.astype(dtype), y, epochs=EPOCHS, batch_size=batch_size, verbose=0,
                         callbacks=callbacks)
     return model, history

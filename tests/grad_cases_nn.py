@@ -49,6 +49,30 @@ def _layer(factory, names=("weight", "bias")):
     return fn
 
 
+def _dropconnect(factory, p):
+    """DropConnect in training around a layer, the layer's weight and bias as checked inputs, and
+    one mask for every call (seeded before each), so central differences see one function."""
+    layers = {}
+
+    def fn(x, weight, bias):
+        layer = layers.get(x.backend)
+        if layer is None:
+            ag.manual_seed(0)
+            with ag.use_backend(x.backend):
+                layer = layers[x.backend] = nn.DropConnect(factory().double(), p).train()
+        inner = layer.module
+        saved = inner.weight, inner.bias
+        object.__setattr__(inner, "weight", weight)
+        object.__setattr__(inner, "bias", bias)
+        ag.manual_seed(3)
+        try:
+            return layer(x)
+        finally:
+            object.__setattr__(inner, "weight", saved[0])
+            object.__setattr__(inner, "bias", saved[1])
+    return fn
+
+
 def _bn_eval_layer():
     layer = nn.BatchNorm1d(3)
     layer.load_state_dict({**layer.state_dict(), "running_mean": np.array([0.2, -0.1, 0.3]),
@@ -75,6 +99,9 @@ CASES = [
          [(1, 2, 2, 3), (2, 2, 2, 2), (2,)], double=False),
     Case("layer_locally_connected2d", _layer(lambda: nn.LocallyConnected2d(2, 2, 2, input_size=3)),
          [(2, 2, 3, 3), (2, 2, 2, 2, 2, 2), (2, 2, 2)], double=False),
+    Case("layer_dropconnect_linear", _dropconnect(lambda: nn.Linear(4, 3), 0.4), [(5, 4), (3, 4), (3,)]),
+    Case("layer_dropconnect_conv2d", _dropconnect(lambda: nn.Conv2d(2, 3, 3, padding=1), 0.3),
+         [(2, 2, 4, 4), (3, 2, 3, 3), (3,)], double=False),
     Case("layer_batchnorm2d_train", _layer(lambda: nn.BatchNorm2d(2)), [(3, 2, 2, 2), (2,), (2,)], double=False),
     Case("layer_batchnorm1d_eval", _layer(_bn_eval_layer), [(4, 3), (3,), (3,)], double=False),
     Case("layer_mlp_dropout", _layer(lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Dropout(0.0),

@@ -265,3 +265,17 @@ def test_the_demo_s_closing_hint_runs_as_printed(tmp_path):
                            env=env)
     assert shown.returncode == 0, f"{command}\n{shown.stderr[-2000:]}"
     assert (tmp_path / "out" / "filters.png").is_file()
+
+
+def test_train_report_prints_the_classification_report_and_draws_the_confusion_matrix(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "w" / "mlp.npz"
+    assert cli.main(["train", "--model", "lecture-mlp", "--epochs", "1", "--limit", "300", "--save", str(path),
+                     "--report"]) == 0
+    out = capsys.readouterr().out
+    report = out.split("test accuracy: ")[1]
+    assert report.splitlines()[1].split() == ["precision", "recall", "f1-score", "support"]
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert f"    accuracy                           {accuracy:.2f}       300" in report
+    picture = tmp_path / "w" / "mlp.confusion.png"
+    assert picture.read_bytes()[:4] == b"\x89PNG" and f"wrote the confusion matrix to {picture}" in out

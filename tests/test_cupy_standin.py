@@ -25,6 +25,7 @@ HERE = Path(__file__).parent
 # Keras model's fit.
 FILES = ["test_ops.py", "test_grad.py", "test_pool.py", "test_conv.py", "test_nn.py", "test_optim.py",
          "test_gpu.py", "test_dlpack.py", "test_onnx.py", "test_training.py", "test_keras_models.py"]
+FILES += ["test_transforms.py", "test_keras_augmentation.py"]  # the augmentation kernels
 # What a stand-in cannot show: its arrays are NumPy's, so NumPy and "CuPy" tensors mix freely.
 NOT_ON_A_STANDIN = "not mixed_backends and not state_follows and not import_does_not_load"
 

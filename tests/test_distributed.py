@@ -136,6 +136,8 @@ def test_k_processes_train_as_one_process_with_k_times_the_batch(job, case):
         assert ours.dtype == value.dtype
         assert _close(case, ours, value.numpy()), f"{case}: {name}"
     assert reports[0]["histories"][case]["accuracy"] == history.history["accuracy"]
+    # F1 from the confusion matrices summed over the processes: the one process's F1 of all samples
+    np.testing.assert_allclose(reports[0]["histories"][case]["f1"], history.history["f1"], rtol=1e-12)
     np.testing.assert_allclose(reports[0]["histories"][case]["loss"], history.history["loss"],
                                rtol=1e-10 if CASES[case][2] == "float64" else 1e-5)
 

@@ -181,8 +181,8 @@ def test_evaluate_and_predict_check_their_arguments():
     ({"optimizer": "lbfgs"}, ValueError, r"compile: unknown optimizer 'lbfgs'"),
     ({"loss": 5}, TypeError, r"compile: loss must be one of .* or a callable loss\(output, target\), got 5"),
     ({"loss": "hinge"}, ValueError, r"compile: unknown loss 'hinge'"),
-    ({"metrics": "accuracy"}, TypeError, r"compile: metrics must be a list such as \['accuracy'\], got 'accuracy'"),
-    ({"metrics": ["f1"]}, ValueError, r"compile: unknown metric 'f1'"),
+    ({"metrics": "accuracy"}, TypeError, r"compile: metrics must be a list such as \[.*\], got 'accuracy'"),
+    ({"metrics": ["auc"]}, ValueError, r"compile: unknown metric 'auc'"),
     ({"from_logits": 1}, TypeError, r"compile: from_logits must be True, False or None, got 1"),
 ])
 def test_compile_checks_each_argument(kwargs, kind, pattern):

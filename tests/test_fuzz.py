@@ -957,12 +957,15 @@ LAYERS = {
     "Softmax": (nn.Softmax, (often(st.integers(-1, 0), ANY_ARG),), 2),
     "Dropout": (nn.Dropout, (often(st.floats(0, 0.9), ANY_ARG),), 2),
     "BatchNorm1d": (nn.BatchNorm1d, (SIZE,), 2), "BatchNorm2d": (nn.BatchNorm2d, (SIZE,), 4),
+    "DropConnect": (nn.DropConnect, (often(st.builds(nn.Linear, st.integers(1, 2), st.integers(1, 2)), ANY_ARG),
+                                     often(st.floats(0, 0.9), ANY_ARG)), 2),
 }
 
 
 def fitting_shape(layer: nn.Module, rank: int, shape: tuple) -> tuple:
     """``shape`` of ``rank`` dimensions, changed to what ``layer`` takes (its channels or features)."""
     shape = list(shape)
+    layer = getattr(layer, "module", layer)  # DropConnect: the layer it wraps takes the input
     if isinstance(getattr(layer, "in_features", None), int):
         shape[-1] = layer.in_features
     for name in ("in_channels", "num_features"):
@@ -989,7 +992,7 @@ def test_fuzz_layers(name, data):
     x = data.draw(often(tensors(FLOATS, fits), inputs(FLOATS, shapes(1, 4, 1, 3))))
     op = {"Linear": "linear", "Conv1d": "conv1d", "Conv2d": "conv2d", "ConvTranspose2d": "conv_transpose2d",
           "LocallyConnected2d": "locally_connected2d", "Softmax": "softmax", "BatchNorm1d": "batch_norm",
-          "BatchNorm2d": "batch_norm"}.get(name, name.lower())
+          "BatchNorm2d": "batch_norm", "DropConnect": "linear"}.get(name, name.lower())
     out = attempt(name, layer, x, aliases=(op, "pool", "Dropout", "reshape"))
     if out is REFUSED:
         return
@@ -998,7 +1001,8 @@ def test_fuzz_layers(name, data):
         return
     assert not text_or_objects(x) and isinstance(out, ag.Tensor)
     if isinstance(x, ag.Tensor) and isinstance(out, ag.Tensor):
-        assert out.dtype == x.dtype or name.startswith(("Linear", "Conv", "Locally", "BatchNorm")), out.dtype
+        assert out.dtype == x.dtype or name.startswith(("Linear", "Conv", "Locally", "BatchNorm", "DropConnect")), \
+            out.dtype
 
 
 # --------------------------------------------------------------------------- optimizers

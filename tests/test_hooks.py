@@ -273,7 +273,7 @@ def test_layers_inherit_no_training_loop():
 
 NN = Path(nn.__file__).parent
 # each imports only earlier ones
-ORDER = ["init", "callbacks", "summary", "guard", "training", "module", "layers", "__init__"]
+ORDER = ["init", "callbacks", "summary", "guard", "training", "module", "layers", "dropconnect", "__init__"]
 
 
 def test_nn_files_import_only_the_files_below_them():

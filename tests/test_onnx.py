@@ -127,6 +127,9 @@ CASES = {
     "locally_connected": (lambda: nn.Sequential(nn.LocallyConnected2d(3, 4, 3, (8, 7), stride=2), nn.Flatten()),
                           (1, 3, 8, 7)),
     "sequences": (Sequences, (1, 4, 5)),
+    # the evaluation form: the weights as they are
+    "dropconnect": (lambda: nn.Sequential(nn.DropConnect(nn.Conv2d(2, 3, 3), 0.4), nn.ReLU(), nn.Flatten(),
+                                          nn.DropConnect(nn.Linear(48, 5), 0.3)), (1, 2, 6, 6)),
     "functional": (Functional, (1, 3, 6, 6)),
     "several_outputs": (Pieces, (1, 3, 6, 6)),
 }

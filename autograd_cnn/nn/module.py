@@ -404,7 +404,10 @@ class Module:
         ``optimizer``: "rmsprop", "adam", "adamw", "sgd", "adadelta" (default settings) or an
         optimizer object. ``loss``: "sparse_categorical_crossentropy" (integer labels),
         "categorical_crossentropy" (one-hot labels), "mse", or a callable ``loss(output, y)``.
-        ``metrics``: ``["accuracy"]`` or None. The classification losses read logits unless
+        ``metrics``: names among "accuracy", "precision", "recall" and "f1" (macro averages over
+        the classes), ``keras.metrics`` objects, or None; each is the score of the whole epoch or
+        validation set (from its confusion matrix), logged under its name in the progress line
+        and the History ("f1", "val_f1"). The classification losses read logits unless
         the model's output is a softmax (``nn.Softmax``, ``F.softmax`` or ``x.softmax(axis=1)``:
         the graph tells); then they read the softmax's input, as stable as cross-entropy on
         logits, and never apply a second softmax. ``from_logits=False`` says the outputs are
@@ -436,7 +439,8 @@ class Module:
                                        validation_split, initial_epoch)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
-        """(loss, accuracy) on (x, y) in evaluation mode; the loss alone without the accuracy metric."""
+        """(loss, accuracy) on (x, y) in evaluation mode, (loss, *metrics) in compile's order for
+        several metrics; the loss alone without metrics."""
         return self._trainer_now().evaluate(x, y, batch_size, verbose)
 
     def predict(self, x: Any, batch_size: int = 128, verbose: int = 0) -> np.ndarray:

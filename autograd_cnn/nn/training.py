@@ -32,6 +32,7 @@ from ..autograd import enable_grad, no_grad
 from ..backends import backend_of, get_backend
 from ..data import finite, samples
 from ..errors import ArgumentError, ArgumentTypeError, ShapeError, UsageError, shape_str
+from ..metrics import Metric, metric
 from ..ops.activation import Softmax
 from ..random import host_rng
 from ..tensor import Tensor
@@ -56,6 +57,7 @@ class Trainer:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self.scores: list[Metric] = []  # what each metric computes, in the order of their names in metrics
         self.optimizer: Any = None
         self.loss: CompiledLoss | None = None
         self.metrics: list[str] = []
@@ -66,15 +68,12 @@ class Trainer:
         """Check the choices, then keep them (all or none); see ``Module.compile``."""
         if from_logits is not None and not isinstance(from_logits, (bool, np.bool_)):
             raise ArgumentTypeError(f"compile: from_logits must be True, False or None, got {from_logits!r}")
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise ArgumentTypeError(f"compile: metrics must be a list such as ['accuracy'], got {metrics!r}")
-        for m in metrics or []:
-            if m not in ("accuracy", "acc"):
-                raise ArgumentError(f"compile: unknown metric {m!r}; the one metric is 'accuracy'")
+        metrics = _metrics(metrics)
         optimizer = _make_optimizer(optimizer, self.model)
         loss, from_logits = _keras_loss(loss, from_logits)
         loss = CompiledLoss(loss, self.model, from_logits)
-        self.optimizer, self.loss, self.metrics = optimizer, loss, ["accuracy"] if metrics else []
+        self.optimizer, self.loss, self.scores = optimizer, loss, metrics
+        self.metrics = [m.name for m in metrics]
         self.model.stop_training = False  # Keras's flag: callbacks set it to end fit early
 
     def _check_compiled(self, what: str) -> None:
@@ -148,7 +147,7 @@ class Trainer:
     def _fit_epoch(self, data: _Data, epoch: int, epochs: int, shuffle: bool, verbose: int,
                    callbacks: list, interrupt: _DeferredInterrupt, val: _Data | None, guard: StepGuard) -> dict:
         bar = _progress(data.steps, f"Epoch {epoch + 1}/{epochs}", verbose == 1)
-        sums = _RunningSums(data.backend, "fit", self.metrics, data.world)
+        sums = _RunningSums(data.backend, "fit", self.scores, data.world)
         start = time.perf_counter()
         try:
             for step, (xb, yb) in enumerate(data.batches(shuffle)):
@@ -185,9 +184,9 @@ class Trainer:
 
     # --- evaluate and predict -------------------------------------------------
     def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1, result: str = "tuple") -> Any:
-        """(loss, accuracy), or the loss alone; see ``Module.evaluate``. ``result="list"`` gives Keras's
-        result instead: the loss alone without metrics, else ``[loss, *metrics]`` in the logs' order;
-        ``result="dict"`` the logs by name."""
+        """(loss, accuracy), (loss, *metrics) in compile's order, or the loss alone; see
+        ``Module.evaluate``. ``result="list"`` gives Keras's result instead: the loss alone without
+        metrics, else ``[loss, *metrics]`` in the logs' order; ``result="dict"`` the logs by name."""
         self._check_compiled("evaluate")
         verbose = _verbosity("evaluate", verbose)
         world = _world()
@@ -199,7 +198,7 @@ class Trainer:
             return logs
         if result == "list":
             return list(logs.values()) if len(logs) > 1 else logs["loss"]
-        return (logs["loss"], logs["accuracy"]) if "accuracy" in logs else logs["loss"]
+        return (logs["loss"], *(logs[name] for name in self.metrics)) if self.metrics else logs["loss"]
 
     def train_on_batch(self, x: Any, y: Any) -> Any:
         """One optimizer step on one batch (x, y) as it is; the loss, or ``[loss, *metrics]`` of that
@@ -209,7 +208,7 @@ class Trainer:
         alone = _Alone()  # each process steps on its own batch: no averaging between processes here
         data = self._data(x, y, max(len(samples("train_on_batch", "x", x)), 1), "train_on_batch", alone)
         guard = StepGuard(self.optimizer, self.model, data.backend, 1, "train_on_batch")
-        sums = _RunningSums(data.backend, "train_on_batch", self.metrics, alone)
+        sums = _RunningSums(data.backend, "train_on_batch", self.scores, alone)
         with self.model.switched_mode(training=True):
             for xb, yb in data.batches(False):
                 self.optimizer.zero_grad()
@@ -224,7 +223,7 @@ class Trainer:
 
     def _evaluate_data(self, data: _Data, bar: bool = False) -> dict:
         progress = _progress(data.steps, "Evaluate", bar)
-        sums = _RunningSums(data.backend, "evaluate", self.metrics, data.world)
+        sums = _RunningSums(data.backend, "evaluate", self.scores, data.world)
         with self.model.switched_mode(training=False), no_grad():
             for xb, yb in data.batches(False):
                 out = self._forward(xb)
@@ -586,17 +585,23 @@ def _source(op: str, name: str, data: Any, labels: bool = False) -> tuple[Any, A
 
 
 class _RunningSums:
-    """Sums of loss and correct predictions kept on the backend; read to the host on demand.
+    """Sums of loss and predictions kept on the backend; read to the host on demand.
 
+    Accuracy alone needs the count of right predictions; precision, recall and F1 need the
+    confusion matrix of every sample so far (summed batch by batch with a bincount on the
+    backend), so that they are the epoch's scores, not a mean of the batches' scores.
     Under several processes a read adds up every process's sums (one small all-reduce), so the
     figures, the NaN check and a Ctrl-C seen by any process are the same on all of them.
     """
 
-    def __init__(self, backend: Any, op: str, metrics: list[str], world: Any) -> None:
-        self.backend, self.op, self.world = backend, op, world
+    def __init__(self, backend: Any, op: str, metrics: list[Metric], world: Any) -> None:
+        self.backend, self.op, self.world, self.metrics = backend, op, world, metrics
         self.loss_sum = self.correct = 0.0
         self.count = 0
-        self.accuracy = "accuracy" in metrics
+        self.accuracy = any(m.kind == "accuracy" for m in metrics)
+        self.confusion: Any = None  # K x K on the backend, once the first batch says K
+        self.needs_confusion = any(m.kind != "accuracy" for m in metrics)
+        self.one_output = False
         # The CPU pays nothing to read a number: read every step there (the progress bar, Ctrl-C).
         self.every_step = backend.name in StepGuard.HOST_CHECKED
         self.last_read_time = time.perf_counter()
@@ -606,8 +611,17 @@ class _RunningSums:
         n = len(out)
         self.loss_sum = self.loss_sum + loss.data * n
         self.count += n
+        if not self.metrics:
+            return
+        xp = self.backend.xp
+        target, predicted, k = _classes(out.data, yb.data)
         if self.accuracy:
-            self.correct = self.correct + _correct(out.data, yb.data, self.backend.xp)
+            self.correct = self.correct + (predicted == target).sum()
+        if self.needs_confusion:
+            self.one_output = out.ndim < 2 or out.shape[1] == 1
+            counts = xp.bincount((target * k + predicted).reshape(-1).astype(xp.int64),
+                                 minlength=k * k).reshape(k, k)
+            self.confusion = counts if self.confusion is None else self.confusion + counts
 
     def due(self, step: int) -> bool:
         if self.every_step:
@@ -621,29 +635,51 @@ class _RunningSums:
         return requested if self.world.size == 1 else self.interrupted
 
     def read(self, interrupted: bool = False) -> dict:
-        """The averages so far as Python floats (a step that was not finite never gets here: fit's
-        StepGuard stops before it)."""
+        """The averages and scores so far as Python floats (a step that was not finite never gets
+        here: fit's StepGuard stops before it)."""
         loss_sum, correct, count = float(self.loss_sum), float(self.correct), float(self.count)
+        confusion = None if self.confusion is None else self.backend.to_host(self.confusion).astype(np.float64)
         if self.world.size > 1:
             totals = np.array([loss_sum, correct, count, float(interrupted)])
+            if confusion is not None:
+                totals = np.concatenate([totals, confusion.reshape(-1)])
             self.world.wait([self.world.start_all_reduce(totals, "sum", self.op, "the running loss and metrics")])
             loss_sum, correct, count = totals[:3]
             self.interrupted = bool(totals[3])
+            if confusion is not None:
+                confusion = totals[4:].reshape(confusion.shape)
         self.last_read_time = time.perf_counter()
         logs = {"loss": loss_sum / max(count, 1)}
-        if self.accuracy:
-            logs["accuracy"] = correct / max(count, 1)
+        for m in self.metrics:
+            if m.kind == "accuracy":
+                logs[m.name] = correct / max(count, 1)
+            elif confusion is not None:
+                logs[m.name] = m.from_confusion(confusion, self.one_output)
         return logs
 
 
-def _correct(out: Any, y: Any, xp: Any) -> Any:
-    """How many predictions in the batch are right (a backend number, not read to the host)."""
+def _classes(out: Any, y: Any) -> tuple[Any, Any, int]:
+    """(true classes, predicted classes, how many classes) of a batch, on the backend: the argmax
+    of rows of scores (and of one-hot labels), or a decision at 0.5 for one output per sample."""
     if out.ndim >= 2 and out.shape[1] > 1:
-        predicted = out.argmax(axis=1)
         target = y.argmax(axis=1) if y.ndim == out.ndim else y
-        return (predicted == target).sum()
-    # one output per sample: a binary decision at 0.5
-    return ((out.reshape(y.shape) > 0.5) == (y > 0.5)).sum()
+        return target, out.argmax(axis=1), out.shape[1]
+    return y > 0.5, out.reshape(y.shape) > 0.5, 2
+
+
+def _metrics(metrics: Any) -> list[Metric]:
+    """compile's metrics as Metric objects: names ("accuracy", "f1", ...) or keras.metrics objects."""
+    if metrics is None:
+        return []
+    if not isinstance(metrics, (list, tuple)):
+        raise ArgumentTypeError(f"compile: metrics must be a list such as ['accuracy', 'f1'], got {metrics!r}")
+    parsed = [metric("compile", m) for m in metrics]
+    names = [m.name for m in parsed]
+    for name in names:
+        if names.count(name) > 1 or name == "loss":
+            raise ArgumentError(f"compile: two metrics would be logged as {name!r}; give each a name of its "
+                                f"own (metrics={names})")
+    return parsed
 
 
 def _format(logs: dict, sep: str = ", ", eq: str = "=") -> str:

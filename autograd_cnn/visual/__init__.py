@@ -17,9 +17,10 @@ from __future__ import annotations
 from .dot import backward_graph, both_graph, draw, forward_graph, save
 from .frames import backprop_frames
 from .gradcheck import gradcheck_graph
-from .plots import plot_training
+from .plots import plot_confusion_matrix, plot_mistakes, plot_training, show_augmentations
 from .render import RenderError
 from .trace import Trace, record_gradients, trace
 
 __all__ = ["RenderError", "Trace", "backprop_frames", "backward_graph", "both_graph", "draw",
-           "forward_graph", "gradcheck_graph", "plot_training", "record_gradients", "save", "trace"]
+           "forward_graph", "gradcheck_graph", "plot_confusion_matrix", "plot_mistakes", "plot_training",
+           "record_gradients", "save", "show_augmentations", "trace"]

@@ -1,6 +1,7 @@
 """Keras's layers: channels-last by default, sizes inferred from the first input, Keras's names."""
 from __future__ import annotations
 
+from .augmentation import RandomContrast, RandomCrop, RandomFlip, RandomRotation, RandomTranslation, RandomZoom
 from .base import Layer
 from .convolutional import Conv1D, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D, ZeroPadding2D
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, LeakyReLU, ReLU, Reshape, Softmax
@@ -13,3 +14,4 @@ __all__ = ["Activation", "Add", "Average", "AveragePooling2D", "AvgPool2D", "Bat
            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Input", "InputLayer", "Layer", "LeakyReLU", "MaxPool2D",
            "MaxPooling2D", "Maximum", "Minimum", "Multiply", "ReLU", "Reshape", "SeparableConv2D", "Softmax",
            "Subtract", "ZeroPadding2D", "add", "concatenate"]
+__all__ += ["RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom"]
