@@ -451,9 +451,10 @@ class Function:
                 # Numbers and arrays become constant tensors, then the op runs on those.
                 return cls.apply(*_as_tensors(cls.__name__, inputs), **params)
             if t._backend is not backend:
-                if backend is not None:
-                    raise _two_backends(cls.__name__, backend, t._backend)
-                backend = t._backend
+                if backend is not None:  # numpy and numba hold the same arrays: they mix
+                    backend = backend.mixed_with(t._backend) or _raise(_two_backends(cls.__name__, backend, t._backend))
+                else:
+                    backend = t._backend
             arrays.append(t._data)
             needs.append(t.requires_grad)
         if backend is None:
@@ -536,6 +537,10 @@ def _user_line() -> str:
 
 def _where(node: Context) -> str:
     return f" in {node.scope}" if node.scope else ""
+
+
+def _raise(error: Exception) -> Any:
+    raise error
 
 
 def _two_backends(op: str, first: Any, second: Any) -> BackendError:

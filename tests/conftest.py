@@ -9,13 +9,15 @@ import pytest
 import autograd_cnn as ag
 from autograd_cnn import data
 from autograd_cnn.autograd import Function
-from autograd_cnn.backends import Backend, cupy_usable
+from autograd_cnn.backends import Backend, cupy_usable, numba_installed
 from autograd_cnn.backends.threads import Workers
 
 _CUPY_OK, _CUPY_WHY = cupy_usable()
+NUMBA_OK = numba_installed()
 
 BACKENDS = [
     "numpy",
+    pytest.param("numba", marks=pytest.mark.skipif(not NUMBA_OK, reason="Numba is not installed")),
     pytest.param("cupy", marks=[pytest.mark.gpu,
                                 pytest.mark.skipif(not _CUPY_OK, reason=f"CuPy backend unusable: {_CUPY_WHY}")]),
 ]

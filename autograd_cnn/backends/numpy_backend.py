@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .base import Backend
 from .threads import BlasThreads, Workers, thread_count
 from .xp_backend import XpBackend
 
@@ -108,6 +109,13 @@ class NumpyBackend(XpBackend):
             self.blas.stop()  # its threads would take the cores from the workers
             self._blas_spinning, self._blas_parked = False, blas_threads
         return self.workers.run(fn, parts, count=count)  # BLAS parked on one thread
+
+    def mixed_with(self, other: Backend) -> Backend | None:
+        """numpy and numba hold the same NumPy arrays: their tensors mix, and the op runs on the
+        backend with compiled kernels (the subclass), as fast and within rounding of the other."""
+        if isinstance(other, NumpyBackend):
+            return other if isinstance(other, type(self)) else self
+        return None
 
     def is_array(self, obj: Any) -> bool:
         return type(obj) is np.ndarray or isinstance(obj, np.ndarray)

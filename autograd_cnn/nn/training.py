@@ -102,6 +102,8 @@ class Trainer:
         model.train()
         replicas = _replicate(model, world)
         guard = StepGuard(self.optimizer, model, data.backend, world.size)
+        if verbose:
+            print(_backend_line(data.backend))
         for cb in callbacks:
             cb.on_train_begin({})
         try:
@@ -214,6 +216,15 @@ class Trainer:
     def _data(self, x: Any, y: Any, batch_size: int, op: str, world: Any, training: bool = False) -> _Data:
         sparse = self.loss is not None and self.loss.kind == "sparse"
         return _Data(self.model, x, y, batch_size, op, sparse, world, training)
+
+
+def _backend_line(backend: Any) -> str:
+    """fit's first line: the backend it trains on, and its device and threads where known."""
+    info = backend.describe()
+    details = [str(info[k]) for k in ("device",) if k in info]
+    if "kernel_threads" in info:
+        details.append(f"{info['kernel_threads']} kernel threads")
+    return f"Training on the {backend.name} backend" + (f" ({', '.join(details)})" if details else "")
 
 
 def _verbosity(op: str, verbose: Any) -> int:
