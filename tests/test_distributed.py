@@ -25,7 +25,7 @@ import pytest
 from distributed_worker import BATCH, CASES, EVAL_SAMPLES, fit_case, loop_case, samples
 
 import autograd_cnn as ag
-from autograd_cnn import models
+from autograd_cnn import backends, models
 from autograd_cnn.backends import cupy_usable
 from autograd_cnn.backends.threads import THREADS_ENV_VAR, usable_cores
 from autograd_cnn.distributed.world import share_cores
@@ -212,8 +212,11 @@ def test_the_processes_on_a_machine_share_its_cores(job):
 
 def test_a_lone_process_or_a_set_thread_count_keeps_its_threads(monkeypatch):
     cpu = ag.get_backend("numpy")
-    monkeypatch.setattr(cpu, "threads", cpu.threads)
-    monkeypatch.setattr(cpu, "workers", cpu.workers)
+    monkeypatch.setattr(backends, "_cpu_threads", backends._cpu_threads)
+    for loaded in backends.all_loaded():  # numba, where loaded, takes the same share
+        if isinstance(loaded, backends.NumpyBackend):
+            monkeypatch.setattr(loaded, "threads", loaded.threads)
+            monkeypatch.setattr(loaded, "workers", loaded.workers)
     before = cpu.threads
     share_cores(1)
     assert cpu.threads == before
@@ -223,6 +226,8 @@ def test_a_lone_process_or_a_set_thread_count_keeps_its_threads(monkeypatch):
     monkeypatch.delenv(THREADS_ENV_VAR)
     share_cores(4)
     assert cpu.threads == (max(1, usable_cores() // 4) if cpu.blas is not None else 1)
+    if "numba" in ag.available_backends():
+        assert ag.get_backend("numba").threads == cpu.threads
 
 
 @needs_mpi

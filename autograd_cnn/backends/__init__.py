@@ -35,6 +35,7 @@ _instances: dict[str, Backend] = {"numpy": NumpyBackend.instance()}
 # The default backend, or the name of one not loaded yet: unset, "cpu" loads Numba only when
 # the first tensor asks for the default.
 _default: Backend | str = "cpu"
+_cpu_threads: int | None = None  # set_cpu_threads's count, for a CPU backend loaded after it
 #: What is wrong with AUTOGRAD_CNN_BACKEND, when the ``autograd-cnn`` command imported the package
 #: (its --help and info must still work, and info tells it); any other import raises instead.
 env_problem: str | None = None
@@ -55,7 +56,19 @@ def _load_numba() -> Backend:
         from .numba_backend import NumbaBackend  # imports numba; raises BackendError if missing
 
         _instances["numba"] = NumbaBackend.instance()
+        if _cpu_threads is not None:
+            _instances["numba"].set_threads(_cpu_threads)
     return _instances["numba"]
+
+
+def set_cpu_threads(count: int) -> None:
+    """Run the CPU backends' kernels on ``count`` threads: those loaded now and those loaded later
+    (under mpiexec the processes of one machine share its cores; see distributed.world)."""
+    global _cpu_threads
+    _cpu_threads = count
+    for backend in _instances.values():
+        if isinstance(backend, NumpyBackend):
+            backend.set_threads(count)
 
 
 def numba_installed() -> bool:

@@ -20,8 +20,6 @@ from numba import njit
 
 kernel = njit(cache=True, nogil=True)
 
-# ruff: noqa: ANN001, ANN201 -- Numba infers the types; hints would suggest a Python signature
-
 
 # ---------------------------------------------------------------- windows and pooling
 # Images arrive padded (the backend pads them), so no loop tests a window against the image's

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import backend_of, get_backend
+from ..backends import backend_of, set_cpu_threads
 from ..backends.threads import THREADS_ENV_VAR, usable_cores
 from ..errors import DistributedError, shape_str
 from ..tensor import Tensor
@@ -268,7 +268,7 @@ def share_cores(processes: int) -> None:
     them as threads (at least one), unless AUTOGRAD_CNN_THREADS sets the count. Two processes
     with a thread per core each would make every core take turns between them."""
     if processes > 1 and not os.environ.get(THREADS_ENV_VAR, "").strip():
-        get_backend("numpy").set_threads(max(1, usable_cores() // processes))
+        set_cpu_threads(max(1, usable_cores() // processes))
 
 
 def current() -> World:
