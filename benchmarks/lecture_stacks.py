@@ -16,8 +16,9 @@ Cases (float32, batch 128):
 
 Each framework alone in its own process, ``--runs`` processes each, taken in turn
 (``common.solo_in_turn``); a process's figure is the median of its timed steps (one epoch for
-``fit``). Peak memory: the growth of the process's peak resident size over three timed steps
-(over the epoch for ``fit``), after its reset once warm (``/proc/self/clear_refs``).
+``fit``). Peak memory: the growth of the process's peak resident size over its first three steps
+(over the warm-up and the epoch for ``fit``) from its size with the model and data made
+(``/proc/self/clear_refs`` resets the peak): what the training itself allocates.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/lecture_stacks.py [--cases cnn mlp] [--runs 3]
 """
@@ -52,16 +53,17 @@ def mlp_data() -> tuple:
 
 def mlp_ours() -> Callable[[], Any]:
     import autograd_cnn as ag
-    from autograd_cnn import models, nn, optim
+    import autograd_cnn.functional as F
+    from autograd_cnn import models, optim
 
     ag.manual_seed(0)
     model, (x0, y0) = models.lecture_mlp(softmax=False), mlp_data()
     optimizer = optim.RMSprop(model.parameters(), lr=LR, alpha=RHO, eps=EPS)
-    x, y, loss_fn = ag.tensor(x0), ag.tensor(y0), nn.CrossEntropyLoss()
+    x, y = ag.tensor(x0), ag.tensor(y0)
 
     def step() -> Any:
         optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
+        loss = F.cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
         return loss
@@ -212,18 +214,18 @@ def _reset_peak() -> int:
 def child(framework: str, case: str, repeat: int) -> None:
     if case == "fit":
         warm, epoch = make_fit(framework)
-        warm()
         before = _reset_peak()
+        warm()
         start = time.perf_counter()
         epoch()
         median, peak = time.perf_counter() - start, _vm_kib("VmHWM") - before
     else:
         step = make_step(framework, case)
-        median = median_time(step, repeat if case != "tiny" else max(3, repeat // 4), warmup=5)
-        before = _reset_peak()
+        before = _reset_peak()  # from the first steps: what the step itself allocates
         for _ in range(3):
             step()
         peak = _vm_kib("VmHWM") - before
+        median = median_time(step, repeat if case != "tiny" else max(3, repeat // 4), warmup=2)
     print(json.dumps({"median": median, "peak_mib": peak / 1024}))
 
 

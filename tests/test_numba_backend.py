@@ -199,3 +199,12 @@ def test_fit_names_the_backend_in_its_first_line_when_verbose(capsys):
         model.fit(x, y, epochs=1, batch_size=8, verbose=2)
         first = capsys.readouterr().out.splitlines()[0]
         assert first.startswith(f"Training on the {backend} backend (CPU")
+
+
+def test_one_seed_gives_the_same_numbers_on_numpy_and_numba():
+    # Whether numba was loaded before manual_seed or after: a model starts alike on either.
+    draws = []
+    for backend in ("numpy", "numba"):
+        ag.manual_seed(3)
+        draws.append(ag.randn(5, backend=backend).numpy())
+    np.testing.assert_array_equal(draws[0], draws[1])
