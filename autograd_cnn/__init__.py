@@ -33,9 +33,10 @@ from .errors import (
     GraphError,
     NonFiniteError,
     ShapeError,
+    UsageError,
 )
 from .ops.elementwise import maximum, minimum, where
-from .ops.shape import concat, pad, stack
+from .ops.shape import chunk, concat, pad, split, stack, unbind
 from .random import manual_seed
 from .tensor import Tensor, arange, from_dlpack, from_numpy, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .testing import GradcheckError, gradcheck, gradgradcheck
@@ -66,10 +67,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AnomalyError", "ArgumentError", "ArgumentTypeError", "AutogradError", "BackendError", "CheckpointError",
-    "DistributedError", "GradcheckError", "GraphError", "NonFiniteError", "ShapeError", "Tensor",
-    "arange", "available_backends", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
+    "DistributedError", "GradcheckError", "GraphError", "NonFiniteError", "ShapeError", "Tensor", "UsageError",
+    "arange", "available_backends", "chunk", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
     "from_dlpack", "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
     "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
-    "ones_like", "pad", "rand", "randn", "save", "set_backend", "set_detect_anomaly", "set_grad_enabled", "stack",
-    "tensor", "use_backend", "where", "zeros", "zeros_like",
+    "ones_like", "pad", "rand", "randn", "save", "set_backend", "set_detect_anomaly", "set_grad_enabled", "split",
+    "stack", "tensor", "unbind", "use_backend", "where", "zeros", "zeros_like",
 ]

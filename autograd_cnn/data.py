@@ -117,6 +117,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     The header is checked: two zero bytes, a type code, the number of dimensions, then each
     size as a big-endian uint32; the data must hold exactly that many elements.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArgumentTypeError(f"read_idx: path must be a file name (a str or a pathlib.Path), got {path!r:.60}")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"read_idx: no file at {path}")
@@ -222,8 +224,14 @@ def fetch(name: str, mirrors: Sequence[str] | None = None, download_missing: boo
 
     ``mirrors`` replaces the data set's list of base URLs (each ends with ``/``).
     """
-    if name not in DATASETS:
-        raise DataError(f"fetch: unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    if not isinstance(name, str) or name not in DATASETS:
+        raise DataError(f"fetch: unknown data set {name!r:.60}; known: {', '.join(DATASETS)}")
+    if mirrors is not None:
+        if isinstance(mirrors, (str, bytes)) or not isinstance(mirrors, Sequence) or \
+                not all(isinstance(m, str) for m in mirrors):
+            raise ArgumentTypeError(f"fetch: mirrors must be a list of base URLs, e.g. mirrors=[{mirrors!r:.60}], "
+                                    f"got {type(mirrors).__name__}")
+        mirrors = [m if m.endswith("/") else m + "/" for m in mirrors]  # a base URL: the file's name goes after
     dataset = DATASETS[name]
     found: dict[str, Path] = {}
     failures: list[str] = []
@@ -343,10 +351,13 @@ def load_sample(split: bool = False, seed: int = 0, test_size: int = 1000) -> An
     """
     x = read_idx(SAMPLE_DIR / "images-idx3-ubyte.gz")
     y = read_idx(SAMPLE_DIR / "labels-idx1-ubyte.gz")
+    split = checks.flag("load_sample", "split", split)
+    seed = checks.integer("load_sample", "seed", seed, 0)
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, np.integer)) or not 0 < test_size < len(x):
+        raise ArgumentError(f"load_sample: test_size must be a whole number of test images from 1 to {len(x) - 1} "
+                            f"(the sample holds {len(x)}), got {test_size!r}")
     if not split:
         return x, y
-    if not 0 < test_size < len(x):
-        raise ValueError(f"load_sample: test_size must lie in [1, {len(x) - 1}], got {test_size}")
     order = np.random.default_rng(seed).permutation(len(x))  # sorted by label: shuffle first
     train, test = order[:-test_size], order[-test_size:]
     return (x[train], y[train]), (x[test], y[test])
@@ -358,6 +369,9 @@ DATA_LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar
 def load_dataset(name: str, **fetch_args: Any) -> _Split:
     """A data set by name: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``, ``"sample"`` (split
     4,000 / 1,000), or ``"auto"``: MNIST, else Fashion-MNIST, else the shipped sample."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"load_dataset: name must be the name of a data set (sample, auto, "
+                                f"{', '.join(DATA_LOADERS)}), got {name!r:.60}")
     if name == "sample":
         return load_sample(split=True)
     if name == "auto":
@@ -384,7 +398,7 @@ def load_images(name: str = "sample", channels_first: bool = True, limit: int | 
     the first ``limit`` images of each split, for quick runs.
     """
     if limit is not None and limit < 1:
-        raise ValueError(f"load_images: limit must be a positive int or None, got {limit!r}")
+        raise ArgumentError(f"load_images: limit must be a positive int or None, got {limit!r}")
     train, test = load_dataset(name, **fetch_args)
     return _scaled(*train, channels_first, limit), _scaled(*test, channels_first, limit)
 

@@ -38,6 +38,11 @@ class ArgumentTypeError(ArgumentError, TypeError):
     ArgumentError`` catches every bad argument, ``except TypeError`` the wrong types alone."""
 
 
+class UsageError(AutogradError, RuntimeError):
+    """A call made when it cannot run: ``evaluate`` before ``compile``, a loss that reads a layer the
+    forward pass never called. The message says which call to make first."""
+
+
 class CheckpointError(AutogradError, OSError, ValueError):
     """A checkpoint that cannot be written or read, or a state dict that does not fit the model.
 

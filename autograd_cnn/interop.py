@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ArgumentTypeError
+
 __all__ = ["from_torch"]
 
 
@@ -39,13 +41,13 @@ def from_torch(state_dict: Mapping[str, Any] | Any) -> dict[str, np.ndarray]:
     if isinstance(state_dict, torch.nn.Module):
         state_dict = state_dict.state_dict()
     if not isinstance(state_dict, Mapping):
-        raise TypeError(f"from_torch: expected a state dict (a mapping of names to tensors) or a "
-                        f"torch.nn.Module, got {type(state_dict).__name__}")
+        raise ArgumentTypeError(f"from_torch: expected a state dict (a mapping of names to tensors) or a "
+                                f"torch.nn.Module, got {type(state_dict).__name__}")
     arrays = {}
     for name, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
-            raise TypeError(f"from_torch: entry {name!r} is a {type(value).__name__}, not a tensor; "
-                            "drop it from the state dict (extra state has no place in a model here)")
+            raise ArgumentTypeError(f"from_torch: entry {name!r} is a {type(value).__name__}, not a tensor; "
+                                    "drop it from the state dict (extra state has no place in a model here)")
         value = value.detach().cpu()
         if value.dtype == torch.bfloat16:
             value = value.float()

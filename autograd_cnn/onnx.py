@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .autograd import Context, enable_grad, graph_of
-from .errors import AutogradError
+from .errors import ArgumentTypeError, AutogradError
 from .nn import Module
 from .ops.activation import Erf, Gelu, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .ops.conv import Conv2d, ConvTranspose2d, Unfold
@@ -45,7 +45,7 @@ from .ops.matmul import Linear, MatMul
 from .ops.norm import BatchNorm, Dropout
 from .ops.pool import AvgPool2d, MaxPool2d
 from .ops.reduce import Max, Mean, Min, Sum
-from .ops.shape import Concat, GetItem, Pad, Reshape, ToBackend, Transpose
+from .ops.shape import Concat, GetItem, Pad, Reshape, Split, ToBackend, Transpose, Unbind
 from .tensor import Tensor, tensor
 
 __all__ = ["EMITTERS", "ExportError", "GraphWriter", "export"]
@@ -128,15 +128,16 @@ class GraphWriter:
             self.values[id(array)] = self.constant(Tensor(array).numpy(), name)
         return self.values[id(array)]
 
-    def op(self, op_type: str, inputs: list[str], **attributes: Any) -> str:
-        """Add one node of the current layer; returns its output's (provisional) name."""
-        out = f"%{len(self.nodes)}"  # renamed after its layer by finish()
+    def op(self, op_type: str, inputs: list[str], n_outputs: int = 1, **attributes: Any) -> Any:
+        """Add one node of the current layer; returns its output's (provisional) name, or the list
+        of them for a node of ``n_outputs`` outputs (Split)."""
+        outs = [f"%{len(self.nodes)}" + (f":{k}" if k else "") for k in range(n_outputs)]  # renamed by finish()
         attributes = {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()}
-        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [out], **attributes))
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, outs, **attributes))
         self.node_scopes.append(self.scope)
         if any(name in self.batched for name in inputs):
-            self.batched.add(out)
-        return out
+            self.batched.update(outs)
+        return outs[0] if n_outputs == 1 else outs
 
     def constant(self, value: Any, name: str) -> str:
         """An initializer holding ``value`` (an array), under ``name`` made unique."""
@@ -184,12 +185,13 @@ class GraphWriter:
                     repeats[kind] += 1
                     name = (f"{scope}/{kind}" if scope else kind) + (f"_{repeats[kind]}" if repeats[kind] > 1 else "")
                 onnx_node.name = self.unique(name)
-                made = onnx_node.output[0]
-                renamed[made] = "output" if made == output else onnx_node.name
+                for k, made in enumerate(onnx_node.output):  # a Split's outputs: "3/Split", "3/Split:1", ...
+                    renamed[made] = "output" if made == output else onnx_node.name + (f":{k}" if k else "")
         for onnx_node in self.nodes:
             for i, name in enumerate(onnx_node.input):
                 onnx_node.input[i] = renamed.get(name, name)
-            onnx_node.output[0] = renamed[onnx_node.output[0]]
+            for i, name in enumerate(onnx_node.output):
+                onnx_node.output[i] = renamed[name]
 
 
 # --------------------------------------------------------------------------- the translations
@@ -397,12 +399,26 @@ def _unfold(g: GraphWriter, node: Context, x: list[str]) -> str:
     return g.op("Transpose", [cols], perm=(0, 4, 5, 1, 2, 3))  # (N, OH, OW, C, KH, KW)
 
 
+def _split(g: GraphWriter, node: Context, x: list[str]) -> list[str]:
+    bounds, axis = node.params["bounds"], node.params["axis"]
+    sizes = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    return g.op("Split", [x[0], g.ints(sizes, "split")], n_outputs=len(sizes), axis=axis)
+
+
+def _unbind(g: GraphWriter, node: Context, x: list[str]) -> list[str]:
+    # Pieces of one along the axis (a Split), each with that axis squeezed out.
+    axis, count = node.params["axis"], node.inputs[0].shape[node.params["axis"]]
+    pieces = g.op("Split", [x[0], g.ints([1] * count, "split")], n_outputs=count, axis=axis)
+    pieces = [pieces] if count == 1 else pieces
+    return [g.op("Squeeze", [piece, g.ints([axis], "axes")]) for piece in pieces]
+
+
 def _cast(g: GraphWriter, node: Context, x: list[str]) -> str:
     return g.op("Cast", x, to=g.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(node.params["dtype"])))
 
 
 # Op (its Function class) -> the function that writes it as ONNX.
-EMITTERS: dict[type, Callable[[GraphWriter, Context, list[str]], str]] = {
+EMITTERS: dict[type, Callable[[GraphWriter, Context, list[str]], Any]] = {  # a name, or a list: Split
     # convolution and pooling
     Conv2d: _conv2d,
     ConvTranspose2d: _conv_transpose2d,
@@ -431,6 +447,8 @@ EMITTERS: dict[type, Callable[[GraphWriter, Context, list[str]], str]] = {
     Reshape: _reshape,
     Transpose: _transpose,
     Concat: _same_op("Concat", axis="axis"),
+    Split: _split,
+    Unbind: _unbind,
     GetItem: _get_item,
     Pad: _pad,
     ToBackend: _pass_through,
@@ -466,11 +484,13 @@ def export(model: Module, example_input: Any, path: str | os.PathLike, opset: in
     """
     onnx = _require_onnx()
     if not isinstance(model, Module):
-        raise TypeError(f"onnx.export: model must be an nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"onnx.export: model must be an nn.Module, got {type(model).__name__}")
     newest = onnx.defs.onnx_opset_version()
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
         raise ExportError(f"onnx.export: opset {opset!r} is not supported; choose one from {MIN_OPSET} to "
                           f"{newest} (the newest your onnx {onnx.__version__} knows)")
+    _check_target(path)
+    _check_dtype(model, example_input)
     x, out = _record(model, example_input)
     writer = GraphWriter(onnx, opset, model)
     writer.values[id(x)] = "input"
@@ -484,15 +504,48 @@ def export(model: Module, example_input: Any, path: str | os.PathLike, opset: in
                                       "autograd_cnn/onnx.py); write the layer with exportable ops")
         roles = node.fn.input_names(len(node.inputs))
         names = [writer.value(t, role) for t, role in zip(node.inputs, roles)]
-        writer.values[id(graph.output_of(node))] = emit(writer, node, names)
+        made = emit(writer, node, names)
+        for out, name in zip(graph.outputs_of(node), made if node.n_outputs > 1 else [made]):
+            if out is not None:  # an output of several that the model does not use is left out
+                writer.values[id(out)] = name
     writer.node = None
     result = writer.value(out, "constant")
-    if result not in {onnx_node.output[0] for onnx_node in writer.nodes}:
+    if result not in {name for onnx_node in writer.nodes for name in onnx_node.output}:
         result = writer.op("Identity", [result])  # the input or a constant: "output" must be a node's
     writer.finish(result)
     proto = _model_proto(onnx, writer, model, x, out, opset, dynamic_batch, result in writer.batched)
     onnx.save(proto, os.fspath(path))
     return proto
+
+
+def _check_target(path: Any) -> None:
+    """Before any work: ``path`` names a file that can be written (not a folder, in a folder that exists)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ExportError(f"onnx.export: path must be a file name, got {type(path).__name__}")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ExportError(f"onnx.export: {path!r} is a folder; give the file to write, e.g. "
+                          f"{os.path.join(path, 'model.onnx')!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ExportError(f"onnx.export: the folder {folder!r} of {path!r} does not exist; create it first")
+
+
+def _check_dtype(model: Module, example_input: Any) -> None:
+    """A float example of another precision than the model's weights would make a graph that mixes
+    two float types, which ONNX refuses: say so before the work, with the cast to make."""
+    weights = {p.dtype for p in model.parameters() if p.dtype.kind == "f"}
+    dtype = getattr(example_input, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(example_input).dtype
+        except (TypeError, ValueError):
+            return  # not array-like: tensor() below says what is wrong with it
+    if len(weights) == 1 and np.dtype(dtype).kind == "f" and np.dtype(dtype) not in weights:
+        want = next(iter(weights))
+        raise ExportError(f"onnx.export: the example input is {np.dtype(dtype)} but {type(model).__name__}'s "
+                          f"weights are {want}; pass the example as {want} (x.astype('{want}')), or convert "
+                          f"the model first (model.to('{np.dtype(dtype)}'))")
 
 
 def _record(model: Module, example_input: Any) -> tuple[Tensor, Tensor]:

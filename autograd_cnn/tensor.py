@@ -9,7 +9,7 @@ here calls a name of that namespace (``_ops.mul``, ``_ops.backward``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from . import checks
 from .backends import Backend, backend_of, get_backend
-from .errors import ArgumentError, ArgumentTypeError, BackendError, GraphError, shape_str
+from .errors import ArgumentError, ArgumentTypeError, BackendError, GraphError, ShapeError, shape_str
 from .hooks import RemovableHandle
 from .random import backend_rng
 
@@ -34,7 +34,7 @@ class Tensor:
     """An n-dimensional array that records the ops applied to it."""
 
     __slots__ = ("_data", "grad", "requires_grad", "grad_fn", "name", "_backend",
-                 "_retains_grad", "_grad_hooks", "_post_hooks", "_version", "__weakref__")
+                 "_retains_grad", "_grad_hooks", "_post_hooks", "_version", "_output_nr", "__weakref__")
     __array_priority__ = 1000  # ndarray * Tensor calls Tensor.__rmul__, not numpy's loop
 
     def __init__(self, data: Any, backend: Backend | None = None, requires_grad: bool = False,
@@ -47,8 +47,9 @@ class Tensor:
         self.grad_fn = None
         self.name = name
         self._retains_grad = False
-        self._grad_hooks: list | None = None  # register_hook
-        self._post_hooks: list | None = None  # register_post_accumulate_grad_hook
+        self._grad_hooks: dict | None = None  # register_hook: handle -> hook
+        self._post_hooks: dict | None = None  # register_post_accumulate_grad_hook: handle -> hook
+        self._output_nr = 0  # which output of grad_fn this is (an op may make several)
 
     # --- attributes -------------------------------------------------------
     @property
@@ -98,6 +99,11 @@ class Tensor:
         return self.grad_fn is None
 
     @property
+    def output_nr(self) -> int:
+        """Which output of ``grad_fn`` this tensor is: 0, or more for an op with several (``split``)."""
+        return self._output_nr
+
+    @property
     def T(self) -> Tensor:
         return _ops.transpose(self)
 
@@ -127,8 +133,9 @@ class Tensor:
 
     def item(self) -> float | int:
         if self._data.size != 1:
-            raise ValueError(f"item(): only a one-element tensor has an item, "
-                             f"this one has shape {shape_str(self.shape)}")
+            raise ShapeError(f"item(): only a one-element tensor has an item, this one has shape "
+                             f"{shape_str(self.shape)} ({self._data.size} elements); index one element "
+                             "first (t[0, 1].item()), reduce it (t.sum().item()), or use .tolist() for them all")
         return self._backend.to_host(self._data).reshape(()).item()  # a GPU's errors surface here
 
     def tolist(self) -> Any:
@@ -142,7 +149,7 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self._data.size != 1:
-            raise ValueError(f"the truth value of a tensor of shape {shape_str(self.shape)} "
+            raise ShapeError(f"the truth value of a tensor of shape {shape_str(self.shape)} "
                              "is ambiguous; use .any() or .all()")
         return bool(self.item())
 
@@ -156,7 +163,7 @@ class Tensor:
         array = self._as_array()
         if dtype is not None and array.dtype != dtype:
             if copy is False:
-                raise ValueError(f"np.asarray(copy=False): the tensor is {array.dtype}; {dtype} needs a copy")
+                raise ArgumentError(f"np.asarray(copy=False): the tensor is {array.dtype}; {dtype} needs a copy")
             return array.astype(dtype)
         return array.copy() if copy else array
 
@@ -233,8 +240,7 @@ class Tensor:
             raise GraphError("register_hook(): this tensor does not require grad, so backward never "
                              "computes its gradient; create it with requires_grad=True")
         if self._grad_hooks is None:
-            self._grad_hooks = []
-        self._grad_hooks.append(fn)
+            self._grad_hooks = {}
         return RemovableHandle(self._grad_hooks, fn)
 
     def register_post_accumulate_grad_hook(self, fn: Callable[[Tensor], None]) -> RemovableHandle:
@@ -244,8 +250,7 @@ class Tensor:
             raise GraphError("register_post_accumulate_grad_hook(): only a leaf tensor that requires grad "
                              "accumulates .grad; use register_hook on a tensor an op made")
         if self._post_hooks is None:
-            self._post_hooks = []
-        self._post_hooks.append(fn)
+            self._post_hooks = {}
         return RemovableHandle(self._post_hooks, fn)
 
     def zero_grad(self) -> None:
@@ -424,8 +429,6 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
     Only numbers are taken (never text or Python objects), and a conversion that would change
     a value beyond rounding (a finite number made Inf, NaN or 300 made an int8) is refused.
     """
-    import numpy as np
-
     checks.flag("tensor()", "requires_grad", requires_grad)
     dtype = numeric_dtype("tensor()", dtype)
     if isinstance(data, Tensor):
@@ -471,7 +474,7 @@ def from_dlpack(obj: Any) -> Tensor:
     if isinstance(obj, Tensor):
         return Tensor(obj.data, obj.backend_object)
     if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
-        raise TypeError(f"from_dlpack: a {type(obj).__name__} does not speak DLPack (it has no __dlpack__ and "
+        raise ArgumentTypeError(f"from_dlpack: a {type(obj).__name__} does not speak DLPack (it has no __dlpack__ and "
                         "__dlpack_device__); pass the array itself, e.g. a torch.Tensor, not a capsule")
     device, index = obj.__dlpack_device__()
     if device == _DLPACK_HOST:
@@ -487,8 +490,6 @@ def from_dlpack(obj: Any) -> Tensor:
 
 def numeric_dtype(where: str, dtype: Any) -> Any:
     """``dtype`` as a NumPy dtype of numbers (bool, int, float, complex); None stays None."""
-    import numpy as np
-
     if dtype is None:
         return None
     try:
@@ -502,14 +503,13 @@ def numeric_dtype(where: str, dtype: Any) -> Any:
 def _check_numbers(where: str, dtype: Any, what: str) -> None:
     if dtype.kind not in "biufc":
         raise ArgumentTypeError(f"{where}: cannot make a tensor from {what}; tensors hold numbers (bool, int, "
-                                "float), never text or Python objects: convert the data yourself first")
+                                "float), never text, Python objects or lists of unequal length: convert the "
+                                "data yourself first")
 
 
 def cast(where: str, xp: Any, array: Any, dtype: Any, copy: bool = False) -> Any:
     """``array`` as ``dtype``, refusing what the cast would change beyond rounding: NaN, Inf or a number
     outside an integer dtype's range made an integer, a finite number made Inf."""
-    import numpy as np
-
     if dtype is None or array.dtype == dtype:
         return xp.array(array, copy=True) if copy else array
     with np.errstate(all="ignore"):
@@ -589,3 +589,72 @@ def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, backe
     if dtype is None and array.dtype.kind == "f":
         array = array.astype("float32")  # as Python floats elsewhere (torch.arange does the same)
     return Tensor(array, b)
+
+
+# --------------------------------------------------------------------------- op inputs
+# How a Python number, a list or an array becomes an op's input (Function.apply calls this for
+# any input that is not a Tensor; a wrapper that reads an input's shape first calls as_tensor).
+
+_FLOAT32 = "float32"  # what Python floats become, as in PyTorch
+
+
+def as_op_inputs(op: str, inputs: Sequence[Any]) -> list:
+    """Inputs as tensors. Python numbers and lists take the dtype of the op's first float tensor
+    input (a float32 graph stays float32), else Python ints that of its first integer tensor (an
+    int8 tensor plus 1 stays int8), as PyTorch's scalars do."""
+    like = dtype = None
+    for x in inputs:
+        if isinstance(x, Tensor):
+            if like is None:
+                like = x
+            if x._data.dtype.kind in "fc":
+                dtype = x._data.dtype
+                break
+    backend = get_backend() if like is None else like._backend
+    ints = like._data.dtype if like is not None and dtype is None and like._data.dtype.kind in "iu" else None
+    return [x if isinstance(x, Tensor) else _constant(op, x, backend, dtype, ints) for x in inputs]
+
+
+def as_tensor(op: str, x: Any, like: Any = None) -> Tensor:
+    """An op's input as a tensor, for a wrapper that reads its shape before ``apply``: a Tensor as it
+    is; a number, a list or an array as a constant (on ``like``'s backend, in its dtype), as
+    ``Function.apply`` makes them; anything else an ArgumentTypeError naming ``op``."""
+    if isinstance(x, Tensor):
+        return x
+    return as_op_inputs(op, [like, x] if isinstance(like, Tensor) else [x])[-1]
+
+
+def _constant(op: str, x: Any, backend: Any, dtype: Any, ints: Any = None) -> Tensor:
+    if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+        x = x.item()  # a NumPy number is a number, as Python's are (not an array of another backend)
+    if isinstance(x, float):  # a float32 graph stays float32: 2.5 * x is not an upcast
+        return Tensor(backend.scalar(x, dtype if dtype is not None else _FLOAT32), backend)
+    if isinstance(x, int) and not isinstance(x, bool) and dtype is None:
+        if ints is not None and not np.iinfo(ints).min <= x <= np.iinfo(ints).max:
+            raise ArgumentError(f"{op}: the number {x} does not fit the other input's {ints}; make the tensor "
+                                "a wider type with .astype('int64') first")
+        if ints is None and not np.iinfo(np.int64).min <= x <= np.iinfo(np.int64).max:
+            raise ArgumentError(f"{op}: the number {x} does not fit int64; use a float")
+        return Tensor(backend.scalar(x, ints), backend)
+    if isinstance(x, (bool, int)):
+        return Tensor(backend.scalar(x, dtype), backend)
+    if backend.is_array(x):
+        _check_numbers(op, x.dtype, f"an array of {x.dtype}")
+        return Tensor(x, backend)
+    if hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
+        # An array of another library would mean a hidden host <-> GPU copy: refuse it.
+        source = "CuPy" if type(x).__module__.startswith("cupy") else type(x).__module__.split(".")[0]
+        raise BackendError(f"{op}: got a {source} array while the other inputs are on {backend.name}; "
+                           f"make it a tensor with ag.tensor(array, backend={backend.name!r}) first. "
+                           "Nothing is copied between host and GPU behind your back.")
+    if isinstance(x, (list, tuple)):
+        try:
+            host = np.asarray(x)
+        except (ValueError, TypeError):
+            host = np.asarray(None)  # ragged: refused below
+        _check_numbers(op, host.dtype, f"the list {x!r:.40}")
+        if host.dtype.kind == "f":  # as Python floats: the graph's float dtype, else float32
+            host = host.astype(dtype if dtype is not None else _FLOAT32)
+        return Tensor(backend.from_host(host), backend)
+    raise ArgumentTypeError(f"{op}: cannot use an input of type {type(x).__name__}; pass a Tensor, "
+                            "an array or a number")

@@ -33,13 +33,21 @@ def _checked(inputs: Sequence[Any]) -> list:
 
 
 def _project(y: Any, weights: dict) -> Tensor:
-    """A function's output reduced to a scalar with fixed random weights (a random projection)."""
+    """A function's output reduced to a scalar with fixed random weights (a random projection);
+    a tuple of outputs (an op with several) to the sum of their projections."""
+    if isinstance(y, (tuple, list)) and y and all(isinstance(t, Tensor) for t in y):
+        total = None
+        for k, t in enumerate(y):
+            term = _project(t, weights.setdefault(k, {}))
+            total = term if total is None else total + term
+        return total
     if not isinstance(y, Tensor):
-        raise GradcheckError(f"gradcheck: the function returned {type(y).__name__}, not a Tensor")
+        raise GradcheckError(f"gradcheck: the function returned {type(y).__name__}, not a Tensor "
+                             "or a tuple of tensors")
     if y.data.size == 1:
         return y.reshape(())
     if "w" not in weights:
-        rng = np.random.default_rng(1234)
+        rng = np.random.default_rng(1234 + len(weights))
         host = rng.standard_normal(y.shape)
         weights["w"] = Tensor(y.backend_object.from_host(host.astype(y.dtype)), y.backend_object)
     return (y * weights["w"]).sum()
@@ -63,7 +71,7 @@ def numerical_grad(f: Callable[[], float], x: Tensor, eps: float = 1e-6) -> np.n
 
 def _name(fn: Callable, output: Any) -> str:
     name = getattr(fn, "__name__", type(fn).__name__)
-    node = getattr(output, "grad_fn", None)
+    node = getattr(output[0] if isinstance(output, (tuple, list)) and output else output, "grad_fn", None)
     return f"{name} (output made by {node.name})" if node is not None else name
 
 

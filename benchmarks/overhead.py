@@ -4,8 +4,8 @@
     in a row (the figure is their mean): here the array work is tiny, so the time is the
     engine's own bookkeeping per op.
     The same graph again with anomaly mode off (``ag.set_detect_anomaly(False)``, the default)
-    and on (``ag.detect_anomaly()``, against PyTorch's own): off, it costs each op one test of a
-    global flag in the forward and one in the backward, also timed alone and printed per op.
+    and on (``ag.detect_anomaly()``, against PyTorch's own): off, it costs each op one test of the
+    thread's modes in the forward and one in the backward, also timed alone and printed per op.
 (b) One training step of the lecture MLP (Linear 784->512, ReLU, Linear 512->10,
     softmax cross-entropy, backward, an RMSprop update) on a batch of 128 in float32:
     here the time should be the matrix products, as in hand-written NumPy.
@@ -82,13 +82,14 @@ def anomaly_mode(on: bool, step: Callable[[], Any], torch: Any = None) -> Callab
 
 
 def anomaly_check_seconds() -> float:
-    """What anomaly mode costs an op while off: the engine's tests of its flags, the one in
-    ``apply`` (forward) and the one in the backward walk, timed alone with the engine's globals."""
-    from autograd_cnn import autograd
+    """What anomaly mode costs an op while off: the engine's tests of its mode, the one in
+    ``apply`` (forward, on the modes it has read already for grad mode) and the one in the
+    backward walk (which reads the modes for it), timed alone."""
+    from autograd_cnn.engine.modes import MODES
 
     n = 1_000_000
-    forward = timeit.timeit("_anomaly and not _walking", globals=vars(autograd), number=n) / n
-    backward = timeit.timeit("_anomaly", globals=vars(autograd), number=n) / n
+    forward = timeit.timeit("modes.anomaly and not modes.walking", globals={"modes": MODES.get()}, number=n) / n
+    backward = timeit.timeit("MODES.get().anomaly", globals={"MODES": MODES}, number=n) / n
     return forward + backward
 
 

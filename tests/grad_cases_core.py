@@ -6,6 +6,7 @@ from gradcase import Case, away_from, distinct
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
+from autograd_cnn.autograd import Function
 from autograd_cnn.ops.reduce import ChannelSum
 from autograd_cnn.ops.shape import to_backend
 
@@ -23,6 +24,35 @@ def _probs(shape):
 
 def _binary(shape):
     return lambda rng, b: [ag.tensor(rng.integers(0, 2, size=shape).astype("float64"), backend=b)]
+
+
+class ProductAndDifference(Function):
+    """y0 = a * b, y1 = a - b: a user's op with two outputs, written in differentiable ops"""
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b, a - b
+
+    @staticmethod
+    def backward(ctx, g_product, g_difference):
+        a, b = ctx.saved_tensors
+        return g_product * b + g_difference, g_product * a - g_difference
+
+
+class ProductAndDifferenceOrNone(ProductAndDifference):
+    """The same, taking None for an output no path used"""
+    materialize_grads = False
+
+    @staticmethod
+    def backward(ctx, g_product, g_difference):
+        a, b = ctx.saved_tensors
+        ga = gb = None
+        if g_product is not None:
+            ga, gb = g_product * b, g_product * a
+        if g_difference is not None:
+            ga = g_difference if ga is None else ga + g_difference
+            gb = -g_difference if gb is None else gb - g_difference
+        return ga, gb
 
 
 CASES = [
@@ -71,6 +101,16 @@ CASES = [
     Case("getitem_int_array", lambda a: a[np.array([0, 2, 0])], [(3, 2)]),
     Case("concat", lambda a, b: ag.concat([a, b], axis=1), [(2, 3), (2, 1)]),
     Case("stack", lambda a, b: ag.stack([a, b], axis=0), [(2, 3), (2, 3)]),
+    # several outputs of one node: every output used, or some
+    Case("split_equal", lambda a: ag.split(a, 2, axis=1), [(3, 4)]),
+    Case("split_indices_one_piece_used", lambda a: ag.split(a, [1, 3])[2] * 2.0, [(5, 2)]),
+    Case("chunk_uneven", lambda a: ag.chunk(a, 3, axis=0), [(5, 2)]),
+    Case("unbind", lambda a: ag.unbind(a, axis=1), [(2, 3)]),
+    Case("unbind_two_of_three_used", lambda a: (lambda p: p[0] * p[2])(ag.unbind(a)), [(3, 2)]),
+    Case("two_outputs_both_used", lambda a, b: ProductAndDifference.apply(a, b), [(2, 3), (2, 3)]),
+    Case("two_outputs_one_used", lambda a, b: ProductAndDifference.apply(a, b)[1] * a, [(2, 3), (2, 3)]),
+    Case("two_outputs_none_for_unused", lambda a, b: ProductAndDifferenceOrNone.apply(a, b)[0].exp(),
+         [(3,), (3,)]),
     Case("pad", lambda a: ag.pad(a, ((1, 0), (2, 1))), [(2, 3)]),
     Case("broadcast_sum_to", lambda a, b: (a + b).sum(axis=0), [(1, 3), (4, 1)]),
     Case("channel_sum_rows", lambda a: ChannelSum.apply(a), [(4, 3)]),

@@ -137,24 +137,43 @@ def test_cpu_and_gpu_kernel_choices_agree(backend, monkeypatch, in_channels):
         np.testing.assert_allclose(cpu, gpu, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("launch_bound", [False, True])
 @pytest.mark.parametrize("in_channels", [1, 3])
-def test_channel_sums_found_by_a_weight_gradient_answer_for_that_very_gradient_only(backend, in_channels):
-    """A weight gradient sums gy on the way (the bias's gradient); channel_sum hands those sums
-    out for the same array, once, and sums any other array itself."""
+def test_a_weight_gradient_asked_for_the_bias_returns_both_and_keeps_nothing(backend, monkeypatch, in_channels,
+                                                                              launch_bound):
+    """conv2d_grad_weight(bias_from="gy") returns the weight's gradient and gy's channel sums
+    together ("x": the image's sums, a transposed convolution's bias), each as a pass of its own
+    would give them, and leaves nothing on the backend for a later call to find."""
+    monkeypatch.setattr(type(ag.get_backend()), "launch_bound", launch_bound)
     be, rng = ag.get_backend(), np.random.default_rng(12)
     x = _t(rng.standard_normal((3, in_channels, 6, 5))).data
     gy = _t(rng.standard_normal((3, 4, 4, 3))).data
-    other = gy + 1  # same shape, other sums
     geometry = ((3, 3), (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    alone = be.to_host(be.conv2d_grad_weight(x, gy, *geometry))
+    for source, array in (("gy", gy), ("x", x)):
+        gw, gb = be.conv2d_grad_weight(x, gy, *geometry, bias_from=source)
+        np.testing.assert_allclose(be.to_host(gw), alone, rtol=1e-12)
+        np.testing.assert_allclose(be.to_host(gb), be.to_host(array).sum(axis=(0, 2, 3)), rtol=1e-12)
+    before = dict(vars(be))
+    be.conv2d_grad_weight(x, gy, *geometry, bias_from="gy")
+    assert {k: v for k, v in vars(be).items() if k not in before} == {}, "a kernel kept a value on the backend"
 
-    def sums(a):
-        return be.to_host(a).sum(axis=(0, 2, 3))
 
-    be.conv2d_grad_weight(x, gy, *geometry)
-    np.testing.assert_allclose(be.to_host(be.channel_sum(other)), sums(other), rtol=1e-12)
-    be.conv2d_grad_weight(x, gy, *geometry)
-    np.testing.assert_allclose(be.to_host(be.channel_sum(gy)), sums(gy), rtol=1e-12)
-    np.testing.assert_allclose(be.to_host(be.channel_sum(gy)), sums(gy), rtol=1e-12)  # now summed afresh
+def test_a_conv_with_a_bias_gets_both_gradients_from_one_node():
+    """Conv2d's backward makes the weight's and the bias's gradients with one Conv2dGradWeight node
+    (two outputs); with the weight frozen, the bias's comes from a ChannelSum alone."""
+    rng = np.random.default_rng(3)
+    x = _t(rng.standard_normal((2, 3, 5, 5)), True)
+    w, b = _t(rng.standard_normal((4, 3, 3, 3)), True), _t(rng.standard_normal(4), True)
+    gw, gb = ag.grad(F.conv2d(x, w, b).sum(), [w, b], create_graph=True)
+    assert gw.grad_fn is gb.grad_fn and gw.grad_fn.name == "Conv2dGradWeight" and gw.grad_fn.n_outputs == 2
+    assert (gw.output_nr, gb.output_nr) == (0, 1)
+    np.testing.assert_allclose(gb.numpy(), np.full(4, 2 * 3 * 3.0))
+    w.requires_grad = False
+    y = F.conv2d(x, w, b)
+    (gb2,) = ag.grad((y * y).sum(), [b], create_graph=True)  # its gradient 2y depends on b: recorded
+    assert gb2.grad_fn.name == "ChannelSum"
+    np.testing.assert_allclose(gb2.numpy(), 2 * y.numpy().sum(axis=(0, 2, 3)))
 
 
 @pytest.mark.parametrize("part_bytes", [1, 3600])

@@ -483,6 +483,32 @@ def test_fuzz_concat_and_stack(op, parts, axis):
     assert_matches(op, out, want)
 
 
+SECTIONS = st.one_of(st.integers(-1, 4), st.lists(st.integers(-4, 5), max_size=3), JUNK)
+
+
+@pytest.mark.parametrize("op", ["split", "chunk", "unbind"])
+@fuzz(120)
+@given(x=inputs(shape=shapes(max_side=4)), sections=SECTIONS, axis=st.one_of(st.integers(-3, 3), JUNK))
+def test_fuzz_split_chunk_and_unbind(op, x, sections, axis):
+    args = (x, axis) if op == "unbind" else (x, sections, axis)
+    out = attempt(op, getattr(F, op), *args, aliases=("split", "sections_or_indices", "n", "axis"))
+    if out is REFUSED:
+        return
+    assert isinstance(out, tuple) and isinstance(axis, int) and not isinstance(axis, bool)
+    a = host(x)
+    with quiet():
+        if op == "split":
+            want = np.split(a, sections, axis=axis)
+        elif op == "chunk":
+            step = max(-(-a.shape[axis] // sections), 1)
+            want = np.split(a, list(range(step, a.shape[axis], step)), axis=axis) if a.shape[axis] else [a]
+        else:
+            want = [np.take(a, i, axis=axis) for i in range(a.shape[axis])]
+    assert len(out) == len(want), f"{op}: {len(out)} pieces, NumPy {len(want)}"
+    for piece, expected in zip(out, want):
+        assert_matches(op, piece, expected)
+
+
 PAD_WIDTHS = st.one_of(st.integers(-1, 3), st.tuples(st.integers(-1, 2), st.integers(-1, 2)),
                        st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), max_size=4).map(tuple), JUNK)
 
@@ -1074,7 +1100,8 @@ def test_fuzz_load_paths(path):
 
 
 FUZZED = {*UNARY, *ACTIVATION_ARGS, "softmax", "log_softmax", "maximum", "minimum", "where", "matmul", "sum", "mean",
-          "max", "min", "var", "reshape", "transpose", "flatten", "concat", "stack", "pad", "conv2d", "conv1d",
+          "max", "min", "var", "reshape", "transpose", "flatten", "concat", "stack", "split", "chunk", "unbind", "pad",
+          "conv2d", "conv1d",
           "conv_transpose2d", "locally_connected2d", "max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d",
           "global_avg_pool2d", "global_max_pool2d", "adaptive_avg_pool2d", "linear", "dropout", "batch_norm",
           "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits"}

@@ -70,8 +70,8 @@ def test_conv2d_on_a_channels_last_input_matches_numpy(dtype):
 def test_conv1d_and_conv_transpose2d_match_numpy(dtype):
     _assert_same(lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=2, dilation=2),
                  [RNG.standard_normal((3, 4, 17)), RNG.standard_normal((5, 4, 3)), RNG.standard_normal(5)], dtype)
-    _assert_same(lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1),
-                 [RNG.standard_normal((2, 3, 5, 4)), RNG.standard_normal((3, 4, 3, 3))], dtype)
+    _assert_same(lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
+                 [RNG.standard_normal((2, 3, 5, 4)), RNG.standard_normal((3, 4, 3, 3)), RNG.standard_normal(4)], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -40,6 +40,20 @@ def randomise_statistics(model: nn.Module) -> nn.Module:
     return model
 
 
+class Pieces(nn.Module):
+    """Ops with several outputs: split (one piece unused), chunk and unbind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3)
+
+    def forward(self, x):
+        a, b, _ = ag.split(self.conv(x), [2, 4], axis=1)                         # (N, 2, 4, 4) each
+        c = ag.concat(list(ag.chunk(a * b, 3, axis=2)), axis=2)                  # pieces of 2, 2
+        rows = ag.unbind(c, axis=3)                                              # 4 of (N, 2, 4)
+        return rows[0] + rows[3] * 2
+
+
 class Functional(nn.Module):
     """The functional ops beyond the layers: pad, concat, arithmetic, reductions, shape ops."""
 
@@ -114,6 +128,7 @@ CASES = {
                           (1, 3, 8, 7)),
     "sequences": (Sequences, (1, 4, 5)),
     "functional": (Functional, (1, 3, 6, 6)),
+    "several_outputs": (Pieces, (1, 3, 6, 6)),
 }
 
 

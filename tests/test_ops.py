@@ -138,6 +138,8 @@ FORWARD = [
     ("channel_sum_channels_last", lambda: ChannelSum.apply(ag.tensor(A.reshape(1, 2, 2, 3)).transpose(0, 3, 1, 2)),
      ref_reduce(A.reshape(4, 3), sum, 0)),
     ("reshape", lambda: ag.tensor(A).reshape(2, 6), np.array(list(A.ravel())).reshape(2, 6)),
+    ("split_second_piece", lambda: ag.split(ag.tensor(A), [1], axis=0)[1], np.array([list(r) for r in A[1:]])),
+    ("unbind_third_column", lambda: ag.unbind(ag.tensor(A), axis=1)[2], np.array([r[2] for r in A])),
     ("transpose", lambda: ag.tensor(A).T, np.array([[A[i, j] for i in range(3)] for j in range(4)])),
     ("getitem", lambda: ag.tensor(A)[1:, ::2], np.array([[A[i, j] for j in (0, 2)] for i in (1, 2)])),
     ("getitem_array", lambda: ag.tensor(A)[np.array([2, 0])], np.array([A[2], A[0]])),

@@ -8,7 +8,6 @@ kernels read their windows through the two functions below.
 """
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from .base import Backend
@@ -31,6 +30,11 @@ def window_slice(i: int, j: int, stride: tuple, dilation: tuple, out_hw: tuple) 
     (sh, sw), (dh, dw), (oh, ow) = stride, dilation, out_hw
     return (slice(None), slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
             slice(j * dw, j * dw + sw * (ow - 1) + 1, sw), slice(None))
+
+
+def _part_sums(x: Any, part: slice, bias_from: str | None) -> Any:
+    """The channel sums of the images ``part`` of x, where the bias's gradient comes from x."""
+    return x[part].sum(axis=(0, 2, 3)) if bias_from == "x" else None
 
 
 class ConvolutionKernels(Backend):
@@ -132,10 +136,6 @@ class ConvolutionKernels(Backend):
         if ones_row:
             planes[-1] = 1
         return planes.reshape(planes.shape[0], n * oh * ow)
-
-    #: The channel sums of the last output gradient a weight gradient read on the CPU (a weak
-    #: reference to that gradient, and its sums), for ``channel_sum`` to hand out once.
-    _found_sums: tuple | None = None
 
     def conv2d(self, x: Any, weight: Any, bias: Any, stride: tuple, padding: tuple, dilation: tuple,
                groups: int, out_hw: tuple) -> Any:
@@ -239,8 +239,12 @@ class ConvolutionKernels(Backend):
         return out[:, top:top + h, left:left + w, :].transpose(0, 3, 1, 2)
 
     def conv2d_grad_weight(self, x: Any, gy: Any, kernel_size: tuple, stride: tuple, padding: tuple,
-                           dilation: tuple, groups: int) -> Any:
-        """The gradient of conv2d in the weight: (O, C/G, KH, KW) from x and gy, summed over parts of the batch."""
+                           dilation: tuple, groups: int, bias_from: str | None = None) -> Any:
+        """The gradient of conv2d in the weight: (O, C/G, KH, KW) from x and gy, summed over parts of the batch.
+
+        With ``bias_from`` ("gy" for a conv2d, "x" for a transposed convolution, whose output
+        gradient comes in as x), also the bias's gradient, that argument's channel sums: the
+        pair (weight gradient, bias gradient)."""
         o, c = gy.shape[1], x.shape[1]
         kh, kw = kernel_size
         oh, ow = gy.shape[2:]
@@ -250,37 +254,38 @@ class ConvolutionKernels(Backend):
             cols = self._gemm_cols(x, kernel_size, stride, padding, dilation, (oh, ow), groups)
             gw = self.xp.matmul(g_rows.transpose(0, 2, 1) if groups != 1 else g_rows.T, cols)
             # (O, KH*KW*C/G) for one group, (G, O/G, KH*KW*C/G) for more: the same rows either way.
-            return self.xp.ascontiguousarray(gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2))
-        # On the CPU, gy's channel sums come along, a part at a time: the bias's gradient, which
-        # Conv2d's backward asks ChannelSum for next, where a pass of its own would read gy again
-        # (0.6 ms of the lecture CNN's step). With one channel a row of ones under the shifted
-        # planes sums it in the product; with more, a product with ones while the part is in cache.
+            gw = self.xp.ascontiguousarray(gw.reshape(o, kh, kw, c // groups).transpose(0, 3, 1, 2))
+            return gw if bias_from is None else (gw, self.channel_sum(gy if bias_from == "gy" else x))
+        # On the CPU the bias's channel sums come along when asked, a part at a time, where a
+        # pass of its own would read the gradient again (0.6 ms of the lecture CNN's step). For
+        # gy, with one channel a row of ones under the shifted planes sums it in the product;
+        # with more, a product with ones while the part is in cache. For x, its part's sum.
+        of_gy = bias_from == "gy"
         parts = self._image_parts(x, kernel_size, (oh, ow), o)
         if c == 1:
             def share(part: slice) -> tuple:  # (KH*KW, O) and (O,)
-                total = self.xp.dot(self._offset_planes(x[part], *window, ones_row=True),
+                total = self.xp.dot(self._offset_planes(x[part], *window, ones_row=of_gy),
                                     g_rows[self._rows_of(part, oh * ow)])
-                return total[:-1], total[-1]
+                return (total[:-1], total[-1]) if of_gy else (total, _part_sums(x, part, bias_from))
         else:
             longest = parts[0].stop - parts[0].start  # the first part
-            ones = self.ones_vector(longest * oh * ow, gy.dtype)
+            ones = self.ones_vector(longest * oh * ow, gy.dtype) if of_gy else None
 
             def share(part: slice) -> tuple:  # (O, KH*KW*C) and (O,)
                 rows = g_rows[self._rows_of(part, oh * ow)]
-                return self.xp.dot(rows.T, self.im2col_rows(x[part], *window)), self.xp.dot(ones[:len(rows)], rows)
+                gw_part = self.xp.dot(rows.T, self.im2col_rows(x[part], *window))
+                return gw_part, (self.xp.dot(ones[:len(rows)], rows) if of_gy else _part_sums(x, part, bias_from))
         shares = self.run_parts(share, parts)
         gw = self._summed([share[0] for share in shares])
-        self._found_sums = (weakref.ref(gy), self._summed([share[1] for share in shares]).astype(gy.dtype, copy=False))
         gw = (gw.T if c == 1 else gw).reshape(o, kh, kw, c)
-        return self.xp.ascontiguousarray(gw.transpose(0, 3, 1, 2))
+        gw = self.xp.ascontiguousarray(gw.transpose(0, 3, 1, 2))
+        if bias_from is None:
+            return gw
+        source = gy if of_gy else x
+        return gw, self._summed([share[1] for share in shares]).astype(source.dtype, copy=False)
 
     def channel_sum(self, x: Any) -> Any:
-        """x (N, C, ...) summed over every axis but 1, to (C,), by the fastest path for its layout;
-        for the gradient that a weight gradient has just read, the sums it found (Conv2d's
-        backward asks for them right after, and nothing writes to that gradient in between)."""
-        found, self._found_sums = self._found_sums, None
-        if found is not None and found[0]() is x:  # the very array, still alive
-            return found[1]
+        """x (N, C, ...) summed over every axis but 1, to (C,), by the fastest path for its layout."""
         if x.ndim == 2:  # rows: a product with ones is two to three times faster than sum(axis=0)
             return self._column_sums(x)
         if x.ndim != 4:

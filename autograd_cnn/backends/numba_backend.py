@@ -150,30 +150,31 @@ class NumbaBackend(NumpyBackend):
         return _cropped(out, in_shape, padding)
 
     def conv2d_grad_weight(self, x: Any, gy: Any, kernel_size: tuple, stride: tuple, padding: tuple,
-                           dilation: tuple, groups: int) -> Any:
-        """Per part of the batch: gy's rows times the gathered windows, with a column of ones
-        under them that sums gy by channel on the way (the bias's gradient, for channel_sum)."""
+                           dilation: tuple, groups: int, bias_from: str | None = None) -> Any:
+        """Per part of the batch: gy's rows times the gathered windows. For the bias's gradient
+        from gy ("gy"), a column of ones under the windows sums gy by channel in the same
+        product; from x (a transposed convolution's), x's channel sums."""
         if groups != 1 or not self._compiles(x, gy):
-            return super().conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups)
-        import weakref
-
+            return super().conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups, bias_from)
         o, c, (kh, kw), (oh, ow) = gy.shape[1], x.shape[1], kernel_size, gy.shape[2:]
         xh, geometry = _channels_last(x, padding), _geometry(kernel_size, stride, dilation, (oh, ow))
-        g_rows = self._grad_rows(gy, 1)
+        g_rows, ones = self._grad_rows(gy, 1), int(bias_from == "gy")
 
-        def share(part: slice) -> Any:  # (O, KH*KW*C + 1)
+        def share(part: slice) -> Any:  # (O, KH*KW*C [+ 1])
             rows, count = g_rows[self._rows_of(part, oh * ow)], (part.stop - part.start) * oh * ow
             if c == 1:
-                planes = np.empty((kh * kw + 1, count), dtype=x.dtype)
-                kernels.gather_planes(xh, part.start, part.stop, geometry, True, planes)
+                planes = np.empty((kh * kw + ones, count), dtype=x.dtype)
+                kernels.gather_planes(xh, part.start, part.stop, geometry, bool(ones), planes)
                 return np.dot(planes, rows).T
-            cols = np.empty((count, kh * kw * c + 1), dtype=x.dtype)
-            kernels.gather_windows(xh, part.start, part.stop, geometry, True, cols)
+            cols = np.empty((count, kh * kw * c + ones), dtype=x.dtype)
+            kernels.gather_windows(xh, part.start, part.stop, geometry, bool(ones), cols)
             return np.dot(rows.T, cols)
 
         total = self._summed(self.run_parts(share, self._image_parts(x, kernel_size, (oh, ow), o)))
-        self._found_sums = (weakref.ref(gy), np.ascontiguousarray(total[:, -1]))
-        return np.ascontiguousarray(total[:, :-1].reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
+        gw = np.ascontiguousarray(total[:, :kh * kw * c].reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
+        if bias_from is None:
+            return gw
+        return gw, (np.ascontiguousarray(total[:, -1]) if ones else self.channel_sum(x))
 
     # --- pooling ---------------------------------------------------------------------
     def _max_pool(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, dilation: tuple,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import autograd
-from ..errors import DistributedError, shape_str
+from ..errors import ArgumentError, DistributedError, shape_str
 from ..tensor import Tensor
 from .world import Pending, World, current
 
@@ -90,7 +90,7 @@ class GradientBuckets:
     def __init__(self, params: Iterable[Tensor], bucket_mb: float = 25.0, call: str = "DataParallel",
                  world: World | None = None) -> None:
         if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not bucket_mb > 0:
-            raise ValueError(f"{call}: bucket_mb must be a number of megabytes above 0, got {bucket_mb!r}")
+            raise ArgumentError(f"{call}: bucket_mb must be a number of megabytes above 0, got {bucket_mb!r}")
         self.world = world or current()
         self.call = call
         params = [p for p in params if p.requires_grad]

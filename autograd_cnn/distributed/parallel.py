@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ArgumentTypeError
 from ..nn.module import Module
 from .buckets import GradientBuckets, broadcast_state
 
@@ -24,7 +25,7 @@ class DataParallel(Module):
 
     def __init__(self, module: Module, bucket_mb: float = 25.0) -> None:
         if not isinstance(module, Module):
-            raise TypeError(f"DataParallel: expected an nn.Module to wrap, got {type(module).__name__}")
+            raise ArgumentTypeError(f"DataParallel: expected an nn.Module to wrap, got {type(module).__name__}")
         named = _named_state(module)  # while it is its own root: the names are the model's own
         super().__init__()
         self.module = module

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..backends import backend_of, set_cpu_threads
 from ..backends.threads import THREADS_ENV_VAR, usable_cores
-from ..errors import DistributedError, shape_str
+from ..errors import ArgumentError, ArgumentTypeError, DistributedError, shape_str
 from ..tensor import Tensor
 from .links import MPI_INSTALL_HINT, MpiLink, NcclLink, nccl_status
 
@@ -56,8 +56,8 @@ def timeout() -> float:
     except ValueError:
         seconds = -1.0
     if not seconds > 0:
-        raise ValueError(f"{TIMEOUT_ENV}={value!r}: give the seconds a collective may wait, a number above 0 "
-                         f"(default {DEFAULT_TIMEOUT:g})")
+        raise ArgumentError(f"{TIMEOUT_ENV}={value!r}: give the seconds a collective may wait, a number above 0 "
+                            f"(default {DEFAULT_TIMEOUT:g})")
     return seconds
 
 
@@ -248,8 +248,8 @@ def init(backend: str | None = None) -> None:
     """
     global _world
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"dist.init: unknown backend {backend!r}; use 'mpi', 'nccl' or None "
-                         "(NCCL for CuPy tensors, MPI otherwise)")
+        raise ArgumentError(f"dist.init: unknown backend {backend!r}; use 'mpi', 'nccl' or None "
+                            "(NCCL for CuPy tensors, MPI otherwise)")
     if _world is not None:
         if backend is not None and backend != _world.backend:
             raise DistributedError(f"dist.init: already joined with backend {_world.backend!r}; a process joins "
@@ -312,10 +312,10 @@ def all_reduce(t: Tensor, op: str = "sum") -> Tensor:
     """
     _check(t, "all_reduce")
     if op not in OPS:
-        raise ValueError(f"dist.all_reduce: unknown op {op!r}; use one of {', '.join(map(repr, OPS))}")
+        raise ArgumentError(f"dist.all_reduce: unknown op {op!r}; use one of {', '.join(map(repr, OPS))}")
     if op == "mean" and t.dtype.kind not in "fc":
-        raise TypeError(f"dist.all_reduce: op='mean' of a {t.dtype} tensor would not be an integer; use "
-                        "op='sum' and divide, or pass a float tensor")
+        raise ArgumentTypeError(f"dist.all_reduce: op='mean' of a {t.dtype} tensor would not be an integer; use "
+                                "op='sum' and divide, or pass a float tensor")
     world = current()
     if world.size == 1:
         return t
@@ -334,7 +334,7 @@ def broadcast(t: Tensor, src: int = 0) -> Tensor:
     _check(t, "broadcast")
     world = current()
     if not isinstance(src, int) or not 0 <= src < world.size:
-        raise ValueError(f"dist.broadcast: src={src!r} is no rank of this job; ranks run from 0 to {world.size - 1}")
+        raise ArgumentError(f"dist.broadcast: src={src!r} is no rank of this job; ranks run from 0 to {world.size - 1}")
     if world.size == 1:
         return t
     world.agree("dist.broadcast", t.data)
@@ -360,7 +360,8 @@ def all_gather(t: Tensor) -> list[Tensor]:
 
 def _check(t: Any, call: str) -> None:
     if not isinstance(t, Tensor):
-        raise TypeError(f"dist.{call}: expected a Tensor, got {type(t).__name__}; wrap arrays with ag.tensor(...)")
+        raise ArgumentTypeError(f"dist.{call}: expected a Tensor, got {type(t).__name__}; "
+                                "wrap arrays with ag.tensor(...)")
 
 
 def _contiguous(t: Tensor) -> Any:

@@ -9,6 +9,8 @@ import math
 import warnings
 from typing import Any
 
+from ..errors import ArgumentError
+
 
 class Callback:
     """Base class: every hook does nothing. ``self.model`` is the Module being trained."""
@@ -63,7 +65,7 @@ class _Monitor(Callback):
 
     def __init__(self, monitor: str, mode: str, min_delta: float = 0.0) -> None:
         if mode not in ("auto", "min", "max"):
-            raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+            raise ArgumentError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
         if mode == "auto":  # accuracies grow, losses shrink
             mode = "max" if "acc" in monitor else "min"
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
@@ -164,7 +166,7 @@ class GradientStats(Callback):
 
     def __init__(self, every: int = 10) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"GradientStats: every must be a positive number of steps, got {every!r}")
+            raise ArgumentError(f"GradientStats: every must be a positive number of steps, got {every!r}")
         self.every = every
         self.steps: dict[str, list[float]] = {}
         self._handles: list = []

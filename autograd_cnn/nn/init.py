@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ..errors import ShapeError
 from ..random import backend_rng
 from ..tensor import Tensor
 
@@ -10,7 +11,7 @@ from ..tensor import Tensor
 def fan_in(weight: Tensor) -> int:
     """Inputs feeding one output: in_features, or in_channels/groups * kernel area (axis 1 on)."""
     if weight.ndim < 2:
-        raise ValueError(f"fan_in: needs a weight of at least 2 dimensions, got shape {weight.shape}")
+        raise ShapeError(f"fan_in: needs a weight of at least 2 dimensions, got shape {weight.shape}")
     return math.prod(weight.shape[1:])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections import namedtuple
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -18,7 +18,8 @@ import numpy as np
 
 from .. import autograd
 from ..backends import ALIASES, Backend, get_backend
-from ..errors import ShapeError, shape_str
+from ..errors import ArgumentTypeError, ShapeError, shape_str
+from ..hooks import RemovableHandle
 from ..tensor import Tensor
 from .summary import summary
 from .training import Trainer
@@ -36,7 +37,7 @@ class Parameter(Tensor):
             backend = get_backend()
             array = backend.asarray(data)
         if requires_grad and array.dtype.kind != "f":
-            raise TypeError(f"Parameter: only floating-point data can require grad, got {array.dtype}")
+            raise ArgumentTypeError(f"Parameter: only floating-point data can require grad, got {array.dtype}")
         super().__init__(array, backend, requires_grad=requires_grad, name=name)
         self._auto_name = None  # the path-derived name last given, so a user's own name is kept
 
@@ -45,29 +46,6 @@ class Parameter(Tensor):
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-
-
-class RemovableHandle:
-    """What ``register_forward_hook`` returns: ``handle.remove()`` takes the hook off again.
-
-    Also a ``with`` block that removes the hook at its end.
-    """
-
-    __slots__ = ("_hooks",)
-
-    def __init__(self, hooks: dict, fn: Callable) -> None:
-        self._hooks = hooks
-        hooks[self] = fn  # the handle is the key: registration order is the dict's order
-
-    def remove(self) -> None:
-        """Take the hook off; removing it twice is harmless."""
-        self._hooks.pop(self, None)
-
-    def __enter__(self) -> RemovableHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
 
 
 # How deep in nested Module calls we are: a call at depth 0 is a root call, which
@@ -108,7 +86,7 @@ class Module:
             object.__setattr__(value, "_parent", weakref.ref(self))
         elif name in self._buffers:
             if value is not None and not isinstance(value, Tensor):
-                raise TypeError(f"{type(self).__name__}: buffer {name!r} must be a Tensor or None")
+                raise ArgumentTypeError(f"{type(self).__name__}: buffer {name!r} must be a Tensor or None")
             self._buffers[name] = value
         object.__setattr__(self, name, value)
 
@@ -300,8 +278,8 @@ class Module:
             except TypeError:
                 dtype = None
             if dtype is None or dtype.kind != "f":
-                raise TypeError(f"{type(self).__name__}.to: {target!r} is neither a backend "
-                                "(numpy, cupy) nor a floating-point dtype")
+                raise ArgumentTypeError(f"{type(self).__name__}.to: {target!r} is neither a backend "
+                                        "(numpy, cupy) nor a floating-point dtype")
             convert = lambda t: _cast(t, dtype)  # noqa: E731
         for t in list(self.parameters()) + list(self.buffers()):
             convert(t)
@@ -334,6 +312,10 @@ class Module:
         """
         from ..serialization import CheckpointError
 
+        if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+            what = type(state).__name__ if not isinstance(state, Mapping) else "a mapping with keys that are not text"
+            raise ArgumentTypeError(f"{type(self).__name__}.load_state_dict: expected a state dict, a mapping of "
+                                    f"dotted names to arrays (ag.load(path), model.state_dict()), got {what}")
         own = dict(self.named_parameters())
         own.update(self.named_buffers())
         missing = [k for k in own if k not in state]

@@ -31,7 +31,7 @@ from .. import functional as F
 from ..autograd import no_grad
 from ..backends import backend_of, get_backend
 from ..data import finite, samples
-from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
+from ..errors import ArgumentError, ArgumentTypeError, ShapeError, UsageError, shape_str
 from ..random import host_rng
 from ..tensor import Tensor
 from .callbacks import Callback, History
@@ -76,7 +76,7 @@ class Trainer:
 
     def _check_compiled(self, what: str) -> None:
         if self.optimizer is None:
-            raise RuntimeError(f"{type(self.model).__name__}.{what}: call compile(optimizer, loss, metrics) first")
+            raise UsageError(f"{type(self.model).__name__}.{what}: call compile(optimizer, loss, metrics) first")
 
     # --- fit ----------------------------------------------------------------
     def fit(self, x: Any, y: Any, epochs: int = 5, batch_size: int = 128, validation_data: tuple | None = None,
@@ -316,9 +316,9 @@ class CompiledLoss:
         if self.reads == "softmax_input":
             out, self._softmax_input = self._softmax_input, None
             if out is None:
-                raise RuntimeError(f"the loss compile chose reads the input of the model's last layer "
-                                   f"{self.softmax!r}{self.softmax.where()}, but the forward pass did not call "
-                                   "that layer; compile with from_logits=True if the outputs are logits")
+                raise UsageError(f"the loss compile chose reads the input of the model's last layer "
+                                 f"{self.softmax!r}{self.softmax.where()}, but the forward pass did not call "
+                                 "that layer; compile with from_logits=True if the outputs are logits")
         if self.reads == "probabilities":
             eps = 1e-7  # Keras's clip, so log(0) never appears
             log_p = F.minimum(F.maximum(out, eps), 1 - eps).log()

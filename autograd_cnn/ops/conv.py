@@ -2,16 +2,19 @@
 
 conv2d, its input gradient (the transposed convolution) and its weight gradient are three
 Functions whose backwards call one another, so every order of derivative is a real op and
-the renderer draws the backward pass as convolutions. The kernels live in the backend.
+the renderer draws the backward pass as convolutions. The weight-gradient node also makes the
+bias's gradient where there is a bias (two outputs of one node): the kernel sums the output
+gradient's channels on its way through, and nothing is kept between kernels. The kernels live
+in the backend.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from .. import checks
-from ..autograd import GRAD_OUT, Function, as_tensor
+from ..autograd import GRAD_OUT, Function, broadcast_to
 from ..errors import ShapeError, shape_str
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from .matmul import matmul
 from .reduce import ChannelSum
 from .shape import reshape, transpose
@@ -133,22 +136,22 @@ class Conv2d(Function):
         geometry = _geometry(ctx)
         needs = ctx.needs_input_grad
         gx = ConvTranspose2d.apply(gy, weight, out_hw=x.shape[2:], **geometry) if needs[0] else None
-        gw = Conv2dGradWeight.apply(x, gy, kernel_size=weight.shape[2:], **geometry) if needs[1] else None
-        if len(needs) == 2:
-            return gx, gw
-        return gx, gw, (ChannelSum.apply(gy) if needs[2] else None)
+        return (gx, *_weight_and_bias_grads(x, gy, weight, needs, "gy", geometry))
 
 
 class ConvTranspose2d(Function):
-    """y = conv2d's adjoint in x: each x[n, c, i, j] adds x * w[c] into the output window at (i, j)"""
+    """y = conv2d's adjoint in x: each x[n, c, i, j] adds x * w[c] into the output window at (i, j), + b[c]"""
     rules = (f"∂L/∂x = conv2d({GRAD_OUT}, W)",
              f"∂L/∂W = correlate({GRAD_OUT}, x)",
              f"∂L/∂b = Σ {GRAD_OUT} over N, H, W")
     @staticmethod
-    def forward(ctx, x, weight, *, out_hw, stride, padding, dilation, groups):
+    def forward(ctx, x, weight, bias=None, *, out_hw, stride, padding, dilation, groups):
         ctx.save_for_backward(x, weight)
         in_shape = (x.shape[0], weight.shape[1] * groups) + tuple(out_hw)
-        return ctx.backend.conv2d_grad_input(x, weight, in_shape, stride, padding, dilation, groups)
+        y = ctx.backend.conv2d_grad_input(x, weight, in_shape, stride, padding, dilation, groups)
+        if bias is not None:
+            y += bias.reshape(1, -1, 1, 1)  # y is the kernel's own new array
+        return y
 
     @staticmethod
     def backward(ctx, gy):
@@ -156,24 +159,54 @@ class ConvTranspose2d(Function):
         geometry = _geometry(ctx)
         needs = ctx.needs_input_grad
         gx = Conv2d.apply(gy, weight, **geometry) if needs[0] else None
-        gw = Conv2dGradWeight.apply(gy, x, kernel_size=weight.shape[2:], **geometry) if needs[1] else None
-        return gx, gw
+        return (gx, *_weight_and_bias_grads(gy, x, weight, needs, "x", geometry))
+
+
+def _weight_and_bias_grads(image: Tensor, gy: Tensor, weight: Tensor, needs: tuple, bias_from: str,
+                           geometry: dict) -> tuple:
+    """The weight's and (where the op has one) the bias's gradients: one Conv2dGradWeight node
+    with two outputs when both are wanted (the kernel sums the bias's gradient on its way), one
+    output for the weight's alone, a ChannelSum for the bias's alone (a frozen weight)."""
+    kernel_size = weight.shape[2:]
+    if len(needs) == 2 or not needs[2]:
+        gw = Conv2dGradWeight.apply(image, gy, kernel_size=kernel_size, bias_from=None, **geometry) \
+            if needs[1] else None
+        return (gw,) if len(needs) == 2 else (gw, None)
+    if needs[1]:
+        return Conv2dGradWeight.apply(image, gy, kernel_size=kernel_size, bias_from=bias_from, **geometry)
+    return None, ChannelSum.apply(gy if bias_from == "gy" else image)
 
 
 class Conv2dGradWeight(Function):
-    """gw[o, c] = sum_n gy[n, o] ⋆ x[n, c]  (conv2d's gradient in its weight)"""
-    @staticmethod
-    def forward(ctx, x, gy, *, kernel_size, stride, padding, dilation, groups):
-        ctx.save_for_backward(x, gy)
-        return ctx.backend.conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups)
+    """gw[o, c] = sum_n gy[n, o] ⋆ x[n, c]  (conv2d's gradient in its weight); with ``bias_from``,
+    also gb[o] = Σ gy[n, o] over N, H, W (or x's sums, for a transposed convolution): two outputs"""
+    rules = ("∂L/∂x = conv_transpose2d(gy, ∂L/∂gw) (+ ∂L/∂gb where gb sums x)",
+             "∂L/∂gy = conv2d(x, ∂L/∂gw) (+ ∂L/∂gb where gb sums gy)")
+    materialize_grads = False  # an unused output (gw or gb) costs its backward nothing
 
     @staticmethod
-    def backward(ctx, ggw):
+    def forward(ctx, x, gy, *, kernel_size, stride, padding, dilation, groups, bias_from):
+        ctx.save_for_backward(x, gy)
+        return ctx.backend.conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups, bias_from)
+
+    @staticmethod
+    def backward(ctx, ggw, ggb=None):
         x, gy = ctx.saved_tensors
         geometry = _geometry(ctx)
         needs = ctx.needs_input_grad
-        gx = ConvTranspose2d.apply(gy, ggw, out_hw=x.shape[2:], **geometry) if needs[0] else None
-        ggy = Conv2d.apply(x, ggw, **geometry) if needs[1] else None
+        on_gy = ctx.params["bias_from"] == "gy"
+        gx = ggy = None
+        if ggw is not None:
+            if needs[0]:
+                gx = ConvTranspose2d.apply(gy, ggw, out_hw=x.shape[2:], **geometry)
+            if needs[1]:  # the bias's own term rides along as conv2d's bias
+                ggy = Conv2d.apply(x, ggw, *([ggb] if on_gy and ggb is not None else []), **geometry)
+        if ggb is not None:
+            spread = reshape(ggb, (1, -1, 1, 1))
+            if on_gy and needs[1] and ggy is None:
+                ggy = broadcast_to(spread, gy.shape)
+            elif not on_gy and needs[0]:
+                gx = broadcast_to(spread, x.shape) if gx is None else gx + spread
         return gx, ggy
 
 
@@ -283,14 +316,12 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
     if any(e >= s for e, s in zip(extra, stride)):
         raise ShapeError(f"{op}: output_padding {extra} must be smaller than stride {stride}")
     out_hw = transposed_size(op, tuple(x.shape), kernel, stride, padding, dilation, extra)
-    y = ConvTranspose2d.apply(x, weight, out_hw=out_hw, stride=stride, padding=padding, dilation=dilation,
-                              groups=groups)
-    if bias is not None:
-        c_out = weight.shape[1] * groups
-        if tuple(bias.shape) != (c_out,):
-            raise ShapeError(f"{op}: bias must have shape ({c_out},), got {shape_str(bias.shape)}")
-        y = y + reshape(bias, (1, c_out, 1, 1))
-    return y
+    c_out = weight.shape[1] * groups
+    if bias is not None and tuple(bias.shape) != (c_out,):
+        raise ShapeError(f"{op}: bias must have shape ({c_out},), got {shape_str(bias.shape)}")
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return ConvTranspose2d.apply(*inputs, out_hw=out_hw, stride=stride, padding=padding, dilation=dilation,
+                                 groups=groups)
 
 
 def locally_connected2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1) -> Tensor:

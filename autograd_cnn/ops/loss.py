@@ -6,10 +6,10 @@ from typing import Any
 from numpy.typing import ArrayLike
 
 from .. import checks
-from ..autograd import GRAD_OUT, Function, as_tensor
+from ..autograd import GRAD_OUT, Function
 from ..backends.indexing import class_range_message
 from ..errors import ArgumentTypeError, ShapeError, shape_str
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from .activation import log_softmax, sigmoid, softmax
 from .shape import getitem
 

@@ -7,10 +7,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import checks
-from ..autograd import GRAD_OUT, Function, as_tensor, is_grad_enabled
+from ..autograd import GRAD_OUT, Function, is_grad_enabled
 from ..errors import ArgumentError, ShapeError, shape_str
 from ..random import backend_rng
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 
 __all__ = ["batch_norm", "dropout"]
 

@@ -1,4 +1,9 @@
-"""Ops that move elements without arithmetic: reshape, transpose, indexing, concat, pad."""
+"""Ops that move elements without arithmetic: reshape, transpose, indexing, concat, split, pad.
+
+split, chunk and unbind are one node with several outputs (``Split``, ``Unbind``): each piece is
+an output of that node, and backward joins the pieces' gradients (zeros for a piece no path
+used) with the op that undoes it, ``Concat`` or ``Stack``.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,13 +12,13 @@ from typing import Any
 import numpy as np
 
 from .. import checks
-from ..autograd import GRAD_OUT, Function, as_tensor
+from ..autograd import GRAD_OUT, Function
 from ..backends import Backend
 from ..errors import ArgumentError, ArgumentTypeError, ShapeError, shape_str
-from ..tensor import Tensor, cast
+from ..tensor import Tensor, as_tensor, cast
 
 # getitem and to_backend stay out of F: Tensor's indexing and .to() call them.
-__all__ = ["concat", "flatten", "pad", "reshape", "stack", "transpose"]
+__all__ = ["chunk", "concat", "flatten", "pad", "reshape", "split", "stack", "transpose", "unbind"]
 
 
 class Reshape(Function):
@@ -135,6 +140,40 @@ class Stack(Function):
         return tuple(grads)
 
 
+class Split(Function):
+    """y_1, y_2, ... = the pieces of a between the cuts along an axis (several outputs, one node)"""
+    rules = (f"∂L/∂a = the pieces' {GRAD_OUT} joined along the axis (zeros for an unused piece)",)
+    @staticmethod
+    def forward(ctx, a, *, bounds, axis):
+        index = [slice(None)] * a.ndim
+        pieces = []
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            index[axis] = slice(start, stop)
+            pieces.append(a[tuple(index)])
+        return tuple(pieces)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return Concat.apply(*grads, axis=ctx.params["axis"])
+
+
+class Unbind(Function):
+    """y_i = a[..., i, ...]: a taken apart along an axis, which goes (several outputs, one node)"""
+    rules = (f"∂L/∂a = the pieces' {GRAD_OUT} stacked along the axis (zeros for an unused piece)",)
+    @staticmethod
+    def forward(ctx, a, *, axis):
+        index: list = [slice(None)] * a.ndim
+        pieces = []
+        for i in range(a.shape[axis]):
+            index[axis] = i
+            pieces.append(a[tuple(index)])
+        return tuple(pieces)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return Stack.apply(*grads, axis=ctx.params["axis"])
+
+
 def _same_rank(op: str, arrays: Any, axis: int) -> None:
     if not arrays:
         raise ShapeError(f"{op}: needs at least one tensor")
@@ -228,6 +267,56 @@ def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join same-shaped tensors along a new axis."""
     return Stack.apply(*_parts("stack", tensors, axis), axis=axis)
+
+
+def _split_axis(op: str, x: Any, axis: Any) -> tuple:
+    """x as a tensor of at least one axis, and ``axis`` checked and made non-negative."""
+    x = as_tensor(op, x)
+    checks.integer(op, "axis", axis)
+    if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"{op}: axis {axis} is out of range for a tensor of shape {shape_str(x.shape)}")
+    return x, axis % x.ndim
+
+
+def split(x: Tensor, sections_or_indices: Any, axis: int = 0) -> tuple:
+    """``x`` cut along ``axis``, as NumPy's ``np.split``: an int N gives N equal pieces (N must
+    divide the axis), a list of indices cuts before each. A tuple of tensors made by one node."""
+    x, axis = _split_axis("split", x, axis)
+    size = x.shape[axis]
+    if checks.is_int(sections_or_indices):
+        n = int(sections_or_indices)
+        if n < 1 or size % n:
+            raise ShapeError(f"split: {n} equal pieces of axis {axis} of {shape_str(x.shape)} (length {size}) "
+                             "do not exist; give a number that divides it, or a list of indices to cut at "
+                             f"(chunk({n}) allows a shorter last piece)")
+        bounds = tuple(range(0, size + 1, size // n)) if size else (0,) * (n + 1)
+    elif isinstance(sections_or_indices, (list, tuple)) and all(checks.is_int(i) for i in sections_or_indices):
+        # As NumPy: negative indices count from the end, and each index is clipped to the axis.
+        cuts = [min(max(int(i) + size if i < 0 else int(i), 0), size) for i in sections_or_indices]
+        bounds = (0, *cuts, size)
+        if any(a > b for a, b in zip(bounds, bounds[1:])):
+            raise ArgumentError(f"split: the indices {list(sections_or_indices)} must not decrease (along axis "
+                                f"{axis} of length {size}); the pieces would overlap")
+    else:
+        raise ArgumentTypeError(f"split: sections_or_indices must be an int or a list of ints, "
+                                f"got {sections_or_indices!r}")
+    return Split.apply(x, bounds=bounds, axis=axis)
+
+
+def chunk(x: Tensor, n: int, axis: int = 0) -> tuple:
+    """``x`` in ``n`` pieces along ``axis``, as ``torch.chunk``: each of ceil(length / n), the last
+    shorter where n does not divide the length (so fewer than n pieces can come back)."""
+    x, axis = _split_axis("chunk", x, axis)
+    n = checks.integer("chunk", "n", n, 1)
+    size = x.shape[axis]
+    step = max(-(-size // n), 1)
+    return Split.apply(x, bounds=tuple(range(0, size, step)) + (size,) if size else (0, 0), axis=axis)
+
+
+def unbind(x: Tensor, axis: int = 0) -> tuple:
+    """The slices of ``x`` along ``axis``, that axis removed: ``x[0], x[1], ...`` as one node."""
+    x, axis = _split_axis("unbind", x, axis)
+    return Unbind.apply(x, axis=axis)
 
 
 def pad(a: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:

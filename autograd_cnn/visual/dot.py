@@ -17,7 +17,7 @@ from typing import Any
 import graphviz
 import numpy as np
 
-from ..errors import AutogradError, shape_str
+from ..errors import ArgumentError, AutogradError, shape_str
 from .fold import FOLD_LIMIT, Unit, build_units, fold_units
 from .render import INSTALL_HINT, RenderError, check_format, have_dot, run_dot
 from .trace import Step, TensorNode, Trace, record_gradients, replay_backward, trace
@@ -59,7 +59,7 @@ class Picture(graphviz.Digraph):
         """Save the DOT source as ``filename`` and the picture as ``filename.<format>``; returns the
         picture's path (graphviz's own ``render``, run with a timeout)."""
         if view:
-            raise ValueError("Picture.render: view=True is not supported; open the file it returns")
+            raise ArgumentError("Picture.render: view=True is not supported; open the file it returns")
         format = format or self.format
         path = os.path.join(os.fspath(directory or self.directory or ""), os.fspath(filename or self.filename))
         outfile = kwargs.get("outfile")
@@ -122,6 +122,12 @@ def _params_text(params: dict) -> str:
 
 def _esc(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+def output_grad(arrived: Any, t: TensorNode) -> Any:
+    """The gradient that arrived at the op that made ``t``, for ``t`` alone: the op's one
+    gradient, or for an op with several outputs, that output's (None where no path used it)."""
+    return arrived[t.tensor.output_nr] if isinstance(arrived, tuple) else arrived
 
 
 def _html(lines: list[tuple[str, str]]) -> str:
@@ -189,7 +195,7 @@ class Drawing:
         if fold is not False:
             if isinstance(fold, bool) or not isinstance(fold, int) or fold < 1:
                 if fold is not True:
-                    raise ValueError(f"visual: fold must be True, False or a positive number of nodes, got {fold!r}")
+                    raise ArgumentError(f"visual: fold must be True, False or a positive number of nodes, got {fold!r}")
                 fold = FOLD_LIMIT
             self.units, self.fold_note = fold_units(tr, self.units, collapse, collapse_depth, kind, fold)
         self.unit_of = {op.id: u for u in self.units for op in u.ops}
@@ -283,8 +289,11 @@ class Drawing:
                 elif not self.drawn(t):
                     label = shape_str(tuple(t.tensor.shape))
                 g.edge(self.source(t), u.id, **({"label": label} if label else {}))
-            if self.drawn(u.output) and u.output.producer is u.ops[-1]:
-                g.edge(u.id, u.output.id)
+            last = u.ops[-1]
+            for out in last.outputs:  # an op with several outputs: one node, an edge to each
+                if self.drawn(out) and out.producer is last:
+                    label = {"label": f"y{out.tensor.output_nr}"} if last.ctx.n_outputs > 1 else {}
+                    g.edge(u.id, out.id, **label)
 
     # --- backward ----------------------------------------------------------
     def step_units(self) -> list[Unit]:
@@ -428,7 +437,7 @@ class Drawing:
     def edge_grad(self, use: tuple[Unit, int] | None, t: TensorNode, summed: bool) -> np.ndarray | None:
         if use is None:  # the gradient arriving at t's producer, or the seed
             if t.producer is not None and t.producer.id in self.arrived:
-                return self.arrived[t.producer.id]
+                return output_grad(self.arrived[t.producer.id], t)
             if t is self.tr.output:
                 return np.ones(tuple(t.tensor.shape))
             if summed and self.sent:  # a leaf: the sum of what its uses sent
@@ -494,7 +503,12 @@ class Drawing:
             sections = [("derivative rule", "\n".join(explained))] if rules else []
             if len(u.ops) == 1 and u.ops[0].id in arrived:
                 op = u.ops[0]
-                sections.append(("gradient arriving ∂L/∂y", array_text(arrived[op.id])))
+                got = arrived[op.id]
+                if isinstance(got, tuple):  # several outputs: the gradient of each
+                    sections += [(f"gradient arriving ∂L/∂y{k}", "unused: zeros" if g is None else array_text(g))
+                                 for k, g in enumerate(got)]
+                else:
+                    sections.append(("gradient arriving ∂L/∂y", array_text(got)))
                 for i, (name, t) in enumerate(zip(op.arg_names(), op.inputs)):
                     if (op.id, i) in sent:
                         sections.append((f"gradient sent to {name} ({t.label})", array_text(sent[(op.id, i)])))
@@ -601,9 +615,9 @@ def new_picture(name: str, rankdir: str, label: str = "", drawing: Drawing | Non
                 timeout: float | None = None) -> Picture:
     """An empty picture with the house style: fonts, the layout direction and a caption."""
     if rankdir not in ("TB", "LR", "BT", "RL"):
-        raise ValueError(f"visual: rankdir must be \"TB\", \"LR\", \"BT\" or \"RL\", got {rankdir!r}")
+        raise ArgumentError(f"visual: rankdir must be \"TB\", \"LR\", \"BT\" or \"RL\", got {rankdir!r}")
     if timeout is not None and not timeout > 0:
-        raise ValueError(f"visual: timeout must be a number of seconds above 0, got {timeout!r}")
+        raise ArgumentError(f"visual: timeout must be a number of seconds above 0, got {timeout!r}")
     g = Picture(name)
     g.drawing, g.timeout = drawing, timeout
     g.attr(rankdir=rankdir, fontname="Helvetica", fontsize="11", newrank="true")
@@ -676,7 +690,7 @@ def draw(output: Any, kind: str = "forward", collapse: str | None = None, **opti
         return backward_graph(output, collapse=collapse, **options)
     if kind == "both":
         return both_graph(output, collapse=collapse, **options)
-    raise ValueError(f"visual.draw: kind must be one of {KINDS}, got {kind!r}")
+    raise ArgumentError(f"visual.draw: kind must be one of {KINDS}, got {kind!r}")
 
 
 def save(output: Any, path: str | os.PathLike, kind: str = "forward", format: str | None = None,
@@ -689,7 +703,6 @@ def save(output: Any, path: str | os.PathLike, kind: str = "forward", format: st
     the browser where ``dot`` is missing. ``options`` as for ``draw``; html also takes
     ``viz_js`` (a URL, file or folder of @viz-js/viz; see ``visual.page``).
     """
-    path = os.fspath(path)
     format, path = check_format(path, format)
     viz_js = options.pop("viz_js", None)
     g = draw(output, kind=kind, collapse=collapse, **options)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import groupby
 
+from ..errors import ArgumentError
 from .trace import OpNode, TensorNode, Trace
 
 FOLD_LIMIT = 1200  # nodes of a "both" picture that dot lays out in about a second
@@ -61,9 +62,9 @@ class Unit:
 def build_units(tr: Trace, collapse: str | None, depth: int | None) -> list[Unit]:
     """One unit per op, or with ``collapse="module"`` one per module path (cut at ``depth``)."""
     if collapse not in (None, "module"):
-        raise ValueError(f"visual: collapse must be None or \"module\", got {collapse!r}")
+        raise ArgumentError(f"visual: collapse must be None or \"module\", got {collapse!r}")
     if depth is not None and (not isinstance(depth, int) or depth < 1):
-        raise ValueError(f"visual: collapse_depth must be a positive int or None, got {depth!r}")
+        raise ArgumentError(f"visual: collapse_depth must be a positive int or None, got {depth!r}")
     units: list[Unit] = []
     for op in tr.ops:
         key = None

@@ -12,9 +12,10 @@ import base64
 import os
 from typing import Any
 
-from ..errors import GraphError, shape_str
+from ..errors import ArgumentError, GraphError, shape_str
 from .dot import Drawing, Frame, glossary_lines, new_picture, values_text
 from .page import node_details, page
+from .render import file_path
 from .trace import record_gradients, trace
 
 FRAME_FORMATS = ("svg", "png")
@@ -29,17 +30,17 @@ def backprop_frames(loss: Any, folder: str | os.PathLike, format: str = "svg", k
     ``format`` is "svg" or "png"; ``kind`` "backward" (the backward graph) or "both" (forward
     and backward side by side). The user's graph and ``.grad`` values are left unchanged.
     """
+    folder = file_path("backprop_frames", "folder", folder)
     if format not in FRAME_FORMATS:
-        raise ValueError(f"backprop_frames: format must be one of {FRAME_FORMATS}, got {format!r}")
+        raise ArgumentError(f"backprop_frames: format must be one of {FRAME_FORMATS}, got {format!r}")
     if kind not in ("backward", "both"):
-        raise ValueError(f"backprop_frames: kind must be \"backward\" or \"both\", got {kind!r}")
+        raise ArgumentError(f"backprop_frames: kind must be \"backward\" or \"both\", got {kind!r}")
     tr = trace(loss)
     if loss.grad_fn is None:
         raise GraphError("backprop_frames: the tensor has no grad_fn, so backward has no steps; "
                          "pass a loss computed from tensors with requires_grad=True")
     steps = record_gradients(tr)
     drawing = Drawing(tr, steps=steps)
-    folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     paths, frames = [], []
     for k in range(len(steps)):
@@ -77,5 +78,13 @@ def step_caption(frame: Frame) -> str:
     explained = "".join(f" ({text})" for _, text in glossary_lines(rules))
     where = f" in {op.scope}" if op.scope else ""
     return (f"Step {frame.index + 1} of {len(frame.steps)}: {op.name}Backward{where}. "
-            f"∂L/∂y arrives {shape_str(step.grad_output.shape)} {values_text(step.grad_output)}. "
+            f"{_arrives(step.grad_output)}. "
             f"{'; '.join(rules)}{explained}")
+
+
+def _arrives(grad_output: Any) -> str:
+    """"∂L/∂y arrives (2, 3) [...]", one part per output for an op with several."""
+    if not isinstance(grad_output, tuple):
+        return f"∂L/∂y arrives {shape_str(grad_output.shape)} {values_text(grad_output)}"
+    return "; ".join(f"∂L/∂y{k} " + ("unused" if g is None else f"arrives {shape_str(g.shape)} {values_text(g)}")
+                     for k, g in enumerate(grad_output))

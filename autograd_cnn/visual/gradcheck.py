@@ -69,7 +69,8 @@ def gradcheck_graph(fn: Callable[..., Any], inputs: Sequence[Any], eps: float = 
 
 def check_node(node: Any, grad_output: Any, grads: tuple, eps: float, atol: float, rtol: float) -> NodeCheck:
     """Compare the gradients one step sent with central differences of its op's forward."""
-    gy = np.asarray(grad_output.numpy(), dtype=np.float64)
+    outs = grad_output if isinstance(grad_output, tuple) else (grad_output,)  # one per output
+    gy = tuple(None if g is None else np.asarray(g.numpy(), dtype=np.float64) for g in outs)
     names = node.fn.input_names(len(node.inputs))
     worst, ok, worst_text = 0.0, True, ""
     for i, (x, g) in enumerate(zip(node.inputs, grads)):
@@ -89,9 +90,10 @@ def check_node(node: Any, grad_output: Any, grads: tuple, eps: float, atol: floa
     return NodeCheck(node.name, ok, worst_text, worst)
 
 
-def numerical(node: Any, i: int, gy: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Central differences of Σ forward(...) · gy with respect to input ``i`` of ``node``, at the
-    flat positions it returns (every element, or MAX_ELEMENTS of them spread evenly)."""
+def numerical(node: Any, i: int, gy: tuple, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences of Σ forward(...) · gy with respect to input ``i`` of ``node`` (summed
+    over its outputs, where it has several; an unused one's gradient None), at the flat
+    positions it returns (every element, or MAX_ELEMENTS of them spread evenly)."""
     x = np.array(node.inputs[i].data, dtype=np.float64)
     flat = x.reshape(-1)
     picked = np.unique(np.linspace(0, flat.size - 1, min(flat.size, MAX_ELEMENTS)).astype(int))
@@ -100,7 +102,9 @@ def numerical(node: Any, i: int, gy: np.ndarray, eps: float) -> tuple[np.ndarray
         args = [tensor(x) if j == i else t for j, t in enumerate(node.inputs)]
         with autograd.no_grad():
             y = node.fn.apply(*args, **node.params)
-        return float((np.asarray(y.numpy(), dtype=np.float64) * gy).sum())
+        ys = y if isinstance(y, tuple) else (y,)
+        return float(sum((np.asarray(out.numpy(), dtype=np.float64) * g).sum()
+                         for out, g in zip(ys, gy) if g is not None))
 
     out = np.zeros(picked.size)
     for k, p in enumerate(picked):

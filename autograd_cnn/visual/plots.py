@@ -10,6 +10,8 @@ import math
 import os
 from typing import Any
 
+from ..errors import ArgumentTypeError
+
 # Each panel of gradient health: the History.steps prefix, its title, and whether a log scale fits.
 HEALTH = (("grad_norm/", "gradient norm ‖∂L/∂w‖ per layer", True),
           ("update_ratio/", "update / weight ‖Δw‖ / ‖w‖ per layer", True),
@@ -28,8 +30,8 @@ def plot_training(history: Any, path: str | os.PathLike | None = None, title: st
     epochs = getattr(history, "history", history)
     steps = getattr(history, "steps", {}) or {}
     if not isinstance(epochs, dict):
-        raise TypeError(f"plot_training: expected the History that fit returns (or its .history dict), "
-                        f"got {type(history).__name__}")
+        raise ArgumentTypeError(f"plot_training: expected the History that fit returns (or its .history dict), "
+                                f"got {type(history).__name__}")
     panels = [("loss", [k for k in ("loss", "val_loss") if k in epochs], False)]
     if "accuracy" in epochs or "val_accuracy" in epochs:
         panels.append(("accuracy", [k for k in ("accuracy", "val_accuracy") if k in epochs], False))

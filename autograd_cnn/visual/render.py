@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from typing import Any
 
-from ..errors import AutogradError
+from ..errors import ArgumentError, ArgumentTypeError, AutogradError
 
 FORMATS = ("svg", "png", "pdf", "dot", "html")  # what visual.save writes
 DOT_FORMATS = ("svg", "png", "pdf")  # what needs the dot program
@@ -49,7 +50,7 @@ def have_dot() -> bool:
 def run_dot(source: str, format: str, timeout: float | None = None, what: str = "visual") -> bytes:
     """``dot -T<format>`` on ``source``; RenderError when dot is missing, fails or runs past ``timeout``."""
     if format not in DOT_FORMATS:
-        raise ValueError(f"{what}: dot renders {DOT_FORMATS}, got format={format!r}")
+        raise ArgumentError(f"{what}: dot renders {DOT_FORMATS}, got format={format!r}")
     exe = shutil.which("dot")
     if exe is None:
         raise RenderError(f"{what}: Graphviz's `dot` program is not on PATH, so {format} cannot be drawn. "
@@ -71,21 +72,33 @@ def run_dot(source: str, format: str, timeout: float | None = None, what: str = 
     return done.stdout
 
 
+def file_path(what: str, name: str, path: Any) -> str:
+    """``path`` (text or a ``pathlib.Path``) as a string; anything else an error naming ``what``."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ArgumentTypeError(f"{what}: {name} must be a file or folder name (a str or a pathlib.Path), "
+                                f"got {path!r:.60}")
+    return os.fspath(path)
+
+
 def check_format(path: str, format: str | None, what: str = "visual.save") -> tuple[str, str]:
     """The file format (from ``format``, else from the path's suffix) and the path to write.
 
     A path without a suffix gets the format's (``out/graph`` becomes ``out/graph.svg``); a suffix
     that is no known format, or that disagrees with ``format``, is an error naming the formats.
     """
+    path = file_path(what, "path", path)
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        raise ArgumentError(f"{what}: {path!r} is a folder; give the file to write, e.g. "
+                            f"{os.path.join(path, 'graph.svg')!r}")
     stem, dot_suffix = os.path.splitext(path)
     suffix = dot_suffix.lstrip(".").lower()
     if format is not None and format not in FORMATS:
-        raise ValueError(f"{what}: format must be one of {FORMATS}, got format={format!r}")
+        raise ArgumentError(f"{what}: format must be one of {FORMATS}, got format={format!r}")
     if suffix and suffix not in FORMATS:
-        raise ValueError(f"{what}: cannot tell the format of {path!r}: the suffix .{suffix} is none of "
-                         f"{', '.join('.' + f for f in FORMATS)}; name the file with one of them or pass format=")
+        raise ArgumentError(f"{what}: cannot tell the format of {path!r}: the suffix .{suffix} is none of "
+                            f"{', '.join('.' + f for f in FORMATS)}; name the file with one of them or pass format=")
     if format is None:
         return suffix or "svg", path if suffix else f"{path}.svg"
     if suffix and suffix != format:
-        raise ValueError(f"{what}: the path {path!r} ends in .{suffix} but format={format!r}; make them agree")
+        raise ArgumentError(f"{what}: the path {path!r} ends in .{suffix} but format={format!r}; make them agree")
     return format, path if suffix else f"{path}.{format}"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import autograd
-from ..errors import GraphError, shape_str
+from ..errors import ArgumentTypeError, GraphError, shape_str
 from ..tensor import Tensor, ones_like
 
 
@@ -32,12 +32,17 @@ class TensorNode:
 
 @dataclass(eq=False)
 class OpNode:
-    """An op node (a ``Context``) in the picture."""
+    """An op node (a ``Context``) in the picture: drawn once, with each of its outputs that the
+    graph holds (``outputs``; ``output`` is the first, the only one of most ops)."""
 
     id: str
     ctx: Any
     inputs: list[TensorNode] = field(default_factory=list)
-    output: TensorNode | None = None
+    outputs: list[TensorNode] = field(default_factory=list)
+
+    @property
+    def output(self) -> TensorNode | None:
+        return self.outputs[0] if self.outputs else None
 
     @property
     def name(self) -> str:
@@ -62,7 +67,8 @@ class Trace:
 
     def __init__(self, output: Any) -> None:
         if not isinstance(output, Tensor):
-            raise TypeError(f"visual: expected a Tensor to draw, got {type(output).__name__}")
+            raise ArgumentTypeError(f"visual: expected a Tensor to draw, got {type(output).__name__}; pass the "
+                                    "tensor itself (the loss or the model's output), not its value (.item())")
         self.output_tensor = output
         self.tensors: list[TensorNode] = []
         self.ops: list[OpNode] = []
@@ -76,9 +82,12 @@ class Trace:
             self.ops.append(op)
             self._by_ctx[id(ctx)] = op
             for i, t in enumerate(ctx.inputs):
-                op.inputs.append(self._tensor(graph.output_of(t.grad_fn) if t.grad_fn is not None else t, op, i))
-            out = graph.output_of(ctx)
-            op.output = self._add(out, self._op_output_label(out, op), "intermediate", op)
+                made = graph.output_of(t.grad_fn, t.output_nr) if t.grad_fn is not None else t
+                op.inputs.append(self._tensor(made, op, i))
+            for k, out in enumerate(graph.outputs_of(ctx)):
+                if out is not None:  # an output of several that nothing in this graph used is not drawn
+                    label = self._op_output_label(out, op, k if ctx.n_outputs > 1 else None)
+                    op.outputs.append(self._add(out, label, "intermediate", op))
         self.output = self._by_tensor.get(id(output)) or self._add(output, _leaf_label(output, None, 0), "output")
         self.output.role = "output"
         self.steps = [self._by_ctx[id(c)] for c in self.engine_order if any(c.needs_input_grad)]
@@ -104,10 +113,11 @@ class Trace:
         return node
 
     @staticmethod
-    def _op_output_label(t: Any, op: OpNode) -> str:
+    def _op_output_label(t: Any, op: OpNode, k: int | None = None) -> str:
         if getattr(t, "name", None):
             return t.name
-        return f"{op.scope} {op.name} output" if op.scope else f"{op.name} output"
+        what = "output" if k is None else f"output {k}"
+        return f"{op.scope} {op.name} {what}" if op.scope else f"{op.name} {what}"
 
     # --- questions the pictures ask -----------------------------------------
     def node_of(self, t: Any) -> TensorNode | None:
@@ -137,7 +147,8 @@ class Trace:
         declared = op.ctx.fn.saved_names
         arg_names = op.arg_names()
         out: list = []
-        for k, value in enumerate(op.ctx.saved_sources(op.output.tensor)):
+        outputs = tuple(t.tensor for t in op.outputs)
+        for k, value in enumerate(op.ctx.saved_sources(outputs[0] if len(outputs) == 1 else outputs)):
             if id(value) in self._by_tensor:
                 item = self._by_tensor[id(value)]
             else:
@@ -145,8 +156,8 @@ class Trace:
                 item = (tuple(getattr(data, "shape", ())), str(getattr(data, "dtype", type(value).__name__)))
             if k < len(declared):
                 name = declared[k]
-            elif item is op.output:
-                name = "y"
+            elif item in op.outputs:
+                name = "y" if len(op.outputs) == 1 else f"y{op.outputs.index(item)}"
             elif isinstance(item, TensorNode) and item in op.inputs:
                 name = arg_names[op.inputs.index(item)]
             else:
@@ -179,7 +190,7 @@ class Step:
     """One backward step as the engine ran it: the gradient in and the gradients out (host arrays)."""
 
     op: OpNode
-    grad_output: np.ndarray
+    grad_output: Any  # an array, or a tuple of them (None for an unused one) for several outputs
     input_grads: tuple
 
 
@@ -193,7 +204,9 @@ def record_gradients(tr: Trace) -> list[Step]:
     def observe(node: Any, grad_output: Any, input_grads: tuple) -> None:
         op = tr.op_of(node)
         if op is not None:
-            steps.append(Step(op, _host(grad_output),
+            grad_out = tuple(None if g is None else _host(g) for g in grad_output) \
+                if isinstance(grad_output, tuple) else _host(grad_output)
+            steps.append(Step(op, grad_out,
                               tuple(None if g is None else _host(g) for g in input_grads)))
 
     with autograd.register_step_hook(observe):
