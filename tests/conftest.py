@@ -65,7 +65,7 @@ def applied_functions(monkeypatch):
 
 
 class BlasStandIn:
-    """OpenBLAS's thread controls as the NumPy backend sees them (two threads of its own, which
+    """OpenBLAS's thread controls as the numba backend sees them (two threads of its own, which
     ``stop`` can end), counting the times its threads are ended: for tests where the real
     ones are missing or held to one thread."""
 
@@ -94,9 +94,10 @@ def parts(request, monkeypatch):
     if request.param == PARTS[1]:
         monkeypatch.setattr(Backend, "part_bytes", 1)
         monkeypatch.setattr(Backend, "min_parallel_bytes", 0)
-        cpu = ag.get_backend("numpy")
-        if cpu.threads < 2 or cpu.blas is None or cpu.blas.get() < 2:  # one core, or BLAS held to one thread
-            monkeypatch.setattr(cpu, "threads", 2)
-            monkeypatch.setattr(cpu, "workers", Workers(2))
-            monkeypatch.setattr(cpu, "blas", BlasStandIn())
+        if NUMBA_OK:  # the worker threads are the numba backend's (numpy runs its parts in turn)
+            cpu = ag.get_backend("numba")
+            if cpu.threads < 2 or cpu.blas is None or cpu.blas.get() < 2:  # one core, or BLAS held to one thread
+                monkeypatch.setattr(cpu, "threads", 2)
+                monkeypatch.setattr(cpu, "workers", Workers(2))
+                monkeypatch.setattr(cpu, "blas", BlasStandIn())
     return request.param

@@ -207,16 +207,17 @@ def test_the_processes_on_a_machine_share_its_cores(job):
     """Each rank's CPU kernels run on its share of the cores: k processes with a thread per core
     each would make the cores take turns."""
     k, _, reports, _ = job
-    assert all(report["kernel_threads"] == max(1, usable_cores() // k) for report in reports)
+    share = max(1, usable_cores() // k) if "numba" in ag.available_backends() else 1  # numpy: the caller's thread
+    assert all(report["kernel_threads"] == share for report in reports)
 
 
 def test_a_lone_process_or_a_set_thread_count_keeps_its_threads(monkeypatch):
-    cpu = ag.get_backend("numpy")
+    if "numba" not in ag.available_backends():
+        pytest.skip("the worker threads are the numba backend's; Numba is not installed")
+    cpu = ag.get_backend("numba")
     monkeypatch.setattr(backends, "_cpu_threads", backends._cpu_threads)
-    for loaded in backends.all_loaded():  # numba, where loaded, takes the same share
-        if isinstance(loaded, backends.NumpyBackend):
-            monkeypatch.setattr(loaded, "threads", loaded.threads)
-            monkeypatch.setattr(loaded, "workers", loaded.workers)
+    monkeypatch.setattr(cpu, "threads", cpu.threads)
+    monkeypatch.setattr(cpu, "workers", cpu.workers)
     before = cpu.threads
     share_cores(1)
     assert cpu.threads == before
@@ -226,8 +227,6 @@ def test_a_lone_process_or_a_set_thread_count_keeps_its_threads(monkeypatch):
     monkeypatch.delenv(THREADS_ENV_VAR)
     share_cores(4)
     assert cpu.threads == (max(1, usable_cores() // 4) if cpu.blas is not None else 1)
-    if "numba" in ag.available_backends():
-        assert ag.get_backend("numba").threads == cpu.threads
 
 
 @needs_mpi

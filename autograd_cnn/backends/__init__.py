@@ -67,7 +67,7 @@ def set_cpu_threads(count: int) -> None:
     global _cpu_threads
     _cpu_threads = count
     for backend in _instances.values():
-        if isinstance(backend, NumpyBackend):
+        if hasattr(backend, "set_threads"):  # numba's worker threads (numpy runs on the caller's)
             backend.set_threads(count)
 
 
