@@ -260,6 +260,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--repeat", type=int, default=20, help="timed steps in each process")
+    parser.add_argument("--frameworks", nargs="+", choices=["numpy", "numba", "PyTorch", "Keras/TF"],
+                        help="run only these (default: every one installed)")
     parser.add_argument("--quick", action="store_true", help="one process each, cnn and mlp only")
     add_solo_arguments(parser, runs=3, frameworks=FRAMEWORKS)
     args = parser.parse_args()
@@ -271,7 +273,7 @@ def main() -> None:
         print("Fashion-MNIST not found (set AUTOGRAD_CNN_DATA): the fit case is skipped")
         cases = [c for c in cases if c != "fit"]
     print(machine())
-    names = who(cases)
+    names = {k: v for k, v in who(cases).items() if not args.frameworks or k in args.frameworks}
     details: dict = {}
     results = {}
     for case in cases:  # tiny ops are ours alone
