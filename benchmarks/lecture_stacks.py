@@ -17,8 +17,10 @@ Cases (float32, batch 128):
 Each framework alone in its own process, ``--runs`` processes each, taken in turn
 (``common.solo_in_turn``); a process's figure is the median of its timed steps (one epoch for
 ``fit``). Peak memory: the growth of the process's peak resident size over its first three steps
-(over the warm-up and the epoch for ``fit``) from its size with the model and data made
-(``/proc/self/clear_refs`` resets the peak): what the training itself allocates.
+(over the warm-up and the epoch for ``fit``) from its size with the model and data made, after
+one step on a batch of two (kernels compiled or loaded, libraries warm; ``/proc/self/clear_refs``
+resets the peak): what the training itself allocates. ``--threads N`` holds every framework
+to N threads (a loaded machine: thread pools that spin waiting for work distort the figures).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/lecture_stacks.py [--cases cnn mlp] [--runs 3]
 """
@@ -46,18 +48,18 @@ FRAMEWORKS = ("ours", "torch", "keras")
 # --------------------------------------------------------------------------- the steps
 
 
-def mlp_data() -> tuple:
+def mlp_data(batch: int = BATCH) -> tuple:
     rng = np.random.default_rng(1)
-    return rng.uniform(0, 1, (BATCH, 784)).astype(np.float32), rng.integers(0, 10, BATCH)
+    return rng.uniform(0, 1, (batch, 784)).astype(np.float32), rng.integers(0, 10, batch)
 
 
-def mlp_ours() -> Callable[[], Any]:
+def mlp_ours(batch: int) -> Callable[[], Any]:
     import autograd_cnn as ag
     import autograd_cnn.functional as F
     from autograd_cnn import models, optim
 
     ag.manual_seed(0)
-    model, (x0, y0) = models.lecture_mlp(softmax=False), mlp_data()
+    model, (x0, y0) = models.lecture_mlp(softmax=False), mlp_data(batch)
     optimizer = optim.RMSprop(model.parameters(), lr=LR, alpha=RHO, eps=EPS)
     x, y = ag.tensor(x0), ag.tensor(y0)
 
@@ -70,12 +72,12 @@ def mlp_ours() -> Callable[[], Any]:
     return step
 
 
-def mlp_torch(torch: Any) -> Callable[[], Any]:
+def mlp_torch(torch: Any, batch: int) -> Callable[[], Any]:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 512), torch.nn.ReLU(),
                                 torch.nn.Linear(512, 10))
     optimizer = torch.optim.RMSprop(model.parameters(), lr=LR, alpha=RHO, eps=EPS)
-    x0, y0 = mlp_data()
+    x0, y0 = mlp_data(batch)
     x, y = torch.tensor(x0), torch.tensor(y0)
 
     def step() -> Any:
@@ -90,6 +92,12 @@ def mlp_torch(torch: Any) -> Callable[[], Any]:
 def keras_model(kind: str) -> Any:
     """The slides' models, as written there (Keras 3 on TensorFlow), compiled as there."""
     os.environ["KERAS_BACKEND"] = "tensorflow"
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads:  # --threads: TensorFlow's own pools held to that count too
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     import keras
     from keras import layers
 
@@ -111,21 +119,21 @@ def keras_model(kind: str) -> Any:
     return model
 
 
-def keras_step(kind: str) -> Callable[[], Any]:
+def keras_step(kind: str, size: int) -> Callable[[], Any]:
     from train_step import batch
 
     model = keras_model(kind)
     if kind == "mlp":
-        x, y = mlp_data()
+        x, y = mlp_data(size)
     else:
-        x, y = batch(BATCH)
+        x, y = batch(size)
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # channels-last, as Keras takes images
     return lambda: model.train_on_batch(x, y)
 
 
-def make_step(framework: str, case: str) -> Callable[[], Any]:
+def make_step(framework: str, case: str, batch: int = BATCH) -> Callable[[], Any]:
     if framework == "keras":
-        return keras_step(case)
+        return keras_step(case, batch)
     if case == "tiny":
         from overhead import chain_ours
 
@@ -135,11 +143,19 @@ def make_step(framework: str, case: str) -> Callable[[], Any]:
         from train_step import step_ours, step_torch
 
         if framework == "torch":
-            return step_torch(torch_or_none(), "cpu", BATCH)[0]
+            return step_torch(_torch(), "cpu", batch)[0]
         import autograd_cnn as ag
 
-        return step_ours(ag.get_backend().name, BATCH)[0]
-    return mlp_torch(torch_or_none()) if framework == "torch" else mlp_ours()
+        return step_ours(ag.get_backend().name, batch)[0]
+    return mlp_torch(_torch(), batch) if framework == "torch" else mlp_ours(batch)
+
+
+def _torch() -> Any:
+    """PyTorch on --threads threads where given (OMP_NUM_THREADS in the child), else every core."""
+    torch = torch_or_none()
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    return torch
 
 
 # --------------------------------------------------------------------------- fit
@@ -164,7 +180,7 @@ def make_fit(framework: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
         return (lambda: model.fit(images[:1024], y[:1024], epochs=1, batch_size=BATCH, verbose=0),
                 lambda: model.fit(images, y, epochs=1, batch_size=BATCH, verbose=0))
     if framework == "torch":
-        return torch_fit(torch_or_none(), x, y)
+        return torch_fit(_torch(), x, y)
     import autograd_cnn as ag
     from autograd_cnn import models
 
@@ -220,6 +236,7 @@ def child(framework: str, case: str, repeat: int) -> None:
         epoch()
         median, peak = time.perf_counter() - start, _vm_kib("VmHWM") - before
     else:
+        make_step(framework, case, 2)()  # kernels compiled or loaded, libraries warm: not the step's memory
         step = make_step(framework, case)
         before = _reset_peak()  # from the first steps: what the step itself allocates
         for _ in range(3):
@@ -262,6 +279,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="timed steps in each process")
     parser.add_argument("--frameworks", nargs="+", choices=["numpy", "numba", "PyTorch", "Keras/TF"],
                         help="run only these (default: every one installed)")
+    parser.add_argument("--before", metavar="FOLDER", help="also run the numpy backend of the package copy in "
+                        "FOLDER (an older commit, for a before/after row), as 'numpy, before'")
+    parser.add_argument("--threads", type=int, help="threads for every framework (BLAS, OpenMP, PyTorch, "
+                        "TensorFlow, our kernels); default: each as installed, every core")
     parser.add_argument("--quick", action="store_true", help="one process each, cnn and mlp only")
     add_solo_arguments(parser, runs=3, frameworks=FRAMEWORKS)
     args = parser.parse_args()
@@ -274,13 +295,20 @@ def main() -> None:
         cases = [c for c in cases if c != "fit"]
     print(machine())
     names = {k: v for k, v in who(cases).items() if not args.frameworks or k in args.frameworks}
+    if args.before:
+        names["numpy, before"] = ("ours", {"AUTOGRAD_CNN_BACKEND": "numpy", "PYTHONPATH": args.before})
+    if args.threads:
+        limits = {var: str(args.threads) for var in ("AUTOGRAD_CNN_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                      "MKL_NUM_THREADS")}
+        names = {k: (framework, {**env, **limits}) for k, (framework, env) in names.items()}
     details: dict = {}
     results = {}
     for case in cases:  # tiny ops are ours alone
         case_names = {k: v for k, v in names.items() if case != "tiny" or v[0] == "ours"}
         results.update(solo_in_turn(__file__, [case], runs, case_names, ["--repeat", str(args.repeat)], details))
+    threads = f"{args.threads} thread(s) each" if args.threads else "threads as installed"
     print(f"\n### The lectures' models: our backends, PyTorch CPU and Keras 3 on TensorFlow CPU "
-          f"(float32; {runs} processes each, taken in turn)\n")
+          f"(float32; {threads}; {runs} processes each, taken in turn)\n")
     report(results, details, cases, names)
     sys.stdout.flush()
 
