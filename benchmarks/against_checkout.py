@@ -1,7 +1,7 @@
 """This checkout against another (an older commit, checked out beside it): the 10,000-tiny-op
 chain and the lecture CNN's training step, each timed in processes of their own, taken in turn.
 
-    git worktree add /tmp/before <commit>
+    git clone --quiet . /tmp/before && git -C /tmp/before checkout --quiet <commit>
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/against_checkout.py /tmp/before
 
 Both sides run the timing code of this checkout's benchmarks (``overhead.chain_ours``,

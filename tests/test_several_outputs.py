@@ -273,3 +273,26 @@ def test_a_thread_starts_recording_whatever_the_thread_that_made_it_does():
         t.start()
         t.join(20)
     assert results == [True]
+
+
+def test_queue_callback_belongs_to_the_thread_whose_backward_runs():
+    """A hook's thread queues into its own backward; another thread, running none, is refused."""
+    x = leaf()
+    outcome = {}
+
+    def other_thread():
+        try:
+            autograd.queue_callback(lambda: None)
+            outcome["other"] = "queued"
+        except GraphError:
+            outcome["other"] = "refused"
+
+    def hook(t):
+        outcome["own"] = autograd.queue_callback(lambda: outcome.setdefault("ran", True))
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join(20)
+
+    x.register_post_accumulate_grad_hook(hook)
+    (x * 2).sum().backward()
+    assert outcome == {"own": True, "other": "refused", "ran": True}

@@ -6,6 +6,7 @@ hooks (``register_step_hook``) and ``queue_callback``.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,9 +31,16 @@ def register_step_hook(fn: Callable[[Context, Any, tuple], None]) -> RemovableHa
     return RemovableHandle(step_hooks, fn)
 
 
-# One list per backward walk in progress (a hook may run a backward of its own): the
-# callables queue_callback added, run when that walk ends.
-_walk_callbacks: list[list[Callable[[], None]]] = []
+class _Walks(threading.local):
+    """Per thread (two threads may each run a backward): one list per backward walk in progress
+    (a hook may run a backward of its own), the callables queue_callback added, run when that
+    walk ends."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[list[Callable[[], None]]] = []
+
+
+_walks = _Walks()
 
 
 def queue_callback(fn: Callable[[], None]) -> bool:
@@ -43,10 +51,10 @@ def queue_callback(fn: Callable[[], None]) -> bool:
     callback runs too. A callable already queued for this backward is not queued again: the
     return value says whether this call queued it. A backward that raises runs none of them.
     """
-    if not _walk_callbacks:
+    if not _walks.callbacks:
         raise GraphError("queue_callback: no backward is running; call it from a hook that runs "
                          "during backward() (register_post_accumulate_grad_hook, register_hook)")
-    queued = _walk_callbacks[-1]
+    queued = _walks.callbacks[-1]
     if fn in queued:
         return False
     queued.append(fn)
@@ -62,14 +70,14 @@ def run_backward(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: boo
     and no ``.grad`` is touched (``ag.grad``). What hooks gave to ``queue_callback`` runs last.
     """
     callbacks: list[Callable[[], None]] = []
-    _walk_callbacks.append(callbacks)
+    _walks.callbacks.append(callbacks)
     try:
         found = _walk(outputs, grads, retain_graph, create_graph, inputs)
         with set_grad_enabled(create_graph):
             for fn in callbacks:  # the list may grow while it runs: a callback may queue another
                 fn()
     finally:
-        _walk_callbacks.pop()
+        _walks.callbacks.pop()
     return found
 
 

@@ -123,7 +123,7 @@ class Conv2d(Function):
     """y[n, o] = sum_c x[n, c] ⋆ w[o, c] + b[o]  (cross-correlation)"""
     rules = (f"∂L/∂x = conv_transpose2d({GRAD_OUT}, W)",
              f"∂L/∂W = correlate(x, {GRAD_OUT})",
-             f"∂L/∂b = Σ {GRAD_OUT} over N, H, W")
+             f"∂L/∂b = Σ {GRAD_OUT} over N, H, W (made with ∂L/∂W, in one kernel)")
     @staticmethod
     def forward(ctx, x, weight, bias=None, *, stride, padding, dilation, groups):
         ctx.save_for_backward(x, weight)
@@ -143,7 +143,7 @@ class ConvTranspose2d(Function):
     """y = conv2d's adjoint in x: each x[n, c, i, j] adds x * w[c] into the output window at (i, j), + b[c]"""
     rules = (f"∂L/∂x = conv2d({GRAD_OUT}, W)",
              f"∂L/∂W = correlate({GRAD_OUT}, x)",
-             f"∂L/∂b = Σ {GRAD_OUT} over N, H, W")
+             f"∂L/∂b = Σ {GRAD_OUT} over N, H, W (made with ∂L/∂W, in one kernel)")
     @staticmethod
     def forward(ctx, x, weight, bias=None, *, out_hw, stride, padding, dilation, groups):
         ctx.save_for_backward(x, weight)
