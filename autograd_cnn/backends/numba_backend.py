@@ -76,6 +76,12 @@ def _flat_in_layout(a: np.ndarray, order: tuple) -> np.ndarray | None:
     return t.reshape(-1) if t.flags.c_contiguous else None
 
 
+def _empty_in_layout(shape: tuple, order: tuple, dtype: Any) -> np.ndarray:
+    """An uninitialised array of ``shape`` whose memory runs through its axes in ``order``
+    (a conv's channels-last activation stays channels-last)."""
+    return np.empty(tuple(shape[axis] for axis in order), dtype=dtype).transpose(tuple(np.argsort(order)))
+
+
 def _layout(a: np.ndarray) -> tuple:
     """The order of an array's axes in memory, from the largest stride down."""
     return tuple(sorted(range(a.ndim), key=lambda axis: -a.strides[axis]))
@@ -351,7 +357,7 @@ class NumbaBackend(NumpyBackend):
         flat_x = _flat_in_layout(x, order)
         if flat_x is None:
             return super().relu_with_mask(x)
-        y, positive = np.empty_like(x), np.empty_like(x, dtype=bool)  # x's memory layout
+        y, positive = _empty_in_layout(x.shape, order, x.dtype), _empty_in_layout(x.shape, order, bool)
         flat_y, flat_positive = _flat_in_layout(y, order), _flat_in_layout(positive, order)
         self.run_parts(lambda part: kernels.relu_with_mask(flat_x, part.start, part.stop, flat_y, flat_positive),
                        self.batch_parts(flat_x.size, 2 * x.itemsize + 1))
@@ -364,7 +370,7 @@ class NumbaBackend(NumpyBackend):
         flat_gy, flat_positive = _flat_in_layout(gy, order), _flat_in_layout(positive, order)
         if flat_gy is None or flat_positive is None:  # gy in another layout: NumPy's copy into the mask's
             return super().relu_grad(gy, positive)
-        gx = np.empty_like(positive, dtype=gy.dtype)
+        gx = _empty_in_layout(positive.shape, order, gy.dtype)  # the mask's layout
         flat_gx = _flat_in_layout(gx, order)
         self.run_parts(lambda part: kernels.relu_grad(flat_gy, flat_positive, part.start, part.stop, flat_gx),
                        self.batch_parts(flat_gy.size, 2 * gy.itemsize + 1))
