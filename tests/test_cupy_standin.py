@@ -21,9 +21,10 @@ HERE = Path(__file__).parent
 # Files whose backend-parametrized tests cover the fused paths (ops, gradients of every op,
 # pooling, convolution, modules, optimizers, and the GPU file's fused-vs-generic checks),
 # np.asarray's refusal of a GPU tensor (DLPack), the ONNX export of a GPU model, and fit on a
-# GPU (a step that is not finite is skipped on the device and reported at the next read).
+# GPU (a step that is not finite is skipped on the device and reported at the next read), and a
+# Keras model's fit.
 FILES = ["test_ops.py", "test_grad.py", "test_pool.py", "test_conv.py", "test_nn.py", "test_optim.py",
-         "test_gpu.py", "test_dlpack.py", "test_onnx.py", "test_training.py"]
+         "test_gpu.py", "test_dlpack.py", "test_onnx.py", "test_training.py", "test_keras_models.py"]
 # What a stand-in cannot show: its arrays are NumPy's, so NumPy and "CuPy" tensors mix freely.
 NOT_ON_A_STANDIN = "not mixed_backends and not state_follows and not import_does_not_load"
 

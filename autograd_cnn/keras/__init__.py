@@ -8,7 +8,22 @@ weight layouts, never a second training loop or a second kernel.
 """
 from __future__ import annotations
 
-from . import callbacks, datasets, layers, losses, metrics, models, optimizers, utils
+from . import (
+           activations,
+           backend,
+           callbacks,
+           datasets,
+           initializers,
+           layers,
+           losses,
+           metrics,
+           models,
+           optimizers,
+           utils,
+)
+from .graph import KerasTensor
+from .layers import Input, Layer
+from .models import Model, Sequential
 
-__all__ = ["callbacks", "datasets", "layers", "losses", "metrics", "models",
-           "optimizers", "utils"]
+__all__ = ["Input", "KerasTensor", "Layer", "Model", "Sequential", "activations", "backend", "callbacks",
+           "datasets", "initializers", "layers", "losses", "metrics", "models", "optimizers", "utils"]

@@ -414,7 +414,8 @@ class Module:
         object.__setattr__(self, "_trainer", trainer)  # only once compile has succeeded
 
     def fit(self, x: Any, y: Any, epochs: int = 5, batch_size: int = 128, validation_data: tuple | None = None,
-            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> Any:
+            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None, validation_split: float = 0.0,
+            initial_epoch: int = 0) -> Any:
         """Train for ``epochs`` passes over (x, y) in mini-batches; return a ``History``.
 
         ``verbose``: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
@@ -423,10 +424,14 @@ class Module:
         naming the epoch, the step and the value): the model keeps its last good weights.
         Every argument is checked first; labels for the sparse loss must be class indices.
 
+        As in Keras, ``validation_split`` holds out the last fraction of (x, y) (taken before
+        shuffling) as validation data, and ``initial_epoch`` resumes the count at that epoch.
+
         Under ``mpiexec`` every process trains the model on its own part of each epoch and
         the gradients are averaged: ``batch_size`` is per process (autograd_cnn.distributed).
         """
-        return self._trainer_now().fit(x, y, epochs, batch_size, validation_data, shuffle, verbose, callbacks)
+        return self._trainer_now().fit(x, y, epochs, batch_size, validation_data, shuffle, verbose, callbacks,
+                                       validation_split, initial_epoch)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
         """(loss, accuracy) on (x, y) in evaluation mode; the loss alone without the accuracy metric."""

@@ -105,3 +105,59 @@ def _table(model: Any, rows: list) -> str:
               f"Non-trainable params: {frozen:,} ({_bytes_text(frozen * per)})",
               "_" * width]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- Keras 3's boxed table
+# Keras 3 (keras.Model.summary) draws its table with box characters, in these column widths
+# (the text of a cell is two narrower: a space each side); a graph that is not a plain chain
+# gets a fourth column, "Connected to", and narrower columns.
+CHAIN_WIDTHS = (33, 24, 15)
+GRAPH_WIDTHS = (21, 19, 12, 19)
+
+
+def box_table(title: str, header: list[str], rows: list[list[str]], widths: tuple, totals: tuple) -> str:
+    """Keras 3's summary table: ``rows`` of cells (the third, the parameter count, right-aligned),
+    long cells wrapped at spaces, a word too long for its column cut with an ellipsis."""
+    right = {2}
+    rule = lambda left, mid, end, fill: left + mid.join(fill * w for w in widths) + end  # noqa: E731
+    lines = [f'Model: "{title}"', rule("┏", "┳", "┓", "━"), _box_row("┃", header, widths, right)[0],
+             rule("┡", "╇", "┩", "━")]
+    for i, row in enumerate(rows):
+        if i:
+            lines.append(rule("├", "┼", "┤", "─"))
+        lines += _box_row("│", row, widths, right)
+    lines.append(rule("└", "┴", "┘", "─"))
+    total, trainable, frozen, nbytes = totals
+    per = nbytes / total if total else 4
+    lines += [f" Total params: {total:,} ({_bytes_text(total * per)})",
+              f" Trainable params: {trainable:,} ({_bytes_text(trainable * per)})",
+              f" Non-trainable params: {frozen:,} ({_bytes_text(frozen * per)})"]
+    return "\n".join(lines)
+
+
+def _box_row(bar: str, cells: list[str], widths: tuple, right: set) -> list[str]:
+    wrapped = [_wrap(cell, w - 2) for cell, w in zip(cells, widths)]
+    height = max(len(w) for w in wrapped)
+    out = []
+    for k in range(height):
+        parts = []
+        for i, (lines, w) in enumerate(zip(wrapped, widths)):
+            text = lines[k] if k < len(lines) else ""
+            parts.append(" " + (text.rjust(w - 2) if i in right else text.ljust(w - 2)) + " ")
+        out.append(bar + bar.join(parts) + bar)
+    return out
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        if len(word) > width:
+            word = word[:width - 1] + "…"
+        if current and len(current) + 1 + len(word) <= width:
+            current += " " + word
+        else:
+            if current:
+                lines.append(current)
+            current = word
+    return lines + [current]

@@ -80,16 +80,26 @@ class Trainer:
 
     # --- fit ----------------------------------------------------------------
     def fit(self, x: Any, y: Any, epochs: int = 5, batch_size: int = 128, validation_data: tuple | None = None,
-            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None) -> History:
-        """Train and return the History; see ``Module.fit``."""
+            shuffle: bool = True, verbose: int = 1, callbacks: list | None = None, validation_split: float = 0.0,
+            initial_epoch: int = 0) -> History:
+        """Train and return the History; see ``Module.fit``.
+
+        As in Keras, ``validation_split`` holds out the last fraction of (x, y), taken before any
+        shuffling, as validation data (``validation_data`` wins when both are given), and
+        ``initial_epoch`` resumes the count: epochs ``initial_epoch`` to ``epochs - 1`` are run.
+        """
         self._check_compiled("fit")
         epochs = checks.integer("fit", "epochs", epochs, minimum=1)
+        initial_epoch = checks.integer("fit", "initial_epoch", initial_epoch, minimum=0)
+        validation_split = checks.real("fit", "validation_split", validation_split, 0.0, 1.0, high_open=True)
         shuffle = checks.flag("fit", "shuffle", shuffle)
         verbose = _verbosity("fit", verbose)
         callbacks = _callbacks("fit", callbacks)
         model = self.model
         world = _world()
         verbose = verbose if world.rank == 0 else 0  # one progress bar for the job: rank 0's
+        if validation_split and validation_data is None:
+            x, y, validation_data = _split_off("fit", x, y, validation_split)
         data = self._data(x, y, batch_size, "fit", world, training=True)
         val = self._data(*_pair("fit", validation_data), batch_size, "fit (validation_data)", world) \
             if validation_data is not None else None
@@ -108,7 +118,7 @@ class Trainer:
             cb.on_train_begin({})
         try:
             with _DeferredInterrupt() as interrupt:
-                for epoch in range(epochs):
+                for epoch in range(initial_epoch, epochs):
                     for cb in callbacks:
                         cb.on_epoch_begin(epoch, {})
                     logs = self._fit_epoch(data, epoch, epochs, shuffle, verbose, callbacks, interrupt, val, guard)
@@ -169,8 +179,10 @@ class Trainer:
         return logs
 
     # --- evaluate and predict -------------------------------------------------
-    def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1) -> Any:
-        """(loss, accuracy), or the loss alone; see ``Module.evaluate``."""
+    def evaluate(self, x: Any, y: Any, batch_size: int = 128, verbose: int = 1, result: str = "tuple") -> Any:
+        """(loss, accuracy), or the loss alone; see ``Module.evaluate``. ``result="list"`` gives Keras's
+        result instead: the loss alone without metrics, else ``[loss, *metrics]`` in the logs' order;
+        ``result="dict"`` the logs by name."""
         self._check_compiled("evaluate")
         verbose = _verbosity("evaluate", verbose)
         world = _world()
@@ -178,7 +190,32 @@ class Trainer:
         logs = self._evaluate_data(self._data(x, y, batch_size, "evaluate", world), verbose == 1)
         if verbose == 2:
             print(_format(logs, " - ", ": "))
+        if result == "dict":
+            return logs
+        if result == "list":
+            return list(logs.values()) if len(logs) > 1 else logs["loss"]
         return (logs["loss"], logs["accuracy"]) if "accuracy" in logs else logs["loss"]
+
+    def train_on_batch(self, x: Any, y: Any) -> Any:
+        """One optimizer step on one batch (x, y) as it is; the loss, or ``[loss, *metrics]`` of that
+        batch (Keras's ``train_on_batch``). A loss or gradient that is not finite changes nothing and
+        raises NonFiniteError, as in fit."""
+        self._check_compiled("train_on_batch")
+        alone = _Alone()  # each process steps on its own batch: no averaging between processes here
+        data = self._data(x, y, max(len(samples("train_on_batch", "x", x)), 1), "train_on_batch", alone)
+        guard = StepGuard(self.optimizer, self.model, data.backend, 1, "train_on_batch")
+        sums = _RunningSums(data.backend, "train_on_batch", self.metrics, alone)
+        with self.model.switched_mode(training=True), self.loss.watching():
+            for xb, yb in data.batches(False):
+                self.optimizer.zero_grad()
+                out = self.model(xb)
+                loss = self.loss(out, yb)
+                guard.backward(loss)
+                guard.step(loss, 0, 0)
+                sums.add(loss, out, yb)
+        guard.report()
+        logs = sums.read()
+        return list(logs.values()) if len(logs) > 1 else logs["loss"]
 
     def _evaluate_data(self, data: _Data, bar: bool = False) -> dict:
         progress = _progress(data.steps, "Evaluate", bar)
@@ -348,6 +385,25 @@ def _replicate(model: Any, world: Any) -> Any:
     named = dict(model.named_parameters())
     named.update(model.named_buffers())
     return buckets.Replicas(named, list(model.parameters()), "fit")
+
+
+def _split_off(op: str, x: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple]:
+    """(x, y) without their last ``fraction``, and that fraction as validation data (Keras's
+    validation_split: the split falls before shuffling)."""
+    x, y = samples(op, "x", x), samples(op, "y", y)
+    n = len(x)
+    keep = int(math.floor(n * (1.0 - fraction)))
+    if keep == 0 or keep == n:
+        raise ArgumentError(f"{op}: validation_split={fraction} of {n} samples leaves "
+                            f"{'no training' if keep == 0 else 'no validation'} samples; use a fraction that "
+                            "leaves both at least one")
+    return x[:keep], y[:keep], (x[keep:], y[keep:])
+
+
+class _Alone:
+    """One process's view of the world, for a step that every process takes on its own data."""
+
+    size, rank = 1, 0
 
 
 def _make_optimizer(optimizer: Any, model: Any) -> Any:
