@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q 'torch==2.13.0' || $(PY) -m pip install -q torch || echo "PyTorch not installed: ratios against it are skipped"
+	$(PY) -m pip install -q tensorflow-cpu keras || echo "Keras/TensorFlow not installed: their columns are skipped"
 	$(PY) benchmarks/run_all.py
 
 lint: $(STAMP)

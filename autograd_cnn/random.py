@@ -16,8 +16,8 @@ def manual_seed(seed: int) -> None:
     global _seed, _host_rng
     _seed = int(seed)
     _host_rng = np.random.default_rng(_seed)
-    for i, backend in enumerate(backends.all_loaded()):
-        backend.seed(_seed + i)
+    for backend in backends.all_loaded():
+        backend.seed(_seed + _offset(backend))
 
 
 def host_rng() -> np.random.Generator:
@@ -28,7 +28,7 @@ def host_rng() -> np.random.Generator:
 def backend_rng(backend: Any) -> Any:
     """The backend's generator; a backend loaded after manual_seed is seeded on first use."""
     if not backend.rng_started and _seed is not None:
-        backend.seed(_seed + 7919)  # a different stream from the host's
+        backend.seed(_seed + _offset(backend))
     return backend.rng
 
 
@@ -63,3 +63,10 @@ def _generator_at(state: dict) -> np.random.Generator:
     bit_generator = getattr(np.random, state["bit_generator"])()
     bit_generator.state = state
     return np.random.Generator(bit_generator)
+
+
+def _offset(backend: Any) -> int:
+    """How far a backend's stream starts from the seed: 0 for the host backends (numpy and numba
+    draw the same numbers from one seed, whether loaded before manual_seed or after), another
+    stream for a GPU's."""
+    return 0 if backend.xp is np else 7919

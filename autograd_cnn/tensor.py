@@ -123,7 +123,7 @@ class Tensor:
         values = str(self.numpy()).replace("\n", "\n       ")
         extra = f", grad_fn=<{self.grad_fn.name}Backward>" if self.grad_fn is not None else (
             ", requires_grad=True" if self.requires_grad else "")
-        where = "" if self.backend == "numpy" else f", backend={self.backend!r}"
+        where = "" if self._backend.xp is np else f", backend={self.backend!r}"  # numpy, numba: host arrays
         return f"tensor({values}, dtype={self.dtype}{where}{extra})"
 
     # --- conversion -------------------------------------------------------
@@ -156,7 +156,7 @@ class Tensor:
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
         """``np.asarray(t)``: the tensor's own array, no copy, for a NumPy-backend tensor. A GPU
         tensor refuses, as CuPy does: copying to the host is for ``.numpy()`` to say out loud."""
-        if self._backend.name != "numpy":
+        if self._backend.xp is not np:  # numpy and numba hold NumPy arrays
             raise BackendError(f"np.asarray() of a tensor on the {self.backend} backend: its values live on the "
                                "GPU. Call .numpy() for a host copy, or use ag.from_dlpack / the array's "
                                "__dlpack__ to share it with another GPU library")

@@ -172,10 +172,11 @@ def solo_child(step: Callable[[], Any], repeat: int, warmup: int = 5,
 
 
 def solo_in_turn(script: str, cases: Sequence[str], runs: int, who: dict[str, tuple[str, dict]],
-                 extra: Sequence[str] = ()) -> dict[tuple[str, str], list[float]]:
+                 extra: Sequence[str] = (), details: dict | None = None) -> dict[tuple[str, str], list[float]]:
     """Each case of ``script`` run by each of ``who`` alone in its own process, ``runs`` rounds of
     processes taken in turn. ``who`` maps a name to (the framework, for ``--solo``; variables
-    added to the child's environment). Returns {(case, name): [each process's median step time (s)]}."""
+    added to the child's environment). Returns {(case, name): [each process's median step time (s)]};
+    ``details``, when given, gets {(case, name): [each process's whole JSON line]} (peak memory...)."""
     results: dict[tuple[str, str], list[float]] = {(case, name): [] for case in cases for name in who}
     for _ in range(runs):
         for case in cases:
@@ -186,7 +187,10 @@ def solo_in_turn(script: str, cases: Sequence[str], runs: int, who: dict[str, tu
                 if done.returncode != 0:
                     raise SystemExit(f"{script} --solo {framework} --case {case} failed "
                                      f"(exit {done.returncode}):\n{done.stderr[-2000:]}")
-                results[(case, name)].append(json.loads(done.stdout.strip().splitlines()[-1])["median"])
+                line = json.loads(done.stdout.strip().splitlines()[-1])
+                results[(case, name)].append(line["median"])
+                if details is not None:
+                    details.setdefault((case, name), []).append(line)
     return results
 
 

@@ -10,6 +10,7 @@ RMSprop (lr 1e-3, alpha 0.9, eps 1e-7, Keras's defaults: optim.RMSprop and
 torch.optim.RMSprop). float32, MNIST-shaped batches.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/train_step.py
+    python benchmarks/train_step.py --backend numba      # the compiled CPU backend
     python benchmarks/train_step.py --backend cupy       # against PyTorch CUDA where present
 
 ``--kernels STEPS`` adds where our step's time goes, op by op (wall and process CPU time per
@@ -276,7 +277,7 @@ def kernel_breakdown(step: Callable[[], Any], steps: int, batch_size: int, their
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    parser.add_argument("--backend", choices=["numpy", "numba", "cupy"], default="numpy")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=20, help="timed steps in each process")
     parser.add_argument("--threads", type=int, default=None,
@@ -321,8 +322,8 @@ def main() -> None:
             kernel_breakdown(step, args.kernels, args.batch_size, theirs)
         if args.profile:
             profile(step, sync, args.backend, args.profile)
-    if args.backend == "numpy" and not args.no_memory:
-        mine = peak_memory("ours", "numpy", args.batch_size)
+    if args.backend != "cupy" and not args.no_memory:
+        mine = peak_memory("ours", args.backend, args.batch_size)
         text = f"peak memory of one step (ru_maxrss growth, median of 3 processes): autograd_cnn {mine:.1f} MiB"
         if torch is not None:
             other = peak_memory("torch", "numpy", args.batch_size)

@@ -9,13 +9,15 @@ import pytest
 import autograd_cnn as ag
 from autograd_cnn import data
 from autograd_cnn.autograd import Function
-from autograd_cnn.backends import Backend, cupy_usable
+from autograd_cnn.backends import Backend, cupy_usable, numba_installed
 from autograd_cnn.backends.threads import Workers
 
 _CUPY_OK, _CUPY_WHY = cupy_usable()
+NUMBA_OK = numba_installed()
 
 BACKENDS = [
     "numpy",
+    pytest.param("numba", marks=pytest.mark.skipif(not NUMBA_OK, reason="Numba is not installed")),
     pytest.param("cupy", marks=[pytest.mark.gpu,
                                 pytest.mark.skipif(not _CUPY_OK, reason=f"CuPy backend unusable: {_CUPY_WHY}")]),
 ]
@@ -63,7 +65,7 @@ def applied_functions(monkeypatch):
 
 
 class BlasStandIn:
-    """OpenBLAS's thread controls as the NumPy backend sees them (two threads of its own, which
+    """OpenBLAS's thread controls as the numba backend sees them (two threads of its own, which
     ``stop`` can end), counting the times its threads are ended: for tests where the real
     ones are missing or held to one thread."""
 
@@ -92,9 +94,10 @@ def parts(request, monkeypatch):
     if request.param == PARTS[1]:
         monkeypatch.setattr(Backend, "part_bytes", 1)
         monkeypatch.setattr(Backend, "min_parallel_bytes", 0)
-        cpu = ag.get_backend("numpy")
-        if cpu.threads < 2 or cpu.blas is None or cpu.blas.get() < 2:  # one core, or BLAS held to one thread
-            monkeypatch.setattr(cpu, "threads", 2)
-            monkeypatch.setattr(cpu, "workers", Workers(2))
-            monkeypatch.setattr(cpu, "blas", BlasStandIn())
+        if NUMBA_OK:  # the worker threads are the numba backend's (numpy runs its parts in turn)
+            cpu = ag.get_backend("numba")
+            if cpu.threads < 2 or cpu.blas is None or cpu.blas.get() < 2:  # one core, or BLAS held to one thread
+                monkeypatch.setattr(cpu, "threads", 2)
+                monkeypatch.setattr(cpu, "workers", Workers(2))
+                monkeypatch.setattr(cpu, "blas", BlasStandIn())
     return request.param

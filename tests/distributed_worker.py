@@ -141,7 +141,7 @@ def twice() -> str:
 def train(out: Path) -> None:
     r, k = dist.rank(), dist.world_size()
     arrays, report = {}, {"rank": r, "size": k, "mpi4py": "mpi4py" in sys.modules,
-                          "kernel_threads": ag.get_backend("numpy").threads}
+                          "kernel_threads": ag.get_backend().threads}
     writes = []
     real_save = serialization.save
     serialization.save = lambda obj, path: (writes.append(str(path)), real_save(obj, path))[1]

@@ -14,31 +14,59 @@ import pytest
 
 import autograd_cnn as ag
 from autograd_cnn import backends
-from autograd_cnn.backends import Backend, NumpyBackend, cupy_usable
+from autograd_cnn.backends import Backend, NumpyBackend, cupy_usable, numba_installed
 from autograd_cnn.backends.threads import Workers
 from autograd_cnn.errors import BackendError
 
 CUPY_OK, CUPY_WHY = cupy_usable()
+FASTEST_CPU = "numba" if numba_installed() else "numpy"
 
 
-def _import_with(value: str | None) -> subprocess.CompletedProcess:
+def _import_with(value: str | None, code: str = "import autograd_cnn as ag; print(ag.get_backend().name)",
+                 **env_extra: str) -> subprocess.CompletedProcess:
     """Import the package in a fresh interpreter with AUTOGRAD_CNN_BACKEND set to ``value``."""
-    env = dict(os.environ)
+    env = dict(os.environ, **env_extra)
     env.pop("AUTOGRAD_CNN_BACKEND", None)
     if value is not None:
         env["AUTOGRAD_CNN_BACKEND"] = value
-    code = "import autograd_cnn as ag; print(ag.get_backend().name)"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
 
 
 # --------------------------------------------------------------------------- AUTOGRAD_CNN_BACKEND
 
 
-@pytest.mark.parametrize("value", [None, "", "numpy", "cpu", "NumPy", " np "])
+@pytest.mark.parametrize("value", ["numpy", "NumPy", " np "])
 def test_variable_chooses_numpy(value):
     run = _import_with(value)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "numpy"
+
+
+@pytest.mark.parametrize("value", [None, "", "cpu", " CPU "])
+def test_unset_or_cpu_means_the_fastest_cpu_backend_installed(value):
+    run = _import_with(value)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == FASTEST_CPU
+
+
+@pytest.mark.skipif(not numba_installed(), reason="Numba is not installed")
+def test_variable_chooses_numba():
+    run = _import_with("numba")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "numba"
+
+
+def test_numba_that_cannot_be_imported(tmp_path):
+    """A Numba that is found but fails to import: unset falls back to numpy; asked for, an error
+    that names the variable and what to install."""
+    (tmp_path / "numba.py").write_text("raise ImportError('a broken numba')\n")
+    unset = _import_with(None, PYTHONPATH=str(tmp_path))
+    assert unset.returncode == 0, unset.stderr
+    assert unset.stdout.strip() == "numpy"
+    asked = _import_with("numba", PYTHONPATH=str(tmp_path))
+    assert asked.returncode != 0, "must never fall back silently"
+    last = asked.stderr.strip().splitlines()[-1]
+    assert "AUTOGRAD_CNN_BACKEND=numba" in last and "autograd-cnn[fast]" in last and "a broken numba" in last
 
 
 def test_unknown_backend_fails_at_import_naming_variable_value_and_choices():
@@ -63,14 +91,15 @@ def test_cupy_without_cupy_fails_at_import_saying_what_to_install(value):
 def test_auto_takes_cupy_only_where_it_works():
     run = _import_with("auto")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == ("cupy" if CUPY_OK else "numpy")
+    assert run.stdout.strip() == ("cupy" if CUPY_OK else FASTEST_CPU)
 
 
-def test_import_is_light():
-    code = ("import sys, autograd_cnn; heavy = [m for m in ('matplotlib', 'graphviz', 'tqdm', 'cupy', 'torch') "
-            "if m in sys.modules]; print(heavy)")
-    env = {**os.environ, "AUTOGRAD_CNN_BACKEND": "numpy"}  # CuPy is imported only when asked for
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+@pytest.mark.parametrize("value", [None, "numpy"])
+def test_import_is_light(value):
+    # Unset, the default is numba where installed, but Numba is imported with the first tensor.
+    code = ("import sys, autograd_cnn; heavy = [m for m in ('matplotlib', 'graphviz', 'tqdm', 'cupy', 'torch', "
+            "'numba') if m in sys.modules]; print(heavy)")
+    run = _import_with(value, code)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
 
@@ -78,7 +107,8 @@ def test_import_is_light():
 # The page faults of five rounds of allocating and freeing a 12 MiB and a 20 MiB array: with
 # the memory cache the second and later rounds reuse the freed blocks and fault almost never.
 _FAULTS = """
-import resource, numpy as np, autograd_cnn as ag
+import resource, sys, numpy as np, autograd_cnn as ag
+cpu = ag.get_backend(sys.argv[1])
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 def work():
@@ -87,26 +117,30 @@ work()
 before = faults()
 for _ in range(5):
     work()
-print(ag.get_backend("numpy").caches_memory, faults() - before)
+print(getattr(cpu, "caches_memory", False), faults() - before)
 """
 
 
 @pytest.mark.skipif(not (sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION")),
                     reason="the memory cache sets glibc's malloc, which only Linux with glibc has")
+@pytest.mark.skipif(not numba_installed(), reason="the numba backend keeps freed memory; Numba is not installed")
 def test_memory_cache_keeps_freed_blocks_unless_turned_off():
     results = {}
-    for setting in (None, "0"):
+    for backend, setting in (("numba", None), ("numba", "0"), ("numpy", None)):
         env = dict(os.environ)
         env.pop("AUTOGRAD_CNN_CACHE_MEMORY", None)
         if setting is not None:
             env["AUTOGRAD_CNN_CACHE_MEMORY"] = setting
-        run = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, timeout=60)
+        run = subprocess.run([sys.executable, "-c", _FAULTS, backend], env=env, capture_output=True, text=True,
+                             timeout=60)
         assert run.returncode == 0, run.stderr
         on, faults = run.stdout.split()
-        results[setting] = (on, int(faults))
-    assert results[None][0] == "True" and results[None][1] < 100
+        results[backend, setting] = (on, int(faults))
+    assert results["numba", None][0] == "True" and results["numba", None][1] < 100
     # Turned off, glibc's own settings apply: it maps the blocks afresh and faults on them.
-    assert results["0"][0] == "False" and results["0"][1] > 200
+    assert results["numba", "0"][0] == "False" and results["numba", "0"][1] > 200
+    # The NumPy backend, the plain reference, leaves malloc as the program found it.
+    assert results["numpy", None][0] == "False" and results["numpy", None][1] > 200
 
 
 # --------------------------------------------------------------------------- worker threads
@@ -171,8 +205,9 @@ def test_batch_parts_sizes():
     assert cpu.batch_parts(1, 1 << 30) == [slice(0, 1)]
 
 
+@pytest.mark.skipif(not numba_installed(), reason="the worker threads are the numba backend's")
 def test_run_parts_holds_blas_to_one_thread_and_gives_its_count_back():
-    cpu = ag.get_backend("numpy")
+    cpu = ag.get_backend("numba")
     cpu.release_blas()  # as a program finds it, not as a long product run by another test left it
     cpu.run_parts(lambda part: part, [0, 1])  # ends BLAS's threads if such a product left them spinning
     cpu.release_blas()
@@ -188,8 +223,9 @@ def test_run_parts_holds_blas_to_one_thread_and_gives_its_count_back():
         cpu.blas.set(before)
 
 
+@pytest.mark.skipif(not numba_installed(), reason="the worker threads are the numba backend's")
 def test_release_blas_gives_blas_its_count_back_after_a_long_product():
-    cpu = ag.get_backend("numpy")
+    cpu = ag.get_backend("numba")
     if cpu.threads < 2 or cpu.blas is None or not cpu.blas.can_stop:
         pytest.skip("runs where OpenBLAS is found, can end its threads and the kernels use two threads or more")
     cpu.release_blas()
@@ -204,8 +240,9 @@ def test_release_blas_gives_blas_its_count_back_after_a_long_product():
     assert cpu.blas.get() == before
 
 
+@pytest.mark.skipif(not numba_installed(), reason="the worker threads are the numba backend's")
 def test_threads_variable_sets_the_kernel_threads():
-    code = "import autograd_cnn as ag; print(ag.get_backend('numpy').threads)"
+    code = "import autograd_cnn as ag; print(ag.get_backend('numba').threads)"
     env = {**os.environ, "AUTOGRAD_CNN_THREADS": "1"}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
@@ -218,20 +255,21 @@ def test_threads_variable_sets_the_kernel_threads():
 def test_get_backend_and_aliases():
     numpy_backend = ag.get_backend("numpy")
     assert isinstance(numpy_backend, NumpyBackend) and numpy_backend.xp is np
-    assert ag.get_backend("cpu") is numpy_backend and ag.get_backend("NP") is numpy_backend
+    assert ag.get_backend("NP") is numpy_backend and ag.get_backend("cpu").name == FASTEST_CPU
     assert ag.get_backend(numpy_backend) is numpy_backend
     assert numpy_backend == "numpy" and str(numpy_backend) == "numpy"
-    assert ag.get_backend("auto").name == ("cupy" if CUPY_OK else "numpy")
-    with pytest.raises(BackendError, match=r"unknown backend 'tpu'.*numpy \(or cpu\)"):
+    assert ag.get_backend("auto").name == ("cupy" if CUPY_OK else FASTEST_CPU)
+    with pytest.raises(BackendError, match=r"unknown backend 'tpu'.*numpy, numba, cpu"):
         ag.get_backend("tpu")
 
 
 @pytest.mark.skipif(CUPY_OK, reason="CuPy works here")
 @pytest.mark.parametrize("alias", ["cupy", "gpu", "cuda"])
 def test_cupy_aliases_without_cupy_say_what_to_install(alias):
+    before = ag.get_backend()
     with pytest.raises(BackendError, match=r"pip install"):
-        ag.get_backend(alias)
-    assert ag.get_backend().name == "numpy", "a failed choice leaves the default alone"
+        ag.set_backend(alias)
+    assert ag.get_backend() is before, "a failed choice leaves the default alone"
 
 
 @pytest.mark.skipif(not CUPY_OK, reason=f"CuPy backend unusable: {CUPY_WHY}")
@@ -242,7 +280,7 @@ def test_cupy_aliases(alias):
 
 def test_set_backend_and_use_backend_restore():
     with ag.use_backend("cpu") as b:
-        assert b.name == "numpy" and ag.tensor([1.0]).backend == "numpy"
+        assert b.name == FASTEST_CPU and ag.tensor([1.0]).backend == FASTEST_CPU
     previous = ag.get_backend()
     try:
         assert ag.set_backend("numpy") is ag.get_backend("numpy")
@@ -259,6 +297,7 @@ def test_set_backend_and_use_backend_restore():
 def test_available_backends():
     names = ag.available_backends()
     assert names[0] == "numpy"
+    assert ("numba" in names) == numba_installed()
     assert ("cupy" in names) == CUPY_OK
 
 

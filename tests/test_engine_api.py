@@ -400,7 +400,7 @@ def test_set_detect_anomaly_as_a_call_and_as_a_decorator():
 
 
 def test_backend_object_and_move_in_place():
-    t = ag.tensor([1.0, 2.0], requires_grad=True)
+    t = ag.tensor([1.0, 2.0], requires_grad=True, backend="numpy")
     assert t.backend_object is ag.get_backend("numpy") and t.backend == "numpy"
     t.grad = ag.tensor([0.5, 0.5])
     version = t._version

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import autograd_cnn as ag
-from autograd_cnn.backends import cupy_usable
+from autograd_cnn.backends import cupy_usable, numba_installed
 
 CUPY_OK, CUPY_WHY = cupy_usable()
 needs_gpu = pytest.mark.skipif(not CUPY_OK, reason=f"CuPy backend unusable: {CUPY_WHY}")
@@ -40,7 +40,7 @@ def test_cupy_requested_without_cupy_names_variable_value_and_install():
 def test_auto_without_gpu_falls_back_only_for_auto():
     result = _run("import autograd_cnn as ag; print(ag.get_backend().name)", AUTOGRAD_CNN_BACKEND="auto")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ("cupy" if CUPY_OK else "numpy")
+    assert result.stdout.strip() == ("cupy" if CUPY_OK else ("numba" if numba_installed() else "numpy"))
 
 
 @needs_gpu

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import BlasStandIn
+from conftest import NUMBA_OK, BlasStandIn
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
@@ -467,6 +467,7 @@ def test_a_product_long_in_arithmetic_runs_on_blas_threads(backend, monkeypatch,
     assert seen == ([] if cpu.launch_bound else [shapes])
 
 
+@pytest.mark.skipif(not NUMBA_OK, reason="the worker threads are the numba backend's; Numba is not installed")
 def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch):
     """After a product on BLAS's own threads, the next kernel in several parts ends those threads
     first (they would spin on the cores its parts run on), and only that once; BLAS then stays on
@@ -474,7 +475,7 @@ def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch)
     product gives it its count back."""
     from autograd_cnn.backends.threads import Workers
 
-    cpu = ag.get_backend("numpy")
+    cpu = ag.get_backend("numba")  # the backend with worker threads
     blas = BlasStandIn()
     monkeypatch.setattr(cpu, "blas", blas)
     for name, value in (("_blas_parked", None), ("_blas_spinning", False)):  # put back as they were after the test

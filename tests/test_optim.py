@@ -110,7 +110,7 @@ def test_a_large_parameter_updated_in_parts_matches_the_reference(backend, monke
     monkeypatch.setattr(cpu, "in_parts", lambda rule, *arrays: (seen.append(arrays[0].shape), in_parts(rule, *arrays)))
     w0 = np.random.default_rng(1).standard_normal((37, 61))
     np.testing.assert_allclose(_run_ours(name, kwargs, w0), _reference(name, kwargs, w0), rtol=1e-10, atol=1e-12)
-    if not cpu.launch_bound:  # a GPU's fused kernels take the whole array in one launch
+    if cpu.name == "numpy":  # a GPU's fused kernels, numba's compiled ones, take the whole array in one pass
         assert seen, f"{name} updated its parameter without in_parts"
 
 

@@ -1,11 +1,16 @@
 """The backend registry: AUTOGRAD_CNN_BACKEND, set_backend, use_backend, get_backend.
 
 The variable is read once, at import, to choose the default backend for new tensors;
-ops follow the backend of their inputs. This module imports the backend classes (CuPy's on
-first use) and holds one instance of each; they never import it.
+ops follow the backend of their inputs. This module imports the backend classes (Numba's and
+CuPy's on first use, so neither library is imported with the package) and holds one instance
+of each; they never import it.
+
+Unset, the default is the fastest CPU backend installed: ``numba`` where Numba can be found,
+else ``numpy``. It is loaded when the first tensor needs it.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -20,12 +25,18 @@ from .threads import thread_count
 ENV_VAR = "AUTOGRAD_CNN_BACKEND"
 GPU_INSTALL_HINT = "pip install 'autograd-cnn[gpu]'"
 
-# Every spelling a user may type, mapped to the backend's one name.
-ALIASES = {"numpy": "numpy", "cpu": "numpy", "np": "numpy",
+FAST_INSTALL_HINT = "pip install 'autograd-cnn[fast]'"
+
+# Every spelling a user may type, mapped to the backend's one name ("cpu": the fastest CPU
+# backend installed; "auto": CuPy with a GPU, else that).
+ALIASES = {"numpy": "numpy", "np": "numpy", "numba": "numba", "cpu": "cpu",
            "cupy": "cupy", "gpu": "cupy", "cuda": "cupy", "auto": "auto"}
 
 _instances: dict[str, Backend] = {"numpy": NumpyBackend.instance()}
-_default: Backend = _instances["numpy"]
+# The default backend, or the name of one not loaded yet: unset, "cpu" loads Numba only when
+# the first tensor asks for the default.
+_default: Backend | str = "cpu"
+_cpu_threads: int | None = None  # set_cpu_threads's count, for a CPU backend loaded after it
 #: What is wrong with AUTOGRAD_CNN_BACKEND or AUTOGRAD_CNN_THREADS, when the ``autograd-cnn`` command
 #: imported the package (its --help and info must still work, and info tells it); any other import
 #: raises instead.
@@ -41,6 +52,42 @@ def _load_cupy() -> Backend:
     return _instances["cupy"]
 
 
+def _load_numba() -> Backend:
+    """Import Numba on first use only (half a second), so `import autograd_cnn` stays light."""
+    if "numba" not in _instances:
+        from .numba_backend import NumbaBackend  # imports numba; raises BackendError if missing
+
+        _instances["numba"] = NumbaBackend.instance()
+        if _cpu_threads is not None:
+            _instances["numba"].set_threads(_cpu_threads)
+    return _instances["numba"]
+
+
+def set_cpu_threads(count: int) -> None:
+    """Run the CPU backends' kernels on ``count`` threads: those loaded now and those loaded later
+    (under mpiexec the processes of one machine share its cores; see distributed.world)."""
+    global _cpu_threads
+    _cpu_threads = count
+    for backend in _instances.values():
+        if hasattr(backend, "set_threads"):  # numba's worker threads (numpy runs on the caller's)
+            backend.set_threads(count)
+
+
+def numba_installed() -> bool:
+    """Whether Numba can be imported (found, not imported: that takes half a second)."""
+    return "numba" in _instances or importlib.util.find_spec("numba") is not None
+
+
+def _fastest_cpu() -> Backend:
+    """numba where Numba is installed and loads, else numpy."""
+    if numba_installed():
+        try:
+            return _load_numba()
+        except BackendError:
+            pass  # Numba found but broken: the reference backend still works
+    return _instances["numpy"]
+
+
 def cupy_usable() -> tuple[bool, str]:
     """(True, "") where CuPy imports and sees a GPU, else (False, the reason)."""
     try:
@@ -54,15 +101,17 @@ def _resolve(name: str, source: str) -> Backend:
     key = ALIASES.get(str(name).strip().lower())
     if key is None:
         raise BackendError(
-            f"{source}: unknown backend {name!r}. Choose one of: numpy (or cpu), "
-            f"cupy (or gpu, cuda), auto.")
+            f"{source}: unknown backend {name!r}. Choose one of: numpy, numba, cpu (the fastest "
+            f"CPU backend installed), cupy (or gpu, cuda), auto.")
     if key == "numpy":
         return _instances["numpy"]
+    if key == "cpu":
+        return _fastest_cpu()
     if key == "auto":
         ok, _ = cupy_usable()
-        return _instances["cupy"] if ok else _instances["numpy"]
+        return _instances["cupy"] if ok else _fastest_cpu()
     try:
-        return _load_cupy()
+        return _load_numba() if key == "numba" else _load_cupy()
     except BackendError as err:
         raise BackendError(f"{source}: backend {name!r} cannot be used: {err}") from None
 
@@ -70,10 +119,18 @@ def _resolve(name: str, source: str) -> Backend:
 def get_backend(name: str | Backend | None = None) -> Backend:
     """The backend called ``name``, or the current default when ``name`` is None."""
     if name is None:
-        return _default
+        return _current()
     if isinstance(name, Backend):
         return name
     return _resolve(name, "get_backend")
+
+
+def _current() -> Backend:
+    """The default backend, loaded now if it is still a name."""
+    global _default
+    if not isinstance(_default, Backend):
+        _default = _resolve(_default, ENV_VAR)
+    return _default
 
 
 def set_backend(name: str | Backend) -> Backend:
@@ -90,7 +147,7 @@ def use_backend(name: str | Backend) -> Iterator[Backend]:
     previous = _default
     set_backend(name)
     try:
-        yield _default
+        yield _current()
     finally:
         _default = previous
 
@@ -98,13 +155,19 @@ def use_backend(name: str | Backend) -> Iterator[Backend]:
 def available_backends() -> list[str]:
     """Names of the backends that work on this machine (numpy always)."""
     names = ["numpy"]
+    if numba_installed():
+        try:
+            _load_numba()
+            names.append("numba")
+        except BackendError:
+            pass
     if cupy_usable()[0]:
         names.append("cupy")
     return names
 
 
 def backend_of(array: Any) -> Backend:
-    """The backend whose array type ``array`` is."""
+    """The backend whose array type ``array`` is (numpy for a NumPy array: numba holds the same)."""
     numpy_backend = _instances["numpy"]
     if numpy_backend.is_array(array):
         return numpy_backend

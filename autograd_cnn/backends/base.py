@@ -57,6 +57,11 @@ class Backend:
         # to the class's instance, so ops never see "numpy and numpy" as two backends.
         return (type(self).instance, ())
 
+    def mixed_with(self, other: Backend) -> Backend | None:
+        """The backend an op whose inputs live on this backend and on ``other`` runs on, or None
+        when they cannot mix (an op then refuses them: nothing is copied behind the user's back)."""
+        return None
+
     # --- arrays -----------------------------------------------------------
     def is_array(self, obj: Any) -> bool:
         """True when ``obj`` is this backend's array type."""

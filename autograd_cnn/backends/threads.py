@@ -1,10 +1,11 @@
-"""Worker threads for the CPU kernels: a batch split into parts, every core on every kernel.
+"""Worker threads for the numba backend's kernels: a batch split into parts, every core on every kernel.
 
 NumPy runs each array operation on one core, and OpenBLAS starts its own threads only inside a
 matrix product; after each product they spin for a while, waiting for more, on the cores the
-next operation would use. So the NumPy backend splits a kernel's batch into parts and runs
+next operation would use. So the numba backend splits a kernel's batch into parts and runs
 them on its own threads, the caller among them, with BLAS held to one thread per call while
-they run: elementwise passes use every core too, and no thread spins between kernels. Each
+they run: elementwise passes use every core too, and no thread spins between kernels (the
+NumPy backend, the plain reference, uses none of this: its kernels run on the calling thread). Each
 thread takes the next part as it finishes one, so a core that another program holds for a
 while slows a kernel by a part, not by half. A product long in arithmetic is the exception: it
 runs on BLAS's own threads, which the next kernel in parts ends (``BlasThreads.stop``).
@@ -21,7 +22,7 @@ from typing import Any
 
 from ..errors import ArgumentError
 
-#: The number of threads the CPU kernels may use (default: the cores this process may run on);
+#: The number of threads the numba backend's kernels may use (default: the cores this process may run on);
 #: ``1`` runs each kernel on the calling thread and leaves BLAS's own threads as they are.
 THREADS_ENV_VAR = "AUTOGRAD_CNN_THREADS"
 
@@ -83,7 +84,7 @@ class BlasThreads:
     def stop(self) -> None:
         """End BLAS's threads, which otherwise spin for a while after each threaded product.
         BLAS starts them again (about 0.1 ms) at its next threaded product, or as soon as its
-        count is set, and new threads spin too (see ``NumpyBackend.run_parts``)."""
+        count is set, and new threads spin too (see ``NumbaBackend.run_parts``)."""
         self._shutdown()
 
     @classmethod

@@ -7,12 +7,13 @@ mirrors): ``ConvolutionKernels``, ``PoolingKernels``, ``LossKernels``, ``Activat
 ``IndexingKernels``, ``ProductKernels``, ``UpdateKernels``. The families share no method names,
 so the order below decides nothing, and ``XpBackend`` composes them once for both backends:
 
-    NumpyBackend -> XpBackend -> the family classes -> Backend
+    NumbaBackend -> NumpyBackend -> XpBackend -> the family classes -> Backend
     CupyBackend  -> XpBackend -> the family classes -> Backend
 
-``NumpyBackend`` adds only host transfers and the memory setting; ``CupyBackend`` overrides
-exactly the kernels it fuses into one CUDA launch and calls ``super()`` where it does not
-fuse. A kernel is found by name as any method is: on the backend's own class, else in the
+``NumpyBackend`` adds only host transfers; ``NumbaBackend`` overrides exactly the kernels it
+compiles (and runs a batch's parts on worker threads), ``CupyBackend`` exactly the kernels it
+fuses into one CUDA launch; both call ``super()`` where they do not
+compile or fuse. A kernel is found by name as any method is: on the backend's own class, else in the
 family file that defines it. Mixins were chosen over modules of free functions so that
 ``ctx.backend.im2col(...)`` stays a method a backend can override, and over one large class
 so that each file holds one family.

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import backend_of, get_backend
+from ..backends import all_loaded, backend_of, set_cpu_threads
 from ..backends.threads import THREADS_ENV_VAR, BlasThreads, usable_cores
 from ..errors import ArgumentError, ArgumentTypeError, DistributedError, shape_str
 from ..tensor import Tensor
@@ -278,7 +278,7 @@ def share_cores(processes: int) -> dict[str, int]:
     - BLAS's (NumPy's matrix products), unless OMP_NUM_THREADS, OPENBLAS_NUM_THREADS,
       MKL_NUM_THREADS or BLIS_NUM_THREADS is set: through threadpoolctl where it is installed
       (``autograd-cnn[mpi]`` brings it), else OpenBLAS's own ``openblas_set_num_threads``;
-    - the CPU kernels' worker threads (the NumPy backend's), unless AUTOGRAD_CNN_THREADS is set;
+    - the CPU kernels' worker threads (the numba backend's), unless AUTOGRAD_CNN_THREADS is set;
     - Numba's, unless NUMBA_NUM_THREADS is set: ``numba.set_num_threads`` where numba is loaded,
       else NUMBA_NUM_THREADS for when it is.
 
@@ -290,7 +290,7 @@ def share_cores(processes: int) -> dict[str, int]:
     if not any(os.environ.get(name, "").strip() for name in BLAS_THREADS_VARIABLES) and _limit_blas(share):
         sized["blas"] = share
     if not os.environ.get(THREADS_ENV_VAR, "").strip():
-        get_backend("numpy").set_threads(share)
+        set_cpu_threads(share)
         sized["kernels"] = share
     if not os.environ.get(NUMBA_THREADS_VARIABLE, "").strip():
         numba = sys.modules.get("numba")
@@ -304,9 +304,9 @@ def share_cores(processes: int) -> dict[str, int]:
 
 def _limit_blas(threads: int) -> bool:
     """Hold BLAS to ``threads`` threads for the rest of the process; False where no way is found."""
-    backend = get_backend("numpy")
-    if hasattr(backend, "release_blas"):
-        backend.release_blas()  # a count the kernels parked would otherwise come back later
+    for backend in all_loaded():
+        if hasattr(backend, "release_blas"):
+            backend.release_blas()  # a count the kernels parked would otherwise come back later
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

@@ -294,9 +294,10 @@ class Function:
                 # Numbers and arrays become constant tensors, then the op runs on those.
                 return cls.apply(*as_op_inputs(cls.__name__, inputs), **params)
             if t._backend is not backend:
-                if backend is not None:
-                    raise _two_backends(cls.__name__, backend, t._backend)
-                backend = t._backend
+                if backend is None:
+                    backend = t._backend
+                else:  # numpy and numba hold the same arrays: they mix (Backend.mixed_with)
+                    backend = backend.mixed_with(t._backend) or _raise(_two_backends(cls.__name__, backend, t._backend))
             arrays.append(t._data)
             needs.append(t.requires_grad)
         if backend is None:
@@ -365,6 +366,10 @@ def _several_outputs(ctx: Context, inputs: tuple, needs: list, out: tuple, backe
     if watching:
         watch(ctx, inputs, out, requires_grad)
     return result
+
+
+def _raise(error: Exception) -> Any:
+    raise error
 
 
 def _two_backends(op: str, first: Any, second: Any) -> BackendError:

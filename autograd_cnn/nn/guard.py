@@ -33,7 +33,7 @@ class StepGuard:
     """The optimizer's step, taken only when the loss and the gradients are finite (see above)."""
 
     # Backends whose numbers the host reads at no cost: checked there before each update.
-    HOST_CHECKED: tuple[str, ...] = ("numpy",)
+    HOST_CHECKED: tuple[str, ...] = ("numpy", "numba")
 
     def __init__(self, optimizer: Any, model: Any, backend: Any, processes: int = 1, op: str = "fit") -> None:
         self.optimizer, self.backend, self.xp, self.op = optimizer, backend, backend.xp, op

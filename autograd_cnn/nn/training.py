@@ -119,6 +119,8 @@ class Trainer:
         replicas = _replicate(model, world)
         guard = StepGuard(self.optimizer, model, data.backend, world.size)
         model._initial_epoch = None  # as Keras: a callback that restores a run sets where it goes on
+        if verbose:
+            print(_backend_line(data.backend))
         try:
             for cb in callbacks:  # inside: a callback that refuses to start leaves the model as it was
                 cb.on_train_begin({})
@@ -281,6 +283,15 @@ def _pixels(data: _Data) -> bool:
     if x.dtype.kind not in "ui" or data.dtype.kind != "f" or x.size == 0:
         return False
     return 0 <= float(x.min()) and 1 < float(x.max()) <= 255
+
+
+def _backend_line(backend: Any) -> str:
+    """fit's first line: the backend it trains on, and its device and threads where known."""
+    info = backend.describe()
+    details = [str(info[k]) for k in ("device",) if k in info]
+    if "kernel_threads" in info:
+        details.append(f"{info['kernel_threads']} kernel threads")
+    return f"Training on the {backend.name} backend" + (f" ({', '.join(details)})" if details else "")
 
 
 def _verbosity(op: str, verbose: Any) -> int:
