@@ -497,3 +497,19 @@ def test_blas_threads_are_ended_before_the_worker_threads_run_again(monkeypatch)
     assert blas.count == 2, "the product gave BLAS its own count back"
     cpu.run_parts(lambda part: part, [0, 1])
     assert blas.stops == 2 and blas.count == 1
+
+
+def test_cross_entropy_in_half_precision_sums_in_float32():
+    """float16 logits: the softmax and the sums run in float32, so a large row loss does not overflow
+    before the mean, and float32 targets get a float32 loss computed at float32's precision."""
+    z = ag.tensor(np.zeros((3, 4), np.float16))
+    q = np.zeros((3, 4), np.float16)
+    q[0, 0] = 65504.0  # the row's loss, 65504 * log 4, overflows float16; the mean of three rows does not
+    out = F.cross_entropy(z, q)
+    assert out.dtype == np.float16 and np.isfinite(out.item())
+    assert abs(out.item() - 65504.0 * np.log(4) / 3) < 40
+    z32 = np.array([[0.0, 0.5], [0.5, 0.5]], np.float16)
+    t = np.ones((2, 2), np.float32)
+    got = F.cross_entropy(ag.tensor(z32), t)
+    want = -(t * (z32.astype(np.float64) - np.log(np.exp(z32.astype(np.float64)).sum(1, keepdims=True)))).sum(1).mean()
+    assert got.dtype == np.float32 and abs(got.item() - want) < 1e-5

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import checks
@@ -152,8 +153,14 @@ def cross_entropy(logits: Tensor, target: Tensor | ArrayLike, label_smoothing: f
         q = _classes_last("cross_entropy", target_t)
         if label_smoothing:
             q = q * (1 - label_smoothing) + label_smoothing / classes
+    out_dtype = np.result_type(z.dtype, q.dtype)
+    if out_dtype == np.float16:  # half precision overflows and rounds in the sums: they run in float32
+        z, q = z.astype(np.float32), q.astype(np.float32)
+    elif z.dtype != q.dtype:  # float16 logits with float32 targets: the softmax runs in float32 too
+        z, q = z.astype(out_dtype), q.astype(out_dtype)
     losses = SoftmaxCrossEntropy.apply(z, q, q_sums_to_one=target_t.dtype.kind in "iub")
-    return _reduce("cross_entropy", losses, reduction)
+    out = _reduce("cross_entropy", losses, reduction)
+    return out.astype(out_dtype) if out.dtype != out_dtype else out
 
 
 def nll_loss(log_probs: Tensor, target: Tensor | ArrayLike, reduction: str = "mean") -> Tensor:
