@@ -33,6 +33,22 @@ def torch_or_none() -> Any:
     return torch
 
 
+def module_step(model: Any, optimizer: Any, x0: np.ndarray, y0: np.ndarray) -> Callable[[], Any]:
+    """One training step of one of our models on a fixed batch: cross-entropy, backward, update."""
+    import autograd_cnn as ag
+    import autograd_cnn.functional as F
+
+    x, y = ag.tensor(x0), ag.tensor(y0)
+
+    def step() -> Any:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return step
+
+
 def limit_threads(torch: Any, threads: int | None) -> None:
     """Run both frameworks on the same number of threads (a busy machine: 1 is steadier)."""
     if threads is None:

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import numpy as np
-from common import machine, solo_child, solo_in_turn, spread, torch_or_none
+from common import machine, module_step, solo_child, solo_in_turn, spread, torch_or_none
 
 LR, ALPHA, EPS = 1e-3, 0.9, 1e-7
 
@@ -34,7 +34,6 @@ def _data(batch_size: int, channels_last: bool) -> tuple:
 
 def step_keras(batch_size: int) -> Any:
     import autograd_cnn as ag
-    import autograd_cnn.functional as F
     from autograd_cnn import keras, optim
     from autograd_cnn.keras import layers
 
@@ -48,32 +47,17 @@ def step_keras(batch_size: int) -> Any:
     x = layers.Flatten()(x)
     model = keras.Model(inputs=inputs, outputs=layers.Dense(10)(x))
     model.train()
-    return _step(model, optim.RMSprop(model.parameters(), lr=LR, alpha=ALPHA, eps=EPS), F, ag,
-                 *_data(batch_size, True))
+    return module_step(model, optim.RMSprop(model.parameters(), lr=LR, alpha=ALPHA, eps=EPS), *_data(batch_size, True))
 
 
 def step_nn(batch_size: int) -> Any:
     import autograd_cnn as ag
-    import autograd_cnn.functional as F
     from autograd_cnn import nn, optim
 
     ag.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
                           nn.MaxPool2d(2), nn.Conv2d(64, 128, 3), nn.ReLU(), nn.Flatten(), nn.Linear(1152, 10))
-    return _step(model, optim.RMSprop(model.parameters(), lr=LR, alpha=ALPHA, eps=EPS), F, ag,
-                 *_data(batch_size, False))
-
-
-def _step(model: Any, optimizer: Any, F: Any, ag: Any, x0: np.ndarray, y0: np.ndarray) -> Any:
-    x, y = ag.tensor(x0), ag.tensor(y0)
-
-    def step() -> Any:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-    return step
+    return module_step(model, optim.RMSprop(model.parameters(), lr=LR, alpha=ALPHA, eps=EPS), *_data(batch_size, False))
 
 
 def step_torch(batch_size: int) -> Any:

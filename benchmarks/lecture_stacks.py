@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import add_solo_arguments, machine, median_time, solo_in_turn, spread, torch_or_none
+from common import add_solo_arguments, machine, median_time, module_step, solo_in_turn, spread, torch_or_none
 
 BATCH, LR, RHO, EPS = 128, 1e-3, 0.9, 1e-7
 CASES = {"cnn": "lecture CNN training step, batch 128", "mlp": "lecture MLP training step, batch 128",
@@ -55,21 +55,11 @@ def mlp_data(batch: int = BATCH) -> tuple:
 
 def mlp_ours(batch: int) -> Callable[[], Any]:
     import autograd_cnn as ag
-    import autograd_cnn.functional as F
     from autograd_cnn import models, optim
 
     ag.manual_seed(0)
     model, (x0, y0) = models.lecture_mlp(softmax=False), mlp_data(batch)
-    optimizer = optim.RMSprop(model.parameters(), lr=LR, alpha=RHO, eps=EPS)
-    x, y = ag.tensor(x0), ag.tensor(y0)
-
-    def step() -> Any:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-    return step
+    return module_step(model, optim.RMSprop(model.parameters(), lr=LR, alpha=RHO, eps=EPS), x0, y0)
 
 
 def mlp_torch(torch: Any, batch: int) -> Callable[[], Any]:
