@@ -297,7 +297,10 @@ class Function:
                 if backend is None:
                     backend = t._backend
                 else:  # numpy and numba hold the same arrays: they mix (Backend.mixed_with)
-                    backend = backend.mixed_with(t._backend) or _raise(_two_backends(cls.__name__, backend, t._backend))
+                    mixed = backend.mixed_with(t._backend)
+                    if mixed is None:
+                        raise _two_backends(cls.__name__, backend, t._backend)
+                    backend = mixed
             arrays.append(t._data)
             needs.append(t.requires_grad)
         if backend is None:
@@ -366,10 +369,6 @@ def _several_outputs(ctx: Context, inputs: tuple, needs: list, out: tuple, backe
     if watching:
         watch(ctx, inputs, out, requires_grad)
     return result
-
-
-def _raise(error: Exception) -> Any:
-    raise error
 
 
 def _two_backends(op: str, first: Any, second: Any) -> BackendError:
