@@ -58,6 +58,16 @@ def _last_axis(op: str, axis: int, y_pred: Tensor) -> None:
         raise ArgumentError(f"{op}: only axis=-1 (the classes last) is available, got axis={axis!r}")
 
 
+def _checked(op: str, y_true: Any, y_pred: Any, from_logits: Any, label_smoothing: Any,
+             axis: int) -> tuple[Tensor, Tensor, float]:
+    """The arguments of a loss whose y_true is shaped as y_pred, checked: (y_true, y_pred, label_smoothing)."""
+    checks.flag(op, "from_logits", from_logits)
+    label_smoothing = checks.real(op, "label_smoothing", label_smoothing, 0.0, 1.0)
+    y_true, y_pred = _pair(op, y_true, y_pred)
+    _last_axis(op, axis, y_pred)
+    return _same_shape(op, y_true, y_pred), y_pred, label_smoothing
+
+
 def _log_probabilities(y_pred: Tensor, from_logits: bool) -> Tensor:
     """log p along the last axis: log_softmax of logits, or the log of probabilities normalised
     to sum 1 and clipped to [EPSILON, 1 - EPSILON], as Keras."""
@@ -70,12 +80,8 @@ def _log_probabilities(y_pred: Tensor, from_logits: bool) -> Tensor:
 def categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0,
                              axis: int = -1) -> Tensor:
     """``-sum(y_true * log(y_pred))`` per sample, y_true one-hot (or class probabilities) shaped as y_pred."""
-    op = "categorical_crossentropy"
-    checks.flag(op, "from_logits", from_logits)
-    label_smoothing = checks.real(op, "label_smoothing", label_smoothing, 0.0, 1.0)
-    y_true, y_pred = _pair(op, y_true, y_pred)
-    _last_axis(op, axis, y_pred)
-    y_true = _same_shape(op, y_true, y_pred)
+    y_true, y_pred, label_smoothing = _checked("categorical_crossentropy", y_true, y_pred, from_logits,
+                                               label_smoothing, axis)
     if label_smoothing:
         y_true = y_true * (1 - label_smoothing) + label_smoothing / y_pred.shape[-1]
     return -(y_true * _log_probabilities(y_pred, from_logits)).sum(axis=-1)
@@ -112,12 +118,8 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
 def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0,
                         axis: int = -1) -> Tensor:
     """``-(t log p + (1 - t) log(1 - p))`` averaged over the last axis; y_true 0/1 shaped as y_pred."""
-    op = "binary_crossentropy"
-    checks.flag(op, "from_logits", from_logits)
-    label_smoothing = checks.real(op, "label_smoothing", label_smoothing, 0.0, 1.0)
-    y_true, y_pred = _pair(op, y_true, y_pred)
-    _last_axis(op, axis, y_pred)
-    y_true = _same_shape(op, y_true, y_pred)
+    y_true, y_pred, label_smoothing = _checked("binary_crossentropy", y_true, y_pred, from_logits,
+                                               label_smoothing, axis)
     if label_smoothing:
         y_true = y_true * (1 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
