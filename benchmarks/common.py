@@ -33,6 +33,21 @@ def torch_or_none() -> Any:
     return torch
 
 
+def slides_convnet(keras: Any, softmax: bool = True) -> Any:
+    """The slides' convnet (104,202 parameters), written as on the slides, with either Keras: ours
+    (``autograd_cnn.keras``) or the real one; ``softmax=False`` ends in logits."""
+    layers = keras.layers
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
+    x = layers.MaxPool2D(pool_size=2)(x)
+    x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
+    x = layers.MaxPool2D(pool_size=2)(x)
+    x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(10, activation="softmax" if softmax else None)(x)
+    return keras.Model(inputs=inputs, outputs=outputs)
+
+
 def module_step(model: Any, optimizer: Any, x0: np.ndarray, y0: np.ndarray) -> Callable[[], Any]:
     """One training step of one of our models on a fixed batch: cross-entropy, backward, update."""
     import autograd_cnn as ag

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import numpy as np
-from common import machine, module_step, solo_child, solo_in_turn, spread, torch_or_none
+from common import machine, module_step, slides_convnet, solo_child, solo_in_turn, spread, torch_or_none
 
 LR, ALPHA, EPS = 1e-3, 0.9, 1e-7
 
@@ -35,17 +35,9 @@ def _data(batch_size: int, channels_last: bool) -> tuple:
 def step_keras(batch_size: int) -> Any:
     import autograd_cnn as ag
     from autograd_cnn import keras, optim
-    from autograd_cnn.keras import layers
 
     ag.manual_seed(0)
-    inputs = keras.Input(shape=(28, 28, 1))
-    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
-    x = layers.MaxPool2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
-    x = layers.MaxPool2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
-    x = layers.Flatten()(x)
-    model = keras.Model(inputs=inputs, outputs=layers.Dense(10)(x))
+    model = slides_convnet(keras, softmax=False)
     model.train()
     return module_step(model, optim.RMSprop(model.parameters(), lr=LR, alpha=ALPHA, eps=EPS), *_data(batch_size, True))
 

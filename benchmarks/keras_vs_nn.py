@@ -21,7 +21,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import add_solo_arguments, limit_threads, machine, solo_child, solo_in_turn, spread, torch_or_none
+from common import (
+    add_solo_arguments,
+    limit_threads,
+    machine,
+    slides_convnet,
+    solo_child,
+    solo_in_turn,
+    spread,
+    torch_or_none,
+)
 
 FRAMEWORKS = ("nn", "keras", "torch")
 
@@ -36,17 +45,8 @@ def data(samples: int, channels_last: bool) -> tuple[np.ndarray, np.ndarray]:
 def keras_model() -> Any:
     """The slides' convnet, as they write it."""
     from autograd_cnn import keras
-    from autograd_cnn.keras import layers
 
-    input = keras.Input(shape=(28, 28, 1))
-    x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(input)
-    x = layers.MaxPool2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
-    x = layers.MaxPool2D(pool_size=2)(x)
-    x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
-    x = layers.Flatten()(x)
-    output = layers.Dense(10, activation="softmax")(x)
-    return keras.Model(inputs=input, outputs=output)
+    return slides_convnet(keras)
 
 
 def fit_step(which: str, samples: int, batch_size: int) -> Callable[[], Any]:

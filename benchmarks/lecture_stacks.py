@@ -37,7 +37,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import add_solo_arguments, machine, median_time, module_step, solo_in_turn, spread, torch_or_none
+from common import (
+    add_solo_arguments,
+    machine,
+    median_time,
+    module_step,
+    slides_convnet,
+    solo_in_turn,
+    spread,
+    torch_or_none,
+)
 
 BATCH, LR, RHO, EPS = 128, 1e-3, 0.9, 1e-7
 CASES = {"cnn": "lecture CNN training step, batch 128", "mlp": "lecture MLP training step, batch 128",
@@ -95,15 +104,7 @@ def keras_model(kind: str) -> Any:
         model = keras.Sequential([keras.Input(shape=(784,)), layers.Dense(512, activation="relu"),
                                   layers.Dense(10, activation="softmax")])
     else:
-        inputs = keras.Input(shape=(28, 28, 1))
-        x = layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
-        x = layers.MaxPool2D(pool_size=2)(x)
-        x = layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
-        x = layers.MaxPool2D(pool_size=2)(x)
-        x = layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
-        x = layers.Flatten()(x)
-        outputs = layers.Dense(10, activation="softmax")(x)
-        model = keras.Model(inputs=inputs, outputs=outputs)
+        model = slides_convnet(keras)
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=LR, rho=RHO, epsilon=EPS),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"] if kind == "fit" else None)
     return model
