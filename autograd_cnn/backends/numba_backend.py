@@ -3,7 +3,8 @@
 Imported only when chosen (the registry does it), so Numba stays optional. It extends the
 NumPy backend the way the CuPy backend does: it overrides exactly the kernels it compiles
 (``numba_kernels.py``) and calls ``super()`` for the rest and for inputs it does not compile
-(integers, float16, mixed dtypes, grouped convolutions). Matrix products stay on BLAS.
+(integers, float16, mixed dtypes). Matrix products stay on BLAS; grouped convolutions have
+their own module (``numba_groups.py``).
 
 Where the time goes, and why these kernels: with NumPy alone a CNN step spends about half its
 time outside the products, in window copies (im2col), col2im's additions, pooling's passes
@@ -36,6 +37,7 @@ except ImportError as _err:  # the registry turns this into a message naming the
         f"Numba is not installed ({_err}). Install it with: pip install 'autograd-cnn[fast]', "
         "or use the numpy backend.") from None
 
+from . import numba_groups
 from . import numba_kernels as kernels
 from .convolution import nhwc_padded
 from .numpy_backend import NumpyBackend
@@ -195,10 +197,12 @@ class NumbaBackend(NumpyBackend):
         """One product per part of the batch: its windows gathered by a compiled kernel (the bias
         folded in as a column of ones) times the weights."""
         arrays = (x, weight) if bias is None else (x, weight, bias)
-        if groups != 1 or not self._compiles(*arrays):
+        if not self._compiles(*arrays):
             return super().conv2d(x, weight, bias, stride, padding, dilation, groups, out_hw)
         n, o, (oh, ow) = x.shape[0], weight.shape[0], out_hw
         xh, geometry = _channels_last(x, padding), _geometry(weight.shape[2:], stride, dilation, out_hw)
+        if groups != 1:
+            return numba_groups.conv2d(self, xh, weight, bias, geometry, groups).transpose(0, 3, 1, 2)
         rows = self._weight_matrix(weight)
         if bias is not None:
             rows = np.concatenate([rows, bias.reshape(o, 1)], axis=1)
@@ -233,11 +237,15 @@ class NumbaBackend(NumpyBackend):
                           dilation: tuple, groups: int) -> Any:
         """Per part of the batch: one product gives every window's share (gy's rows times the
         weights), and a compiled col2im adds the shares up into the image."""
-        if groups != 1 or not self._compiles(gy, weight):
+        if not self._compiles(gy, weight):
             return super().conv2d_grad_input(gy, weight, in_shape, stride, padding, dilation, groups)
         n, o, oh, ow = gy.shape
         _, c, kh, kw = weight.shape
         geometry = _geometry((kh, kw), stride, dilation, (oh, ow))
+        if groups != 1:
+            out = _padded_image(in_shape, padding, gy.dtype)
+            numba_groups.conv2d_grad_input(self, _channels_last(gy), weight, out, geometry, groups)
+            return _cropped(out, in_shape, padding)
         g_rows = self._grad_rows(gy, 1)  # a view when gy is channels-last
         w_rows = self._weight_matrix(weight)  # (O, KH*KW*C)
         out = _padded_image(in_shape, padding, gy.dtype)
@@ -263,10 +271,14 @@ class NumbaBackend(NumpyBackend):
         """Per part of the batch: gy's rows times the gathered windows. For the bias's gradient
         from gy ("gy"), a column of ones under the windows sums gy by channel in the same
         product; from x (a transposed convolution's), x's channel sums."""
-        if groups != 1 or not self._compiles(x, gy):
+        if not self._compiles(x, gy):
             return super().conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups, bias_from)
         o, c, (kh, kw), (oh, ow) = gy.shape[1], x.shape[1], kernel_size, gy.shape[2:]
         xh, geometry = _channels_last(x, padding), _geometry(kernel_size, stride, dilation, (oh, ow))
+        if groups != 1:
+            gw, gb = numba_groups.conv2d_grad_weight(self, xh, _channels_last(gy), kernel_size, geometry, groups,
+                                                     bias_from == "gy")
+            return gw if bias_from is None else (gw, gb if gb is not None else self.channel_sum(x))
         g_rows, ones = self._grad_rows(gy, 1), int(bias_from == "gy")
 
         def share(part: slice) -> Any:  # (O, KH*KW*C [+ 1])
@@ -332,6 +344,19 @@ class NumbaBackend(NumpyBackend):
         if not (self._compiles(gy) and mask.flags.c_contiguous):
             return super().max_pool2d_scatter(gy, mask, in_shape, kernel_size, stride, padding, dilation)
         return self._spread(gy, mask, in_shape, kernel_size, stride, padding, dilation)
+
+    def max_pool2d_gather(self, x: Any, mask: Any, kernel_size: tuple, stride: tuple, padding: tuple,
+                          dilation: tuple) -> Any:
+        """Each window's chosen element of x (a create_graph backward through max pooling), in one
+        compiled pass per part of the batch."""
+        if not (self._compiles(x) and mask.flags.c_contiguous):
+            return super().max_pool2d_gather(x, mask, kernel_size, stride, padding, dilation)
+        xh, n = _channels_last(x, padding), x.shape[0]
+        y = np.empty(mask.shape[1:], dtype=x.dtype)
+        geometry = _geometry(kernel_size, stride, dilation, mask.shape[2:4])
+        self.run_parts(lambda part: kernels.gather_chosen(xh, mask, part.start, part.stop, geometry, y),
+                       self.batch_parts(n, (xh[0].size + y[0].size) * x.itemsize + mask[:, 0].size))
+        return y.transpose(0, 3, 1, 2)
 
     def sum_pool2d(self, x: Any, kernel_size: tuple, stride: tuple, padding: tuple, out_hw: tuple) -> Any:
         if not self._compiles(x):

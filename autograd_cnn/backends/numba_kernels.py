@@ -167,6 +167,25 @@ def spread_windows(gyh, mask, with_mask, first, last, geometry, out):
 
 
 @kernel
+def gather_chosen(xp, mask, first, last, geometry, y):
+    """The adjoint of spread_windows with a mask (max pooling's double backward): y (N, OH, OW, C)
+    for images first..last, each window's sum of the elements of xp its mask chose, offset by
+    offset (the NumPy backend's sum of products: an inf not chosen gives NaN there too)."""
+    kh, kw, sh, sw, dh, dw, oh, ow = geometry
+    c = y.shape[3]
+    for b in range(first, last):
+        out = y[b]
+        out[:] = 0
+        for k in range(kh * kw):
+            p, q = k // kw, k % kw
+            for i in range(oh):
+                for j in range(ow):
+                    dst, src, chosen = out[i, j], xp[b, i * sh + p * dh, j * sw + q * dw], mask[k, b, i, j]
+                    for ch in range(c):
+                        dst[ch] += src[ch] * chosen[ch]
+
+
+@kernel
 def sum_windows(xp, first, last, geometry, y):
     """Sum pooling of padded images first..last of xp: y (N, OH, OW, C) the sum of each window,
     offset by offset."""
