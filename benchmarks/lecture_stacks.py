@@ -270,8 +270,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="timed steps in each process")
     parser.add_argument("--frameworks", nargs="+", choices=["numpy", "numba", "PyTorch", "Keras/TF"],
                         help="run only these (default: every one installed)")
-    parser.add_argument("--before", metavar="FOLDER", help="also run the numpy backend of the package copy in "
-                        "FOLDER (an older commit, for a before/after row), as 'numpy, before'")
+    parser.add_argument("--before", metavar="FOLDER", help="also run our backends (those chosen) of the package "
+                        "copy in FOLDER (an older commit, for a before/after row), as 'numpy, before', 'numba, before'")
     parser.add_argument("--threads", type=int, help="threads for every framework (BLAS, OpenMP, PyTorch, "
                         "TensorFlow, our kernels); default: each as installed, every core")
     parser.add_argument("--quick", action="store_true", help="one process each, cnn and mlp only")
@@ -287,7 +287,8 @@ def main() -> None:
     print(machine())
     names = {k: v for k, v in who(cases).items() if not args.frameworks or k in args.frameworks}
     if args.before:
-        names["numpy, before"] = ("ours", {"AUTOGRAD_CNN_BACKEND": "numpy", "PYTHONPATH": args.before})
+        for backend in [k for k, (framework, _) in names.items() if framework == "ours"]:
+            names[f"{backend}, before"] = ("ours", {"AUTOGRAD_CNN_BACKEND": backend, "PYTHONPATH": args.before})
     if args.threads:
         limits = {var: str(args.threads) for var in ("AUTOGRAD_CNN_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                       "MKL_NUM_THREADS")}

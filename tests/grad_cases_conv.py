@@ -25,6 +25,10 @@ CASES = [
          [(1, 2, 5, 5), (2, 2, 2, 2)]),
     Case("conv2d_groups2", lambda x, w, b: F.conv2d(x, w, b, groups=2, padding=1), [(1, 4, 4, 4), (4, 2, 2, 2), (4,)]),
     Case("conv2d_depthwise", lambda x, w: F.conv2d(x, w, groups=3, dilation=(1, 2)), [(2, 3, 4, 5), (3, 1, 2, 2)]),
+    Case("conv2d_depthwise_multiplier_bias_stride", lambda x, w, b: F.conv2d(x, w, b, groups=2, stride=2, padding=1),
+         [(2, 2, 5, 5), (4, 1, 3, 3), (4,)]),
+    Case("conv2d_groups3_stride_dilation", lambda x, w: F.conv2d(x, w, groups=3, stride=(2, 1), dilation=(1, 2)),
+         [(1, 6, 5, 6), (6, 2, 2, 2)]),
     Case("conv2d_one_channel_bias_stride_pad_dilation",
          lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(1, 2), dilation=(1, 2)),
          [(2, 1, 6, 5), (3, 1, 3, 2), (3,)]),
@@ -32,12 +36,15 @@ CASES = [
     Case("conv1d", lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1), [(2, 2, 6), (3, 2, 3), (3,)]),
     Case("conv1d_same_dilation_groups", lambda x, w: F.conv1d(x, w, padding="same", dilation=2, groups=2),
          [(1, 4, 6), (2, 2, 2)]),
+    Case("conv1d_depthwise_bias", lambda x, w, b: F.conv1d(x, w, b, padding=1, groups=3), [(2, 3, 7), (3, 1, 3), (3,)]),
     # conv_transpose2d
     Case("conv_transpose2d_bias", lambda x, w, b: F.conv_transpose2d(x, w, b), [(2, 2, 3, 3), (2, 3, 2, 2), (3,)]),
     Case("conv_transpose2d_stride_pad_outpad", lambda x, w: F.conv_transpose2d(
         x, w, stride=2, padding=1, output_padding=1), [(1, 2, 3, 3), (2, 2, 3, 3)]),
     Case("conv_transpose2d_groups_dilation", lambda x, w: F.conv_transpose2d(
         x, w, stride=(2, 1), groups=2, dilation=2, output_padding=(1, 0)), [(1, 4, 2, 3), (4, 1, 2, 2)]),
+    Case("conv_transpose2d_depthwise_bias", lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, groups=3),
+         [(2, 3, 3, 3), (3, 1, 3, 3), (3,)]),
     # locally connected: 5x5 input, 2x2 kernel, stride 1 -> 4x4 positions; stride 2 -> 2x2
     Case("locally_connected2d_bias", lambda x, w, b: F.locally_connected2d(x, w, b),
          [(2, 2, 4, 4), (3, 3, 2, 2, 2, 2), (2, 3, 3)]),

@@ -29,22 +29,27 @@ from .numba_kernels import kernel
 def depthwise_windows(xp, w, bias, first, last, geometry, multiplier, y):
     """y (N, OH, OW, O) for images first..last of xp (N, H, W, C): output channel o the sum over
     its window of input channel o // multiplier times w[k, o] (w: (KH*KW, O)), plus bias[o]
-    (bias: (O,), zeros for none), offset by offset."""
+    (bias: (O,), zeros for none), offset by offset over the whole image (it stays in cache)."""
     kh, kw, sh, sw, dh, dw, oh, ow = geometry
     o = y.shape[3]
     for b in range(first, last):
+        out = y[b]
         for i in range(oh):
             for j in range(ow):
-                out = y[b, i, j]
-                out[:] = bias
-                for k in range(kh * kw):
-                    src, wk = xp[b, i * sh + (k // kw) * dh, j * sw + (k % kw) * dw], w[k]
+                dst = out[i, j]
+                for ch in range(o):
+                    dst[ch] = bias[ch]
+        for k in range(kh * kw):
+            p, q, wk = k // kw, k % kw, w[k]
+            for i in range(oh):
+                for j in range(ow):
+                    dst, src = out[i, j], xp[b, i * sh + p * dh, j * sw + q * dw]
                     if multiplier == 1:
                         for ch in range(o):
-                            out[ch] += src[ch] * wk[ch]
+                            dst[ch] += src[ch] * wk[ch]
                     else:
                         for ch in range(o):
-                            out[ch] += src[ch // multiplier] * wk[ch]
+                            dst[ch] += src[ch // multiplier] * wk[ch]
 
 
 @kernel
