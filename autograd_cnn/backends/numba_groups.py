@@ -7,9 +7,9 @@ Two ways, chosen by the channels per group:
   conv and both its gradients are direct compiled loops, channels innermost (contiguous in
   the channels-last images, so LLVM vectorizes them).
 - **More channels per group**: as for one group, the windows gathered by a compiled kernel
-  (here into one (KH*KW*C/G)-column matrix per group, the layout of
-  ``ConvolutionKernels._gemm_cols``), one product per group on BLAS, and a compiled col2im
-  for the input's gradient.
+  (each row the (KH*KW*C/G)-column rows of every group side by side, so that a group's matrix
+  is a strided view: ``ConvolutionKernels._gemm_cols``'s columns), one product per group on
+  BLAS, and a compiled col2im for the input's gradient.
 
 Both run a part of the batch at a time on the backend's worker threads (``run_parts``). The
 kernels take the geometry tuple of ``numba_kernels`` and padded channels-last images.
@@ -107,36 +107,37 @@ def depthwise_weight_grad(xp, gyh, first, last, geometry, multiplier, gw, gb):
 
 @kernel
 def gather_group_windows(xp, first, last, geometry, ones_column, out):
-    """im2col by group: for images first..last of xp (N, H, W, C), out[g] (rows, KH*KW*C/G [+ 1])
-    holds the windows of group g's channels, one row per output pixel from row 0, with a last
-    column of ones if asked (the bias folded into the product)."""
+    """im2col by group: for images first..last of xp (N, H, W, C), out[row, g] (rows, G,
+    KH*KW*C/G [+ 1]) holds the window of output pixel ``row`` (from row 0) over group g's
+    channels, with a last column of ones if asked (the bias folded into the product). Each
+    group's matrix out[:, g] is a strided view that BLAS reads as it is."""
     kh, kw, sh, sw, dh, dw, oh, ow = geometry
     x = xp[first:last]
-    groups = out.shape[0]
+    groups = out.shape[1]
     cg = x.shape[3] // groups
     for b in range(last - first):
         for i in range(oh):
             for j in range(ow):
-                row = (b * oh + i) * ow + j
+                row = out[(b * oh + i) * ow + j]
                 for k in range(kh * kw):
                     src, col = x[b, i * sh + (k // kw) * dh, j * sw + (k % kw) * dw], k * cg
                     for g in range(groups):
-                        dst, start = out[g, row], g * cg
+                        dst, start = row[g], g * cg
                         for ch in range(cg):
                             dst[col + ch] = src[start + ch]
                 if ones_column:
                     for g in range(groups):
-                        out[g, row, kh * kw * cg] = 1
+                        row[g, kh * kw * cg] = 1
 
 
 @kernel
 def add_group_windows(shares, first, last, geometry, out):
     """col2im by group: padded images first..last of out (N, H, W, C) set to the sum of the
-    window elements in shares (G, rows, KH*KW*C/G), the part's rows, that fall on each pixel,
+    window elements in shares (rows, G, KH*KW*C/G), the part's rows, that fall on each pixel,
     offset by offset."""
     kh, kw, sh, sw, dh, dw, oh, ow = geometry
     image = out[first:last]
-    groups = shares.shape[0]
+    groups = shares.shape[1]
     cg = image.shape[3] // groups
     for b in range(last - first):
         image[b] = 0
@@ -144,9 +145,9 @@ def add_group_windows(shares, first, last, geometry, out):
             p, q, col = k // kw, k % kw, k * cg
             for i in range(oh):
                 for j in range(ow):
-                    dst, row = image[b, i * sh + p * dh, j * sw + q * dw], (b * oh + i) * ow + j
+                    dst, row = image[b, i * sh + p * dh, j * sw + q * dw], shares[(b * oh + i) * ow + j]
                     for g in range(groups):
-                        src, start = shares[g, row], g * cg
+                        src, start = row[g], g * cg
                         for ch in range(cg):
                             dst[start + ch] += src[col + ch]
 
@@ -176,11 +177,11 @@ def conv2d(backend: Any, xh: np.ndarray, weight: np.ndarray, bias: Any, geometry
 
     def conv_part(part: slice) -> None:
         count = (part.stop - part.start) * oh * ow
-        cols = np.empty((groups, count, w_t.shape[1]), dtype=xh.dtype)
+        cols = np.empty((count, groups, w_t.shape[1]), dtype=xh.dtype)
         gather_group_windows(xh, part.start, part.stop, geometry, bias is not None, cols)
         out = y[part].reshape(count, o)
-        for g in range(groups):
-            out[:, g * og:(g + 1) * og] = np.dot(cols[g], w_t[g])
+        for g in range(groups):  # strided operands and output, each read and written by BLAS in place
+            np.matmul(cols[:, g], w_t[g], out=out[:, g * og:(g + 1) * og])
 
     backend.run_parts(conv_part, backend.batch_parts(n, oh * ow * (kk * groups + o) * xh.itemsize))
     return y
@@ -202,9 +203,9 @@ def conv2d_grad_input(backend: Any, gyh: np.ndarray, weight: np.ndarray, out: np
 
     def grad_part(part: slice) -> None:
         rows = g_rows[part.start * oh * ow:part.stop * oh * ow]
-        shares = np.empty((groups, len(rows), w_rows.shape[2]), dtype=gyh.dtype)
+        shares = np.empty((len(rows), groups, w_rows.shape[2]), dtype=gyh.dtype)
         for g in range(groups):
-            np.dot(rows[:, g * og:(g + 1) * og], w_rows[g], out=shares[g])
+            np.matmul(rows[:, g * og:(g + 1) * og], w_rows[g], out=shares[:, g])
         add_group_windows(shares, part.start, part.stop, geometry, out)
 
     per_image = (out[0].size + oh * ow * (o + groups * w_rows.shape[2])) * gyh.itemsize
@@ -231,8 +232,10 @@ def conv2d_grad_weight(backend: Any, xh: np.ndarray, gyh: np.ndarray, kernel_siz
 
     def share(part: slice) -> np.ndarray:  # (G, O/G, KH*KW*C/G [+ 1])
         rows = g_rows[part.start * oh * ow:part.stop * oh * ow]
+        # Here each group's matrix contiguous (the gather writes through a transposed view): a
+        # product with a long sum over the rows reads them faster so.
         cols = np.empty((groups, len(rows), kh * kw * cg + ones), dtype=xh.dtype)
-        gather_group_windows(xh, part.start, part.stop, geometry, with_bias, cols)
+        gather_group_windows(xh, part.start, part.stop, geometry, with_bias, cols.transpose(1, 0, 2))
         total = np.empty((groups, og, cols.shape[2]), dtype=xh.dtype)
         for g in range(groups):
             np.dot(rows[:, g * og:(g + 1) * og].T, cols[g], out=total[g])
