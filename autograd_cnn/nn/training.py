@@ -205,20 +205,28 @@ class Trainer:
     def train_on_batch(self, x: Any, y: Any) -> Any:
         """One optimizer step on one batch (x, y) as it is; the loss, or ``[loss, *metrics]`` of that
         batch (Keras's ``train_on_batch``). A loss or gradient that is not finite changes nothing and
-        raises NonFiniteError, as in fit."""
+        raises NonFiniteError, as in fit. Under several processes each passes its own part of the
+        batch: as in ``fit``, the gradients are averaged (every process takes the same step from
+        rank 0's weights) and the loss and metrics are those of the parts together."""
         self._check_compiled("train_on_batch")
-        alone = _Alone()  # each process steps on its own batch: no averaging between processes here
-        data = self._data(x, y, batch_count("train_on_batch", self.model, x), "train_on_batch", alone)
-        guard = StepGuard(self.optimizer, self.model, data.backend, 1, "train_on_batch")
-        sums = _RunningSums(data.backend, "train_on_batch", self.scores, alone)
-        with self.model.switched_mode(training=True):
-            for xb, yb in data.batches(False):
-                self.optimizer.zero_grad()
-                out = self.model(xb)
-                loss = self.loss(out, yb)
-                guard.backward(loss)
-                guard.step(loss, 0, 0)
-                sums.add(loss, out, yb)
+        world = _world()
+        whole = _Alone()  # each process's part is one batch: not shared out again
+        data = self._data(x, y, batch_count("train_on_batch", self.model, x), "train_on_batch", whole)
+        guard = StepGuard(self.optimizer, self.model, data.backend, world.size, "train_on_batch")
+        sums = _RunningSums(data.backend, "train_on_batch", self.scores, world)
+        replicas = _replicate(self.model, world)
+        try:
+            with self.model.switched_mode(training=True):
+                for xb, yb in data.batches(False):
+                    self.optimizer.zero_grad()
+                    out = self.model(xb)
+                    loss = self.loss(out, yb)
+                    guard.backward(loss)
+                    guard.step(loss, 0, 0)
+                    sums.add(loss, out, yb)
+        finally:
+            if replicas is not None:
+                replicas.remove()
         guard.report()
         logs = sums.read()
         return list(logs.values()) if len(logs) > 1 else logs["loss"]
@@ -492,7 +500,7 @@ def batch_count(op: str, model: Any, x: Any) -> int:
 
 
 class _Alone:
-    """One process's view of the world, for a step that every process takes on its own data."""
+    """One process's view of the world: for data that is not shared out among the processes."""
 
     size, rank = 1, 0
 
