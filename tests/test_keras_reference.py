@@ -75,6 +75,34 @@ def test_one_training_step_gives_keras_weights(optimizer, labels):
         assert np.allclose(a, b, atol=1e-5)
 
 
+def _two_input_model(lib):
+    image, extra = lib.Input(shape=(6, 6, 1), name="image"), lib.Input(shape=(3,), name="extra")
+    x = lib.layers.Flatten()(lib.layers.Conv2D(filters=2, kernel_size=3, activation="relu")(image))
+    x = lib.layers.Concatenate()([x, lib.layers.Dense(4, activation="relu")(extra)])
+    return lib.Model(inputs=[image, extra], outputs=lib.layers.Dense(3, activation="softmax")(x))
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_a_model_of_two_inputs_fits_evaluates_and_predicts_as_keras(as_dict):
+    """x as a list of one array per input, or a dict by input name: Keras's weights after two fit
+    steps, its loss and accuracy from evaluate, and its predictions."""
+    rng = np.random.default_rng(5)
+    image, extra = rng.random((24, 6, 6, 1)).astype("float32"), rng.random((24, 3)).astype("float32")
+    y = rng.integers(0, 3, 24)
+    x = {"extra": extra, "image": image} if as_dict else [image, extra]
+    theirs, ours = _two_input_model(K), _two_input_model(keras)
+    ours.set_weights(theirs.get_weights())
+    results = []
+    for model in (theirs, ours):
+        model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, batch_size=12, epochs=1, shuffle=False, verbose=0)
+        results.append((model.evaluate(x, y, verbose=0), model.predict(x, verbose=0)))
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4)
+    np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-5)
+
+
 def test_objects_from_keras_namespaces_train_as_keras():
     """An optimizer object made before compile and a loss function, as the mnist_cnn example writes them."""
     rng = np.random.default_rng(2)
