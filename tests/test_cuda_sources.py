@@ -205,21 +205,21 @@ def test_softmax_cross_entropy_kernels_match_numpy(kernels, q_sums_to_one):
     np.testing.assert_allclose(gz, NP.softmax_cross_entropy_grad(z, q, g, q_sums_to_one), rtol=1e-5, atol=1e-6)
 
 
-def test_relu_kernel_matches_numpy(kernels):
+def test_relu_with_mask_kernel_matches_numpy(kernels):
     x = np.array([-2.0, -0.0, 0.0, 1.5, np.nan, np.inf, -np.inf], dtype=np.float32)
-    y = np.full_like(x, 7.0)
-    _run(kernels, cuda_sources.RELU, x.size, x, y)
-    np.testing.assert_array_equal(y, NP.relu(x))
+    y, positive = np.full_like(x, 7.0), np.zeros(x.shape, dtype=bool)
+    _run(kernels, cuda_sources.RELU_WITH_MASK, x.size, x, y, positive)
+    y_ref, positive_ref = NP.relu_with_mask(x)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(positive, positive_ref)
 
 
 def test_relu_grad_kernel_matches_numpy(kernels):
-    """gy * [y > 0] from ReLU's output: zero where y is 0 or NaN, a NaN gradient kept as NaN."""
-    gy = np.array([1.0, -2.0, np.nan, np.nan, 3.0, 4.0], dtype=np.float32)
-    y = np.array([2.0, 0.0, 1.0, 0.0, np.nan, np.inf], dtype=np.float32)
+    gy = np.array([1.0, -2.0, np.nan, np.nan, 3.0], dtype=np.float32)
+    positive = np.array([True, False, True, False, False])
     gx = np.full_like(gy, 7.0)
-    _run(kernels, cuda_sources.RELU_GRAD, gy.size, gy, y, gx)
-    np.testing.assert_array_equal(gx, NP.relu_grad(gy, y))
-    np.testing.assert_array_equal(gx, [1.0, 0.0, np.nan, np.nan, 0.0, 4.0])
+    _run(kernels, cuda_sources.RELU_GRAD, gy.size, gy, positive, gx)
+    np.testing.assert_array_equal(gx, NP.relu_grad(gy, positive))
 
 
 @pytest.mark.parametrize("kernel,stride,padding,dilation,hw", GEOMETRIES)

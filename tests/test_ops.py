@@ -152,7 +152,7 @@ FORWARD = [
     ("linear", lambda: F.linear(ag.tensor(X), ag.tensor(W), ag.tensor(BIAS)),
      ref_matmul(X, W.T) + BIAS.astype(np.float64)),
     ("relu", lambda: F.relu(ag.tensor(A)), ref_elementwise(lambda a: max(a, 0.0), A)),
-    ("relu_grad", lambda: activation.ReLUGrad.apply(ag.tensor(P), F.relu(ag.tensor(A))),
+    ("relu_grad", lambda: activation.ReLUGrad.apply(ag.tensor(P), ag.tensor(A > 0)),
      ref_elementwise(lambda g, a: g if a > 0 else 0.0, P, A)),
     ("leaky_relu", lambda: F.leaky_relu(ag.tensor(A), 0.2), ref_elementwise(lambda a: a if a > 0 else 0.2 * a, A)),
     ("sigmoid", lambda: F.sigmoid(ag.tensor(A * 20)), ref_elementwise(lambda a: 1 / (1 + math.exp(-a)), A * 20)),
@@ -209,49 +209,21 @@ def test_matmul_kernel_in_rows_columns_or_stacks_equals_numpy(backend, parts, sh
     np.testing.assert_allclose((ag.tensor(a) @ ag.tensor(b)).numpy(), np.matmul(a, b), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("gy_order", ["y's layout", "C order"])
+@pytest.mark.parametrize("gy_order", ["mask's layout", "C order"])
 def test_relu_grad_kernel_takes_a_gradient_in_any_layout(backend, parts, gy_order):
-    """ReLU's backward kernel gives gy times [y > 0], in y's layout (channels-last after a conv),
-    whether gy comes in that layout or in C order (from Flatten)."""
+    """ReLU's backward kernel gives gy times the mask, in the mask's layout (channels-last after a
+    conv), whether gy comes in that layout or in C order (from Flatten)."""
     cpu = ag.get_backend()
     rng = np.random.default_rng(6)
-    y_nhwc = np.maximum(rng.standard_normal((4, 3, 3, 5)), 0)
-    y = cpu.from_host(y_nhwc).transpose(0, 3, 1, 2)  # (N, C, H, W), channels-last in memory
+    positive_nhwc = rng.standard_normal((4, 3, 3, 5)) > 0
+    positive = cpu.from_host(positive_nhwc).transpose(0, 3, 1, 2)  # (N, C, H, W), channels-last in memory
     gy_host = rng.standard_normal((4, 5, 3, 3))
     gy = cpu.from_host(gy_host if gy_order == "C order" else np.ascontiguousarray(gy_host.transpose(0, 2, 3, 1)))
     if gy_order != "C order":
         gy = gy.transpose(0, 3, 1, 2)
-    gx = cpu.relu_grad(gy, y)
-    np.testing.assert_array_equal(cpu.to_host(gx), gy_host * (y_nhwc.transpose(0, 3, 1, 2) > 0))
-    assert gx.strides[1] == gx.itemsize, "channels-last, as y"
-
-
-def test_relu_kernels_keep_nan_and_layout(backend, parts):
-    """relu keeps a NaN and x's layout; its gradient is zero where x was NaN or not positive."""
-    cpu = ag.get_backend()
-    x_nhwc = np.random.default_rng(7).standard_normal((4, 3, 3, 5))
-    x_nhwc[0, 0, 0, :2] = np.nan
-    x = cpu.from_host(x_nhwc).transpose(0, 3, 1, 2)
-    y = cpu.relu(x)
-    np.testing.assert_array_equal(cpu.to_host(y), np.maximum(x_nhwc, 0).transpose(0, 3, 1, 2))
-    assert y.strides[1] == y.itemsize, "channels-last, as x"
-    gx = cpu.to_host(cpu.relu_grad(cpu.from_host(np.ones((4, 5, 3, 3))), y))
-    np.testing.assert_array_equal(gx, (x_nhwc > 0).transpose(0, 3, 1, 2).astype(float))
-
-
-def test_relu_saves_its_output_and_no_mask(backend):
-    """ReLU's node keeps its output (as PyTorch), the tensor the next conv keeps anyway: in a
-    conv-ReLU-conv graph the ReLU adds no array of its own to what backward holds."""
-    rng = np.random.default_rng(8)
-    x = ag.tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True)
-    w1, w2 = (ag.tensor(rng.standard_normal(s), requires_grad=True) for s in ((4, 3, 3, 3), (2, 4, 3, 3)))
-    h = F.relu(F.conv2d(x, w1))
-    y = F.conv2d(h, w2)
-    (saved,) = h.grad_fn.saved  # (outside backward the output's array: the tensor is matched in backward)
-    assert saved is h.data, "the output's own array, not a mask"
-    assert any(value is h for value in y.grad_fn.saved), "the next conv keeps the same array"
-    y.sum().backward()
-    assert h.grad_fn.saved is None  # freed with the graph
+    gx = cpu.relu_grad(gy, positive)
+    np.testing.assert_array_equal(cpu.to_host(gx), gy_host * positive_nhwc.transpose(0, 3, 1, 2))
+    assert gx.strides[1] == gx.itemsize, "channels-last, as the mask"
 
 
 def test_no_grad_ops_forward():

@@ -1,4 +1,4 @@
-"""Activation kernels: ReLU and its backward (from its output), and erf (for GELU), against ``self.xp``."""
+"""Activation kernels: ReLU with the mask its backward keeps, and erf (for GELU), against ``self.xp``."""
 from __future__ import annotations
 
 import math
@@ -17,39 +17,40 @@ def _layout(a: Any) -> tuple:
 class ActivationKernels(Backend):
     """The elementwise kernels the activation ops call by name."""
 
-    def relu(self, x: Any) -> Any:
-        """max(x, 0) (a NaN stays NaN), in x's memory layout (a conv's output stays channels-last)."""
+    def relu_with_mask(self, x: Any) -> tuple:
+        """max(x, 0) and the mask x > 0 (what ReLU's backward keeps), in x's memory layout."""
         if x.nbytes < self.min_parallel_bytes:  # one part: no bookkeeping of parts for a small array
-            return self.xp.maximum(x, 0)
-        y = self.xp.empty_like(x)
-        self.run_parts(lambda part: self.xp.maximum(x[part], 0, out=y[part]), self._leading_parts(x, 2 * x.itemsize))
-        return y
+            return self.xp.maximum(x, 0), x > 0
+        y, positive = self.xp.empty_like(x), self.xp.empty_like(x, dtype=bool)
 
-    def relu_grad(self, gy: Any, y: Any) -> Any:
-        """ReLU's backward from its output: gy * [y > 0], in y's memory layout (a conv's, channels-last).
+        def relu_part(part: slice) -> None:
+            self.xp.maximum(x[part], 0, out=y[part])
+            self.xp.greater(x[part], 0, out=positive[part])
 
-        y > 0 exactly where x > 0 (where x is NaN, y is NaN and NaN > 0 is false), so the output,
-        which the next op keeps anyway in most models, serves where a mask would be an extra array.
-        A product, not a choice: a NaN in gy stays NaN where y is not positive."""
-        if gy.nbytes < self.min_parallel_bytes and gy.flags.c_contiguous and y.flags.c_contiguous:
-            return self.xp.multiply(gy, y > 0)  # the common small case, without the layout's bookkeeping
-        gx = self.xp.empty_like(y, dtype=gy.dtype)
+        self.run_parts(relu_part, self._leading_parts(x, 5))
+        return y, positive
+
+    def relu_grad(self, gy: Any, positive: Any) -> Any:
+        """ReLU's backward: gy times the mask, in the mask's memory layout (a conv's, channels-last)."""
+        if gy.nbytes < self.min_parallel_bytes and gy.flags.c_contiguous and positive.flags.c_contiguous:
+            return self.xp.multiply(gy, positive)  # the common small case, without the layout's bookkeeping
+        gx = self.xp.empty_like(positive, dtype=gy.dtype)
         # A gradient in another layout (Flatten's, C order, after a conv's channels-last ReLU) is
-        # copied into y's layout first: one ufunc over two layouts crawls (1 ms for the
+        # copied into the mask's layout first: one ufunc over two layouts crawls (1 ms for the
         # lecture CNN's last ReLU, against 0.1 ms for the copy and the product).
-        same_layout = _layout(gy) == _layout(y)
+        same_layout = _layout(gy) == _layout(positive)
 
         def grad_part(part: Any) -> None:
             if same_layout:
-                self.xp.multiply(gy[part], y[part] > 0, out=gx[part])
+                self.xp.multiply(gy[part], positive[part], out=gx[part])
             else:
                 gx[part] = gy[part]
-                self.xp.multiply(gx[part], y[part] > 0, out=gx[part])
+                self.xp.multiply(gx[part], positive[part], out=gx[part])
 
         if gx.nbytes < self.min_parallel_bytes:
             grad_part(...)
         else:
-            self.run_parts(grad_part, self._leading_parts(gx, 2 * gy.itemsize + y.itemsize))
+            self.run_parts(grad_part, self._leading_parts(gx, 2 * gy.itemsize + 1))
         return gx
 
     def _leading_parts(self, x: Any, bytes_per_element: int) -> list:

@@ -184,22 +184,24 @@ SOFTMAX_CROSS_ENTROPY_GRAD = KernelSource(
     gz = (exp(z[i] - m) / s * mass - q[i]) * g[row];
     """)
 
-# ReLU, written in x's own memory layout; a NaN stays NaN, as maximum(x, 0) keeps it.
-RELU = KernelSource(
-    "autograd_cnn_relu",
+# ReLU and the mask its backward needs, in one pass, written in x's own memory layout.
+RELU_WITH_MASK = KernelSource(
+    "autograd_cnn_relu_with_mask",
     "T x",
-    "T y",
-    "y = (x > 0 || x != x) ? x : (T)0;",
-    arrays=("x",))
+    "T y, bool positive",
+    """
+    positive = x > 0;
+    y = (positive || x != x) ? x : (T)0;  // a NaN stays NaN, as maximum(x, 0) keeps it
+    """, arrays=("x",))
 
-# ReLU's backward from its output (y > 0 exactly where x > 0), written in y's layout (a CuPy
-# product would be C-ordered, and the conv below would copy it back to channels-last).
+# ReLU's backward, written in the mask's layout (a CuPy product would be C-ordered, and the
+# conv below would copy it back to channels-last).
 RELU_GRAD = KernelSource(
     "autograd_cnn_relu_grad",
-    "T gy, T y",
+    "T gy, bool positive",
     "T gx",
-    "gx = gy * (T)(y > 0 ? 1 : 0);",  # a product, as the generic kernel: NaN * 0 stays NaN
-    arrays=("gy", "y"))
+    "gx = gy * (T)(positive ? 1 : 0);",  # a product, as the generic kernel: NaN * 0 stays NaN
+    arrays=("gy", "positive"))
 
 # Optimizer updates, one pass over each parameter. The (1 - beta) factors come from the
 # host, rounded once, as the generic kernels round them.
@@ -232,4 +234,4 @@ SGD_MOMENTUM = KernelSource(
     """, arrays=("g",))
 
 ALL = (MAX_POOL2D, IM2COL, COL2IM, MAX_POOL2D_SCATTER, ONE_HOT, SOFTMAX_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY_GRAD,
-       RELU, RELU_GRAD, RMSPROP, ADAM, SGD_MOMENTUM)
+       RELU_WITH_MASK, RELU_GRAD, RMSPROP, ADAM, SGD_MOMENTUM)

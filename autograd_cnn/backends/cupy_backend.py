@@ -186,18 +186,19 @@ class CupyBackend(XpBackend):
             self._kernel(cuda_sources.ONE_HOT)(target, classes, on, off, q, self._flag_for(op, classes, target))
         return q
 
-    def relu(self, x: Any) -> Any:
+    def relu_with_mask(self, x: Any) -> tuple:
         if not self._fuses(x):
-            return super().relu(x)
-        y = cupy.empty_like(x)  # empty_like keeps x's memory layout: a conv's channels-last output stays so
-        self._kernel(cuda_sources.RELU)(x, y)
-        return y
+            return super().relu_with_mask(x)
+        # empty_like keeps x's memory layout: a conv's channels-last output stays channels-last.
+        y, positive = cupy.empty_like(x), cupy.empty_like(x, dtype=bool)
+        self._kernel(cuda_sources.RELU_WITH_MASK)(x, y, positive)
+        return y, positive
 
-    def relu_grad(self, gy: Any, y: Any) -> Any:
-        if not (self._fuses(gy, y) and gy.shape == y.shape):
-            return super().relu_grad(gy, y)
-        gx = cupy.empty_like(y, dtype=gy.dtype)  # channels-last when ReLU's input was
-        self._kernel(cuda_sources.RELU_GRAD)(gy, y, gx)
+    def relu_grad(self, gy: Any, positive: Any) -> Any:
+        if not (self._fuses(gy) and gy.shape == positive.shape):
+            return super().relu_grad(gy, positive)
+        gx = cupy.empty_like(positive, dtype=gy.dtype)  # channels-last when ReLU's input was
+        self._kernel(cuda_sources.RELU_GRAD)(gy, positive, gx)
         return gx
 
     def softmax_cross_entropy(self, z: Any, q: Any) -> Any:

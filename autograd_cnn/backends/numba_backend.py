@@ -390,30 +390,30 @@ class NumbaBackend(NumpyBackend):
         return self._spread(gy, None, in_shape, kernel_size, stride, padding, (1, 1))
 
     # --- elementwise -----------------------------------------------------------------
-    def relu(self, x: Any) -> Any:
+    def relu_with_mask(self, x: Any) -> tuple:
         if x.nbytes < self.min_parallel_bytes or not self._compiles(x):
-            return super().relu(x)  # a small array: NumPy's pass costs less than a call here
+            return super().relu_with_mask(x)  # a small array: NumPy's two passes cost less than a call here
         order = _layout(x)
         flat_x = _flat_in_layout(x, order)
         if flat_x is None:
-            return super().relu(x)
-        y = _empty_in_layout(x.shape, order, x.dtype)
-        flat_y = _flat_in_layout(y, order)
-        self.run_parts(lambda part: kernels.relu(flat_x, part.start, part.stop, flat_y),
-                       self.batch_parts(flat_x.size, 2 * x.itemsize))
-        return y
+            return super().relu_with_mask(x)
+        y, positive = _empty_in_layout(x.shape, order, x.dtype), _empty_in_layout(x.shape, order, bool)
+        flat_y, flat_positive = _flat_in_layout(y, order), _flat_in_layout(positive, order)
+        self.run_parts(lambda part: kernels.relu_with_mask(flat_x, part.start, part.stop, flat_y, flat_positive),
+                       self.batch_parts(flat_x.size, 2 * x.itemsize + 1))
+        return y, positive
 
-    def relu_grad(self, gy: Any, y: Any) -> Any:
-        if gy.nbytes < self.min_parallel_bytes or not self._compiles(gy, y) or gy.shape != y.shape:
-            return super().relu_grad(gy, y)
-        order = _layout(y)
-        flat_gy, flat_y = _flat_in_layout(gy, order), _flat_in_layout(y, order)
-        if flat_gy is None or flat_y is None:  # gy in another layout: NumPy's copy into y's
-            return super().relu_grad(gy, y)
-        gx = _empty_in_layout(y.shape, order, gy.dtype)  # ReLU's output's layout
+    def relu_grad(self, gy: Any, positive: Any) -> Any:
+        if gy.nbytes < self.min_parallel_bytes or not self._compiles(gy) or gy.shape != positive.shape:
+            return super().relu_grad(gy, positive)
+        order = _layout(positive)
+        flat_gy, flat_positive = _flat_in_layout(gy, order), _flat_in_layout(positive, order)
+        if flat_gy is None or flat_positive is None:  # gy in another layout: NumPy's copy into the mask's
+            return super().relu_grad(gy, positive)
+        gx = _empty_in_layout(positive.shape, order, gy.dtype)  # the mask's layout
         flat_gx = _flat_in_layout(gx, order)
-        self.run_parts(lambda part: kernels.relu_grad(flat_gy, flat_y, part.start, part.stop, flat_gx),
-                       self.batch_parts(flat_gy.size, 3 * gy.itemsize))
+        self.run_parts(lambda part: kernels.relu_grad(flat_gy, flat_positive, part.start, part.stop, flat_gx),
+                       self.batch_parts(flat_gy.size, 2 * gy.itemsize + 1))
         return gx
 
     # --- softmax cross-entropy --------------------------------------------------------

@@ -207,21 +207,21 @@ def sum_windows(xp, first, last, geometry, y):
 
 
 @kernel
-def relu(x, first, last, y):
-    """y = max(x, 0) over elements first..last (a NaN stays NaN, as np.maximum keeps it)."""
-    xs, ys = x[first:last], y[first:last]
+def relu_with_mask(x, first, last, y, positive):
+    """y = max(x, 0) (NaN stays NaN) and positive = x > 0, over elements first..last."""
+    xs, ys, ps = x[first:last], y[first:last], positive[first:last]
     for k in range(xs.size):
         v = xs[k]
+        ps[k] = v > 0
         ys[k] = v if (v > 0 or v != v) else 0
 
 
 @kernel
-def relu_grad(gy, y, first, last, gx):
-    """gx = gy * [y > 0] over elements first..last, from ReLU's output y (a product, as the
-    NumPy backend's: a NaN in gy stays NaN where y is not positive)."""
-    gs, ys, xs = gy[first:last], y[first:last], gx[first:last]
+def relu_grad(gy, positive, first, last, gx):
+    """gx = gy * positive over elements first..last."""
+    gs, ps, xs = gy[first:last], positive[first:last], gx[first:last]
     for k in range(gs.size):
-        xs[k] = gs[k] * (ys[k] > 0)
+        xs[k] = gs[k] * ps[k]
 
 
 # ---------------------------------------------------------------- softmax cross-entropy

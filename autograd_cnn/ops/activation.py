@@ -15,34 +15,33 @@ __all__ = ["erf", "gelu", "leaky_relu", "log_softmax", "relu", "sigmoid", "softm
 
 class ReLU(Function):
     """y = max(x, 0)"""
+    saved_names = ("the ReLU mask [x > 0]",)
     rules = (f"∂L/∂x = {GRAD_OUT} · [y > 0]",)
     @staticmethod
     def forward(ctx, x):
-        y = ctx.backend.relu(x)
-        if ctx.records:
-            # The output, as PyTorch keeps it: y > 0 exactly where x > 0, and the next op (a conv,
-            # a linear layer) keeps y anyway, where a mask would be one more array until backward.
-            ctx.save_for_backward(y)
+        if not ctx.records:
+            return ctx.xp.maximum(x, 0)
+        # A boolean mask is all backward needs (and a quarter of float32's memory).
+        y, positive = ctx.backend.relu_with_mask(x)
+        ctx.save_for_backward(positive)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        (y,) = ctx.saved_tensors  # the output tensor: a create_graph backward sees it in the graph
-        return ReLUGrad.apply(gy, y)
+        (positive,) = ctx.saved_tensors
+        return ReLUGrad.apply(gy, positive)
 
 
 class ReLUGrad(Function):
-    """gx = gy * [y > 0]: ReLU's backward as one op, from its output y, in y's memory layout"""
-    rules = (f"∂L/∂gy = {GRAD_OUT} · [y > 0]", "∂L/∂y = 0 ([y > 0] is a step: flat wherever it has a slope)")
+    """gx = gy * [x > 0]: ReLU's backward as one op, in the mask's memory layout"""
+    rules = (f"∂L/∂gy = {GRAD_OUT} · [x > 0]", "the mask gets no gradient")
     @staticmethod
-    def forward(ctx, gy, y):
-        ctx.save_for_backward(y)
-        return ctx.backend.relu_grad(gy, y)
+    def forward(ctx, gy, positive):
+        return ctx.backend.relu_grad(gy, positive)
 
     @staticmethod
     def backward(ctx, g):
-        (y,) = ctx.saved_tensors
-        return ReLUGrad.apply(g, y), None
+        return ReLUGrad.apply(g, ctx.inputs[1]), None
 
 
 class LeakyReLU(Function):
