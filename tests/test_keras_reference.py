@@ -103,6 +103,47 @@ def test_a_model_of_two_inputs_fits_evaluates_and_predicts_as_keras(as_dict):
     np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-5)
 
 
+RESUMED = [("Adam", {}), ("SGD", {"momentum": 0.9}), ("RMSprop", {"momentum": 0.5, "centered": True}),
+           ("Adadelta", {"learning_rate": 1.0}), ("Adagrad", {})]
+
+
+def _resumable(lib, name: str, settings: dict):
+    inputs = lib.Input(shape=(6, 6, 1))
+    # Batch norm first: after a conv its mean would cancel the conv's bias, whose gradient is then
+    # rounding noise that Adam and RMSprop scale up to a whole step, either way.
+    x = lib.layers.BatchNormalization()(inputs)
+    x = lib.layers.Conv2D(filters=3, kernel_size=3, activation="relu")(x)
+    x = lib.layers.Flatten()(x)
+    model = lib.Model(inputs=inputs, outputs=lib.layers.Dense(3, activation="softmax")(x))
+    model.compile(optimizer=getattr(lib.optimizers, name)(**settings), loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("name, settings", RESUMED, ids=[f"{n}{s}" for n, s in RESUMED])
+@pytest.mark.parametrize("writer", ["keras", "ours"])
+def test_a_keras_file_carries_the_optimizer_state_both_ways(tmp_path, writer, name, settings):
+    """Two fit steps, save, load in the other library, one more step in each: Keras's weights, as
+    if training had not stopped (the moments and the step count travel in the file)."""
+    rng = np.random.default_rng(7)
+    x, y = rng.random((8, 6, 6, 1)).astype("float32"), rng.integers(0, 3, 8)
+    theirs, ours = _resumable(K, name, settings), _resumable(keras, name, settings)
+    ours.set_weights(theirs.get_weights())
+    for model in (theirs, ours):
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    path = str(tmp_path / "m.keras")
+    if writer == "keras":
+        theirs.save(path)
+        resumed, going_on = keras.models.load_model(path), theirs
+    else:
+        ours.save(path)
+        resumed, going_on = K.models.load_model(path), ours
+    assert resumed.optimizer.iterations == 2 or int(resumed.optimizer.iterations.numpy()) == 2
+    for model in (resumed, going_on):
+        model.fit(x[:4], y[:4], batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(resumed.get_weights(), going_on.get_weights()):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+
+
 def test_objects_from_keras_namespaces_train_as_keras():
     """An optimizer object made before compile and a loss function, as the mnist_cnn example writes them."""
     rng = np.random.default_rng(2)

@@ -475,6 +475,8 @@ def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None, 
         h5py = saving.h5py_module()
         with h5py.File(io.BytesIO(archive.read(saving.WEIGHTS)), "r") as f:
             saving.read_weights(model, f, f"load_model({path!r})", keys)
+            optimizer_variables = saving.read_optimizer(f)
     if compile and config.get("compile_config"):
         saving.compile_as_saved(model, config["compile_config"], path)
+        saving.restore_optimizer(model, optimizer_variables, path)
     return model
