@@ -8,7 +8,10 @@ NumPy backend the way the CuPy backend does: it overrides exactly the kernels it
 Where the time goes, and why these kernels: with NumPy alone a CNN step spends about half its
 time outside the products, in window copies (im2col), col2im's additions, pooling's passes
 and ReLU's: each a Python-level loop of whole-array passes. Here each is one compiled pass
-over a part of the batch.
+over a part of the batch. What it compiles: the convolutions' window gathers and col2im, max
+and sum pooling and their gradients, ReLU and its gradient, softmax cross-entropy, the
+optimizers' updates, batch norm (statistics, forward, backward: over rows of channels, a
+conv's channels-last output, or over planes of a C-contiguous array) and dropout's mask.
 
 The backend owns the CPU's parallel machinery, in one place (``run_parts`` and the methods
 beside it): a batch's parts run on its worker threads (``threads.Workers``), the compiled
@@ -114,9 +117,9 @@ def keep_freed_memory() -> bool:
 
 
 class NumbaBackend(NumpyBackend):
-    """NumPy arrays on the CPU: convolution windows, pooling, ReLU, softmax cross-entropy and the
-    optimizers' updates compiled by Numba, run in parts of the batch on worker threads;
-    everything else as the NumPy backend."""
+    """NumPy arrays on the CPU: convolution windows, pooling, ReLU, softmax cross-entropy, batch
+    norm, dropout and the optimizers' updates compiled by Numba, run in parts of the batch on
+    worker threads; everything else as the NumPy backend."""
 
     name = "numba"
 
