@@ -56,10 +56,9 @@ class NormalizationKernels(Backend):
         return gx, gw, gb
 
     def dropout_with_mask(self, x: Any, uniform: Any, p: float, dtype: Any) -> tuple:
-        """y = x · mask and the mask, in ``dtype``: 1 / (1 − p) where ``uniform`` (draws in
-        [0, 1) of x's shape) is at least p, else 0. The mask holds the rescaling, so backward
-        is one multiply."""
-        dtype = self.xp.dtype(dtype)
+        """y = x · mask and the mask, in ``dtype`` (a NumPy dtype): 1 / (1 − p) where ``uniform``
+        (draws in [0, 1) of x's shape) is at least p, else 0. The mask holds the rescaling, so
+        backward is one multiply."""
         scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
         mask = (uniform >= p).astype(dtype) * dtype.type(scale)
         return x * mask, mask
