@@ -17,6 +17,7 @@ from .autograd import (
     graph_of,
     is_anomaly_enabled,
     is_grad_enabled,
+    keep_values,
     no_grad,
     set_detect_anomaly,
     set_grad_enabled,
@@ -70,7 +71,7 @@ __all__ = [
     "DistributedError", "GradcheckError", "GraphError", "NonFiniteError", "ShapeError", "Tensor", "UsageError",
     "arange", "available_backends", "chunk", "concat", "detect_anomaly", "enable_grad", "float32", "float64",
     "from_dlpack", "from_numpy", "get_backend", "grad", "graph_of", "gradcheck", "gradgradcheck", "int32", "int64",
-    "is_anomaly_enabled", "is_grad_enabled", "load", "manual_seed", "maximum", "minimum", "no_grad", "ones",
-    "ones_like", "pad", "rand", "randn", "save", "set_backend", "set_detect_anomaly", "set_grad_enabled", "split",
-    "stack", "tensor", "unbind", "use_backend", "where", "zeros", "zeros_like",
+    "is_anomaly_enabled", "is_grad_enabled", "keep_values", "load", "manual_seed", "maximum", "minimum", "no_grad",
+    "ones", "ones_like", "pad", "rand", "randn", "save", "set_backend", "set_detect_anomaly", "set_grad_enabled",
+    "split", "stack", "tensor", "unbind", "use_backend", "where", "zeros", "zeros_like",
 ]

@@ -16,13 +16,14 @@ to touch): ``graph_of(output)`` gives the nodes in the order backward runs them,
 """
 from __future__ import annotations
 
-from .engine.function import GRAD_OUT, Context, Function, ReleasedTensor
+from .engine.function import GRAD_OUT, KEEP_VALUES_BELOW, Context, Function, ReleasedTensor, UnkeptTensor
 from .engine.graph import Graph, graph_of, topological_order
 from .engine.modes import (
     detect_anomaly,
     enable_grad,
     is_anomaly_enabled,
     is_grad_enabled,
+    keep_values,
     no_grad,
     scope,
     set_detect_anomaly,
@@ -34,8 +35,9 @@ from .hooks import RemovableHandle
 from .tensor import as_tensor
 
 __all__ = [
-    "GRAD_OUT", "BroadcastTo", "Context", "Function", "Graph", "ReleasedTensor", "RemovableHandle", "SumTo",
-    "as_tensor", "backward", "broadcast_to", "detect_anomaly", "enable_grad", "grad", "graph_of",
-    "is_anomaly_enabled", "is_grad_enabled", "no_grad", "queue_callback", "register_step_hook", "run_backward",
-    "scope", "set_detect_anomaly", "set_grad_enabled", "sum_to", "topological_order",
+    "GRAD_OUT", "KEEP_VALUES_BELOW", "BroadcastTo", "Context", "Function", "Graph", "ReleasedTensor",
+    "RemovableHandle", "SumTo", "UnkeptTensor", "as_tensor", "backward", "broadcast_to", "detect_anomaly",
+    "enable_grad", "grad", "graph_of", "is_anomaly_enabled", "is_grad_enabled", "keep_values", "no_grad",
+    "queue_callback", "register_step_hook", "run_backward", "scope", "set_detect_anomaly", "set_grad_enabled",
+    "sum_to", "topological_order",
 ]

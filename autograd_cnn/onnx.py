@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import Context, enable_grad, graph_of
+from .autograd import Context, enable_grad, graph_of, keep_values
 from .errors import ArgumentTypeError, AutogradError
 from .nn import Module
 from .ops.activation import Erf, Gelu, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
@@ -558,7 +558,7 @@ def _record(model: Module, example_input: Any) -> tuple[Tensor, Tensor]:
         x = tensor(example_input, requires_grad=True, backend=params[0].backend if params else None)
     flags = [p.requires_grad for p in params]
     try:
-        with model.switched_mode(False), enable_grad():
+        with model.switched_mode(False), enable_grad(), keep_values():  # the writer reads every tensor
             for p in params:
                 p.requires_grad = True
             out = model(x)

@@ -3,6 +3,9 @@ outputs and gradients equal to rounding, in float32 and float64, over odd shapes
 dilation, groups, padding, and max-pool ties; and how numpy and numba tensors mix."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -208,3 +211,15 @@ def test_one_seed_gives_the_same_numbers_on_numpy_and_numba():
         ag.manual_seed(3)
         draws.append(ag.randn(5, backend=backend).numpy())
     np.testing.assert_array_equal(draws[0], draws[1])
+
+
+def test_the_numba_backend_takes_its_library_objects_out_of_the_collectors_passes():
+    """Numba more than doubles the Python heap; the backend freezes what exists when it starts
+    (``settle_library_objects``), and the NumPy backend leaves the collector as it is."""
+    code = ("import gc, autograd_cnn as ag; ag.set_backend('{0}'); (ag.tensor([1.0]) * 2).numpy(); "
+            "print(ag.get_backend().name, gc.get_freeze_count())")
+    for name, frozen in (("numba", True), ("numpy", False)):
+        done = subprocess.run([sys.executable, "-c", code.format(name)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        backend, count = done.stdout.split()
+        assert backend == name and (int(count) > 10_000) == frozen, done.stdout

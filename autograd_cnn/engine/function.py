@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,13 @@ from .anomaly import watch, where
 from .modes import current
 
 GRAD_OUT = "∂L/∂y"  # how a rule writes the gradient that arrives from above
+
+#: A node keeps the input tensors it reads, for the pictures and for ``graph_of``; but an input
+#: that another op made, of this many bytes or more, which neither this op nor its maker saved
+#: for backward, it holds only by a weak reference (``UnkeptTensor``): as in PyTorch, its memory
+#: goes as soon as nothing else holds it (a training step's conv outputs under their ReLUs).
+#: ``keep_values()`` keeps them all, for a picture of large tensors.
+KEEP_VALUES_BELOW = 1 << 20
 
 _NEEDS: dict[tuple, tuple] = {}  # the needs_input_grad tuples, shared by the nodes
 _NO_UNBROADCAST: dict = {}  # shared by the nodes that un-broadcast nothing (never written to)
@@ -32,7 +40,9 @@ class Context:
     - ``name`` (the op, ``"Conv2d"``), ``fn`` (its ``Function`` class), ``params`` (the op's
       settings, as given to ``apply``: stride, axis, ...), ``scope`` (the module path);
     - ``inputs``, the input tensors (after a backward without ``retain_graph``, a
-      ``ReleasedTensor`` in place of each one another node made), and ``needs_input_grad``;
+      ``ReleasedTensor`` in place of each one another node made; from forward on, an
+      ``UnkeptTensor`` for a large one that nothing saved: ``KEEP_VALUES_BELOW``), and
+      ``needs_input_grad``;
     - ``n_outputs``, how many tensors the op made (``output_specs``: their shapes and dtypes,
       where there are several);
     - ``saved``, the values forward saved for backward (tensors of the graph where they are
@@ -191,7 +201,9 @@ class ReleasedTensor:
 
     __slots__ = ("grad_fn", "shape", "dtype", "_output_nr")
     requires_grad = True
+    gone = "(freed by backward)"  # what a picture shows for its values
     name = None  # a named tensor is never released
+    _version = 0
     grad = None
     _retains_grad = False
     _grad_hooks = _post_hooks = None
@@ -229,6 +241,42 @@ class ReleasedTensor:
         return f"<released tensor of shape {shape_str(self.shape)}, made by {self.grad_fn.name}>"
 
 
+class UnkeptTensor(ReleasedTensor):
+    """An input that a node does not keep (``KEEP_VALUES_BELOW``): the node that made it, its
+    shape and dtype, and a weak reference to the tensor, which backward and the pictures use
+    while the program still holds it (for ``retain_grad()`` and hooks set after the fact)."""
+
+    __slots__ = ("_ref",)
+    gone = "(not kept: a large intermediate no op saved; ag.keep_values() keeps it)"
+
+    def __init__(self, tensor: Any) -> None:
+        super().__init__(tensor)
+        self._ref = weakref.ref(tensor)
+
+    def live(self) -> Any:
+        """The tensor itself while something still holds it, else this stand-in."""
+        tensor = self._ref()
+        return self if tensor is None else tensor
+
+    def __repr__(self) -> str:
+        return f"<unkept tensor of shape {shape_str(self.shape)}, made by {self.grad_fn.name}>"
+
+
+def _unkept(ctx: Context, inputs: tuple) -> tuple:
+    """``inputs`` with each large one that another op made, and that neither ``ctx`` nor its maker
+    saved, as an ``UnkeptTensor`` (a named tensor, or one with hooks or ``retain_grad()``, stays)."""
+    out = []
+    for t in inputs:
+        maker = t.grad_fn
+        if (maker is not None and t._data.nbytes >= KEEP_VALUES_BELOW and t.name is None and not t._retains_grad
+                and not t._grad_hooks and not t._post_hooks
+                and not any(v is t._data for v in ctx._saved or ())
+                and not any(v is t._data for v in maker._saved or ())):
+            t = UnkeptTensor(t)
+        out.append(t)
+    return tuple(out)
+
+
 class Function:
     """An op: ``forward(ctx, *arrays, **params)`` and ``backward(ctx, *grads) -> grads``.
 
@@ -248,6 +296,9 @@ class Function:
     differentiable = True
     # For several outputs: an output no path used sends zeros of its shape (True) or None (False).
     materialize_grads = True
+    # True for an op whose inputs a reader of the graph needs whole after forward, whatever their
+    # size (Softmax: a loss takes the logits under it); see KEEP_VALUES_BELOW.
+    keeps_inputs = False
     rules: tuple[str, ...] = ()
     saved_names: tuple[str, ...] = ()
 
@@ -333,6 +384,11 @@ class Function:
                     if t._version:
                         ctx.versions = tuple([t._version for t in inputs])
                         break
+            if not (modes.keep_values or cls.keeps_inputs):
+                for t in inputs:  # most inputs are small, or leaves: kept as they are
+                    if t.grad_fn is not None and t._data.nbytes >= KEEP_VALUES_BELOW:
+                        ctx.inputs = _unkept(ctx, inputs)
+                        break
             result.grad_fn = ctx
         if modes.watch:
             watch(ctx, inputs, (out,), requires_grad)
@@ -364,6 +420,8 @@ def _several_outputs(ctx: Context, inputs: tuple, needs: list, out: tuple, backe
     ctx.output_specs = tuple([(o.shape, o.dtype) for o in out])
     if requires_grad:
         _record(ctx, inputs, needs)
+        if not (current().keep_values or ctx.fn.keeps_inputs):
+            ctx.inputs = _unkept(ctx, inputs)
         for r in result:
             r.grad_fn = ctx
     if watching:

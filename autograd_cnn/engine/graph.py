@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ArgumentTypeError
 from ..tensor import Tensor
-from .function import Context
+from .function import Context, UnkeptTensor
 
 
 def topological_order(roots: Iterable[Context]) -> list:
@@ -37,7 +37,8 @@ class Graph:
     ``nodes`` lists the op nodes (``Context``) in the order backward runs them: each after
     every node that consumes one of its outputs, so ``reversed(graph.nodes)`` is forward's order.
     ``output_of(node, i)`` is output ``i`` of that node (a ``ReleasedTensor`` where a backward
-    without ``retain_graph`` let it go; None for an output of several that nothing here used),
+    without ``retain_graph`` let it go, an ``UnkeptTensor`` where no node kept it and the program
+    no longer holds it; None for an output of several that nothing here used),
     ``outputs_of(node)`` all of them; ``leaves`` the tensors no op made, in first-use order.
     Reading a graph changes nothing in it.
     """
@@ -53,6 +54,8 @@ class Graph:
         self._made: dict[tuple, Any] = {(id(output.grad_fn), output.output_nr): output}
         for node in self.nodes:
             for t in node.inputs:
+                if type(t) is UnkeptTensor:  # the tensor itself, where the program still holds it
+                    t = t.live()
                 if t.grad_fn is not None:
                     key = (id(t.grad_fn), t.output_nr)
                     if not isinstance(self._made.get(key), Tensor):

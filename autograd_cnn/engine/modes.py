@@ -1,6 +1,7 @@
-"""The engine's modes: grad mode (``no_grad``), anomaly mode (``detect_anomaly``) and the module
-scope that tags new nodes, all held in one context variable, so each thread has its own: a
-thread under ``no_grad()`` leaves every other thread recording.
+"""The engine's modes: grad mode (``no_grad``), anomaly mode (``detect_anomaly``), whether nodes
+keep every input's values (``keep_values``) and the module scope that tags new nodes, all held in
+one context variable, so each thread has its own: a thread under ``no_grad()`` leaves every other
+thread recording.
 
 ``current()`` (``MODES.get``) is the one read on the hot path (``Function.apply`` reads it once per op).
 """
@@ -15,14 +16,16 @@ from typing import Any
 class Modes:
     """The engine's modes at one moment (never changed: a switch sets a new one)."""
 
-    FIELDS = ("grad", "anomaly", "walking", "scope")
+    FIELDS = ("grad", "anomaly", "walking", "scope", "keep_values")
     __slots__ = (*FIELDS, "watch")
 
-    def __init__(self, grad: bool = True, anomaly: bool = False, walking: bool = False, scope: str = "") -> None:
+    def __init__(self, grad: bool = True, anomaly: bool = False, walking: bool = False, scope: str = "",
+                 keep_values: bool = False) -> None:
         self.grad = grad  # ops record the graph
         self.anomaly = anomaly  # every op checks its output and gradients for NaN and Inf
         self.walking = walking  # a backward walk is running: anomaly mode checks gradients, not ops
         self.scope = scope  # the module path ("features.0") of the nn.Module whose forward runs
+        self.keep_values = keep_values  # nodes keep every input tensor, large ones too (Function.apply)
         self.watch = anomaly and not walking  # apply checks each op: one test on its hot path
 
     def replace(self, field: str, value: Any) -> Modes:
@@ -153,6 +156,15 @@ class detect_anomaly(_Switch):
     finding a bug, not for training."""
 
     field, mode = "anomaly", True
+
+
+class keep_values(_Switch):
+    """``with ag.keep_values():`` (or ``@ag.keep_values()``): the graph recorded inside keeps every
+    tensor's values, so that a picture of it shows them all. Outside it, a node does not keep an
+    input of ``KEEP_VALUES_BELOW`` bytes or more that no op saved for backward (as in PyTorch,
+    its memory goes when nothing else holds it); the picture then says "not kept"."""
+
+    field, mode = "keep_values", True
 
 
 class set_detect_anomaly(_SetAtOnce):

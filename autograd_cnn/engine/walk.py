@@ -14,7 +14,7 @@ from ..errors import GraphError, ShapeError, shape_str
 from ..hooks import RemovableHandle
 from ..tensor import Tensor
 from .anomaly import check_grads
-from .function import Context, ReleasedTensor
+from .function import Context, ReleasedTensor, UnkeptTensor
 from .graph import topological_order
 from .modes import MODES, current, set_grad_enabled, set_mode
 from .unbroadcast import sum_to
@@ -181,6 +181,8 @@ def _walk(outputs: Sequence[Any], grads: Sequence[Any], retain_graph: bool, crea
             for t, g in zip(node.inputs, input_grads):
                 if g is None:
                     continue
+                if type(t) is UnkeptTensor:  # the tensor itself, for its hooks and retain_grad(), if it lives
+                    t = t.live()
                 parent = t.grad_fn
                 if parent is None:
                     if t._grad_hooks or t._post_hooks:

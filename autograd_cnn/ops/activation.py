@@ -199,6 +199,7 @@ class Erf(Function):
 class Softmax(Function):
     """y_i = e^x_i / sum_j e^x_j along an axis"""
     rules = (f"∂L/∂x = y ⊙ ({GRAD_OUT} − Σ {GRAD_OUT} ⊙ y)",)
+    keeps_inputs = True  # a cross-entropy loss after it reads the logits under it (nn.training)
     @staticmethod
     def forward(ctx, x, *, axis):
         _check_axis("Softmax", x, axis)

@@ -95,10 +95,10 @@ def _num(v: float) -> str:
     return f"{v + 0.0:.4g}".replace("-", "−")  # + 0.0 turns -0.0 into 0.0
 
 
-def values_text(a: np.ndarray | None) -> str:
-    """Up to 8 elements as values, more as min / mean / max."""
+def values_text(a: np.ndarray | None, gone: str = "(freed by backward)") -> str:
+    """Up to 8 elements as values, more as min / mean / max; ``gone`` where there are none."""
     if a is None:
-        return "(freed by backward)"
+        return gone
     if a.size == 0:
         return "empty"
     if a.dtype.kind == "b":
@@ -233,7 +233,7 @@ class Drawing:
     def tensor_node(self, g: Any, t: TensorNode) -> None:
         tensor = t.tensor
         lines = [("b", t.label), ("", f"{shape_str(tuple(tensor.shape))} {tensor.dtype}")]
-        lines.append(("", values_text(tensor.numpy())))
+        lines.append(("", values_text(tensor.numpy(), getattr(tensor, "gone", ""))))
         state = grad_state(tensor, self.ran)
         if t.role == "output" and state.kind == "not-kept":  # backward started from ones here
             state = GradState("value", "∂L/∂L = 1" if tensor.size == 1 else "∂L/∂y = ones (the seed)")
@@ -485,7 +485,8 @@ class Drawing:
             grad = tensor.grad.numpy() if getattr(tensor, "grad", None) is not None else None
             gradient = array_text(grad) if grad is not None else grad_state(tensor, self.ran).text or "none"
             out[t.id] = {"title": t.label, "lines": [f"{shape_str(tuple(tensor.shape))} {tensor.dtype}, {t.role}"],
-                         "sections": [("value", array_text(tensor.numpy())), ("gradient ∂L/∂·", gradient)]}
+                         "sections": [("value", array_text(tensor.numpy(), getattr(tensor, "gone", ""))),
+                                      ("gradient ∂L/∂·", gradient)]}
             if t.producer is None and t.role == "parameter":
                 out["g" + t.id] = {"title": f"{t.label}.grad", "lines": [shape_str(tuple(tensor.shape))],
                                    "sections": [("gradient", gradient)]}

@@ -42,7 +42,8 @@ def gradcheck_graph(fn: Callable[..., Any], inputs: Sequence[Any], eps: float = 
     leaves = [tensor(np.asarray(x.numpy() if isinstance(x, Tensor) else x, dtype=np.float64), requires_grad=True,
                      name=getattr(x, "name", None))
               if np.asarray(x.numpy() if isinstance(x, Tensor) else x).dtype.kind == "f" else x for x in inputs]
-    out = fn(*leaves)
+    with autograd.keep_values():  # each step's check reruns it from its inputs' values
+        out = fn(*leaves)
     if not isinstance(out, Tensor) or out.grad_fn is None:
         raise GraphError("gradcheck_graph: fn must return a Tensor computed from the float inputs, "
                          f"got {type(out).__name__} without a graph")

@@ -126,10 +126,11 @@ def notebook_html(g: Any, viz_js: str | os.PathLike | None = None, height: int =
 # --------------------------------------------------------------------------- the click panel
 
 
-def array_text(a: np.ndarray | None) -> str:
-    """A whole array, rounded to 4 significant places; past ARRAY_LIMIT elements, summarised."""
+def array_text(a: np.ndarray | None, gone: str = "(freed by backward)") -> str:
+    """A whole array, rounded to 4 significant places; past ARRAY_LIMIT elements, summarised;
+    ``gone`` where there is none."""
     if a is None:
-        return "(freed by backward)"
+        return gone
     a = np.asarray(a)
     with np.printoptions(precision=4, suppress=True, threshold=ARRAY_LIMIT, edgeitems=4, linewidth=110):
         text = np.array2string(a)
