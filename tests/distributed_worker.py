@@ -84,6 +84,29 @@ def loop_case(processes: int, wrap: bool) -> nn.Module:
     return model
 
 
+def on_batch_case(processes: int, part: int | None) -> tuple[nn.Module, list]:
+    """train_on_batch on STEPS batches of processes * BATCH samples: each process its own part
+    (``part`` = its rank), or one process each whole batch (part None). Returns the model and the
+    [loss, accuracy] of each call."""
+    x, y = samples(processes * BATCH * STEPS, seed=6)
+    from autograd_cnn import keras
+
+    ag.manual_seed(dist.rank() if part is not None else 0)  # different initial weights: rank 0's must win
+    model = keras.Sequential([keras.Input(shape=(1, 28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    model.double()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    results = []
+    for step in range(STEPS):
+        rows = slice(step * processes * BATCH, (step + 1) * processes * BATCH)
+        xb, yb = x[rows], y[rows]
+        if part is not None:
+            xb, yb = xb[part * BATCH:(part + 1) * BATCH], yb[part * BATCH:(part + 1) * BATCH]
+        results.append(model.train_on_batch(xb, yb))
+    return model, results
+
+
 def batchnorm_case() -> tuple[dist.DataParallel, int]:
     """A model with buffers, wrapped: parameters stay equal, running statistics stay each process's own."""
     ag.manual_seed(dist.rank())  # different initial weights everywhere: the wrap must even them out
@@ -158,6 +181,8 @@ def train(out: Path) -> None:
             arrays["predict"] = model.predict(xe, batch_size=3)
     report["checkpoint_writes"] = writes
     arrays.update({f"loop/{name}": t.numpy() for name, t in loop_case(k, wrap=True).state_dict().items()})
+    model, report["on_batch"] = on_batch_case(k, r)
+    arrays.update({f"on_batch/{i}": w for i, w in enumerate(model.get_weights())})  # layer names differ by process
     wrapped, buckets = batchnorm_case()
     report["bn_keys"] = list(wrapped.state_dict())
     report["bn_buckets"] = buckets

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from distributed_worker import BATCH, CASES, EVAL_SAMPLES, fit_case, loop_case, samples
+from distributed_worker import BATCH, CASES, EVAL_SAMPLES, fit_case, loop_case, on_batch_case, samples
 
 import autograd_cnn as ag
 from autograd_cnn import backends, models
@@ -192,6 +192,18 @@ def test_the_pytorch_style_loop_with_data_parallel_and_a_sharded_loader(job):
     reference = loop_case(k, wrap=False)
     for name, value in reference.state_dict().items():
         assert _rel_diff(arrays[0][f"loop/{name}"], value.numpy()) <= 1e-10, name
+
+
+@needs_mpi
+def test_train_on_batch_averages_the_processes_parts_as_one_batch(job):
+    """Each process passes its own part of every batch: the steps and the reported loss and
+    accuracy are one process's on the whole batches, from rank 0's initial weights."""
+    k, arrays, reports, _ = job
+    reference, results = on_batch_case(k, None)
+    for i, value in enumerate(reference.get_weights()):
+        assert _rel_diff(arrays[0][f"on_batch/{i}"], value) <= 1e-10, i
+    for r in range(k):
+        np.testing.assert_allclose(reports[r]["on_batch"], results, rtol=1e-10)
 
 
 @needs_mpi

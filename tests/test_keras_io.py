@@ -421,3 +421,48 @@ def test_model_methods_write_keras_files_and_npz(tmp_path):
     other.load_weights(tmp_path / "m.weights.h5")
     np.testing.assert_allclose(other.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     assert set(ag.load(tmp_path / "m.npz")) == set(model.state_dict())  # keyed by this build's layer names
+
+
+@pytest.mark.parametrize("make", [lambda: optimizers.Adam(), lambda: optimizers.RMSprop(momentum=0.3, centered=True),
+                                  lambda: optimizers.SGD(momentum=0.9), lambda: optimizers.Adagrad()])
+def test_a_saved_model_trains_on_from_its_optimizer_state(tmp_path, make):
+    pytest.importorskip("h5py")
+    rng = np.random.default_rng(2)
+    x, y = rng.random((8, 5, 5, 1)).astype("float32"), rng.integers(0, 2, 8)
+
+    def build() -> keras.Model:
+        inputs = keras.Input(shape=(5, 5, 1))
+        h = layers.Flatten()(layers.Conv2D(2, 3, activation="relu")(inputs))
+        model = keras.Model(inputs, layers.Dense(2, activation="softmax")(h))
+        model.compile(make(), "sparse_categorical_crossentropy")
+        return model
+
+    model = build()
+    model.fit(x, y, batch_size=4, shuffle=False, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    resumed = keras.models.load_model(path)
+    assert resumed.optimizer.iterations == model.optimizer.iterations == 2
+    for m in (model, resumed):
+        m.fit(x, y, batch_size=4, shuffle=False, verbose=0)
+    for a, b in zip(resumed.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_optimizer_variables_that_do_not_fit_the_model_are_refused(tmp_path):
+    pytest.importorskip("h5py")
+
+    def build(units: int) -> keras.Model:
+        inputs = keras.Input(shape=(3,))
+        model = keras.Model(inputs, layers.Dense(units)(inputs))
+        model.compile(optimizers.Adam(), "mse")
+        return model
+
+    small = build(2)
+    small.fit(np.ones((4, 3), "float32"), np.ones((4, 2), "float32"), verbose=0)
+    arrays = small.optimizer.keras_variables(saving.trainable_slots(small))
+    other = build(4)
+    with pytest.raises(CheckpointError, match=r"momentum for a weight of Keras's shape \(3, 4\) has shape \(3, 2\)"):
+        other.optimizer.set_keras_variables(saving.trainable_slots(other), arrays, "load_model('m.keras')")
+    with pytest.raises(CheckpointError, match="holds 5 optimizer variables"):
+        other.optimizer.set_keras_variables(saving.trainable_slots(other), arrays[:5], "load_model('m.keras')")

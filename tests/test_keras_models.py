@@ -3,6 +3,7 @@ training through the one Trainer, and bad models refused where they are made."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -318,3 +319,46 @@ def test_inputs_with_open_sizes_give_open_output_shapes():
         model = lib.Model(i, lib.layers.Dense(2)(pooled))
     assert shapes[1] == shapes[0] == ((None, None, None, 4), (None, 4))
     assert model(ag.zeros(2, 9, 14, 3)).shape == (2, 2)
+
+
+def _two_inputs() -> keras.Model:
+    a, b = keras.Input(shape=(4,), name="a"), keras.Input(shape=(3,), name="b")
+    h = layers.Concatenate()([layers.Dense(5, activation="relu")(a), layers.Dense(5, activation="relu")(b)])
+    model = keras.Model(inputs=[a, b], outputs=layers.Dense(3, activation="softmax")(h))
+    model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+def test_a_model_of_several_inputs_takes_a_list_or_a_dict_everywhere():
+    rng = np.random.default_rng(0)
+    xa, xb = rng.standard_normal((40, 4)).astype("float32"), rng.standard_normal((40, 3)).astype("float32")
+    y = rng.integers(0, 3, 40)
+    model = _two_inputs()
+    history = model.fit([xa, xb], y, batch_size=8, epochs=2, validation_split=0.25, verbose=0)
+    assert len(history.history["val_loss"]) == 2
+    as_list, as_dict = model.predict([xa, xb], verbose=0), model.predict({"b": xb, "a": xa}, verbose=0)
+    np.testing.assert_array_equal(as_list, as_dict)
+    assert as_list.shape == (40, 3)
+    np.testing.assert_allclose(model.predict_on_batch((xa[:5], xb[:5])), as_list[:5], rtol=1e-6)
+    np.testing.assert_array_equal(model(dict(a=ag.tensor(xa), b=ag.tensor(xb))).numpy(), as_list)
+    loss, accuracy = model.evaluate([xa, xb], y, verbose=0)
+    assert np.isclose(loss, model.test_on_batch([xa, xb], y)[0], rtol=1e-5) and 0 <= accuracy <= 1
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch([xa, xb], y)
+    assert any(not np.array_equal(w, v) for w, v in zip(before, model.get_weights()))
+
+
+@pytest.mark.parametrize("x, message", [
+    (lambda xa, xb: [xa], "takes 2 inputs (a, b): pass x as a list of 2 arrays"),
+    (lambda xa, xb: xa, "got ndarray"),
+    (lambda xa, xb: {"a": xa}, "x lacks b"),
+    (lambda xa, xb: {"a": xa, "b": xb, "c": xb}, "has no input named 'c'"),
+    (lambda xa, xb: [xa, xb[:7]], "every input must hold the same number of samples"),
+])
+def test_several_inputs_given_wrong_say_what_the_model_takes(x, message):
+    xa, xb = np.zeros((8, 4), "float32"), np.zeros((8, 3), "float32")
+    model = _two_inputs()
+    for call in (lambda: model.fit(x(xa, xb), np.zeros(8, int), verbose=0),
+                 lambda: model.predict(x(xa, xb), verbose=0)):
+        with pytest.raises(ag.AutogradError, match=re.escape(message)):
+            call()

@@ -75,6 +75,75 @@ def test_one_training_step_gives_keras_weights(optimizer, labels):
         assert np.allclose(a, b, atol=1e-5)
 
 
+def _two_input_model(lib):
+    image, extra = lib.Input(shape=(6, 6, 1), name="image"), lib.Input(shape=(3,), name="extra")
+    x = lib.layers.Flatten()(lib.layers.Conv2D(filters=2, kernel_size=3, activation="relu")(image))
+    x = lib.layers.Concatenate()([x, lib.layers.Dense(4, activation="relu")(extra)])
+    return lib.Model(inputs=[image, extra], outputs=lib.layers.Dense(3, activation="softmax")(x))
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_a_model_of_two_inputs_fits_evaluates_and_predicts_as_keras(as_dict):
+    """x as a list of one array per input, or a dict by input name: Keras's weights after two fit
+    steps, its loss and accuracy from evaluate, and its predictions."""
+    rng = np.random.default_rng(5)
+    image, extra = rng.random((24, 6, 6, 1)).astype("float32"), rng.random((24, 3)).astype("float32")
+    y = rng.integers(0, 3, 24)
+    x = {"extra": extra, "image": image} if as_dict else [image, extra]
+    theirs, ours = _two_input_model(K), _two_input_model(keras)
+    ours.set_weights(theirs.get_weights())
+    results = []
+    for model in (theirs, ours):
+        model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, batch_size=12, epochs=1, shuffle=False, verbose=0)
+        results.append((model.evaluate(x, y, verbose=0), model.predict(x, verbose=0)))
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4)
+    np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-5)
+
+
+RESUMED = [("Adam", {}), ("SGD", {"momentum": 0.9}), ("RMSprop", {"momentum": 0.5, "centered": True}),
+           ("Adadelta", {"learning_rate": 1.0}), ("Adagrad", {})]
+
+
+def _resumable(lib, name: str, settings: dict):
+    inputs = lib.Input(shape=(6, 6, 1))
+    # Batch norm first: after a conv its mean would cancel the conv's bias, whose gradient is then
+    # rounding noise that Adam and RMSprop scale up to a whole step, either way.
+    x = lib.layers.BatchNormalization()(inputs)
+    x = lib.layers.Conv2D(filters=3, kernel_size=3, activation="relu")(x)
+    x = lib.layers.Flatten()(x)
+    model = lib.Model(inputs=inputs, outputs=lib.layers.Dense(3, activation="softmax")(x))
+    model.compile(optimizer=getattr(lib.optimizers, name)(**settings), loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("name, settings", RESUMED, ids=[f"{n}{s}" for n, s in RESUMED])
+@pytest.mark.parametrize("writer", ["keras", "ours"])
+def test_a_keras_file_carries_the_optimizer_state_both_ways(tmp_path, writer, name, settings):
+    """Two fit steps, save, load in the other library, one more step in each: Keras's weights, as
+    if training had not stopped (the moments and the step count travel in the file)."""
+    rng = np.random.default_rng(7)
+    x, y = rng.random((8, 6, 6, 1)).astype("float32"), rng.integers(0, 3, 8)
+    theirs, ours = _resumable(K, name, settings), _resumable(keras, name, settings)
+    ours.set_weights(theirs.get_weights())
+    for model in (theirs, ours):
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    path = str(tmp_path / "m.keras")
+    if writer == "keras":
+        theirs.save(path)
+        resumed, going_on = keras.models.load_model(path), theirs
+    else:
+        ours.save(path)
+        resumed, going_on = K.models.load_model(path), ours
+    assert resumed.optimizer.iterations == 2 or int(resumed.optimizer.iterations.numpy()) == 2
+    for model in (resumed, going_on):
+        model.fit(x[:4], y[:4], batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(resumed.get_weights(), going_on.get_weights()):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+
+
 def test_objects_from_keras_namespaces_train_as_keras():
     """An optimizer object made before compile and a loss function, as the mnist_cnn example writes them."""
     rng = np.random.default_rng(2)

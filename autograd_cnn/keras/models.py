@@ -90,6 +90,19 @@ class Model(KerasTraining, Layer):
         return self._outputs_struct if self._nodes else Layer.output.fget(self)
 
     @property
+    def input_names(self) -> list[str]:
+        """The names of the model's inputs (``keras.Input(name=...)``), in order: the keys of a dict
+        that ``fit``, ``evaluate`` and ``predict`` take as x for a model of several inputs."""
+        return [t.name for t in self.inputs]
+
+    def _given(self, inputs: Any) -> list:
+        """The values given for the model's inputs, in the inputs' order: a dict by input name, or
+        the leaves of a list or tuple (or the one value) in order."""
+        if isinstance(inputs, dict) and set(inputs) == set(self.input_names):
+            return [inputs[name] for name in self.input_names]
+        return graph.flatten(inputs) if isinstance(self._inputs_struct, (list, tuple, dict)) else [inputs]
+
+    @property
     def layers(self) -> list:
         """The layers in Keras's order (a functional model's InputLayers first)."""
         if self._model_layers or self._nodes:
@@ -124,7 +137,7 @@ class Model(KerasTraining, Layer):
         if not self._nodes:
             raise NotImplementedError(f"{type(self).__name__}: a subclassed Model writes call(self, inputs)")
         values: dict[int, Any] = {}
-        given = graph.flatten(inputs) if isinstance(self._inputs_struct, (list, tuple, dict)) else [inputs]
+        given = self._given(inputs)
         if len(given) != len(self.inputs):
             raise ArgumentError(f"{self!r} takes {len(self.inputs)} inputs "
                                 f"({', '.join(t.name for t in self.inputs)}), got {len(given)}")
@@ -142,8 +155,7 @@ class Model(KerasTraining, Layer):
     def _check_input(self, inputs: Any) -> None:
         if not self._nodes:
             return
-        given = graph.flatten(inputs) if isinstance(self._inputs_struct, (list, tuple, dict)) else [inputs]
-        for t, x in zip(self.inputs, given):
+        for t, x in zip(self.inputs, self._given(inputs)):
             _check_against_input(self, t, x)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
@@ -463,6 +475,8 @@ def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None, 
         h5py = saving.h5py_module()
         with h5py.File(io.BytesIO(archive.read(saving.WEIGHTS)), "r") as f:
             saving.read_weights(model, f, f"load_model({path!r})", keys)
+            optimizer_variables = saving.read_optimizer(f)
     if compile and config.get("compile_config"):
         saving.compile_as_saved(model, config["compile_config"], path)
+        saving.restore_optimizer(model, optimizer_variables, path)
     return model

@@ -21,8 +21,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from .. import checks, optim
-from ..errors import ArgumentError, ArgumentTypeError, UsageError
+from ..errors import ArgumentError, ArgumentTypeError, CheckpointError, UsageError
 from ..optim import ABOVE_0, AT_LEAST_0, FROM_0_BELOW_1, FROM_0_TO_1
 
 # Keras 3 arguments this package does not implement, accepted at their defaults (a saved
@@ -146,6 +148,65 @@ class Optimizer(optim.Optimizer):
         scale = limit / xp.maximum(norm, limit)
         return {k: g * scale.astype(g.dtype) for k, g in grads.items()}
 
+    # --- Keras's saved variables: the iteration count, the rate, then each parameter's slots --
+    # Keras keeps each parameter's slots together (Adam: m1, v1, m2, v2) or each kind in a row
+    # (RMSprop: every velocity, then every momentum); a .keras file lists them in that order.
+    interleaved_slots = False
+
+    def _slot_names(self, group: dict) -> list[str]:
+        """The arrays kept per parameter, under Keras's names, in its order (none for plain SGD)."""
+        return []
+
+    def _fresh_slot(self, name: str, group: dict, shape: tuple, dtype: Any) -> np.ndarray:
+        """A slot as Keras makes it before the first step: zeros."""
+        return np.zeros(shape, dtype=dtype)
+
+    def keras_variables(self, weights: list[tuple[Any, Any, tuple]]) -> list[np.ndarray]:
+        """``[iterations, learning_rate, slots...]`` as Keras 3 saves them in a ``.keras`` file, for
+        ``weights``: (parameter, its Layout, Keras's shape) in the model's trainable order."""
+        group = self.param_groups[0] if self.param_groups else self.defaults
+        names = self._slot_names(group)
+
+        def slot(p: Any, layout: Any, shape: tuple, name: str) -> np.ndarray:
+            value = self.state.get(p, {}).get(name)
+            host = self._fresh_slot(name, group, tuple(p.shape), p.dtype) if value is None else \
+                p.backend_object.to_host(value)
+            return np.ascontiguousarray(layout.to_keras(host)).reshape(shape)
+
+        return [np.array(self.iterations, dtype=np.int64), np.array(self.learning_rate, dtype=np.float32),
+                *(slot(*w, n) for w, n in self._slot_order(weights, names))]
+
+    def _slot_order(self, weights: list, names: list[str]) -> list[tuple[Any, str]]:
+        """(weight, slot name) in the order Keras lists its variables."""
+        if self.interleaved_slots:
+            return [(w, n) for w in weights for n in names]
+        return [(w, n) for n in names for w in weights]
+
+    def set_keras_variables(self, weights: list[tuple[Any, Any, tuple]], arrays: list, where: str) -> None:
+        """Take back what ``keras_variables`` gives (or Keras 3 saved): the slots, the step count
+        and the rate, so that training goes on as it would have."""
+        group = self.param_groups[0] if self.param_groups else self.defaults
+        names = self._slot_names(group)
+        if len(arrays) != 2 + len(names) * len(weights):
+            raise CheckpointError(f"{where}: the file holds {len(arrays)} optimizer variables; {type(self).__name__} "
+                                  f"of this model keeps {2 + len(names) * len(weights)} (the count, the rate and "
+                                  f"{', '.join(names) or 'nothing'} for each of {len(weights)} weights)")
+        pairs = list(zip(self._slot_order(weights, names), arrays[2:]))
+        for ((_, _, shape), name), value in pairs:  # all checked before any is taken
+            if tuple(value.shape) != tuple(shape):
+                raise CheckpointError(f"{where}: the optimizer's {name} for a weight of Keras's shape {shape} has "
+                                      f"shape {tuple(value.shape)}; is it the file of this model?")
+        iterations = int(np.asarray(arrays[0]))
+        for ((p, layout, _), name), value in pairs:
+            engine = np.ascontiguousarray(layout.to_engine(np.asarray(value, dtype=p.dtype)))
+            self.state.setdefault(p, {})[name] = p.backend_object.from_host(engine)
+        if iterations:
+            for p, _, _ in weights:
+                self.state.setdefault(p, {})["step"] = iterations
+        rate = float(np.asarray(arrays[1]))
+        if float(np.float32(self.learning_rate)) != rate:  # the rate was changed after compile
+            self.learning_rate = rate
+
     # --- Keras's config -------------------------------------------------------------------
     def get_config(self) -> dict:
         """The arguments that make this optimizer again, with Keras's names (``from_config`` takes them)."""
@@ -178,6 +239,9 @@ class SGD(Optimizer):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name,
                          dict(momentum=momentum, nesterov=nesterov), **kwargs)
 
+    def _slot_names(self, group: dict) -> list[str]:
+        return ["momentum"] if group["momentum"] else []
+
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
         if not group["momentum"]:
             backend.sgd_update(p, g, group["lr"])
@@ -202,6 +266,9 @@ class RMSprop(Optimizer):
         checks.flag("RMSprop", "centered", centered)
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name,
                          dict(rho=rho, momentum=momentum, epsilon=epsilon, centered=centered), **kwargs)
+
+    def _slot_names(self, group: dict) -> list[str]:
+        return ["velocity"] + ["momentum"] * (group["momentum"] > 0) + ["average_gradient"] * group["centered"]
 
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
         zeros = backend.xp.zeros_like
@@ -231,6 +298,11 @@ class Adam(Optimizer):
                                 "leave it False")
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name,
                          dict(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=False), **kwargs)
+
+    interleaved_slots = True
+
+    def _slot_names(self, group: dict) -> list[str]:
+        return ["momentum", "velocity"]
 
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
         if "momentum" not in state:
@@ -269,6 +341,11 @@ class Adadelta(Optimizer):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name,
                          dict(rho=rho, epsilon=epsilon), **kwargs)
 
+    interleaved_slots = True
+
+    def _slot_names(self, group: dict) -> list[str]:
+        return ["accumulated_grad", "accumulated_delta_var"]
+
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
         if "accumulated_grad" not in state:
             state.update(accumulated_grad=backend.xp.zeros_like(p), accumulated_delta_var=backend.xp.zeros_like(p))
@@ -288,6 +365,12 @@ class Adagrad(Optimizer):
                  **kwargs: Any) -> None:
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name,
                          dict(initial_accumulator_value=initial_accumulator_value, epsilon=epsilon), **kwargs)
+
+    def _slot_names(self, group: dict) -> list[str]:
+        return ["accumulator"]
+
+    def _fresh_slot(self, name: str, group: dict, shape: tuple, dtype: Any) -> np.ndarray:
+        return np.full(shape, group["initial_accumulator_value"], dtype=dtype)
 
     def _update(self, p: Any, g: Any, state: dict, group: dict, backend: Any) -> None:
         if "accumulator" not in state:

@@ -9,9 +9,10 @@ and arguments, and for a functional model the calls that connect them) and ``mod
 The weights file holds each layer's weights in Keras's layouts under ``layers/<key>/vars/<i>``,
 where ``<key>`` is the layer's class in snake case, numbered in the model's layer order
 (``conv2d``, ``conv2d_1``): not the layer's name, which differs between two builds of a model.
-The model's structure is ``keras/model_config.py``'s. The optimizer's state is not written (a
-model loaded from such a file trains on with fresh moments). Reading and writing HDF5 needs
-h5py: ``pip install 'autograd-cnn[keras]'``.
+The model's structure is ``keras/model_config.py``'s. A compiled model's optimizer writes its
+variables under ``optimizer/vars`` as Keras's does (the step count, the rate, then its moments in
+Keras's order and layouts), so training goes on from a loaded file as it would have. Reading and
+writing HDF5 needs h5py: ``pip install 'autograd-cnn[keras]'``.
 """
 from __future__ import annotations
 
@@ -65,6 +66,49 @@ def _write_weights(layer: Any, group: Any) -> None:
         for i, array in enumerate(layer.get_weights()):
             variables.create_dataset(str(i), data=array)
     variables.attrs["name"] = layer.name
+
+
+def trainable_slots(model: Any) -> list[tuple[Any, Any, tuple]]:
+    """(parameter, its Layout, Keras's shape) for each trainable weight, in Keras's order
+    (``model.trainable_variables``): what the optimizer keeps its slots for."""
+    seen, out = set(), []
+    for layer in model._weight_layers():
+        if not layer._trainable:
+            continue
+        for w in layer._ordered_weights():
+            t = getattr(layer, w.attr)
+            if w.trainable and id(t) not in seen:
+                seen.add(id(t))
+                out.append((t, w.layout, w.shape))
+    return out
+
+
+def _write_optimizer(model: Any, f: Any) -> None:
+    """The optimizer's variables under ``optimizer/vars``, as Keras 3 writes them (a compiled model
+    with a ``keras.optimizers`` optimizer only)."""
+    from .optimizers import Optimizer
+
+    optimizer = getattr(model, "optimizer", None)
+    if isinstance(optimizer, Optimizer) and optimizer.built:
+        variables = f.create_group("optimizer").create_group("vars")
+        variables.attrs["name"] = optimizer.name
+        for i, array in enumerate(optimizer.keras_variables(trainable_slots(model))):
+            variables.create_dataset(str(i), data=array)
+
+
+def read_optimizer(f: Any) -> list | None:
+    """The optimizer's variables in a weights file, in order; None where it holds none."""
+    variables = f.get("optimizer/vars")
+    return None if variables is None else [variables[str(i)][()] for i in range(len(variables))]
+
+
+def restore_optimizer(model: Any, arrays: list | None, path: str) -> None:
+    """Give the compiled model's optimizer the variables read from ``path`` (its moments and step count)."""
+    from .optimizers import Optimizer
+
+    optimizer = getattr(model, "optimizer", None)
+    if arrays and isinstance(optimizer, Optimizer) and optimizer.built:
+        optimizer.set_keras_variables(trainable_slots(model), arrays, f"load_model({path!r})")
 
 
 def read_weights(layer: Any, group: Any, where: str, keys: dict[str, str] | None = None) -> None:
@@ -150,6 +194,7 @@ def save_model(model: Any, filepath: str | os.PathLike, overwrite: bool = True) 
         weights = io.BytesIO()  # HDF5 seeks as it writes: built in memory, then stored in the zip
         with h5py.File(weights, "w") as f:
             _write_weights(model, f)
+            _write_optimizer(model, f)
         with zipfile.ZipFile(target, "w") as archive:
             archive.writestr(_METADATA, metadata)
             archive.writestr(CONFIG, config)

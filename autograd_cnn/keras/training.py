@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data import samples
 from ..errors import ArgumentError, UsageError
-from ..nn.training import Trainer
+from ..nn.training import Trainer, batch_count, input_parts
 
 # Keras's arguments that change nothing here (how Keras compiles or runs its step).
 _IGNORED = {"run_eagerly": None, "steps_per_execution": None, "jit_compile": None, "auto_scale_loss": None}
@@ -57,7 +57,7 @@ class KerasTraining:
 
     def _ready(self, x: Any, what: str) -> Trainer:
         """The compiled Trainer, building the model from ``x`` first if it has no input shape yet."""
-        if not self.built and x is not None:
+        if not self.built and x is not None and input_parts(what, self, x) is None:
             self._build_for((None,) + tuple(samples(what, "x", x).shape[1:]))
         if getattr(self, "_compile_args", None) is None:
             if what == "predict":
@@ -105,11 +105,11 @@ class KerasTraining:
 
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = False) -> Any:
         _unsupported("test_on_batch", sample_weight=sample_weight)
-        return self.evaluate(x, y, batch_size=max(len(samples("test_on_batch", "x", x)), 1), verbose=0,
+        return self.evaluate(x, y, batch_size=batch_count("test_on_batch", self, x), verbose=0,
                              return_dict=return_dict)
 
     def predict_on_batch(self, x: Any) -> np.ndarray:
-        return self.predict(x, batch_size=max(len(samples("predict_on_batch", "x", x)), 1), verbose=0)
+        return self.predict(x, batch_size=batch_count("predict_on_batch", self, x), verbose=0)
 
 
 def _batch(batch_size: int | None) -> int:

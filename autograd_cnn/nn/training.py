@@ -101,7 +101,7 @@ class Trainer:
         world = _world()
         verbose = verbose if world.rank == 0 else 0  # one progress bar for the job: rank 0's
         if validation_split and validation_data is None:
-            x, y, validation_data = _split_off("fit", x, y, validation_split)
+            x, y, validation_data = _split_off("fit", model, x, y, validation_split)
         data = self._data(x, y, batch_size, "fit", world, training=True)
         val = self._data(*_pair("fit", validation_data), batch_size, "fit (validation_data)", world) \
             if validation_data is not None else None
@@ -160,7 +160,7 @@ class Trainer:
                 guard.step(loss, epoch, step)  # no update when the loss or a gradient is not finite
                 sums.add(loss, out, yb)
                 for cb in callbacks:
-                    cb.on_train_batch_end(step, {"batch": step, "size": len(xb)})
+                    cb.on_train_batch_end(step, {"batch": step, "size": len(yb)})
                 if sums.due(step):
                     guard.report()  # a GPU's skipped step is told here, where fit reads anyway
                     logs = sums.read(interrupted=interrupt.requested)
@@ -205,20 +205,28 @@ class Trainer:
     def train_on_batch(self, x: Any, y: Any) -> Any:
         """One optimizer step on one batch (x, y) as it is; the loss, or ``[loss, *metrics]`` of that
         batch (Keras's ``train_on_batch``). A loss or gradient that is not finite changes nothing and
-        raises NonFiniteError, as in fit."""
+        raises NonFiniteError, as in fit. Under several processes each passes its own part of the
+        batch: as in ``fit``, the gradients are averaged (every process takes the same step from
+        rank 0's weights) and the loss and metrics are those of the parts together."""
         self._check_compiled("train_on_batch")
-        alone = _Alone()  # each process steps on its own batch: no averaging between processes here
-        data = self._data(x, y, max(len(samples("train_on_batch", "x", x)), 1), "train_on_batch", alone)
-        guard = StepGuard(self.optimizer, self.model, data.backend, 1, "train_on_batch")
-        sums = _RunningSums(data.backend, "train_on_batch", self.scores, alone)
-        with self.model.switched_mode(training=True):
-            for xb, yb in data.batches(False):
-                self.optimizer.zero_grad()
-                out = self.model(xb)
-                loss = self.loss(out, yb)
-                guard.backward(loss)
-                guard.step(loss, 0, 0)
-                sums.add(loss, out, yb)
+        world = _world()
+        whole = _Alone()  # each process's part is one batch: not shared out again
+        data = self._data(x, y, batch_count("train_on_batch", self.model, x), "train_on_batch", whole)
+        guard = StepGuard(self.optimizer, self.model, data.backend, world.size, "train_on_batch")
+        sums = _RunningSums(data.backend, "train_on_batch", self.scores, world)
+        replicas = _replicate(self.model, world)
+        try:
+            with self.model.switched_mode(training=True):
+                for xb, yb in data.batches(False):
+                    self.optimizer.zero_grad()
+                    out = self.model(xb)
+                    loss = self.loss(out, yb)
+                    guard.backward(loss)
+                    guard.step(loss, 0, 0)
+                    sums.add(loss, out, yb)
+        finally:
+            if replicas is not None:
+                replicas.remove()
         guard.report()
         logs = sums.read()
         return list(logs.values()) if len(logs) > 1 else logs["loss"]
@@ -434,21 +442,65 @@ def _replicate(model: Any, world: Any) -> Any:
     return buckets.Replicas(named, list(model.parameters()), "fit")
 
 
-def _split_off(op: str, x: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple]:
+def _split_off(op: str, model: Any, x: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple]:
     """(x, y) without their last ``fraction``, and that fraction as validation data (Keras's
-    validation_split: the split falls before shuffling)."""
-    x, y = samples(op, "x", x), samples(op, "y", y)
-    n = len(x)
+    validation_split: the split falls before shuffling). For a model of several inputs, each
+    input's array is split so."""
+    parts = [samples(op, name, part) for name, part in _named_parts(op, model, x)]
+    y = samples(op, "y", y)
+    n = len(y)
     keep = int(math.floor(n * (1.0 - fraction)))
     if keep == 0 or keep == n:
         raise ArgumentError(f"{op}: validation_split={fraction} of {n} samples leaves "
                             f"{'no training' if keep == 0 else 'no validation'} samples; use a fraction that "
                             "leaves both at least one")
-    return x[:keep], y[:keep], (x[keep:], y[keep:])
+    if input_parts(op, model, x) is None:
+        return parts[0][:keep], y[:keep], (parts[0][keep:], y[keep:])
+    return [p[:keep] for p in parts], y[:keep], ([p[keep:] for p in parts], y[keep:])
+
+
+def input_parts(op: str, model: Any, x: Any) -> list | None:
+    """For a model that takes several inputs (a Keras functional model with several ``Input``s),
+    x's arrays in the model's input order: x a list or tuple of one array per input, or a dict by
+    input name, as in Keras. None for a model of one input (x is then one array)."""
+    names = getattr(model, "input_names", None)
+    if not names or len(names) == 1:
+        return None
+    listing = ", ".join(names)
+    if isinstance(x, dict):
+        missing, unknown = [n for n in names if n not in x], [k for k in x if k not in names]
+        if missing or unknown:
+            raise ArgumentError(f"{op}: the model's inputs are {listing}; x "
+                                + (f"lacks {', '.join(map(str, missing))}" if missing else "")
+                                + (" and " if missing and unknown else "")
+                                + (f"has no input named {', '.join(map(repr, unknown))}" if unknown else ""))
+        return [x[n] for n in names]
+    if isinstance(x, (list, tuple)) and len(x) == len(names):
+        return list(x)
+    got = f"a {type(x).__name__} of {len(x)}" if isinstance(x, (list, tuple)) else type(x).__name__
+    raise ArgumentError(f"{op}: the model takes {len(names)} inputs ({listing}): pass x as a list of "
+                        f"{len(names)} arrays in that order, or a dict by input name; got {got}")
+
+
+def _named_parts(op: str, model: Any, x: Any) -> list[tuple[str, Any]]:
+    """(name for messages, array) for each model input: ("x", x) alone for a model of one input."""
+    parts = input_parts(op, model, x)
+    return [("x", x)] if parts is None else list(zip(_input_labels(op, model, x), parts))
+
+
+def _input_labels(op: str, model: Any, x: Any) -> list[str]:
+    parts = input_parts(op, model, x)
+    return ["x"] if parts is None else [f"x[{name!r}]" for name in model.input_names]
+
+
+def batch_count(op: str, model: Any, x: Any) -> int:
+    """How many samples x holds (its first input's, for a model of several inputs); at least 1."""
+    parts = input_parts(op, model, x)
+    return max(len(samples(op, "x", x if parts is None else parts[0])), 1)
 
 
 class _Alone:
-    """One process's view of the world, for a step that every process takes on its own data."""
+    """One process's view of the world: for data that is not shared out among the processes."""
 
     size, rank = 1, 0
 
@@ -525,9 +577,16 @@ class _Data:
         self.backend = param.backend_object if param is not None else get_backend()
         self.dtype = param.dtype if param is not None else np.dtype("float32")
         batch_size = checks.integer(op, "batch_size", batch_size, minimum=1)
-        self.x, self.x_backend = _source(op, "x", x)
+        # One source per model input: x itself, or for a model of several inputs each of x's arrays.
+        self.several = input_parts(op, model, x) is not None
+        self.xs = [_source(op, name, part) for name, part in _named_parts(op, model, x)]
+        self.x, self.x_backend = self.xs[0]
         self.y, self.y_backend = _source(op, "y", y, sparse) if y is not None else (None, None)
         n = len(self.x)
+        for name, (part, _) in zip(_input_labels(op, model, x), self.xs):
+            if len(part) != n:
+                raise ShapeError(f"{op}: every input must hold the same number of samples, got "
+                                 f"{shape_str(self.x.shape)} for the first and {shape_str(part.shape)} for {name}")
         if self.y is not None and len(self.y) != n:
             raise ShapeError(f"{op}: x and y must hold the same number of samples, got x "
                              f"{shape_str(self.x.shape)} and y {shape_str(self.y.shape)}")
@@ -549,7 +608,8 @@ class _Data:
         for start in range(0, self.rows, self.batch_size):
             index = slice(self.start + start, self.start + min(start + self.batch_size, self.rows)) \
                 if order is None else order[start:start + self.batch_size]
-            yield self._take(self.x, self.x_backend, index, "x"), \
+            xb = [self._take(part, backend, index, "x") for part, backend in self.xs]
+            yield xb if self.several else xb[0], \
                 self._take(self.y, self.y_backend, index, "y") if self.y is not None else None
 
     def _order(self, shuffle: bool) -> np.ndarray | None:
@@ -588,7 +648,7 @@ def _source(op: str, name: str, data: Any, labels: bool = False) -> tuple[Any, A
     """(array, its backend) for a tensor or a CuPy array; (NumPy array, None) for anything else.
     Checked first: numbers with a first axis of samples, finite, and class indices for ``labels``."""
     array = samples(op, name, data, labels)
-    if name == "x" and array.ndim < 2:  # a layer would take (N,) as one sample of N numbers
+    if name.startswith("x") and array.ndim < 2:  # a layer would take (N,) as one sample of N numbers
         raise ArgumentError(f"{op}: x must have a first axis of samples and at least one more, got shape "
                             f"{shape_str(array.shape)}; for one number per sample use x.reshape(-1, 1)")
     finite(op, name, array)
