@@ -106,7 +106,7 @@ def test_the_confusion_matrix_stays_on_the_backend_between_reads(monkeypatch):
     from autograd_cnn.nn import training
 
     sums = training._RunningSums(ag.get_backend(), "fit", [metrics.metric("compile", "f1")],
-                                 training._world())
+                                 training.current_world())
     reads = []
     monkeypatch.setattr(sums.backend, "to_host", lambda a: reads.append(a) or np.asarray(a))
     out = ag.tensor(np.eye(3)[[0, 1, 2, 2]])

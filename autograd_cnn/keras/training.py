@@ -14,7 +14,8 @@ import numpy as np
 
 from ..data import samples
 from ..errors import ArgumentError, UsageError
-from ..nn.training import Trainer, batch_count, input_parts
+from ..nn.feeding import batch_count, input_parts
+from ..nn.training import Trainer
 
 # Keras's arguments that change nothing here (how Keras compiles or runs its step).
 _IGNORED = {"run_eagerly": None, "steps_per_execution": None, "jit_compile": None, "auto_scale_loss": None}

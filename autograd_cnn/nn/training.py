@@ -3,6 +3,9 @@ fit, evaluate and predict. ``Module.compile`` builds one; ``Module.fit`` and the
 
 This file sits below ``module.py`` (which imports it): it knows a model only by what every
 ``nn.Module`` has (call it, ``parameters()``, ``children()``, ``switched_mode``, forward hooks).
+Beside it: ``compiling.py`` (what compile makes of its arguments: the optimizer, the metrics and
+the loss), ``feeding.py`` (x and y in mini-batches, one array per input of a Keras model of
+several) and ``progress.py`` (the bars, and Ctrl-C at the end of a step).
 
 Losses are read to the host at most a few times a second: between reads the running
 sums stay on the backend, so a GPU is never made to wait after every step.
@@ -15,38 +18,27 @@ layer too, and one of them (``DataParallel``) is an ``nn.Module``, which imports
 """
 from __future__ import annotations
 
-import math
-import signal
-import sys
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from .. import checks, optim
-from .. import functional as F
+from .. import checks
 from ..autograd import enable_grad, no_grad
-from ..backends import backend_of, get_backend
-from ..data import finite, samples
-from ..errors import ArgumentError, ArgumentTypeError, ShapeError, UsageError, shape_str
-from ..metrics import Metric, metric
-from ..ops.activation import Softmax
-from ..random import host_rng
+from ..errors import ArgumentError, ArgumentTypeError, UsageError
+from ..metrics import Metric
 from ..tensor import Tensor
 from .callbacks import Callback, History
+from .compiling import CompiledLoss, compiled_metrics, keras_loss, make_optimizer
+from .feeding import Alone, Batches, batch_count, current_world, raw_pixels, split_off
 from .guard import StepGuard
+from .progress import REDRAW_INTERVAL, DeferredInterrupt, format_logs, progress_bar
 
-_READ_INTERVAL = 0.25  # seconds between host reads of the running loss (progress bar; a GPU's guard)
+_READ_INTERVAL = REDRAW_INTERVAL  # seconds between host reads of the running loss (the bar; a GPU's guard)
 # With several processes on GPUs the reads are a collective: every process must read at the same
 # steps, so they read every this many steps rather than by the clock.
 _STEPS_BETWEEN_READS = 16
-
-_LOSSES = {"sparse_categorical_crossentropy": "sparse", "categorical_crossentropy": "categorical",
-           "mse": "mse", "mean_squared_error": "mse"}
-_OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd", "adadelta")
 
 
 class Trainer:
@@ -68,9 +60,9 @@ class Trainer:
         """Check the choices, then keep them (all or none); see ``Module.compile``."""
         if from_logits is not None and not isinstance(from_logits, (bool, np.bool_)):
             raise ArgumentTypeError(f"compile: from_logits must be True, False or None, got {from_logits!r}")
-        metrics = _metrics(metrics)
-        optimizer = _make_optimizer(optimizer, self.model)
-        loss, from_logits = _keras_loss(loss, from_logits)
+        metrics = compiled_metrics(metrics)
+        optimizer = make_optimizer(optimizer, self.model)
+        loss, from_logits = keras_loss(loss, from_logits)
         loss = CompiledLoss(loss, self.model, from_logits)
         self.optimizer, self.loss, self.scores = optimizer, loss, metrics
         self.metrics = [m.name for m in metrics]
@@ -98,10 +90,10 @@ class Trainer:
         verbose = _verbosity("fit", verbose)
         callbacks = _callbacks("fit", callbacks)
         model = self.model
-        world = _world()
+        world = current_world()
         verbose = verbose if world.rank == 0 else 0  # one progress bar for the job: rank 0's
         if validation_split and validation_data is None:
-            x, y, validation_data = _split_off("fit", model, x, y, validation_split)
+            x, y, validation_data = split_off("fit", model, x, y, validation_split)
         data = self._data(x, y, batch_size, "fit", world, training=True)
         val = self._data(*_pair("fit", validation_data), batch_size, "fit (validation_data)", world) \
             if validation_data is not None else None
@@ -124,7 +116,7 @@ class Trainer:
         try:
             for cb in callbacks:  # inside: a callback that refuses to start leaves the model as it was
                 cb.on_train_begin({})
-            with _DeferredInterrupt() as interrupt:
+            with DeferredInterrupt() as interrupt:
                 for epoch in range(model._initial_epoch or initial_epoch, epochs):
                     for cb in callbacks:
                         cb.on_epoch_begin(epoch, {})
@@ -146,9 +138,9 @@ class Trainer:
             cb.on_train_end({})
         return history
 
-    def _fit_epoch(self, data: _Data, epoch: int, epochs: int, shuffle: bool, verbose: int,
-                   callbacks: list, interrupt: _DeferredInterrupt, val: _Data | None, guard: StepGuard) -> dict:
-        bar = _progress(data.steps, f"Epoch {epoch + 1}/{epochs}", verbose == 1)
+    def _fit_epoch(self, data: Batches, epoch: int, epochs: int, shuffle: bool, verbose: int,
+                   callbacks: list, interrupt: DeferredInterrupt, val: Batches | None, guard: StepGuard) -> dict:
+        bar = progress_bar(data.steps, f"Epoch {epoch + 1}/{epochs}", verbose == 1)
         sums = _RunningSums(data.backend, "fit", self.scores, data.world)
         start = time.perf_counter()
         try:
@@ -165,7 +157,7 @@ class Trainer:
                     guard.report()  # a GPU's skipped step is told here, where fit reads anyway
                     logs = sums.read(interrupted=interrupt.requested)
                     if bar is not None:
-                        bar.set_postfix_str(_format(logs), refresh=False)
+                        bar.set_postfix_str(format_logs(logs), refresh=False)
                 if bar is not None:
                     bar.update(1)
                 if sums.stop(interrupt.requested):
@@ -176,12 +168,12 @@ class Trainer:
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_data(val).items()})
             if bar is not None:
-                bar.set_postfix_str(_format(logs), refresh=True)
+                bar.set_postfix_str(format_logs(logs), refresh=True)
         finally:
             if bar is not None:
                 bar.close()
         if verbose == 2:
-            print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.1f}s - {_format(logs, ' - ', ': ')}")
+            print(f"Epoch {epoch + 1}/{epochs} - {time.perf_counter() - start:.1f}s - {format_logs(logs, ' - ', ': ')}")
         return logs
 
     # --- evaluate and predict -------------------------------------------------
@@ -191,11 +183,11 @@ class Trainer:
         metrics, else ``[loss, *metrics]`` in the logs' order; ``result="dict"`` the logs by name."""
         self._check_compiled("evaluate")
         verbose = _verbosity("evaluate", verbose)
-        world = _world()
+        world = current_world()
         verbose = verbose if world.rank == 0 else 0
         logs = self._evaluate_data(self._data(x, y, batch_size, "evaluate", world), verbose == 1)
         if verbose == 2:
-            print(_format(logs, " - ", ": "))
+            print(format_logs(logs, " - ", ": "))
         if result == "dict":
             return logs
         if result == "list":
@@ -209,8 +201,8 @@ class Trainer:
         batch: as in ``fit``, the gradients are averaged (every process takes the same step from
         rank 0's weights) and the loss and metrics are those of the parts together."""
         self._check_compiled("train_on_batch")
-        world = _world()
-        whole = _Alone()  # each process's part is one batch: not shared out again
+        world = current_world()
+        whole = Alone()  # each process's part is one batch: not shared out again
         data = self._data(x, y, batch_count("train_on_batch", self.model, x), "train_on_batch", whole)
         guard = StepGuard(self.optimizer, self.model, data.backend, world.size, "train_on_batch")
         sums = _RunningSums(data.backend, "train_on_batch", self.scores, world)
@@ -231,8 +223,8 @@ class Trainer:
         logs = sums.read()
         return list(logs.values()) if len(logs) > 1 else logs["loss"]
 
-    def _evaluate_data(self, data: _Data, bar: bool = False) -> dict:
-        progress = _progress(data.steps, "Evaluate", bar)
+    def _evaluate_data(self, data: Batches, bar: bool = False) -> dict:
+        progress = progress_bar(data.steps, "Evaluate", bar)
         sums = _RunningSums(data.backend, "evaluate", self.scores, data.world)
         with self.model.switched_mode(training=False), no_grad():
             for xb, yb in data.batches(False):
@@ -242,16 +234,16 @@ class Trainer:
                     progress.update(1)
         logs = sums.read()
         if progress is not None:
-            progress.set_postfix_str(_format(logs), refresh=True)
+            progress.set_postfix_str(format_logs(logs), refresh=True)
             progress.close()
         return logs
 
     def predict(self, x: Any, batch_size: int = 128, verbose: int = 0) -> np.ndarray:
         """The outputs as NumPy, probabilities for classifiers; see ``Module.predict``."""
         verbose = _verbosity("predict", verbose)
-        world = _world()
+        world = current_world()
         data = self._data(x, None, batch_size, "predict", world)
-        progress = _progress(data.steps, "Predict", verbose == 1 and world.rank == 0)
+        progress = progress_bar(data.steps, "Predict", verbose == 1 and world.rank == 0)
         outs = []
         with self.model.switched_mode(training=False), no_grad():
             for xb, _ in data.batches(False):
@@ -274,23 +266,15 @@ class Trainer:
         self.loss.decide(out)
         return out
 
-    def _data(self, x: Any, y: Any, batch_size: int, op: str, world: Any, training: bool = False) -> _Data:
+    def _data(self, x: Any, y: Any, batch_size: int, op: str, world: Any, training: bool = False) -> Batches:
         sparse = self.loss is not None and self.loss.kind == "sparse"
-        data = _Data(self.model, x, y, batch_size, op, sparse, world, training)
-        if not self.warned_pixels and _pixels(data):
+        data = Batches(self.model, x, y, batch_size, op, sparse, world, training)
+        if not self.warned_pixels and raw_pixels(data):
             self.warned_pixels = True
             warnings.warn(f"{op}: x holds integers from 0 to 255 ({data.x.dtype}, raw pixels?) and the model "
                           f"computes in {data.dtype}; scale them to [0, 1] first (x = x / 255), as the model's "
                           "initial weights expect, or training is slow and unstable", stacklevel=4)
         return data
-
-
-def _pixels(data: _Data) -> bool:
-    """Whether x holds integers in 0..255 (beyond 0 and 1) for a model that computes in floats."""
-    x = data.x
-    if x.dtype.kind not in "ui" or data.dtype.kind != "f" or x.size == 0:
-        return False
-    return 0 <= float(x.min()) and 1 < float(x.max()) <= 255
 
 
 def _backend_line(backend: Any) -> str:
@@ -334,102 +318,6 @@ def _pair(op: str, validation_data: Any) -> tuple:
     return tuple(validation_data)
 
 
-class CompiledLoss:
-    """The loss compile chose, and what it reads from the model's output.
-
-    A softmax is never applied twice. Where the output already is a softmax over the classes,
-    however it was written (``nn.Softmax``, ``F.softmax``, ``x.softmax(axis=1)``), the graph
-    says so: the output's ``grad_fn`` node is a Softmax. The classification losses then take
-    the cross-entropy of that node's input, the logits: as stable as on logits, and the model
-    is left as it is. ``reads``:
-
-    - "output": mse or a callable loss, the output as it is;
-    - "logits": the output is logits (cross-entropy, and ``predict`` applies one softmax);
-    - "probabilities": the output is a softmax, or ``from_logits=False`` says it holds
-      probabilities; without a graph to read (evaluate, predict) a clipped log, as Keras;
-    - None: not known until a forward pass records a graph (``decide``): the first training
-      step, or the first batch of evaluate or predict, which the Trainer records for it.
-
-    ``from_logits=True`` on an output that is a softmax is an ArgumentError saying so.
-    """
-
-    def __init__(self, loss: Any, model: Any, from_logits: bool | None) -> None:
-        if callable(loss):
-            self.kind = "callable"
-        elif isinstance(loss, str) and loss.lower() in _LOSSES:
-            self.kind = _LOSSES[loss.lower()]
-        elif isinstance(loss, str):
-            raise ArgumentError(f"compile: unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a "
-                                "callable loss(output, target)")
-        else:
-            raise ArgumentTypeError(f"compile: loss must be one of {sorted(_LOSSES)} or a callable "
-                                    f"loss(output, target), got {loss!r}")
-        self.fn = loss
-        self.from_logits = from_logits
-        classifies = self.kind in ("sparse", "categorical")
-        self.reads: str | None = "output" if not classifies else "probabilities" if from_logits is False else None
-        # True once a recorded output has been read: with from_logits=True it was checked not to be a softmax.
-        self.checked = self.reads is not None
-        # Where no graph is ever recorded (every parameter frozen): from_logits, else the last layer says.
-        self.guess = "probabilities" if classifies and from_logits is not True and _final_softmax(model) is not None \
-            else "logits"
-
-    def decide(self, out: Any) -> None:
-        """Read from ``out``'s graph whether the model's output is a softmax (once; nothing
-        to read where no graph was recorded)."""
-        if self.checked or not isinstance(out, Tensor) or out.grad_fn is None:
-            return
-        node = _softmax_node(out)
-        if node is not None and self.from_logits is True:
-            where = f" (in {node.scope})" if node.scope else ""
-            raise ArgumentError(f"compile(from_logits=True): the model's output is a softmax over the classes, "
-                                f"axis {node.params.get('axis')}{where}, so it holds probabilities, not logits. "
-                                "Compile without from_logits (the loss then reads the softmax's input) or "
-                                "leave the softmax out of the model")
-        self.reads = "probabilities" if node is not None else "logits"
-        self.checked = True
-
-    def gives_logits(self) -> bool:
-        """Whether the output is logits, so that ``predict`` applies a softmax (only then)."""
-        return (self.reads or self.guess) == "logits"
-
-    def __call__(self, out: Tensor, target: Tensor) -> Tensor:
-        """The loss of one batch, from the model's output (or the logits under its softmax)."""
-        if self.kind == "callable":
-            return self.fn(out, target)
-        if self.kind == "mse":
-            return F.mse_loss(out, target)
-        self.decide(out)
-        node = _softmax_node(out)
-        if node is not None:
-            return F.cross_entropy(node.inputs[0], target)  # the logits the softmax was taken of
-        if (self.reads or self.guess) == "probabilities":
-            eps = 1e-7  # Keras's clip, so log(0) never appears
-            log_p = F.minimum(F.maximum(out, eps), 1 - eps).log()
-            if self.kind == "sparse":
-                return F.nll_loss(log_p, target)
-            return -(target * log_p).sum(axis=1).mean()
-        return F.cross_entropy(out, target)
-
-
-def _softmax_node(out: Any) -> Any:
-    """The graph node that made ``out`` when it is a softmax over the classes (axis 1), else None."""
-    node = getattr(out, "grad_fn", None)
-    if node is None or node.fn is not Softmax or out.ndim < 2:
-        return None
-    return node if node.params.get("axis", -1) % out.ndim == 1 else None
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _world() -> Any:
-    """The job's processes (one under plain python; mpi4py is not loaded then)."""
-    from ..distributed import world
-
-    return world.current()
-
-
 def _replicate(model: Any, world: Any) -> Any:
     """Under several processes: rank 0's weights on every process, and gradients averaged
     during backward until ``remove()``; None alone."""
@@ -440,219 +328,6 @@ def _replicate(model: Any, world: Any) -> Any:
     named = dict(model.named_parameters())
     named.update(model.named_buffers())
     return buckets.Replicas(named, list(model.parameters()), "fit")
-
-
-def _split_off(op: str, model: Any, x: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple]:
-    """(x, y) without their last ``fraction``, and that fraction as validation data (Keras's
-    validation_split: the split falls before shuffling). For a model of several inputs, each
-    input's array is split so."""
-    parts = [samples(op, name, part) for name, part in _named_parts(op, model, x)]
-    y = samples(op, "y", y)
-    n = len(y)
-    keep = int(math.floor(n * (1.0 - fraction)))
-    if keep == 0 or keep == n:
-        raise ArgumentError(f"{op}: validation_split={fraction} of {n} samples leaves "
-                            f"{'no training' if keep == 0 else 'no validation'} samples; use a fraction that "
-                            "leaves both at least one")
-    if input_parts(op, model, x) is None:
-        return parts[0][:keep], y[:keep], (parts[0][keep:], y[keep:])
-    return [p[:keep] for p in parts], y[:keep], ([p[keep:] for p in parts], y[keep:])
-
-
-def input_parts(op: str, model: Any, x: Any) -> list | None:
-    """For a model that takes several inputs (a Keras functional model with several ``Input``s),
-    x's arrays in the model's input order: x a list or tuple of one array per input, or a dict by
-    input name, as in Keras. None for a model of one input (x is then one array)."""
-    names = getattr(model, "input_names", None)
-    if not names or len(names) == 1:
-        return None
-    listing = ", ".join(names)
-    if isinstance(x, dict):
-        missing, unknown = [n for n in names if n not in x], [k for k in x if k not in names]
-        if missing or unknown:
-            raise ArgumentError(f"{op}: the model's inputs are {listing}; x "
-                                + (f"lacks {', '.join(map(str, missing))}" if missing else "")
-                                + (" and " if missing and unknown else "")
-                                + (f"has no input named {', '.join(map(repr, unknown))}" if unknown else ""))
-        return [x[n] for n in names]
-    if isinstance(x, (list, tuple)) and len(x) == len(names):
-        return list(x)
-    got = f"a {type(x).__name__} of {len(x)}" if isinstance(x, (list, tuple)) else type(x).__name__
-    raise ArgumentError(f"{op}: the model takes {len(names)} inputs ({listing}): pass x as a list of "
-                        f"{len(names)} arrays in that order, or a dict by input name; got {got}")
-
-
-def _named_parts(op: str, model: Any, x: Any) -> list[tuple[str, Any]]:
-    """(name for messages, array) for each model input: ("x", x) alone for a model of one input."""
-    parts = input_parts(op, model, x)
-    return [("x", x)] if parts is None else list(zip(_input_labels(op, model, x), parts))
-
-
-def _input_labels(op: str, model: Any, x: Any) -> list[str]:
-    parts = input_parts(op, model, x)
-    return ["x"] if parts is None else [f"x[{name!r}]" for name in model.input_names]
-
-
-def batch_count(op: str, model: Any, x: Any) -> int:
-    """How many samples x holds (its first input's, for a model of several inputs); at least 1."""
-    parts = input_parts(op, model, x)
-    return max(len(samples(op, "x", x if parts is None else parts[0])), 1)
-
-
-class _Alone:
-    """One process's view of the world: for data that is not shared out among the processes."""
-
-    size, rank = 1, 0
-
-
-def _make_optimizer(optimizer: Any, model: Any) -> Any:
-    if not isinstance(optimizer, str):
-        if not hasattr(optimizer, "step") or not hasattr(optimizer, "zero_grad"):
-            raise ArgumentTypeError(f"compile: optimizer must be a name {_OPTIMIZERS} or an optimizer object "
-                                    f"with step() and zero_grad(), got {type(optimizer).__name__}")
-        if callable(getattr(optimizer, "build", None)):  # a keras.optimizers object: bound to the model here
-            optimizer.build(model.parameters())
-        return optimizer
-    classes = {"rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW,
-               "adadelta": optim.Adadelta}
-    name = optimizer.lower()
-    if name == "sgd":
-        return optim.SGD(model.parameters(), lr=0.01)  # Keras's default learning rate
-    if name not in classes:
-        raise ArgumentError(f"compile: unknown optimizer {optimizer!r}; use one of {_OPTIMIZERS} or an object")
-    return classes[name](model.parameters())
-
-
-def _keras_loss(loss: Any, from_logits: bool | None) -> tuple[Any, bool | None]:
-    """A keras.losses function or object (it says its ``keras_kind``) in compile's own terms: a plain
-    cross-entropy by its name and ``from_logits`` (so it reads the final softmax's input, as the named
-    losses do), any other as a loss(output, target) that calls it in Keras's order; others as given."""
-    kind = getattr(loss, "keras_kind", None)
-    if kind is None:
-        return loss, from_logits
-    if from_logits is None:
-        from_logits = bool(getattr(loss, "from_logits", False))  # Keras's default: probabilities
-    if kind in ("sparse", "categorical") and not getattr(loss, "label_smoothing", 0.0):
-        return _KERAS_CROSSENTROPY[kind], from_logits
-    return _KerasOrder(loss), None
-
-
-_KERAS_CROSSENTROPY = {"sparse": "sparse_categorical_crossentropy", "categorical": "categorical_crossentropy"}
-
-
-class _KerasOrder:
-    """A Keras loss as compile's callable loss(output, target): loss(y_true, y_pred), averaged."""
-
-    def __init__(self, loss: Any) -> None:
-        self.loss = loss
-
-    def __call__(self, out: Tensor, target: Tensor) -> Tensor:
-        return self.loss(target, out).mean()
-
-
-def _final_softmax(model: Any) -> Any:
-    """The model's last layer if it is a softmax (the last registered sub-module, recursively,
-    when that layer says ``outputs_probabilities``: nn.Softmax does). Only a guess for when no
-    graph tells (``CompiledLoss.guess``)."""
-    module = model
-    while True:
-        children = list(module.children())
-        if not children:
-            break
-        module = children[-1]
-    return module if module.outputs_probabilities else None
-
-
-class _Data:
-    """x (and y) split into mini-batches that land on the model's backend and dtype.
-
-    Under several processes each takes its part: for fit, every k-th sample of the epoch's
-    common permutation (equal counts, so every process runs the same steps); for evaluate and
-    predict, one contiguous share, which ``joined`` puts back together.
-    """
-
-    def __init__(self, model: Any, x: Any, y: Any, batch_size: int, op: str, sparse: bool, world: Any,
-                 training: bool) -> None:
-        param = next(iter(model.parameters()), None)
-        self.backend = param.backend_object if param is not None else get_backend()
-        self.dtype = param.dtype if param is not None else np.dtype("float32")
-        batch_size = checks.integer(op, "batch_size", batch_size, minimum=1)
-        # One source per model input: x itself, or for a model of several inputs each of x's arrays.
-        self.several = input_parts(op, model, x) is not None
-        self.xs = [_source(op, name, part) for name, part in _named_parts(op, model, x)]
-        self.x, self.x_backend = self.xs[0]
-        self.y, self.y_backend = _source(op, "y", y, sparse) if y is not None else (None, None)
-        n = len(self.x)
-        for name, (part, _) in zip(_input_labels(op, model, x), self.xs):
-            if len(part) != n:
-                raise ShapeError(f"{op}: every input must hold the same number of samples, got "
-                                 f"{shape_str(self.x.shape)} for the first and {shape_str(part.shape)} for {name}")
-        if self.y is not None and len(self.y) != n:
-            raise ShapeError(f"{op}: x and y must hold the same number of samples, got x "
-                             f"{shape_str(self.x.shape)} and y {shape_str(self.y.shape)}")
-        if n == 0:
-            raise ShapeError(f"{op}: x holds no samples")
-        self.n, self.batch_size, self.world, self.op, self.training = n, batch_size, world, op, training
-        if training:
-            self.start, self.rows = 0, math.ceil(n / world.size)
-        else:
-            from ..distributed import sharding
-
-            self.start, stop = sharding.contiguous_part(n, world)
-            self.rows = stop - self.start
-        self.steps = math.ceil(self.rows / batch_size)
-        self.sparse = sparse  # y holds class indices: they stay integers
-
-    def batches(self, shuffle: bool) -> Iterator[tuple[Tensor, Tensor | None]]:
-        order = self._order(shuffle)
-        for start in range(0, self.rows, self.batch_size):
-            index = slice(self.start + start, self.start + min(start + self.batch_size, self.rows)) \
-                if order is None else order[start:start + self.batch_size]
-            xb = [self._take(part, backend, index, "x") for part, backend in self.xs]
-            yield xb if self.several else xb[0], \
-                self._take(self.y, self.y_backend, index, "y") if self.y is not None else None
-
-    def _order(self, shuffle: bool) -> np.ndarray | None:
-        """The sample indices this process takes, in order; None for its contiguous share as it lies."""
-        if self.world.size == 1 or not self.training:
-            return host_rng().permutation(self.n) if shuffle else None
-        from ..distributed import sharding
-
-        order = sharding.common_permutation(self.n, host_rng(), self.world) if shuffle else np.arange(self.n)
-        return sharding.strided_part(order, self.world)
-
-    def joined(self, part: Any) -> Any:
-        """Every process's share of a result (predict's outputs), back in the order of the samples."""
-        if self.world.size == 1:
-            return part
-        from ..distributed import sharding
-
-        return sharding.gather_parts(part, self.n, self.world, self.op)
-
-    def _take(self, source: Any, backend: Any, index: Any, which: str) -> Tensor:
-        if not isinstance(index, slice) and backend is not None and backend.name != "numpy":
-            index = backend.asarray(index)
-        batch = source[index]
-        if backend is not None and backend is not self.backend:  # tensors on another backend
-            batch = backend.to_host(batch)
-        batch = self.backend.asarray(batch)
-        if which == "x" or not self.sparse:
-            if batch.dtype != self.dtype and (batch.dtype.kind in "fiub"):
-                batch = batch.astype(self.dtype)
-        elif batch.dtype.kind != "i":
-            batch = batch.astype(self.backend.xp.int64)  # class indices for cross-entropy
-        return Tensor(batch, self.backend)
-
-
-def _source(op: str, name: str, data: Any, labels: bool = False) -> tuple[Any, Any]:
-    """(array, its backend) for a tensor or a CuPy array; (NumPy array, None) for anything else.
-    Checked first: numbers with a first axis of samples, finite, and class indices for ``labels``."""
-    array = samples(op, name, data, labels)
-    if name.startswith("x") and array.ndim < 2:  # a layer would take (N,) as one sample of N numbers
-        raise ArgumentError(f"{op}: x must have a first axis of samples and at least one more, got shape "
-                            f"{shape_str(array.shape)}; for one number per sample use x.reshape(-1, 1)")
-    finite(op, name, array)
-    return array, None if isinstance(array, np.ndarray) else backend_of(array)
 
 
 class _RunningSums:
@@ -738,81 +413,3 @@ def _classes(out: Any, y: Any) -> tuple[Any, Any, int]:
     return y > 0.5, out.reshape(y.shape) > 0.5, 2
 
 
-def _metrics(metrics: Any) -> list[Metric]:
-    """compile's metrics as Metric objects: names ("accuracy", "f1", ...) or keras.metrics objects."""
-    if metrics is None:
-        return []
-    if not isinstance(metrics, (list, tuple)):
-        raise ArgumentTypeError(f"compile: metrics must be a list such as ['accuracy', 'f1'], got {metrics!r}")
-    parsed = [metric("compile", m) for m in metrics]
-    names = [m.name for m in parsed]
-    for name in names:
-        if names.count(name) > 1 or name == "loss":
-            raise ArgumentError(f"compile: two metrics would be logged as {name!r}; give each a name of its "
-                                f"own (metrics={names})")
-    return parsed
-
-
-def _format(logs: dict, sep: str = ", ", eq: str = "=") -> str:
-    return sep.join(f"{k}{eq}{v:.4f}" for k, v in logs.items())
-
-
-def _progress(total: int, desc: str, show: bool) -> Any:
-    """tqdm's bar on a terminal or in a notebook; one line at the end elsewhere (a log file, a pipe),
-    where each redraw of the bar would be a line of its own."""
-    if not show:
-        return None
-    if not (sys.stderr.isatty() or _in_notebook()):
-        return _LineAtTheEnd(total, desc)
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=_READ_INTERVAL)
-
-
-def _in_notebook() -> bool:
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
-    return type(shell).__name__ == "ZMQInteractiveShell"  # Jupyter's kernel: tqdm draws a widget
-
-
-class _LineAtTheEnd:
-    """The part of tqdm's interface fit uses, writing one line to stderr when closed:
-    ``Epoch 1/5: 32/32 steps, 1.2s, loss=0.6931, accuracy=0.7500``."""
-
-    def __init__(self, total: int, desc: str) -> None:
-        self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
-        self.start = time.perf_counter()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-
-    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
-        self.postfix = text
-
-    def close(self) -> None:
-        seconds = time.perf_counter() - self.start
-        tail = f", {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {self.n}/{self.total} steps, {seconds:.1f}s{tail}", file=sys.stderr, flush=True)
-
-
-class _DeferredInterrupt:
-    """Ctrl-C during fit sets a flag that the loop reads after the current step; a second Ctrl-C
-    interrupts at once. Outside the main thread signals cannot be caught, so it does nothing there."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.previous: Callable | None = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> _DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
