@@ -178,11 +178,15 @@ class ModelCheckpoint(_Monitor):
                 return
             self.best = value
         self._save(path)
+        self._said(f"Epoch {epoch + 1}: saved the model to {path}")
+
+    def _said(self, line: str) -> None:
+        """Print ``line`` when verbose, from the one process that wrote."""
         if self.verbose:
             from ..distributed import world
 
-            if world.is_main():  # the one process that wrote says so
-                print(f"Epoch {epoch + 1}: saved the model to {path}")
+            if world.is_main():
+                print(line)
 
 
 class BackupAndRestore(Callback):
