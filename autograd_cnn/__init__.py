@@ -23,6 +23,7 @@ from .autograd import (
     set_grad_enabled,
 )
 from .backends import available_backends, get_backend, set_backend, use_backend
+from .creation import arange, from_dlpack, from_numpy, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .errors import (
     AnomalyError,
     ArgumentError,
@@ -39,7 +40,7 @@ from .errors import (
 from .ops.elementwise import maximum, minimum, where
 from .ops.shape import chunk, concat, pad, split, stack, unbind
 from .random import manual_seed
-from .tensor import Tensor, arange, from_dlpack, from_numpy, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from .tensor import Tensor
 from .testing import GradcheckError, gradcheck, gradgradcheck
 
 __version__ = "0.1.0"

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .autograd import Context, enable_grad, graph_of, keep_values
+from .creation import tensor
 from .errors import ArgumentTypeError, AutogradError
 from .nn import Module
 from .ops.activation import Erf, Gelu, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
@@ -46,7 +47,7 @@ from .ops.norm import BatchNorm, Dropout
 from .ops.pool import AvgPool2d, MaxPool2d
 from .ops.reduce import Max, Mean, Min, Sum
 from .ops.shape import Concat, GetItem, Pad, Reshape, Split, ToBackend, Transpose, Unbind
-from .tensor import Tensor, tensor
+from .tensor import Tensor
 
 __all__ = ["EMITTERS", "ExportError", "GraphWriter", "export"]
 

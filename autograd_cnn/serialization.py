@@ -242,7 +242,7 @@ def _encode(obj: Any, key: str, arrays: dict) -> Any:
 
 def _decode(node: dict, data: Any, path: str) -> Any:
     from .backends import get_backend
-    from .tensor import tensor
+    from .creation import tensor
 
     if "tensor" in node:
         return tensor(data[node["tensor"]], backend=get_backend())

@@ -15,11 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from . import checks
 from .backends import Backend, backend_of, get_backend
 from .errors import ArgumentError, ArgumentTypeError, BackendError, GraphError, ShapeError, shape_str
 from .hooks import RemovableHandle
-from .random import backend_rng
 
 _ops: Any = None  # the ops package, bound by bind_ops
 
@@ -260,7 +258,7 @@ class Tensor:
         if self.grad_fn is not None and not flag:
             raise GraphError("requires_grad_(False) on a non-leaf tensor; use detach()")
         if flag:
-            _check_can_require_grad("requires_grad_()", self._data.dtype)
+            check_can_require_grad("requires_grad_()", self._data.dtype)
         self.requires_grad = bool(flag)
         return self
 
@@ -387,13 +385,13 @@ class Tensor:
         return _ops.log_softmax(self, axis)
 
     def reshape(self, *shape: Any) -> Tensor:
-        return _ops.reshape(self, _shape_arg(shape))
+        return _ops.reshape(self, shape_arg(shape))
 
     def view(self, *shape: Any) -> Tensor:
         return self.reshape(*shape)
 
     def transpose(self, *axes: Any) -> Tensor:
-        axes = _shape_arg(axes)
+        axes = shape_arg(axes)
         return _ops.transpose(self, axes or None)
 
     def flatten(self, start_axis: int = 0) -> Tensor:
@@ -403,89 +401,20 @@ class Tensor:
         return _ops.getitem(self, index)
 
 
-# --------------------------------------------------------------------------- factories
+# --------------------------------------------------------------------------- conversion
 
-def _check_can_require_grad(where: str, dtype: Any) -> None:
+def check_can_require_grad(where: str, dtype: Any) -> None:
     """Only floating-point tensors have gradients: an integer one would get integer gradients."""
     if dtype.kind not in "fc":
         raise ArgumentTypeError(f"{where}: requires_grad=True needs a floating-point tensor, got {dtype} "
                                 "(its gradients would be integers); convert first with .astype('float32')")
 
 
-def _shape_arg(args: tuple) -> tuple:
+def shape_arg(args: tuple) -> tuple:
     """``f(2, 3)`` and ``f((2, 3))`` both mean the shape (2, 3), as in PyTorch."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         return tuple(args[0])
     return args
-
-
-def tensor(data: Any, requires_grad: bool = False, dtype: Any = None,
-           backend: str | Backend | None = None, name: str | None = None) -> Tensor:
-    """A new leaf tensor from a number, a list, a NumPy or CuPy array, or a tensor.
-
-    Python floats and lists of them become float32; arrays keep their dtype; integer
-    data stays integer (labels). ``dtype=`` overrides; ``backend=`` places it, else host
-    data (lists, numbers, NumPy arrays) goes to the default backend and a CuPy array stays.
-    Only numbers are taken (never text or Python objects), and a conversion that would change
-    a value beyond rounding (a finite number made Inf, NaN or 300 made an int8) is refused.
-    """
-    checks.flag("tensor()", "requires_grad", requires_grad)
-    dtype = numeric_dtype("tensor()", dtype)
-    if isinstance(data, Tensor):
-        data = data.data
-    target = get_backend(backend) if backend is not None else None
-    is_array = hasattr(data, "dtype") and hasattr(data, "shape")
-    if is_array:
-        source = backend_of(data) if not isinstance(data, np.generic) else get_backend("numpy")
-        _check_numbers("tensor()", data.dtype, f"an array of {data.dtype}")
-        if target is None:
-            # Host data goes to the default backend, as lists do; a GPU array stays on the GPU.
-            target = get_backend() if source.name == "numpy" else source
-        array = data if source is target else target.from_host(source.to_host(data))
-        array = cast("tensor()", target.xp, array, dtype, copy=True)
-    else:
-        target = target or get_backend()
-        try:
-            host = np.asarray(data)
-        except (ValueError, TypeError):
-            host = None  # ragged nested lists
-        if host is None:
-            raise ArgumentTypeError(f"tensor(): cannot make a tensor from {type(data).__name__} data; pass "
-                                    "numbers, nested lists of equal length, or an array")
-        _check_numbers("tensor()", host.dtype, f"{type(data).__name__} data")
-        if dtype is None and host.dtype == np.float64:
-            dtype = np.dtype(np.float32)  # Python floats become float32, as torch.tensor
-        array = target.from_host(cast("tensor()", np, host, dtype))
-    if requires_grad:
-        _check_can_require_grad("tensor()", array.dtype)
-    return Tensor(array, target, requires_grad=requires_grad, name=name)
-
-
-# DLPack's device types: where the array's memory is (the standard's DLDeviceType numbers).
-_DLPACK_HOST, _DLPACK_CUDA = 1, 2
-_DLPACK_DEVICES = {1: "CPU", 2: "CUDA", 3: "CUDA host", 4: "OpenCL", 7: "Vulkan", 8: "Metal", 10: "ROCm",
-                   13: "CUDA managed", 14: "oneAPI"}
-
-
-def from_dlpack(obj: Any) -> Tensor:
-    """A tensor that shares memory with ``obj``, any array that speaks DLPack (NumPy, CuPy,
-    PyTorch, JAX): host memory gives a NumPy-backend tensor, GPU memory a CuPy-backend one.
-    Nothing is copied, so a write through one is seen through the other."""
-    if isinstance(obj, Tensor):
-        return Tensor(obj.data, obj.backend_object)
-    if not hasattr(obj, "__dlpack__") or not hasattr(obj, "__dlpack_device__"):
-        raise ArgumentTypeError(f"from_dlpack: a {type(obj).__name__} does not speak DLPack (it has no __dlpack__ and "
-                        "__dlpack_device__); pass the array itself, e.g. a torch.Tensor, not a capsule")
-    device, index = obj.__dlpack_device__()
-    if device == _DLPACK_HOST:
-        backend = get_backend("numpy")
-    elif device == _DLPACK_CUDA:
-        backend = get_backend("cupy")  # says what to install where CuPy or the GPU is missing
-    else:
-        kind = _DLPACK_DEVICES.get(int(device), f"device type {int(device)}")
-        raise BackendError(f"from_dlpack: the array lives on {kind} (device {index}); autograd_cnn holds "
-                           "host (NumPy) and CUDA (CuPy) memory only. Move it to the CPU or a CUDA GPU first")
-    return Tensor(backend.xp.from_dlpack(obj), backend)
 
 
 def numeric_dtype(where: str, dtype: Any) -> Any:
@@ -496,11 +425,11 @@ def numeric_dtype(where: str, dtype: Any) -> Any:
         dtype = np.dtype(dtype)
     except TypeError:
         raise ArgumentTypeError(f"{where}: dtype {dtype!r} is not a dtype; use e.g. 'float32' or 'int64'") from None
-    _check_numbers(where, dtype, f"dtype {dtype}")
+    check_numbers(where, dtype, f"dtype {dtype}")
     return dtype
 
 
-def _check_numbers(where: str, dtype: Any, what: str) -> None:
+def check_numbers(where: str, dtype: Any, what: str) -> None:
     if dtype.kind not in "biufc":
         raise ArgumentTypeError(f"{where}: cannot make a tensor from {what}; tensors hold numbers (bool, int, "
                                 "float), never text, Python objects or lists of unequal length: convert the "
@@ -529,71 +458,6 @@ def cast(where: str, xp: Any, array: Any, dtype: Any, copy: bool = False) -> Any
                             "choose a dtype that holds it")
     return out
 
-
-def from_numpy(array: Any, requires_grad: bool = False) -> Tensor:
-    """A tensor on the default backend from a NumPy array (its dtype kept)."""
-    return tensor(array, requires_grad=requires_grad)
-
-
-def _make(fill: str, shape: tuple, dtype: Any, requires_grad: bool, backend: Any) -> Tensor:
-    shape = _shape_arg(shape)
-    b = get_backend(backend)
-    array = getattr(b.xp, fill)(shape, dtype=dtype or "float32")
-    if requires_grad:
-        _check_can_require_grad(f"{fill}()", array.dtype)
-    return Tensor(array, b, requires_grad=requires_grad)
-
-
-def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
-    return _make("zeros", shape, dtype, requires_grad, backend)
-
-
-def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
-    return _make("ones", shape, dtype, requires_grad, backend)
-
-
-def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Zeros of t's shape, backend and memory layout (a channels-last image stays channels-last)."""
-    return Tensor(t._backend.xp.zeros_like(t._data, dtype=dtype or t.dtype), t._backend,
-                  requires_grad=requires_grad)
-
-
-def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """Ones of t's shape, backend and memory layout (a channels-last image stays channels-last)."""
-    return Tensor(t._backend.xp.ones_like(t._data, dtype=dtype or t.dtype), t._backend,
-                  requires_grad=requires_grad)
-
-
-def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
-    """Standard normal samples from the backend's seeded generator."""
-    shape = _shape_arg(shape)
-    b = get_backend(backend)
-    array = backend_rng(b).standard_normal(shape, dtype=dtype or "float32")
-    return Tensor(array, b, requires_grad=requires_grad)
-
-
-def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False, backend: Any = None) -> Tensor:
-    """Uniform samples in [0, 1) from the backend's seeded generator."""
-    shape = _shape_arg(shape)
-    b = get_backend(backend)
-    array = backend_rng(b).random(shape, dtype=dtype or "float32")
-    return Tensor(array, b, requires_grad=requires_grad)
-
-
-def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None, backend: Any = None) -> Tensor:
-    """Evenly spaced values in [start, stop): integers stay int64, float steps give float32."""
-    b = get_backend(backend)
-    if stop is None:
-        start, stop = 0, start
-    array = b.xp.arange(start, stop, step, dtype=dtype)
-    if dtype is None and array.dtype.kind == "f":
-        array = array.astype("float32")  # as Python floats elsewhere (torch.arange does the same)
-    return Tensor(array, b)
-
-
-# --------------------------------------------------------------------------- op inputs
-# How a Python number, a list or an array becomes an op's input (Function.apply calls this for
-# any input that is not a Tensor; a wrapper that reads an input's shape first calls as_tensor).
 
 _FLOAT32 = "float32"  # what Python floats become, as in PyTorch
 
@@ -639,7 +503,7 @@ def _constant(op: str, x: Any, backend: Any, dtype: Any, ints: Any = None) -> Te
     if isinstance(x, (bool, int)):
         return Tensor(backend.scalar(x, dtype), backend)
     if backend.is_array(x):
-        _check_numbers(op, x.dtype, f"an array of {x.dtype}")
+        check_numbers(op, x.dtype, f"an array of {x.dtype}")
         return Tensor(x, backend)
     if hasattr(x, "__array__") and not isinstance(x, (list, tuple)):
         # An array of another library would mean a hidden host <-> GPU copy: refuse it.
@@ -652,7 +516,7 @@ def _constant(op: str, x: Any, backend: Any, dtype: Any, ints: Any = None) -> Te
             host = np.asarray(x)
         except (ValueError, TypeError):
             host = np.asarray(None)  # ragged: refused below
-        _check_numbers(op, host.dtype, f"the list {x!r:.40}")
+        check_numbers(op, host.dtype, f"the list {x!r:.40}")
         if host.dtype.kind == "f":  # as Python floats: the graph's float dtype, else float32
             host = host.astype(dtype if dtype is not None else _FLOAT32)
         return Tensor(backend.from_host(host), backend)

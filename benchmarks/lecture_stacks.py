@@ -9,6 +9,9 @@ Cases (float32, batch 128):
 - ``mlp``: one step of the lecture MLP (Dense 512 relu, Dense 10), the same optimizer.
 - ``tiny``: forward and backward through 10,000 tiny ops (``overhead.chain_ours``): the engine's
   own cost per op (ours only: numba must not be slower than numpy here).
+- ``norm``: ``BatchNorm2d(32)`` then ``Dropout(0.5)``, training, forward and backward (a gradient of
+  ones) on (128, 32, 26, 26), the lecture CNN's first activation: ours on a channels-last array, as
+  a conv hands it on; PyTorch on its own (N, C, H, W) layout (no Keras process).
 - ``fit``: one epoch of ``fit`` on Fashion-MNIST's 60,000 training images (the lecture CNN,
   ``compile("rmsprop", "sparse_categorical_crossentropy", ["accuracy"])``, shuffled; PyTorch: a
   loop over shuffled batches). After a warm-up ``fit`` on 1,024 images. Needs the data set
@@ -50,8 +53,12 @@ from common import (
 
 BATCH, LR, RHO, EPS = 128, 1e-3, 0.9, 1e-7
 CASES = {"cnn": "lecture CNN training step, batch 128", "mlp": "lecture MLP training step, batch 128",
-         "tiny": "10,000 tiny ops, forward and backward", "fit": "Fashion-MNIST fit, 1 epoch (60,000 images)"}
+         "tiny": "10,000 tiny ops, forward and backward",
+         "norm": "BatchNorm2d + Dropout fwd+bwd (128, 32, 26, 26)",
+         "fit": "Fashion-MNIST fit, 1 epoch (60,000 images)"}
 FRAMEWORKS = ("ours", "torch", "keras")
+CASE_FRAMEWORKS = {"tiny": ("ours",), "norm": ("ours", "torch")}  # the others: every framework
+NORM_SHAPE = (32, 26, 26)  # one image's (C, H, W) for the norm case
 
 
 # --------------------------------------------------------------------------- the steps
@@ -85,6 +92,38 @@ def mlp_torch(torch: Any, batch: int) -> Callable[[], Any]:
         loss.backward()
         optimizer.step()
         return loss
+    return step
+
+
+def norm_data(batch: int) -> np.ndarray:
+    return np.random.default_rng(2).standard_normal((batch,) + NORM_SHAPE, dtype=np.float32)
+
+
+def norm_ours(batch: int) -> Callable[[], Any]:
+    import autograd_cnn as ag
+    from autograd_cnn import nn
+
+    ag.manual_seed(0)
+    bn, drop = nn.BatchNorm2d(NORM_SHAPE[0]), nn.Dropout(0.5)
+    x0 = norm_data(batch)
+    x = ag.tensor(np.ascontiguousarray(x0.transpose(0, 2, 3, 1)), requires_grad=True).transpose(0, 3, 1, 2)
+
+    def step() -> Any:
+        y = drop(bn(x))
+        y.backward(ag.ones_like(y))
+        x.grad = bn.weight.grad = bn.bias.grad = None
+    return step
+
+
+def norm_torch(torch: Any, batch: int) -> Callable[[], Any]:
+    torch.manual_seed(0)
+    bn, drop = torch.nn.BatchNorm2d(NORM_SHAPE[0]), torch.nn.Dropout(0.5)
+    x = torch.tensor(norm_data(batch), requires_grad=True)
+
+    def step() -> Any:
+        y = drop(bn(x))
+        y.backward(torch.ones_like(y))
+        x.grad = bn.weight.grad = bn.bias.grad = None
     return step
 
 
@@ -130,6 +169,8 @@ def make_step(framework: str, case: str, batch: int = BATCH) -> Callable[[], Any
 
         rng = np.random.default_rng(0)
         return chain_ours(rng.standard_normal(8).astype(np.float32), rng.standard_normal(8).astype(np.float32))
+    if case == "norm":
+        return norm_torch(_torch(), batch) if framework == "torch" else norm_ours(batch)
     if case == "cnn":
         from train_step import step_ours, step_torch
 
@@ -296,7 +337,7 @@ def main() -> None:
     details: dict = {}
     results = {}
     for case in cases:  # tiny ops are ours alone
-        case_names = {k: v for k, v in names.items() if case != "tiny" or v[0] == "ours"}
+        case_names = {k: v for k, v in names.items() if v[0] in CASE_FRAMEWORKS.get(case, FRAMEWORKS)}
         results.update(solo_in_turn(__file__, [case], runs, case_names, ["--repeat", str(args.repeat)], details))
     threads = f"{args.threads} thread(s) each" if args.threads else "threads as installed"
     print(f"\n### The lectures' models: our backends, PyTorch CPU and Keras 3 on TensorFlow CPU "

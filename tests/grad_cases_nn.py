@@ -16,6 +16,11 @@ def _seeded_dropout(p):
     return fn
 
 
+def _channels_last(fn):
+    """fn on its first input (N, H, W, C) viewed as (N, C, H, W): channels-last memory."""
+    return lambda x, *rest: fn(x.transpose(0, 3, 1, 2), *rest)
+
+
 def _running_stats(channels):
     def make(rng, b):
         mean = rng.uniform(-0.5, 0.5, size=channels)
@@ -89,6 +94,17 @@ CASES = [
     Case("batch_norm_eval_4d", _bn(False), [(2, 2, 3, 2), (2,), (2,)], extra=_running_stats(2)),
     Case("batch_norm_train_3d_no_affine", lambda x, rm, rv: F.batch_norm(x, rm, rv), [(3, 2, 4)],
          extra=_running_stats(2)),
+    Case("batch_norm_train_3d", _bn(True), [(4, 3, 5), (3,), (3,)], extra=_running_stats(3)),
+    Case("batch_norm_eval_3d", _bn(False), [(2, 3, 4), (3,), (3,)], extra=_running_stats(3)),
+    # channels-last memory viewed as (N, C, H, W), as a conv's output is on the numba backend
+    Case("batch_norm_train_channels_last", _channels_last(_bn(True)), [(3, 2, 3, 2), (2,), (2,)],
+         extra=_running_stats(2)),
+    Case("batch_norm_eval_channels_last", _channels_last(_bn(False)), [(2, 3, 2, 3), (3,), (3,)],
+         extra=_running_stats(3)),
+    Case("batch_norm_train_after_conv2d",
+         lambda x, k, w, b, rm, rv: F.batch_norm(F.conv2d(x, k), rm, rv, w, b),
+         [(3, 2, 4, 4), (3, 2, 2, 2), (3,), (3,)], extra=_running_stats(3)),
+    Case("dropout_channels_last", _channels_last(_seeded_dropout(0.3)), [(2, 3, 3, 4)]),
     # layers, with their weights as checked inputs (the ops' own rows cover double backward)
     Case("layer_linear", _layer(lambda: nn.Linear(4, 3)), [(5, 4), (3, 4), (3,)], double=False),
     Case("layer_conv2d", _layer(lambda: nn.Conv2d(2, 3, 3, padding=1)), [(2, 2, 4, 4), (3, 2, 3, 3), (3,)],

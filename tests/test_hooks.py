@@ -273,7 +273,8 @@ def test_layers_inherit_no_training_loop():
 
 NN = Path(nn.__file__).parent
 # each imports only earlier ones
-ORDER = ["init", "callbacks", "summary", "guard", "training", "module", "layers", "dropconnect", "__init__"]
+ORDER = ["init", "callbacks", "summary", "guard", "progress", "feeding", "compiling", "training", "module", "layers",
+         "dropconnect", "__init__"]
 
 
 def test_nn_files_import_only_the_files_below_them():
@@ -286,3 +287,29 @@ def test_nn_files_import_only_the_files_below_them():
             targets = [node.module] if node.module else [a.name for a in node.names]
             for target in targets:
                 assert ORDER.index(target.split(".")[0]) < ORDER.index(name), f"nn/{name}.py imports .{target}"
+
+
+def test_a_step_hook_hears_only_the_backward_of_its_own_thread():
+    """A picture listening in one thread is not told of a training step running in another."""
+    import threading
+
+    from autograd_cnn import autograd
+    from autograd_cnn.engine import walk
+
+    x = ag.tensor(np.ones(3), requires_grad=True)
+    heard, ready, done = [], threading.Event(), threading.Event()
+
+    def listen() -> None:
+        with autograd.register_step_hook(lambda node, gy, grads: heard.append(node.name)):
+            ready.set()
+            done.wait(timeout=30)
+            (x * 3.0).sum().backward()  # its own backward: heard
+
+    thread = threading.Thread(target=listen)
+    thread.start()
+    assert ready.wait(timeout=30)
+    (x.exp() + 1.0).sum().backward()  # this thread's: not heard there
+    done.set()
+    thread.join(timeout=30)
+    assert sorted(set(heard)) == ["Mul", "Sum"], heard
+    assert not walk.step_hooks()  # the handle was removed in its thread

@@ -466,3 +466,21 @@ def test_optimizer_variables_that_do_not_fit_the_model_are_refused(tmp_path):
         other.optimizer.set_keras_variables(saving.trainable_slots(other), arrays, "load_model('m.keras')")
     with pytest.raises(CheckpointError, match="holds 5 optimizer variables"):
         other.optimizer.set_keras_variables(saving.trainable_slots(other), arrays[:5], "load_model('m.keras')")
+
+
+def test_model_checkpoint_every_few_batches(tmp_path):
+    inputs = keras.Input(shape=(3,))
+    model = keras.Model(inputs, layers.Dense(2, activation="softmax")(inputs))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = np.ones((10, 3), "float32"), np.zeros(10, int)
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "w-{epoch}-{batch}.weights.h5"),
+                                                 save_weights_only=True, save_freq=2)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[checkpoint])  # 3 batches an epoch
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w-1-2.weights.h5", "w-2-1.weights.h5", "w-2-3.weights.h5"]
+    with pytest.raises(ArgumentError, match="save_freq must be 'epoch' or a number of batches, got 'batch'"):
+        keras.callbacks.ModelCheckpoint("m.keras", save_freq="batch")
+    with pytest.raises(ArgumentError, match="save_best_only compares the epoch's figures"):
+        keras.callbacks.ModelCheckpoint("m.keras", save_freq=5, save_best_only=True)
+    late = keras.callbacks.ModelCheckpoint(str(tmp_path / "m-{loss:.2f}.keras"), save_freq=2)
+    with pytest.raises(ArgumentError, match=r"can use \{epoch\} and \{batch\} only"):
+        model.fit(x, y, verbose=0, callbacks=[late])

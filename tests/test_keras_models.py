@@ -251,6 +251,18 @@ def test_gradient_stats_names_the_keras_layers():
     assert f"dead_relu/{names[1]}" in history.steps
 
 
+def test_gradient_stats_counts_the_dead_relus_inside_a_layer_with_activation_relu():
+    from autograd_cnn.nn.callbacks import GradientStats
+
+    model = keras.Sequential([keras.Input(shape=(2,)), layers.Dense(4, activation="relu"), layers.Dense(2)])
+    model.layers[0].set_weights([np.ones((2, 4), "float32"), np.array([-100, -100, 100, 100], "float32")])
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(np.ones((8, 2), "float32"), np.zeros((8, 2), "float32"), batch_size=4, verbose=0,
+                        callbacks=[GradientStats(every=1)])
+    assert history.steps[f"dead_relu/{model.layers[0].name}"] == [0.5, 0.5]  # two of four units never fire
+    assert not any(key.startswith("dead_relu/") and model.layers[1].name in key for key in history.steps)
+
+
 def test_onnx_export_runs_in_onnxruntime_as_predict(tmp_path):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")

@@ -144,6 +144,22 @@ def test_a_keras_file_carries_the_optimizer_state_both_ways(tmp_path, writer, na
         np.testing.assert_allclose(a, b, atol=2e-5)
 
 
+def test_model_checkpoint_every_few_batches_writes_the_files_keras_writes(tmp_path):
+    """save_freq=3 over 2 epochs of 4 batches: the same files, at the same batches, as Keras."""
+    rng = np.random.default_rng(8)
+    x, y = rng.random((16, 8, 8, 1)).astype("float32"), rng.integers(0, 3, 16)
+    written = {}
+    for name, lib in (("keras", K), ("ours", keras)):
+        folder = tmp_path / name
+        theirs_or_ours = _pair_of_models()[0 if lib is K else 1]
+        theirs_or_ours.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        checkpoint = lib.callbacks.ModelCheckpoint(str(folder / "ckpt-{epoch}-{batch}.weights.h5"),
+                                                   save_weights_only=True, save_freq=3)
+        theirs_or_ours.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=[checkpoint])
+        written[name] = sorted(p.name for p in folder.iterdir())
+    assert written["ours"] == written["keras"] == ["ckpt-1-3.weights.h5", "ckpt-2-2.weights.h5"]
+
+
 def test_objects_from_keras_namespaces_train_as_keras():
     """An optimizer object made before compile and a loss function, as the mnist_cnn example writes them."""
     rng = np.random.default_rng(2)

@@ -13,7 +13,7 @@ PACKAGE = Path(autograd_cnn.__file__).parent
 # third-party packages (CuPy, matplotlib, tqdm, onnx, mpi4py) are not part of the package.
 LAYERS = [
     ("base", ("errors", "checks", "hooks", "backends", "random")),
-    ("tensor", ("tensor",)),
+    ("tensor", ("tensor", "creation")),
     ("engine", ("autograd", "engine")),
     ("ops", ("ops", "testing", "serialization")),
     ("functional", ("functional",)),

@@ -194,7 +194,7 @@ def test_drawing_changes_nothing(tmp_path):
         visual.save(loss, tmp_path / f"{stage}.svg", kind="both", flow=True)
         visual.backprop_frames(loss, tmp_path / stage)
         assert_same(before, snapshot(loss))
-        assert not walk.step_hooks, "a picture left its step hook behind"
+        assert not walk.step_hooks(), "a picture left its step hook behind"
         if stage == "before":
             loss.backward(retain_graph=True)
             np.testing.assert_allclose(b.grad.numpy(), [1.0, 2.0, 3.5])  # x where relu(xw+b) > 0, once

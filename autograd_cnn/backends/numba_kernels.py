@@ -296,3 +296,174 @@ def adam_update(p, g, exp_avg, exp_avg_sq, b1, keep1, b2, keep2, step_size, bias
         v = b2 * exp_avg_sq[k] + keep2 * g[k] * g[k]
         exp_avg[k], exp_avg_sq[k] = m, v
         p[k] -= step_size * (m / (np.sqrt(v) / bias2_sqrt + eps))
+
+
+# ---------------------------------------------------------------- batch norm and dropout
+# Batch norm's arrays come in one of two forms: rows (M, C), a channels-last activation (a conv's
+# output) or an (N, C) batch, where the innermost loop runs over the channels; or planes (N, C, L),
+# a C-contiguous (N, C, H, W) or (N, C, L), where it runs along a channel's plane. Sums are taken
+# in float64 whatever the input's dtype, one part of the batch per call; the backend adds the
+# parts' results in their order, so a run repeats its sums to the last bit.
+
+
+@kernel
+def moments_rows(x, first, last, mean, m2):
+    """Each column's mean and centred sum of squares over rows first..last of x (M, C): the mean
+    first, then the squares about it (two passes over a part, the second from the cache)."""
+    rows = x[first:last]
+    n, c = rows.shape
+    mean[:] = 0.0
+    for r in range(n):
+        for ch in range(c):
+            mean[ch] += rows[r, ch]
+    for ch in range(c):
+        mean[ch] /= n
+    m2[:] = 0.0
+    for r in range(n):
+        for ch in range(c):
+            d = rows[r, ch] - mean[ch]
+            m2[ch] += d * d
+
+
+@kernel
+def moments_planes(x, first, last, mean, m2):
+    """Each channel's mean and centred sum of squares over images first..last of x (N, C, L).
+    Four running sums along a plane, added at its end, so the additions do not wait on each other."""
+    part = x[first:last]
+    n, c, length = part.shape
+    head = length - length % 4
+    for ch in range(c):
+        s0 = s1 = s2 = s3 = 0.0
+        for b in range(n):
+            plane = part[b, ch]
+            for k in range(0, head, 4):
+                s0 += plane[k]
+                s1 += plane[k + 1]
+                s2 += plane[k + 2]
+                s3 += plane[k + 3]
+            for k in range(head, length):
+                s0 += plane[k]
+        m = ((s0 + s1) + (s2 + s3)) / (n * length)
+        s0 = s1 = s2 = s3 = 0.0
+        for b in range(n):
+            plane = part[b, ch]
+            for k in range(0, head, 4):
+                d0, d1, d2, d3 = plane[k] - m, plane[k + 1] - m, plane[k + 2] - m, plane[k + 3] - m
+                s0 += d0 * d0
+                s1 += d1 * d1
+                s2 += d2 * d2
+                s3 += d3 * d3
+            for k in range(head, length):
+                d0 = plane[k] - m
+                s0 += d0 * d0
+        mean[ch], m2[ch] = m, (s0 + s1) + (s2 + s3)
+
+
+@kernel
+def normalize_rows(x, first, last, shift, scale, weight, bias, y, xhat):
+    """xhat = (x - shift) * scale and y = xhat * weight + bias over rows first..last of x (M, C),
+    computed in float64 (the per-channel vectors are float64) and stored in y's dtype."""
+    xs, ys, hs = x[first:last], y[first:last], xhat[first:last]
+    for r in range(xs.shape[0]):
+        for ch in range(xs.shape[1]):
+            h = (xs[r, ch] - shift[ch]) * scale[ch]
+            hs[r, ch] = h
+            ys[r, ch] = h * weight[ch] + bias[ch]
+
+
+@kernel
+def normalize_planes(x, first, last, shift, scale, weight, bias, y, xhat):
+    """normalize_rows for images first..last of x (N, C, L)."""
+    xs, ys, hs = x[first:last], y[first:last], xhat[first:last]
+    for b in range(xs.shape[0]):
+        for ch in range(xs.shape[1]):
+            src, out, norm = xs[b, ch], ys[b, ch], hs[b, ch]
+            m, s, w, t = shift[ch], scale[ch], weight[ch], bias[ch]
+            for k in range(src.size):
+                h = (src[k] - m) * s
+                norm[k] = h
+                out[k] = h * w + t
+
+
+@kernel
+def grad_sums_rows(gy, xhat, first, last, sum_gy, sum_gy_xhat):
+    """Each column's sum of gy and of gy * xhat over rows first..last (M, C), in float64."""
+    gs, hs = gy[first:last], xhat[first:last]
+    sum_gy[:] = 0.0
+    sum_gy_xhat[:] = 0.0
+    for r in range(gs.shape[0]):
+        for ch in range(gs.shape[1]):
+            g = np.float64(gs[r, ch])
+            sum_gy[ch] += g
+            sum_gy_xhat[ch] += g * hs[r, ch]
+
+
+@kernel
+def grad_sums_planes(gy, xhat, first, last, sum_gy, sum_gy_xhat):
+    """grad_sums_rows for images first..last of (N, C, L), two running sums of each along a plane."""
+    gs, hs = gy[first:last], xhat[first:last]
+    n, c, length = gs.shape
+    head = length - length % 2
+    for ch in range(c):
+        a0 = a1 = p0 = p1 = 0.0
+        for b in range(n):
+            g, h = gs[b, ch], hs[b, ch]
+            for k in range(0, head, 2):
+                g0, g1 = np.float64(g[k]), np.float64(g[k + 1])
+                a0 += g0
+                a1 += g1
+                p0 += g0 * h[k]
+                p1 += g1 * h[k + 1]
+            for k in range(head, length):
+                g0 = np.float64(g[k])
+                a0 += g0
+                p0 += g0 * h[k]
+        sum_gy[ch], sum_gy_xhat[ch] = a0 + a1, p0 + p1
+
+
+@kernel
+def batch_norm_grad_rows(gy, xhat, first, last, training, scale, mean_gy, mean_gy_xhat, gx):
+    """gx = scale * (gy - mean_gy - xhat * mean_gy_xhat) in training, scale * gy in evaluation,
+    over rows first..last (M, C), in float64."""
+    gs, hs, out = gy[first:last], xhat[first:last], gx[first:last]
+    for r in range(gs.shape[0]):
+        for ch in range(gs.shape[1]):
+            if training:
+                out[r, ch] = scale[ch] * (gs[r, ch] - mean_gy[ch] - hs[r, ch] * mean_gy_xhat[ch])
+            else:
+                out[r, ch] = scale[ch] * gs[r, ch]
+
+
+@kernel
+def batch_norm_grad_planes(gy, xhat, first, last, training, scale, mean_gy, mean_gy_xhat, gx):
+    """batch_norm_grad_rows for images first..last of (N, C, L)."""
+    gs, hs, out = gy[first:last], xhat[first:last], gx[first:last]
+    for b in range(gs.shape[0]):
+        for ch in range(gs.shape[1]):
+            g, h, o = gs[b, ch], hs[b, ch], out[b, ch]
+            s, m, mh = scale[ch], mean_gy[ch], mean_gy_xhat[ch]
+            for k in range(g.size):
+                o[k] = s * (g[k] - m - h[k] * mh) if training else s * g[k]
+
+
+@kernel
+def dropout_flat(x, uniform, first, last, threshold, scale, y, mask):
+    """mask = scale where uniform >= threshold, else 0, and y = x * mask, over elements first..last
+    (the NumPy backend's compare, scale and multiply, in one pass)."""
+    xs, us, ys, ms = x[first:last], uniform[first:last], y[first:last], mask[first:last]
+    for k in range(xs.size):
+        ms[k] = scale if us[k] >= threshold else 0.0
+        ys[k] = xs[k] * ms[k]
+
+
+@kernel
+def dropout_strided(x, uniform, first, last, threshold, scale, y, mask):
+    """dropout_flat over 4-axis views in x's memory order (x, y and mask dense in it; the draws,
+    made in the logical order, read through their strides), along axis 0 from first to last."""
+    for a in range(first, last):
+        for b in range(x.shape[1]):
+            for c in range(x.shape[2]):
+                xs, us, ys, ms = x[a, b, c], uniform[a, b, c], y[a, b, c], mask[a, b, c]
+                for k in range(xs.size):
+                    ms[k] = scale if us[k] >= threshold else 0.0
+                    ys[k] = xs[k] * ms[k]

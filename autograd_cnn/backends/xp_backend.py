@@ -4,7 +4,8 @@ How the backends are built. ``base.Backend`` is the interface (``xp``, host tran
 random numbers). Each family of kernels is one class in a file named for it, a ``Backend``
 subclass whose methods are written once against ``self.xp`` (NumPy's API, which CuPy
 mirrors): ``ConvolutionKernels``, ``PoolingKernels``, ``LossKernels``, ``ActivationKernels``,
-``IndexingKernels``, ``ProductKernels``, ``UpdateKernels``. The families share no method names,
+``IndexingKernels``, ``ProductKernels``, ``UpdateKernels``, ``NormalizationKernels`` (batch norm,
+dropout). The families share no method names,
 so the order below decides nothing, and ``XpBackend`` composes them once for both backends:
 
     NumbaBackend -> NumpyBackend -> XpBackend -> the family classes -> Backend
@@ -24,11 +25,12 @@ from .activations import ActivationKernels
 from .convolution import ConvolutionKernels
 from .indexing import IndexingKernels
 from .losses import LossKernels
+from .normalization import NormalizationKernels
 from .pooling import PoolingKernels
 from .products import ProductKernels
 from .updates import UpdateKernels
 
 
 class XpBackend(ConvolutionKernels, PoolingKernels, LossKernels, ActivationKernels, IndexingKernels,
-                ProductKernels, UpdateKernels):
+                ProductKernels, UpdateKernels, NormalizationKernels):
     """A Backend with every kernel in its generic ``xp`` form; subclasses set ``name`` and ``xp``."""

@@ -19,28 +19,33 @@ from .graph import topological_order
 from .modes import MODES, current, set_grad_enabled, set_mode
 from .unbroadcast import sum_to
 
-# Callables told of every backward step, as (node, grad_output, input_grads), by handle:
-# register_step_hook. grad_output is a tuple for a node with several outputs.
-step_hooks: dict[RemovableHandle, Callable[[Context, Any, tuple], None]] = {}
-
-
-def register_step_hook(fn: Callable[[Context, Any, tuple], None]) -> RemovableHandle:
-    """Call ``fn(node, grad_output, input_grads)`` after each node's backward, in every backward
-    until the handle's ``remove()`` (the step-by-step pictures listen here). ``grad_output`` is
-    the tuple of the gradients of each output for a node with several."""
-    return RemovableHandle(step_hooks, fn)
-
 
 class _Walks(threading.local):
     """Per thread (two threads may each run a backward): one list per backward walk in progress
     (a hook may run a backward of its own), the callables queue_callback added, run when that
-    walk ends."""
+    walk ends; and the step hooks, told of every backward step of this thread's walks, as
+    (node, grad_output, input_grads), by handle (grad_output is a tuple for a node with several
+    outputs)."""
 
     def __init__(self) -> None:
         self.callbacks: list[list[Callable[[], None]]] = []
+        self.step_hooks: dict[RemovableHandle, Callable[[Context, Any, tuple], None]] = {}
 
 
 _walks = _Walks()
+
+
+def register_step_hook(fn: Callable[[Context, Any, tuple], None]) -> RemovableHandle:
+    """Call ``fn(node, grad_output, input_grads)`` after each node's backward, in every backward this
+    thread runs until the handle's ``remove()`` (the step-by-step pictures listen here; a backward
+    in another thread does not call it). ``grad_output`` is the tuple of the gradients of each
+    output for a node with several."""
+    return RemovableHandle(_walks.step_hooks, fn)
+
+
+def step_hooks() -> dict:
+    """This thread's step hooks, by handle (``register_step_hook``)."""
+    return _walks.step_hooks
 
 
 def queue_callback(fn: Callable[[], None]) -> bool:
@@ -260,8 +265,9 @@ def _step(node: Context, grad: Any, anomaly: bool) -> tuple:
             break
     if anomaly:
         check_grads(node, input_grads)
-    if step_hooks:
-        for hook in list(step_hooks.values()):
+    hooks = _walks.step_hooks
+    if hooks:
+        for hook in list(hooks.values()):
             hook(node, grad, input_grads)
     return input_grads
 

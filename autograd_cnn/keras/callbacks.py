@@ -45,7 +45,9 @@ class EarlyStopping(_nn.EarlyStopping):
 
 
 class ModelCheckpoint(_nn.ModelCheckpoint):
-    """Save the model after each epoch (or only when ``monitor`` improves, ``save_best_only``).
+    """Save the model after each epoch (or only when ``monitor`` improves, ``save_best_only``), or
+    every ``save_freq`` batches (counted across epochs, as Keras does; then the file name can use
+    ``{epoch}`` and ``{batch}``).
 
     ``filepath`` may hold fields from the epoch and the logs (``"ckpt-{epoch:02d}-{val_loss:.3f}.keras"``);
     a ``.keras`` path gets Keras's model file (``keras.models.load_model`` reads it), any other
@@ -61,12 +63,46 @@ class ModelCheckpoint(_nn.ModelCheckpoint):
             raise ArgumentError(f"ModelCheckpoint: with save_weights_only=True the filepath must end in "
                                 f".weights.h5, got {self.path!r}")
         if save_freq != "epoch":
-            raise ArgumentError(f"ModelCheckpoint: save_freq={save_freq!r} is not available; it saves once per "
-                                "epoch (save_freq='epoch')")
+            if isinstance(save_freq, str):
+                raise ArgumentError(f"ModelCheckpoint: save_freq must be 'epoch' or a number of batches, "
+                                    f"got {save_freq!r}")
+            save_freq = checks.integer("ModelCheckpoint", "save_freq", save_freq, minimum=1)
+            if self.save_best_only:
+                raise ArgumentError("ModelCheckpoint: save_best_only compares the epoch's figures; with "
+                                    f"save_freq={save_freq} (batches) use save_freq='epoch', or save every time")
+        self.save_freq, self.epoch, self.batches_since_save = save_freq, 0, 0
         self.initial_value_threshold = None if initial_value_threshold is None else \
             checks.real("ModelCheckpoint", "initial_value_threshold", initial_value_threshold)
         if self.initial_value_threshold is not None:
             self.best = self.initial_value_threshold
+
+    # --- save_freq: once an epoch (the parent's on_epoch_end), or every save_freq batches --------------
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.save_freq == "epoch":
+            super().on_train_begin(logs)
+            return
+        try:  # a batch's save knows the epoch and the batch, not the epoch's figures
+            self.path.format(epoch=1, batch=1)
+        except (KeyError, ValueError, IndexError, AttributeError, TypeError) as err:
+            raise ArgumentError(f"ModelCheckpoint: with save_freq={self.save_freq} the file name {self.path!r} can "
+                                f"use {{epoch}} and {{batch}} only ({type(err).__name__}: {err})") from None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.save_freq == "epoch":
+            return
+        self.batches_since_save += 1  # counted across epochs, as Keras counts them
+        if self.batches_since_save >= self.save_freq:
+            self.batches_since_save = 0
+            path = self.path.format(epoch=self.epoch + 1, batch=batch + 1)
+            self._save(path)
+            self._said(f"Epoch {self.epoch + 1}, batch {batch + 1}: saved the model to {path}")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.save_freq == "epoch":
+            super().on_epoch_end(epoch, logs)
 
     def _save(self, path: str) -> None:
         if self.save_weights_only:

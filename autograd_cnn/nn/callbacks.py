@@ -178,11 +178,15 @@ class ModelCheckpoint(_Monitor):
                 return
             self.best = value
         self._save(path)
+        self._said(f"Epoch {epoch + 1}: saved the model to {path}")
+
+    def _said(self, line: str) -> None:
+        """Print ``line`` when verbose, from the one process that wrote."""
         if self.verbose:
             from ..distributed import world
 
-            if world.is_main():  # the one process that wrote says so
-                print(f"Epoch {epoch + 1}: saved the model to {path}")
+            if world.is_main():
+                print(line)
 
 
 class BackupAndRestore(Callback):
@@ -329,8 +333,9 @@ class GradientStats(Callback):
     """Gradient health over training, every ``every`` steps and per layer (each module that holds
     parameters): the gradient norm ``grad_norm/<layer>``, the weight norm ``weight_norm/<layer>``,
     the size of the step against the weights ``update_ratio/<layer>`` (‖Δw‖ / ‖w‖, about 1e-3 is
-    healthy), and per ReLU layer the fraction of dead units ``dead_relu/<layer>`` (zero for every
-    example of the batch). Recorded into the History's ``steps``; ``visual.plot_training`` draws them.
+    healthy), and per ReLU layer (or layer with ``activation="relu"``) the fraction of dead units
+    ``dead_relu/<layer>`` (zero for every example of the batch). Recorded into the History's
+    ``steps``; ``visual.plot_training`` draws them.
     """
 
     def __init__(self, every: int = 10) -> None:
@@ -347,9 +352,11 @@ class GradientStats(Callback):
         self.layers = [(name or type(m).__name__, list(m.parameters(recurse=False)))
                        for name, m in self.model.named_modules() if any(True for _ in m.parameters(recurse=False))]
         self.dead: dict[str, float] = {}
-        # nn.ReLU layers, known by name: the layers' file sits above this one and is not imported here.
+        # ReLU layers (nn.ReLU, keras.layers.ReLU), known by name: the layers' files sit above this one
+        # and are not imported here; and layers whose output is a ReLU's (Conv2D(activation="relu")).
         self._handles = [m.register_forward_hook(self._relu_hook(name or "relu"))
-                         for name, m in self.model.named_modules() if type(m).__name__ == "ReLU"]
+                         for name, m in self.model.named_modules()
+                         if type(m).__name__ == "ReLU" or getattr(m, "ends_in_relu", False)]
         self.before = self._weights()  # step 0 is recorded: keep the weights it starts from
 
     def _relu_hook(self, name: str) -> Any:

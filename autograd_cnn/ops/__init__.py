@@ -8,8 +8,8 @@ This package is also the namespace that ``Tensor``'s operators and methods call 
 """
 import sys
 
-from .. import tensor as _tensor
 from ..autograd import backward
+from ..tensor import bind_ops
 from . import conv, loss, norm, pool  # noqa: F401  (every op family loads with the package)
 from .activation import log_softmax, relu, sigmoid, softmax, tanh
 from .elementwise import abs, add, astype, compare, div, exp, log, mul, neg, pow, sqrt, sub
@@ -23,4 +23,4 @@ __all__ = [
     "sigmoid", "softmax", "sqrt", "sub", "sum", "tanh", "to_backend", "transpose", "var",
 ]
 
-_tensor.bind_ops(sys.modules[__name__])
+bind_ops(sys.modules[__name__])

@@ -8,6 +8,7 @@ from numpy.typing import ArrayLike
 
 from .. import checks
 from ..autograd import GRAD_OUT, Function, is_grad_enabled
+from ..backends.normalization import channel_axes, channel_shape
 from ..errors import ArgumentError, ShapeError, shape_str
 from ..random import backend_rng
 from ..tensor import Tensor, as_tensor
@@ -24,27 +25,19 @@ class Dropout(Function):
         # An integer input's result has the float dtype NumPy gives x * mask (int64 -> float64): the
         # mask and its scale are made in it, not rounded through float32.
         dtype = x.dtype if x.dtype.kind == "f" else np.result_type(x.dtype, np.float32)
-        keep = backend_rng(ctx.backend).random(x.shape, dtype=dtype) >= p
-        # The mask already holds the 1 / (1 - p) rescaling, so backward is one multiply.
-        scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
-        mask = keep.astype(dtype) * dtype.type(scale)
+        # The draws are made here, the same on every backend that shares NumPy's generator, so a
+        # seed gives one mask on numpy and numba; the kernel compares, scales and multiplies. The
+        # generators draw float32 and float64 only: a float16 mask is made from float32 draws.
+        draws = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
+        uniform = backend_rng(ctx.backend).random(x.shape, dtype=draws)
+        y, mask = ctx.backend.dropout_with_mask(x, uniform, p, dtype)
         ctx.save_for_backward(mask)
-        return x * mask
+        return y
 
     @staticmethod
     def backward(ctx, gy):
         (mask,) = ctx.saved_tensors
         return gy * mask
-
-
-def _channel_axes(x_ndim: int) -> tuple:
-    """Every axis but the channel axis 1: (0,) for (N, C), (0, 2, 3) for (N, C, H, W)."""
-    return (0,) + tuple(range(2, x_ndim))
-
-
-def _channel_shape(x_ndim: int, channels: int) -> tuple:
-    """(1, C, 1, ...): a per-channel vector shaped to broadcast against x."""
-    return (1, channels) + (1,) * (x_ndim - 2)
 
 
 class BatchNorm(Function):
@@ -55,33 +48,33 @@ class BatchNorm(Function):
              f"∂L/∂β = Σ {GRAD_OUT}")
     @staticmethod
     def forward(ctx, x, weight, bias, *, running_mean, running_var, training, momentum, eps):
-        xp = ctx.xp
-        axes, shape = _channel_axes(x.ndim), _channel_shape(x.ndim, x.shape[1])
-        ctx.axes, ctx.shape = axes, shape
+        ctx.axes, ctx.shape = channel_axes(x.ndim), channel_shape(x.ndim, x.shape[1])
         if training:
-            mean = x.mean(axis=axes, keepdims=True)
-            var = x.var(axis=axes, keepdims=True)
+            mean, var = ctx.backend.batch_norm_statistics(x)
             if running_mean is not None:
-                _update_running(xp, running_mean, running_var, mean, var, x.size // x.shape[1], momentum)
+                _update_running(running_mean, running_var, mean, var, x.size // x.shape[1], momentum)
         else:  # the output keeps x's dtype whatever the running statistics' dtype
-            mean = running_mean.reshape(shape).astype(x.dtype, copy=False)
-            var = running_var.reshape(shape).astype(x.dtype, copy=False)
-        invstd = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-        xhat = (x - mean) * invstd
-        ctx.mean = mean.astype(x.dtype, copy=False)  # for a create_graph backward in eval mode
-        ctx.save_for_backward(x, weight, xhat, invstd)
-        return xhat * weight.reshape(shape) + bias.reshape(shape)
+            mean = running_mean.astype(x.dtype, copy=False)
+            var = running_var.astype(x.dtype, copy=False)
+        y, xhat, invstd = ctx.backend.batch_norm(x, mean, var, weight, bias, eps)
+        ctx.mean = mean.reshape(ctx.shape)  # for a create_graph backward in eval mode
+        ctx.save_for_backward(x, weight, xhat, invstd.reshape(ctx.shape))
+        return y
 
     @staticmethod
     def backward(ctx, gy):
         x, weight, xhat, invstd = ctx.saved_tensors
         axes, training = ctx.axes, ctx.params["training"]
-        if is_grad_enabled() and training:
-            # create_graph: rebuild the statistics from x so second derivatives see them move.
+        if not is_grad_enabled():  # a plain backward: one kernel on the arrays
+            grads = ctx.backend.batch_norm_grad(gy.data, xhat.data, weight.data, invstd.data.reshape(-1),
+                                                training, ctx.needs_input_grad)
+            return tuple(None if g is None else Tensor(g, ctx.backend) for g in grads)
+        # create_graph: the same rules as tensor ops, so second derivatives see every path.
+        if training:  # rebuild the statistics from x so second derivatives see them move
             mean = x.mean(axis=axes, keepdims=True)
             invstd = (x.var(axis=axes, keepdims=True) + ctx.params["eps"]) ** -0.5
             xhat = (x - mean) * invstd
-        elif is_grad_enabled():
+        else:
             xhat = (x - ctx.mean) * invstd  # eval: fixed statistics, xhat still depends on x
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
@@ -97,7 +90,7 @@ class BatchNorm(Function):
         return gx, gw, gb
 
 
-def _update_running(xp: Any, running_mean: Any, running_var: Any, mean: Any, var: Any, count: int,
+def _update_running(running_mean: Any, running_var: Any, mean: Any, var: Any, count: int,
                     momentum: float) -> None:
     """running = (1 - momentum) * running + momentum * batch, in place; the variance unbiased."""
     unbiased = var * (count / (count - 1))

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from .. import autograd
+from ..creation import tensor
 from ..errors import GraphError
-from ..tensor import Tensor, tensor
+from ..tensor import Tensor
 from .dot import Drawing, Picture, new_picture
 from .trace import trace
 

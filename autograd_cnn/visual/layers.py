@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..autograd import no_grad
+from ..creation import zeros
 from ..errors import ArgumentError, ShapeError, shape_str
-from ..tensor import Tensor, zeros
+from ..tensor import Tensor
 from .dot import MODULE_FILL, Picture, new_picture
 
 INPUT_FILL = "#dbeafe"

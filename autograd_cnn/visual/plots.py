@@ -246,7 +246,7 @@ def show_augmentations(layer_or_transform: Any, images: Any, n: int = 8, path: s
 
 def _augmented(augment: Any, x: np.ndarray, seed: int | None) -> np.ndarray:
     """One draw of ``augment`` on display images x, back in display form."""
-    from ..tensor import tensor
+    from ..creation import tensor
 
     grey = x.ndim == 3
     last = x[..., None] if grey else x  # (N, H, W, C)

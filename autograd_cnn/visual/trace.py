@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from .. import autograd
+from ..creation import ones_like
 from ..errors import ArgumentTypeError, GraphError, shape_str
-from ..tensor import Tensor, ones_like
+from ..tensor import Tensor
 
 
 @dataclass(eq=False)

@@ -64,6 +64,11 @@ class Activated(Layer):
     def _activate(self, y: Any) -> Any:
         return y if self.activation is activations.linear else self.activation(y)
 
+    @property
+    def ends_in_relu(self) -> bool:
+        """Whether the output is a ReLU's (``activation="relu"``): ``GradientStats`` counts its dead units."""
+        return self.activation is activations.relu
+
 
 class Dense(Activated):
     """y = activation(x @ kernel + bias) on the last axis; Keras's kernel (in, units), kept as (units, in)."""
