@@ -150,8 +150,20 @@ def test_cross_entropy_matches_numpy(dtype, label_smoothing):
     lambda ps: optim.RMSprop(ps, lr=0.01, alpha=0.9, eps=1e-7),
     lambda ps: optim.Adam(ps, lr=0.01),
     lambda ps: optim.AdamW(ps, lr=0.01, weight_decay=0.1),
-])
+    lambda ps: optim.Adadelta(ps, lr=1.0),
+    lambda ps: _keras(ps, "SGD", learning_rate=0.1, momentum=0.9),
+    lambda ps: _keras(ps, "SGD", learning_rate=0.1, momentum=0.9, nesterov=True),
+    lambda ps: _keras(ps, "RMSprop"),
+    lambda ps: _keras(ps, "RMSprop", momentum=0.5, centered=True),
+    lambda ps: _keras(ps, "RMSprop", centered=True),
+    lambda ps: _keras(ps, "Adadelta", learning_rate=1.0),
+    lambda ps: _keras(ps, "Adagrad", learning_rate=0.1),
+], ids=["sgd-nesterov", "sgd-dampening", "rmsprop", "adam", "adamw", "adadelta", "keras-sgd", "keras-nesterov",
+        "keras-rmsprop", "keras-rmsprop-centered-momentum", "keras-rmsprop-centered", "keras-adadelta",
+        "keras-adagrad"])
 def test_optimizer_updates_match_numpy(dtype, make):
+    """Every optimizer's update, compiled on numba (PyTorch's formulas and Keras's), gives the NumPy
+    backend's weights to rounding, over four steps of a parameter large enough to run in parts."""
     start, grads = RNG.standard_normal((3, 33, 17)), RNG.standard_normal((4, 3, 33, 17))
     finals = []
     for backend in ("numpy", "numba"):
@@ -162,6 +174,29 @@ def test_optimizer_updates_match_numpy(dtype, make):
             optimizer.step()
         finals.append(p.numpy())
     np.testing.assert_allclose(finals[1], finals[0], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+def _keras(params: list, name: str, **settings):
+    from autograd_cnn.keras import optimizers
+
+    optimizer = getattr(optimizers, name)(**settings)
+    optimizer.build(params)
+    return optimizer
+
+
+def test_the_keras_updates_run_compiled(monkeypatch):
+    """The Keras formulas' updates run numba's kernels, not the NumPy ones they fall back to."""
+    from autograd_cnn.backends import numba_kernels
+
+    called = []
+    for name in ("keras_sgd_momentum_update", "keras_rmsprop_update", "adadelta_update", "adagrad_update"):
+        real = getattr(numba_kernels, name)
+        monkeypatch.setattr(numba_kernels, name, lambda *a, _real=real, _name=name: (called.append(_name), _real(*a)))
+    for name, settings in (("SGD", {"momentum": 0.9}), ("RMSprop", {}), ("Adadelta", {}), ("Adagrad", {})):
+        p = ag.tensor(np.ones((4, 5), np.float32), requires_grad=True, backend="numba")
+        p.grad = ag.tensor(np.full((4, 5), 0.5, np.float32), backend="numba")
+        _keras([p], name, **settings).step()
+    assert called == ["keras_sgd_momentum_update", "keras_rmsprop_update", "adadelta_update", "adagrad_update"]
 
 
 def test_numpy_and_numba_tensors_mix_and_the_op_runs_on_numba():

@@ -245,6 +245,41 @@ class NumbaBackend(NumbaConvolution, NumbaPooling, NumbaNormalization, NumpyBack
         t, (b1, b2) = p.dtype.type, betas
         kernels.adam_update(*flat, t(b1), t(1 - b1), t(b2), t(1 - b2), t(step_size), t(bias2_sqrt), t(eps))
 
+    # Keras 3's formulas (keras.optimizers)
+    def keras_sgd_momentum_update(self, p: Any, g: Any, m: Any, lr: float, momentum: float, nesterov: bool) -> None:
+        flat = self._flat_params(p, g, m)
+        if flat is None:
+            return super().keras_sgd_momentum_update(p, g, m, lr, momentum, nesterov)
+        t = p.dtype.type
+        kernels.keras_sgd_momentum_update(*flat, t(lr), t(momentum), bool(nesterov))
+
+    def keras_rmsprop_update(self, p: Any, g: Any, velocity: Any, average_grad: Any, buf: Any, lr: float,
+                             rho: float, epsilon: float, momentum: float) -> None:
+        extra = [a for a in (average_grad, buf) if a is not None]
+        flat = self._flat_params(p, g, velocity, *extra)
+        if flat is None:
+            return super().keras_rmsprop_update(p, g, velocity, average_grad, buf, lr, rho, epsilon, momentum)
+        t, unused = p.dtype.type, flat[2][:0]  # an empty array where a slot is not kept
+        average = flat[3] if average_grad is not None else unused
+        velocity_buf = flat[-1] if buf is not None else unused
+        kernels.keras_rmsprop_update(flat[0], flat[1], flat[2], average, average_grad is not None, velocity_buf,
+                                     buf is not None, t(lr), t(rho), t(1 - rho), t(epsilon), t(momentum))
+
+    def adadelta_update(self, p: Any, g: Any, square_avg: Any, acc_delta: Any, lr: float, rho: float,
+                        eps: float) -> None:
+        flat = self._flat_params(p, g, square_avg, acc_delta)
+        if flat is None:
+            return super().adadelta_update(p, g, square_avg, acc_delta, lr, rho, eps)
+        t = p.dtype.type
+        kernels.adadelta_update(*flat, t(lr), t(rho), t(1 - rho), t(eps))
+
+    def adagrad_update(self, p: Any, g: Any, accumulator: Any, lr: float, epsilon: float) -> None:
+        flat = self._flat_params(p, g, accumulator)
+        if flat is None:
+            return super().adagrad_update(p, g, accumulator, lr, epsilon)
+        t = p.dtype.type
+        kernels.adagrad_update(*flat, t(lr), t(epsilon))
+
     def describe(self) -> dict:
         return {**super().describe(), "backend": self.name, "numba": numba.__version__,
                 "memory_cache": "on" if self.caches_memory else "off", "kernel_threads": self.threads}

@@ -298,6 +298,57 @@ def adam_update(p, g, exp_avg, exp_avg_sq, b1, keep1, b2, keep2, step_size, bias
         p[k] -= step_size * (m / (np.sqrt(v) / bias2_sqrt + eps))
 
 
+# Keras 3's formulas (keras.optimizers), in the NumPy backend's order of operations.
+
+
+@kernel
+def keras_sgd_momentum_update(p, g, m, lr, momentum, nesterov):
+    """m = momentum m - lr g; p += momentum m - lr g if nesterov else m."""
+    for k in range(p.size):
+        v = m[k] * momentum - lr * g[k]
+        m[k] = v
+        p[k] += momentum * v - lr * g[k] if nesterov else v
+
+
+@kernel
+def keras_rmsprop_update(p, g, velocity, average_grad, centered, buf, with_momentum, lr, rho, keep, epsilon,
+                         momentum):
+    """velocity = rho velocity + (1 - rho) g^2 (keep = 1 - rho); the increment lr g / sqrt(velocity
+    [- average_grad^2] + epsilon), through buf = momentum buf + increment when with_momentum."""
+    for k in range(p.size):
+        v = velocity[k] * rho + keep * g[k] * g[k]
+        velocity[k] = v
+        if centered:
+            a = average_grad[k] * rho + keep * g[k]
+            average_grad[k] = a
+            v = v - a * a
+        step = g[k] / np.sqrt(v + epsilon) * lr
+        if with_momentum:
+            step = buf[k] * momentum + step
+            buf[k] = step
+        p[k] -= step
+
+
+@kernel
+def adadelta_update(p, g, square_avg, acc_delta, lr, rho, keep, eps):
+    """v = rho v + (1 - rho) g^2; d = sqrt(u + eps) / sqrt(v + eps) g; u = rho u + (1 - rho) d^2; p -= lr d."""
+    for k in range(p.size):
+        v = square_avg[k] * rho + keep * g[k] * g[k]
+        square_avg[k] = v
+        d = np.sqrt(acc_delta[k] + eps) / np.sqrt(v + eps) * g[k]
+        acc_delta[k] = acc_delta[k] * rho + keep * d * d
+        p[k] -= lr * d
+
+
+@kernel
+def adagrad_update(p, g, accumulator, lr, epsilon):
+    """accumulator += g^2; p -= lr g / sqrt(accumulator + epsilon)."""
+    for k in range(p.size):
+        a = accumulator[k] + g[k] * g[k]
+        accumulator[k] = a
+        p[k] -= g[k] / np.sqrt(a + epsilon) * lr
+
+
 # ---------------------------------------------------------------- batch norm and dropout
 # Batch norm's arrays come in one of two forms: rows (M, C), a channels-last activation (a conv's
 # output) or an (N, C) batch, where the innermost loop runs over the channels; or planes (N, C, L),
