@@ -272,7 +272,7 @@ def solo_report(results: dict[tuple[str, str], list[float]], names: dict[str, st
               "figure is the median of its timed calls."]
     if MALLOC_KEPT in variants:
         lines[-1] += (" \"PyTorch with malloc keeping freed memory\": its process run with MALLOC_MMAP_THRESHOLD_ "
-                      "and MALLOC_TRIM_THRESHOLD_ at 1 GiB, the setting our NumPy backend makes in its own "
+                      "and MALLOC_TRIM_THRESHOLD_ at 1 GiB, the setting our numba backend makes in its own "
                       "process (AUTOGRAD_CNN_CACHE_MEMORY).")
     text = "\n".join(lines)
     print(text)
