@@ -79,6 +79,7 @@ CONV_OPTIONS = [
     dict(stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
     dict(groups=2, padding=1),
     dict(groups=4),  # depthwise
+    dict(groups=4, out_channels=8, stride=(2, 1), padding=1, dilation=(1, 2)),  # depthwise, multiplier 2
     dict(in_channels=1),  # one channel: the shifted-planes path
     dict(in_channels=1, stride=2, padding=(1, 2), dilation=(1, 2)),
 ]
@@ -88,10 +89,10 @@ CONV_OPTIONS = [
 def test_conv2d_matches_loops(backend, options, parts):
     rng = np.random.default_rng(0)
     options = dict(options)
-    groups, c = options.get("groups", 1), options.pop("in_channels", 4)
+    groups, c, o = options.get("groups", 1), options.pop("in_channels", 4), options.pop("out_channels", 4)
     x = rng.standard_normal((2, c, 6, 5))
-    w = rng.standard_normal((4, c // groups, 3, 2))
-    b = rng.standard_normal(4)
+    w = rng.standard_normal((o, c // groups, 3, 2))
+    b = rng.standard_normal(o)
     y = F.conv2d(_t(x), _t(w), _t(b), **options).numpy()
     pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731
     ph, pw = pair(options.get("padding", 0))

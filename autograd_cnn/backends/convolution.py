@@ -141,6 +141,8 @@ class ConvolutionKernels(Backend):
                groups: int, out_hw: tuple) -> Any:
         """Cross-correlation of x (N, C, H, W) with weight (O, C/G, KH, KW): one GEMM per part of the batch."""
         if groups != 1:
+            if weight.shape[1] == 1:
+                return self._depthwise_conv2d(x, weight, bias, stride, padding, dilation, out_hw)
             return self._grouped_conv2d(x, weight, bias, stride, padding, dilation, groups, out_hw)
         n, o, (oh, ow) = x.shape[0], weight.shape[0], out_hw
         window = (weight.shape[2:], stride, padding, dilation, out_hw)
@@ -196,6 +198,8 @@ class ConvolutionKernels(Backend):
         product stays in cache, and the full (M, KH*KW*C) column matrix is never held. On a
         ``launch_bound`` backend (a GPU): one product, then col2im.
         """
+        if groups != 1 and weight.shape[1] == 1:
+            return self._depthwise_grad_input(gy, weight, in_shape, stride, padding, dilation)
         n, o, oh, ow = gy.shape
         _, cg, kh, kw = weight.shape
         (top, bottom), (left, right) = padding
@@ -246,6 +250,9 @@ class ConvolutionKernels(Backend):
         gradient comes in as x), also the bias's gradient, that argument's channel sums: the
         pair (weight gradient, bias gradient)."""
         o, c = gy.shape[1], x.shape[1]
+        if groups != 1 and groups == c:
+            gw = self._depthwise_grad_weight(x, gy, kernel_size, stride, padding, dilation)
+            return gw if bias_from is None else (gw, self.channel_sum(gy if bias_from == "gy" else x))
         kh, kw = kernel_size
         oh, ow = gy.shape[2:]
         window = (kernel_size, stride, padding, dilation, (oh, ow))
@@ -283,6 +290,66 @@ class ConvolutionKernels(Backend):
             return gw
         source = gy if of_gy else x
         return gw, self._summed([share[1] for share in shares]).astype(source.dtype, copy=False)
+
+    # --- depthwise: one input channel per group (groups == C; O = C * m, m the channel multiplier) ---
+    # A product per channel would be (M, KH*KW) @ (KH*KW, m): far too thin for BLAS. Instead each
+    # kernel offset's shifted image (channels innermost) times that offset's weights, added up:
+    # KH*KW whole-array multiply-adds, a part of the batch at a time.
+    def _depthwise_conv2d(self, x: Any, weight: Any, bias: Any, stride: tuple, padding: tuple, dilation: tuple,
+                          out_hw: tuple) -> Any:
+        n, c = x.shape[:2]
+        o, _, kh, kw = weight.shape
+        dtype = self.xp.result_type(x, weight)
+        xh, w = nhwc_padded(self.xp, x, padding), weight.reshape(c, o // c, kh, kw).astype(dtype, copy=False)
+        y = self.xp.empty((n,) + tuple(out_hw) + (c, o // c), dtype=dtype)
+
+        def conv_part(part: slice) -> None:
+            out, term = y[part], self.xp.empty_like(y[part])
+            for k in range(kh * kw):
+                i, j = divmod(k, kw)
+                window = xh[part][window_slice(i, j, stride, dilation, out_hw)]  # (n, OH, OW, C)
+                self.xp.multiply(window[..., None], w[:, :, i, j], out=out if k == 0 else term)
+                if k:
+                    out += term
+            if bias is not None:
+                out += bias.reshape(c, o // c)
+
+        self.run_parts(conv_part, self.batch_parts(n, (xh[0].size + 2 * y[0].size) * y.itemsize))
+        return y.reshape((n,) + tuple(out_hw) + (o,)).transpose(0, 3, 1, 2)
+
+    def _depthwise_grad_input(self, gy: Any, weight: Any, in_shape: tuple, stride: tuple, padding: tuple,
+                              dilation: tuple) -> Any:
+        n, o, oh, ow = gy.shape
+        c, (_, _, kh, kw), ((top, bottom), (left, right)) = in_shape[1], weight.shape, padding
+        dtype = self.xp.result_type(gy, weight)
+        g, w = gy.transpose(0, 2, 3, 1).reshape(n, oh, ow, c, o // c), weight.reshape(c, o // c, kh, kw)
+        out = self.xp.zeros((n, in_shape[2] + top + bottom, in_shape[3] + left + right, c), dtype=dtype)
+
+        def grad_part(part: slice) -> None:
+            image, rows = out[part], g[part]
+            for k in range(kh * kw):
+                i, j = divmod(k, kw)
+                share = (rows * w[:, :, i, j]).sum(axis=-1) if o != c else rows[..., 0] * w[:, 0, i, j]
+                image[window_slice(i, j, stride, dilation, (oh, ow))] += share
+
+        self.run_parts(grad_part, self.batch_parts(n, (out[0].size + 2 * g[0].size) * out.itemsize))
+        return out[:, top:top + in_shape[2], left:left + in_shape[3], :].transpose(0, 3, 1, 2)
+
+    def _depthwise_grad_weight(self, x: Any, gy: Any, kernel_size: tuple, stride: tuple, padding: tuple,
+                               dilation: tuple) -> Any:
+        (n, c), (o, oh, ow), (kh, kw) = x.shape[:2], gy.shape[1:], kernel_size
+        xh, g = nhwc_padded(self.xp, x, padding), gy.transpose(0, 2, 3, 1).reshape(n, oh, ow, c, o // c)
+
+        def share(part: slice) -> Any:  # (C, m, KH, KW)
+            gw = self.xp.empty((c, o // c, kh, kw), dtype=self.xp.result_type(x, gy))
+            for k in range(kh * kw):
+                i, j = divmod(k, kw)
+                window = xh[part][window_slice(i, j, stride, dilation, (oh, ow))]
+                gw[:, :, i, j] = self.xp.einsum("nhwc,nhwcm->cm", window, g[part])
+            return gw
+
+        shares = self.run_parts(share, self.batch_parts(n, (xh[0].size + g[0].size) * gy.itemsize))
+        return self._summed(shares).reshape(o, 1, kh, kw)
 
     def channel_sum(self, x: Any) -> Any:
         """x (N, C, ...) summed over every axis but 1, to (C,), by the fastest path for its layout."""
