@@ -17,7 +17,7 @@ LAYERS = [
     ("engine", ("autograd", "engine")),
     ("ops", ("ops", "testing", "serialization")),
     ("functional", ("functional",)),
-    ("nn", ("nn", "optim", "data", "distributed", "metrics", "transforms")),
+    ("nn", ("nn", "optim", "data", "loader", "given", "distributed", "metrics", "transforms")),
     ("above nn", ("models", "visual", "onnx", "interop")),
     ("keras", ("keras",)),
     ("command line", ("cli", "cli_files", "__main__", "")),  # "" is the package's own __init__
