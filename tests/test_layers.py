@@ -18,7 +18,7 @@ LAYERS = [
     ("ops", ("ops", "testing", "serialization")),
     ("functional", ("functional",)),
     ("nn", ("nn", "optim", "data", "loader", "given", "distributed", "metrics", "transforms")),
-    ("above nn", ("models", "visual", "onnx", "interop")),
+    ("above nn", ("models", "visual", "onnx", "onnx_emitters", "interop")),
     ("keras", ("keras",)),
     ("command line", ("cli", "cli_files", "__main__", "")),  # "" is the package's own __init__
 ]

@@ -338,7 +338,8 @@ def all_functions() -> set[type]:
 def test_every_op_is_exportable_or_knowingly_left_out():
     undecided = sorted(f.__name__ for f in all_functions() if f not in exporter.EMITTERS and f.__name__ not in
                        NOT_EXPORTED)
-    assert not undecided, f"add a translation to EMITTERS in autograd_cnn/onnx.py, or list here why not: {undecided}"
+    assert not undecided, ("add a translation to EMITTERS in autograd_cnn/onnx_emitters.py, or list here why not: "
+                           f"{undecided}")
     assert not NOT_EXPORTED & {f.__name__ for f in exporter.EMITTERS}
 
 
