@@ -11,7 +11,7 @@ import autograd_cnn as ag
 import autograd_cnn.functional as F
 from autograd_cnn import autograd, visual
 from autograd_cnn.engine import walk
-from autograd_cnn.visual import dot as vdot
+from autograd_cnn.visual import labels as vlabels
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot program is not installed")
 
@@ -54,8 +54,8 @@ def test_forward_graph_structure_is_exact(backend):
                           ("op3", "<B>Mul</B>"), ("op4", "<B>Sum</B>"), ("t2", "<B>Mul output</B>")]:
         assert text in nodes[node_id], (node_id, nodes[node_id])
     # parameters, inputs and the output are styled apart
-    assert vdot.FILL["parameter"] in nodes["t0"] and "penwidth=2" in nodes["t0"]
-    assert vdot.FILL["output"] in nodes["t7"] and "peripheries=2" in nodes["t7"]
+    assert vlabels.FILL["parameter"] in nodes["t0"] and "penwidth=2" in nodes["t0"]
+    assert vlabels.FILL["output"] in nodes["t7"] and "peripheries=2" in nodes["t7"]
     assert "(2, 3) float64" in nodes["t0"] and "[−2, −1, 0.5, 1, 2, 3]" in nodes["t0"]
 
 
@@ -131,8 +131,8 @@ def test_gradient_states_not_yet_zero_and_values():
     assert "not computed yet" in before["t2"]
     loss.backward()
     after, _, _ = parse(visual.forward_graph(loss))
-    assert "∂L/∂· = 0 everywhere (2)" in after["t0"] and vdot.ZERO_COLOR in after["t0"]
-    assert "∂L/∂· [1, 1]" in after["t1"] and vdot.GRAD_COLOR in after["t1"]  # w: through the relu 0, plus 1
+    assert "∂L/∂· = 0 everywhere (2)" in after["t0"] and vlabels.ZERO_COLOR in after["t0"]
+    assert "∂L/∂· [1, 1]" in after["t1"] and vlabels.GRAD_COLOR in after["t1"]  # w: through the relu 0, plus 1
     assert "= 0 everywhere" in after["t2"]  # h kept its (zero) gradient through retain_grad()
     assert "not kept" in after[next(k for k, v in after.items() if "ReLU output" in v)]
     assert "not computed yet" not in "".join(after.values())
@@ -161,7 +161,7 @@ def test_names_come_from_the_module_path_and_op_parameters_show():
     assert "<B>features.0.weight</B>" in text and "<B>features.0.bias</B>" in text and "<B>images</B>" in text
     assert "axis=1" in text
     assert "rankdir=LR" in visual.forward_graph(loss, rankdir="LR").source
-    assert vdot.FILL["input"] in next(v for v in nodes.values() if "images" in v)
+    assert vlabels.FILL["input"] in next(v for v in nodes.values() if "images" in v)
 
 
 def snapshot(loss):

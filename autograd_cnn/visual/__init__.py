@@ -14,9 +14,9 @@ Nothing here changes the graph, the tensors or their ``.grad``.
 """
 from __future__ import annotations
 
-from .dot import backward_graph, both_graph, draw, forward_graph, save
 from .frames import backprop_frames
 from .gradcheck import gradcheck_graph
+from .pictures import backward_graph, both_graph, draw, forward_graph, save
 from .plots import plot_confusion_matrix, plot_mistakes, plot_training, show_augmentations
 from .render import RenderError
 from .trace import Trace, record_gradients, trace

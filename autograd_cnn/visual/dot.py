@@ -5,13 +5,14 @@ Every picture is built from one ``Trace`` and returned as a ``graphviz.Digraph``
 an op, ``m0`` a module (collapsed), ``b…`` a backward step, ``g…`` a leaf's gradient,
 ``s…`` a sum back to a broadcast input's shape, ``acc…`` a "+" that adds the gradients
 of a tensor used several times, ``seed`` the gradient backward starts from.
+
+Here: ``Picture`` and ``Drawing``, which lays the nodes and edges out. Their words and colours
+are in ``labels.py``; the public functions (``forward_graph``, ``draw``, ``save``) in ``pictures.py``.
 """
 from __future__ import annotations
 
-import html
 import math
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import graphviz
@@ -19,24 +20,27 @@ import numpy as np
 
 from ..errors import ArgumentError, AutogradError, shape_str
 from .fold import FOLD_LIMIT, Unit, build_units, fold_units
-from .render import INSTALL_HINT, RenderError, check_format, have_dot, run_dot
-from .trace import Step, TensorNode, Trace, record_gradients, replay_backward, trace
-
-KINDS = ("forward", "backward", "both")
-
-# Fill colours by role, and the colours of the gradient states.
-FILL = {"input": "#dbeafe", "parameter": "#dcfce7", "intermediate": "#ffffff", "output": "#fef3c7"}
-OP_FILL, STEP_FILL, SUM_FILL, ACC_FILL, MODULE_FILL = "#f3f4f6", "#fee2e2", "#ede9fe", "#fde68a", "#e0f2fe"
-FOLDED_FILL = "#e5e7eb"  # a folded run or an elided middle
-GRAD_COLOR, ZERO_COLOR, PENDING_COLOR, SAVED_COLOR = "#b91c1c", "#c2410c", "#6b7280", "#9ca3af"
-
-# Shorthand that a rule borrows from the lectures, explained in a small line under the rule.
-GLOSSARY = {"z − z*": "z − z*: the probabilities softmax(z) minus z*, the one-hot labels"}
-
-
-def glossary_lines(rules: list[str]) -> list[tuple[str, str]]:
-    """The explanations of the lecture shorthand that ``rules`` use, as small label lines."""
-    return [("small", text) for term, text in GLOSSARY.items() if any(term in r for r in rules)]
+from .labels import (
+    ACC_FILL,
+    FILL,
+    FOLDED_FILL,
+    MODULE_FILL,
+    OP_FILL,
+    PENDING_COLOR,
+    SAVED_COLOR,
+    STEP_FILL,
+    SUM_FILL,
+    ZERO_COLOR,
+    GradState,
+    glossary_lines,
+    grad_state,
+    html_label,
+    output_grad,
+    params_text,
+    values_text,
+)
+from .render import INSTALL_HINT, RenderError, have_dot, run_dot
+from .trace import Step, TensorNode, Trace, record_gradients, replay_backward
 
 
 class Picture(graphviz.Digraph):
@@ -86,98 +90,6 @@ class Picture(graphviz.Digraph):
             return {"image/svg+xml": self.pipe("svg", encoding="utf-8")}
         except RenderError as e:  # never hang or crash a notebook cell: say what happened
             return {"text/plain": str(e)}
-
-
-# --------------------------------------------------------------------------- text
-
-
-def _num(v: float) -> str:
-    return f"{v + 0.0:.4g}".replace("-", "−")  # + 0.0 turns -0.0 into 0.0
-
-
-def values_text(a: np.ndarray | None, gone: str = "(freed by backward)") -> str:
-    """Up to 8 elements as values, more as min / mean / max; ``gone`` where there are none."""
-    if a is None:
-        return gone
-    if a.size == 0:
-        return "empty"
-    if a.dtype.kind == "b":
-        a = a.astype(np.int8)
-    if a.size <= 8:
-        flat = ", ".join(_num(float(v)) for v in a.reshape(-1))
-        return flat if a.ndim == 0 else f"[{flat}]"
-    a = a.astype(np.float64, copy=False)
-    return f"min {_num(float(a.min()))}  mean {_num(float(a.mean()))}  max {_num(float(a.max()))}"
-
-
-def _params_text(params: dict) -> str:
-    parts = []
-    for k, v in params.items():
-        if v is None or k == "dtype":
-            continue
-        text = shape_str(v.shape) + " array" if hasattr(v, "shape") and not np.isscalar(v) else repr(v)
-        parts.append(f"{k}={text if len(text) <= 24 else text[:21] + '...'}")
-    return ", ".join(parts)
-
-
-def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def output_grad(arrived: Any, t: TensorNode) -> Any:
-    """The gradient that arrived at the op that made ``t``, for ``t`` alone: the op's one
-    gradient, or for an op with several outputs, that output's (None where no path used it)."""
-    return arrived[t.tensor.output_nr] if isinstance(arrived, tuple) else arrived
-
-
-def _html(lines: list[tuple[str, str]]) -> str:
-    """An HTML-like Graphviz label from (style, text) lines: style "b", "i", "" or a colour."""
-    out = []
-    for style, text in lines:
-        text = _esc(text)
-        if style == "b":
-            text = f"<B>{text}</B>"
-        elif style == "i":
-            text = f"<I>{text}</I>"
-        elif style.startswith("#"):
-            text = f'<FONT COLOR="{style}">{text}</FONT>'
-        elif style.startswith("small"):
-            text = f'<FONT POINT-SIZE="9" COLOR="{PENDING_COLOR}">{text}</FONT>'
-        out.append(text)
-    return "<" + "<BR/>".join(out) + ">"
-
-
-# --------------------------------------------------------------------------- gradient states
-
-
-@dataclass
-class GradState:
-    """What a tensor's gradient box says: kind is none, pending, zero, value or not-kept."""
-
-    kind: str
-    text: str = ""
-
-    @property
-    def color(self) -> str:
-        return {"value": GRAD_COLOR, "zero": ZERO_COLOR}.get(self.kind, PENDING_COLOR)
-
-
-def grad_state(t: Any, backward_ran: bool, known: np.ndarray | None = None) -> GradState:
-    """The state of ``t``'s gradient: from ``known`` (a replayed backward) or from ``t.grad``."""
-    if not getattr(t, "requires_grad", False):
-        return GradState("none")
-    g = known if known is not None else (t.grad.numpy() if t.grad is not None else None)
-    if g is not None:
-        if not np.any(g):
-            return GradState("zero", f"∂L/∂· = 0 everywhere {shape_str(g.shape)}")
-        return GradState("value", "∂L/∂· " + values_text(g))
-    if t.grad_fn is not None and not backward_ran:
-        return GradState("pending", "∂L/∂· not computed yet")
-    if t.grad_fn is not None:
-        return GradState("not-kept", "∂L/∂· computed, not kept (call .retain_grad())")
-    if backward_ran:
-        return GradState("none", "no gradient reached it")
-    return GradState("pending", "∂L/∂· not computed yet")
 
 
 # --------------------------------------------------------------------------- the picture
@@ -248,18 +160,18 @@ class Drawing:
                 attrs["style"] = "filled,rounded,dashed"
             elif state.kind == "zero":
                 attrs["color"] = ZERO_COLOR
-        g.node(t.id, _html(lines), shape="box", **attrs)
+        g.node(t.id, html_label(lines), shape="box", **attrs)
 
     def unit_node(self, g: Any, u: Unit) -> None:
         if u.module is None:
             op = u.ops[0]
             lines = [("b", op.name)]
-            params = _params_text(op.ctx.params)
+            params = params_text(op.ctx.params)
             if params:
                 lines.append(("", params))
             if op.scope:
                 lines.append(("small", op.scope))
-            g.node(u.id, _html(lines), shape="ellipse", style="filled", fillcolor=OP_FILL)
+            g.node(u.id, html_label(lines), shape="ellipse", style="filled", fillcolor=OP_FILL)
             return
         lines = [("b", u.title()), ("", f"out {shape_str(tuple(u.output.tensor.shape))}")]
         if not u.folded:
@@ -272,7 +184,8 @@ class Drawing:
             count += f", {params:,} parameter tensors" if params else ""
             count += f" in {u.repeat} blocks" if u.repeat > 1 else ""
         lines.append(("small", count))
-        g.node(u.id, _html(lines), shape="box3d", style="filled", fillcolor=FOLDED_FILL if u.folded else MODULE_FILL)
+        g.node(u.id, html_label(lines), shape="box3d", style="filled",
+               fillcolor=FOLDED_FILL if u.folded else MODULE_FILL)
 
     def forward(self, g: Any) -> None:
         """Tensor boxes and op ellipses (or module boxes), data flowing from inputs to output."""
@@ -334,7 +247,7 @@ class Drawing:
         edge = _mirrored_edge(g) if mirror else g.edge
         out = self.tr.output
         seed_text = "∂L/∂L = 1" if out.tensor.size == 1 else f"∂L/∂y = ones {shape_str(tuple(out.tensor.shape))}"
-        g.node("seed", _html([("b", seed_text), ("small", out.label)]), shape="box", style="filled,rounded",
+        g.node("seed", html_label([("b", seed_text), ("small", out.label)]), shape="box", style="filled,rounded",
                fillcolor=FILL["output"])
         steps = self.step_units()
         if not steps:
@@ -362,7 +275,7 @@ class Drawing:
         if op is not None and op.unbroadcast(i) is not None:
             node = f"s{op.id}_{i}"
             full = shape_str(op.unbroadcast(i))
-            g.node(node, _html([("b", "SumTo"), ("", f"{full} → {shape}"), ("small", "sum over broadcast axes")]),
+            g.node(node, html_label([("b", "SumTo"), ("", f"{full} → {shape}"), ("small", "sum over broadcast axes")]),
                    shape="box", style="filled", fillcolor=SUM_FILL)
             edge(tail, node, **{**attrs, "label": full})
             tail = node
@@ -406,7 +319,7 @@ class Drawing:
             lines += mark[1]
         if frame is not None:
             attrs.update(frame.step_style(u))
-        g.node("b" + u.id, _html(lines), shape="box", **attrs)
+        g.node("b" + u.id, html_label(lines), shape="box", **attrs)
 
     def leaf_grad_node(self, g: Any, t: TensorNode, frame: Frame | None) -> None:
         known = frame.leaf_grad(t) if frame is not None else None
@@ -420,7 +333,7 @@ class Drawing:
             attrs["style"] = "filled,rounded,dashed"
         elif state.kind == "zero":
             attrs["color"] = ZERO_COLOR
-        g.node("g" + t.id, _html(lines), shape="box", **attrs)
+        g.node("g" + t.id, html_label(lines), shape="box", **attrs)
 
     def grad_edge(self, use: tuple[Unit, int] | None, t: TensorNode, frame: Frame | None,
                   summed: bool = False) -> dict:
@@ -492,7 +405,7 @@ class Drawing:
                                    "sections": [("gradient", gradient)]}
         for u in self.units:
             rules = [r for op in u.ops[:1] for r in op.ctx.rule_lines()] if len(u.ops) == 1 else []
-            lines = [f"{len(u.ops):,} ops" if len(u.ops) > 1 else _params_text(u.ops[0].ctx.params)]
+            lines = [f"{len(u.ops):,} ops" if len(u.ops) > 1 else params_text(u.ops[0].ctx.params)]
             lines += [f"module {u.module}"] if u.module else ([f"module {u.ops[0].scope}"] if u.ops[0].scope else [])
             inputs = "\n".join(f"{t.label}: {shape_str(tuple(t.tensor.shape))}" for t in u.inputs)
             params = "\n".join(f"{t.label}: {shape_str(tuple(t.tensor.shape))}" for t in u.absorbed[:50])
@@ -607,117 +520,3 @@ class Frame:
                 g = self.drawing.sent[(op.id, i)]
                 total = g.copy() if total is None else total + g
         return total
-
-
-# --------------------------------------------------------------------------- public
-
-
-def new_picture(name: str, rankdir: str, label: str = "", drawing: Drawing | None = None,
-                timeout: float | None = None) -> Picture:
-    """An empty picture with the house style: fonts, the layout direction and a caption."""
-    if rankdir not in ("TB", "LR", "BT", "RL"):
-        raise ArgumentError(f"visual: rankdir must be \"TB\", \"LR\", \"BT\" or \"RL\", got {rankdir!r}")
-    if timeout is not None and not timeout > 0:
-        raise ArgumentError(f"visual: timeout must be a number of seconds above 0, got {timeout!r}")
-    g = Picture(name)
-    g.drawing, g.timeout = drawing, timeout
-    g.attr(rankdir=rankdir, fontname="Helvetica", fontsize="11", newrank="true")
-    g.attr("node", fontname="Helvetica", fontsize="10")
-    g.attr("edge", fontname="Helvetica", fontsize="9")
-    if label:
-        g.attr(label=label, labelloc="t", fontsize="13")
-    return g
-
-
-def forward_graph(output: Any, collapse: str | None = None, collapse_depth: int | None = None,
-                  rankdir: str = "TB", fold: bool | int = True, timeout: float | None = None) -> Picture:
-    """The forward graph of ``output``: tensors (name, shape, values, gradient) and ops.
-
-    ``collapse="module"`` draws one node per ``nn.Module`` path (cut to ``collapse_depth``
-    parts when given); ``rankdir="LR"`` lays it out left to right. A graph too big to lay out
-    quickly is folded (see ``visual.fold``; ``fold=False`` draws every op, a number sets the
-    node limit); ``timeout`` bounds the seconds Graphviz may take.
-    """
-    drawing = Drawing(trace(output), collapse, collapse_depth, fold=fold, kind="forward")
-    g = new_picture("forward", rankdir, drawing.note, drawing, timeout)
-    drawing.forward(g)
-    return g
-
-
-def backward_graph(output: Any, collapse: str | None = None, collapse_depth: int | None = None,
-                   rankdir: str = "TB", flow: bool = False, fold: bool | int = True,
-                   timeout: float | None = None) -> Picture:
-    """The backward graph: one node per backward step with its derivative rule, gradient edges.
-
-    ``flow=True`` sets each edge's width and colour by log10‖gradient‖ (a replayed backward
-    on the retained graph supplies them; ``.grad`` values are left as they were).
-    """
-    drawing = Drawing(trace(output), collapse, collapse_depth, flow=flow, fold=fold, kind="backward")
-    g = new_picture("backward", rankdir, drawing.note, drawing, timeout)
-    drawing.backward(g)
-    return g
-
-
-def both_graph(output: Any, collapse: str | None = None, collapse_depth: int | None = None,
-               rankdir: str = "TB", flow: bool = False, drawing: Drawing | None = None,
-               frame: Frame | None = None, label: str = "", fold: bool | int = True,
-               timeout: float | None = None) -> Picture:
-    """Forward and mirrored backward graph side by side, each backward step on the row of its
-    forward op, with dashed lines from each saved value to the step that reads it."""
-    drawing = drawing or Drawing(trace(output), collapse, collapse_depth, flow=flow, fold=fold, kind="both")
-    g = new_picture("both", rankdir, label or drawing.note, drawing, timeout)
-    with g.subgraph(name="cluster_forward") as f:
-        f.attr(label="forward", color="#9ca3af", style="rounded")
-        drawing.forward(f)
-    with g.subgraph(name="cluster_backward") as b:
-        b.attr(label="backward", color="#fca5a5", style="rounded")
-        drawing.backward(b, mirror=True, frame=frame)
-    drawing.bridges(g)
-    drawing.align(g)
-    return g
-
-
-def draw(output: Any, kind: str = "forward", collapse: str | None = None, **options: Any) -> Picture:
-    """``kind="forward" | "backward" | "both"`` picture of ``output``'s graph as a Digraph.
-
-    Options: ``collapse_depth``, ``rankdir`` ("TB" or "LR"), ``flow`` (backward, both),
-    ``fold`` (True: fold a graph too big to lay out quickly; False: draw every op; a number:
-    the node limit) and ``timeout`` (seconds Graphviz may take).
-    """
-    if kind == "forward":
-        options.pop("flow", None)
-        return forward_graph(output, collapse=collapse, **options)
-    if kind == "backward":
-        return backward_graph(output, collapse=collapse, **options)
-    if kind == "both":
-        return both_graph(output, collapse=collapse, **options)
-    raise ArgumentError(f"visual.draw: kind must be one of {KINDS}, got {kind!r}")
-
-
-def save(output: Any, path: str | os.PathLike, kind: str = "forward", format: str | None = None,
-         collapse: str | None = None, **options: Any) -> str:
-    """Write the picture to ``path`` as svg, png, pdf, dot or html (default: from the file's suffix).
-
-    A path without a suffix gets the format's; a suffix that is no known format is an error.
-    Returns the path written. svg, png and pdf need Graphviz's ``dot`` program; dot does not,
-    and html (one page with pan, zoom and a click on a node for its arrays and rule) draws in
-    the browser where ``dot`` is missing. ``options`` as for ``draw``; html also takes
-    ``viz_js`` (a URL, file or folder of @viz-js/viz; see ``visual.page``).
-    """
-    format, path = check_format(path, format)
-    viz_js = options.pop("viz_js", None)
-    g = draw(output, kind=kind, collapse=collapse, **options)
-    if format in ("svg", "png", "pdf"):
-        data = g.pipe(format=format)  # before any file is made: a missing dot leaves nothing behind
-    elif format == "html":
-        from .page import picture_page
-
-        data = picture_page(g, title=f"{kind} graph of {g.drawing.tr.output.label}", viz_js=viz_js).encode("utf-8")
-    else:
-        data = g.source.encode("utf-8")
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    return path

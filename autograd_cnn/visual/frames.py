@@ -13,8 +13,10 @@ import os
 from typing import Any
 
 from ..errors import ArgumentError, GraphError, shape_str
-from .dot import Drawing, Frame, glossary_lines, new_picture, values_text
+from .dot import Drawing, Frame
+from .labels import glossary_lines, values_text
 from .page import node_details, page
+from .pictures import new_picture
 from .render import file_path
 from .trace import record_gradients, trace
 
@@ -62,7 +64,7 @@ def backprop_frames(loss: Any, folder: str | os.PathLike, format: str = "svg", k
 def frame_graph(drawing: Drawing, frame: Frame, kind: str, rankdir: str, caption: str) -> Any:
     """One frame: the backward (or both) graph in the state of ``frame``."""
     if kind == "both":
-        from .dot import both_graph
+        from .pictures import both_graph
 
         return both_graph(None, drawing=drawing, frame=frame, rankdir=rankdir, label=caption)
     g = new_picture("backward", rankdir, caption)

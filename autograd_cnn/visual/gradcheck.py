@@ -18,7 +18,8 @@ from .. import autograd
 from ..creation import tensor
 from ..errors import GraphError
 from ..tensor import Tensor
-from .dot import Drawing, Picture, new_picture
+from .dot import Drawing, Picture
+from .pictures import new_picture
 from .trace import trace
 
 OK_FILL, BAD_FILL, SKIP_FILL = "#bbf7d0", "#fca5a5", "#f3f4f6"

@@ -18,7 +18,9 @@ from ..autograd import no_grad
 from ..creation import zeros
 from ..errors import ArgumentError, ShapeError, shape_str
 from ..tensor import Tensor
-from .dot import MODULE_FILL, Picture, new_picture
+from .dot import Picture
+from .labels import MODULE_FILL
+from .pictures import new_picture
 
 INPUT_FILL = "#dbeafe"
 

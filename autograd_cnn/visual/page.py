@@ -10,7 +10,7 @@ refuses a changed file. ``AUTOGRAD_CNN_VIZ_JS`` (or ``viz_js=``) names another U
 file or folder of the package, whose script is then written into the page (offline use).
 No third-party code ships with this package.
 
-Everything a tensor's name reaches is escaped: the labels in DOT (``dot._html``), the page's
+Everything a tensor's name reaches is escaped: the labels in DOT (``labels.html_label``), the page's
 data (JSON with ``<``, ``>`` and ``&`` written as escapes) and the click panel (set as text).
 """
 from __future__ import annotations
