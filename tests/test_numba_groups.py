@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba_compare import assert_same
 
 import autograd_cnn as ag
 import autograd_cnn.functional as F
@@ -18,24 +19,8 @@ DTYPES = [np.float32, np.float64]
 RNG = np.random.default_rng(11)
 
 
-def _on_both(fn, arrays: list, dtype) -> list:
-    """fn's output and its inputs' gradients (of a weighted sum of the output) on numpy and numba."""
-    results = []
-    for backend in ("numpy", "numba"):
-        inputs = [ag.tensor(a.astype(dtype), requires_grad=True, backend=backend) for a in arrays]
-        y = fn(*inputs)
-        assert y.backend_object == backend
-        weights = ag.tensor(np.linspace(-1, 1, y.size).reshape(y.shape).astype(dtype), backend=backend)
-        (y * weights).sum().backward()
-        results.append([y.numpy()] + [t.grad.numpy() for t in inputs])
-    return results
-
-
 def _assert_same(fn, arrays: list, dtype) -> None:
-    reference, compiled = _on_both(fn, arrays, dtype)
-    for ref, got in zip(reference, compiled):
-        assert got.dtype == ref.dtype and got.shape == ref.shape
-        np.testing.assert_allclose(got, ref, **TOLERANCE[dtype])
+    assert_same(fn, arrays, dtype, TOLERANCE)
 
 
 GROUPED = [  # (x shape, weight shape, keyword arguments): depthwise first, then more channels per group
