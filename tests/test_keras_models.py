@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from slides_models import lecture_cnn
 
 import autograd_cnn as ag
 from autograd_cnn import keras
@@ -17,19 +18,6 @@ from autograd_cnn.keras import layers
 def _real_keras():
     os.environ.setdefault("KERAS_BACKEND", "torch")
     return pytest.importorskip("keras")
-
-
-def lecture_cnn(lib, pool: bool = True):
-    """The slides' convnet, written as on the slides, in ``lib`` (ours or Keras)."""
-    inputs = lib.Input(shape=(28, 28, 1))
-    x = lib.layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
-    x = lib.layers.MaxPool2D(pool_size=2)(x) if pool else x
-    x = lib.layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
-    x = lib.layers.MaxPool2D(pool_size=2)(x) if pool else x
-    x = lib.layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
-    x = lib.layers.Flatten()(x)
-    outputs = lib.layers.Dense(10, activation="softmax")(x)
-    return lib.Model(inputs=inputs, outputs=outputs)
 
 
 def dag(lib):

@@ -9,6 +9,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported: CI 
 
 import numpy as np
 import pytest
+from slides_models import lecture_cnn
 
 K = pytest.importorskip("keras")
 
@@ -302,18 +303,7 @@ def test_parameter_counts_of_the_slides_models():
     for sizes, total in (((512, 10), 407_050), ((800, 400, 10), 952_410)):
         assert dense(keras, sizes).count_params() == dense(K, sizes).count_params() == total
     for pooling, total in ((True, 104_202), (False, 712_202)):
-        counts = []
-        for lib in (K, keras):
-            inputs = lib.Input(shape=(28, 28, 1))
-            x = lib.layers.Conv2D(filters=32, kernel_size=3, activation="relu")(inputs)
-            x = lib.layers.MaxPool2D(pool_size=2)(x) if pooling else x
-            x = lib.layers.Conv2D(filters=64, kernel_size=3, activation="relu")(x)
-            x = lib.layers.MaxPool2D(pool_size=2)(x) if pooling else x
-            x = lib.layers.Conv2D(filters=128, kernel_size=3, activation="relu")(x)
-            x = lib.layers.Flatten()(x)
-            outputs = lib.layers.Dense(10, activation="softmax")(x)
-            counts.append(lib.Model(inputs=inputs, outputs=outputs).count_params())
-        assert counts == [total, total]
+        assert [lecture_cnn(lib, pooling).count_params() for lib in (K, keras)] == [total, total]
 
 
 def test_a_graph_of_shared_and_merging_layers_both_ways(tmp_path):
