@@ -56,15 +56,13 @@ def input_parts(op: str, model: Any, x: Any) -> list | None:
                         f"{len(names)} arrays in that order, or a dict by input name; got {got}")
 
 
-def _named_parts(op: str, model: Any, x: Any) -> list[tuple[str, Any]]:
-    """(name for messages, array) for each model input: ("x", x) alone for a model of one input."""
+def _named_parts(op: str, model: Any, x: Any) -> tuple[bool, list[tuple[str, Any]]]:
+    """Whether the model takes several inputs, and (name for messages, array) for each of them:
+    ("x", x) alone for a model of one input."""
     parts = input_parts(op, model, x)
-    return [("x", x)] if parts is None else list(zip(_input_labels(op, model, x), parts))
-
-
-def _input_labels(op: str, model: Any, x: Any) -> list[str]:
-    parts = input_parts(op, model, x)
-    return ["x"] if parts is None else [f"x[{name!r}]" for name in model.input_names]
+    if parts is None:
+        return False, [("x", x)]
+    return True, [(f"x[{name!r}]", part) for name, part in zip(model.input_names, parts)]
 
 
 def batch_count(op: str, model: Any, x: Any) -> int:
@@ -77,7 +75,8 @@ def split_off(op: str, model: Any, x: Any, y: Any, fraction: float) -> tuple[Any
     """(x, y) without their last ``fraction``, and that fraction as validation data (Keras's
     validation_split: the split falls before shuffling). For a model of several inputs, each
     input's array is split so."""
-    parts = [samples(op, name, part) for name, part in _named_parts(op, model, x)]
+    several, named = _named_parts(op, model, x)
+    parts = [samples(op, name, part) for name, part in named]
     y = samples(op, "y", y)
     n = len(y)
     keep = int(math.floor(n * (1.0 - fraction)))
@@ -85,7 +84,7 @@ def split_off(op: str, model: Any, x: Any, y: Any, fraction: float) -> tuple[Any
         raise ArgumentError(f"{op}: validation_split={fraction} of {n} samples leaves "
                             f"{'no training' if keep == 0 else 'no validation'} samples; use a fraction that "
                             "leaves both at least one")
-    if input_parts(op, model, x) is None:
+    if not several:
         return parts[0][:keep], y[:keep], (parts[0][keep:], y[keep:])
     return [p[:keep] for p in parts], y[:keep], ([p[keep:] for p in parts], y[keep:])
 
@@ -105,12 +104,12 @@ class Batches:
         self.dtype = param.dtype if param is not None else np.dtype("float32")
         batch_size = checks.integer(op, "batch_size", batch_size, minimum=1)
         # One source per model input: x itself, or for a model of several inputs each of x's arrays.
-        self.several = input_parts(op, model, x) is not None
-        self.xs = [_source(op, name, part) for name, part in _named_parts(op, model, x)]
+        self.several, named = _named_parts(op, model, x)
+        self.xs = [_source(op, name, part) for name, part in named]
         self.x, self.x_backend = self.xs[0]
         self.y, self.y_backend = _source(op, "y", y, sparse) if y is not None else (None, None)
         n = len(self.x)
-        for name, (part, _) in zip(_input_labels(op, model, x), self.xs):
+        for (name, _), (part, _) in zip(named, self.xs):
             if len(part) != n:
                 raise ShapeError(f"{op}: every input must hold the same number of samples, got "
                                  f"{shape_str(self.x.shape)} for the first and {shape_str(part.shape)} for {name}")
