@@ -49,7 +49,7 @@ def plot_model(model: Any, to_file: str | os.PathLike = "model.png", show_shapes
     available). png, svg and pdf need Graphviz's ``dot`` program.
     """
     from ..visual.layers import layer_graph
-    from ..visual.render import check_format
+    from ..visual.render import check_format, write_file
 
     unknown = sorted(set(kwargs) - {"splines"})  # Keras's edge style: the house style draws its own
     if unknown:
@@ -65,12 +65,7 @@ def plot_model(model: Any, to_file: str | os.PathLike = "model.png", show_shapes
                           show_dtype=show_dtype, show_layer_activations=show_layer_activations,
                           show_trainable=show_trainable, rankdir=rankdir,
                           dpi=dpi if format == "png" else None)
-    data = picture.source.encode("utf-8") if format == "dot" else picture.pipe(format)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
+    write_file(path, picture.source.encode("utf-8") if format == "dot" else picture.pipe(format))
     return picture
 
 

@@ -39,7 +39,7 @@ from .labels import (
     params_text,
     values_text,
 )
-from .render import INSTALL_HINT, RenderError, have_dot, run_dot
+from .render import INSTALL_HINT, RenderError, have_dot, run_dot, write_file
 from .trace import Step, TensorNode, Trace, record_gradients, replay_backward
 
 
@@ -68,15 +68,10 @@ class Picture(graphviz.Digraph):
         path = os.path.join(os.fspath(directory or self.directory or ""), os.fspath(filename or self.filename))
         outfile = kwargs.get("outfile")
         target = os.fspath(outfile) if outfile is not None else f"{path}.{format}"
-        data = self.pipe(format)
-        folder = os.path.dirname(target)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
+        data = self.pipe(format)  # before any file is made: a failing dot leaves nothing behind
         if not cleanup and outfile is None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(self.source)
-        with open(target, "wb") as f:
-            f.write(data)
+            write_file(path, self.source.encode("utf-8"))
+        write_file(target, data)
         return target
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict:

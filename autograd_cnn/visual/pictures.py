@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import ArgumentError
 from .dot import Drawing, Frame, Picture
 from .labels import KINDS
-from .render import check_format
+from .render import check_format, write_file
 from .trace import trace
 
 
@@ -115,9 +115,5 @@ def save(output: Any, path: str | os.PathLike, kind: str = "forward", format: st
         data = picture_page(g, title=f"{kind} graph of {g.drawing.tr.output.label}", viz_js=viz_js).encode("utf-8")
     else:
         data = g.source.encode("utf-8")
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
+    write_file(path, data)
     return path

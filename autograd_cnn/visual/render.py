@@ -72,6 +72,15 @@ def run_dot(source: str, format: str, timeout: float | None = None, what: str = 
     return done.stdout
 
 
+def write_file(path: str, data: bytes) -> None:
+    """Write a picture's bytes to ``path``, making its folder first."""
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def file_path(what: str, name: str, path: Any) -> str:
     """``path`` (text or a ``pathlib.Path``) as a string; anything else an error naming ``what``."""
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
